@@ -1,0 +1,345 @@
+//! Backends: where secrets live.
+//!
+//! A backend answers one [`Backend::fetch`] call with many [`FetchRequest`]s so that it can batch (AWS
+//! `BatchGetSecretValue`) or fan out concurrently (Vault). Each request gets its own [`FetchResult`], which
+//! tells found, not found, forbidden, unavailable and other failures apart: the loader falls back to lower
+//! layers on some and not on others.
+//!
+//! Writes go through the separate [`AdminBackend`] trait so that the read path stays small.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+
+pub use crate::spec::VersionPin;
+
+pub mod memory;
+#[cfg(feature = "local")]
+pub mod local;
+
+pub use memory::MemoryBackend;
+
+/// One secret to read: a path and a version.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FetchRequest {
+    /// The backend path (an AWS SecretId, a Vault path under the mount, a local store path).
+    pub path: String,
+    /// Which version to read.
+    pub version: VersionPin,
+}
+
+impl FetchRequest {
+    /// A request for the current version of `path`.
+    pub fn current(path: impl Into<String>) -> Self {
+        FetchRequest {
+            path: path.into(),
+            version: VersionPin::Current,
+        }
+    }
+}
+
+/// The answer for one [`FetchRequest`].
+pub type FetchResult = Result<SecretPayload, FetchError>;
+
+/// A secret's value as a backend returned it.
+pub enum SecretValue {
+    /// Text: a plain string, or a JSON object whose properties are the secret's keys.
+    Text(SecretString),
+    /// Bytes (AWS `SecretBinary`).
+    Binary(SecretBox<Vec<u8>>),
+}
+
+impl SecretValue {
+    /// A text value.
+    pub fn text(s: impl Into<String>) -> Self {
+        SecretValue::Text(SecretString::from(s.into()))
+    }
+
+    /// A JSON object built from `(key, value)` pairs, as Vault and the local store hold it.
+    pub fn map<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+        let map: serde_json::Map<String, serde_json::Value> = pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), serde_json::Value::String(v.into())))
+            .collect();
+        SecretValue::Text(SecretString::from(serde_json::Value::Object(map).to_string()))
+    }
+
+    /// A binary value.
+    pub fn binary(bytes: Vec<u8>) -> Self {
+        SecretValue::Binary(SecretBox::new(Box::new(bytes)))
+    }
+
+    /// Compares two values in constant time per byte (used by tools to detect conflicts without showing them).
+    pub fn same_as(&self, other: &SecretValue) -> bool {
+        fn eq(a: &[u8], b: &[u8]) -> bool {
+            a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        }
+        match (self, other) {
+            (SecretValue::Text(a), SecretValue::Text(b)) => {
+                eq(a.expose_secret().as_bytes(), b.expose_secret().as_bytes())
+            }
+            (SecretValue::Binary(a), SecretValue::Binary(b)) => eq(a.expose_secret(), b.expose_secret()),
+            _ => false,
+        }
+    }
+}
+
+impl Clone for SecretValue {
+    fn clone(&self) -> Self {
+        match self {
+            SecretValue::Text(s) => SecretValue::Text(s.clone()),
+            SecretValue::Binary(b) => SecretValue::binary(b.expose_secret().clone()),
+        }
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretValue::Text(_) => f.write_str("Text([REDACTED])"),
+            SecretValue::Binary(_) => f.write_str("Binary([REDACTED])"),
+        }
+    }
+}
+
+/// A fetched secret: its value and which version it was.
+#[derive(Debug, Clone)]
+pub struct SecretPayload {
+    /// The value.
+    pub value: SecretValue,
+    /// The backend's version identifier, if it has one (AWS version id, Vault version number).
+    pub version: Option<String>,
+}
+
+impl SecretPayload {
+    /// A payload without version information.
+    pub fn new(value: SecretValue) -> Self {
+        SecretPayload { value, version: None }
+    }
+
+    /// Sets the version.
+    pub fn with_version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+}
+
+/// Why a backend could not return a secret. Never contains a secret value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}: {detail}")]
+pub struct FetchError {
+    /// The category, which decides whether the loader may fall back.
+    pub kind: FailureKind,
+    /// What the backend said, for people.
+    pub detail: String,
+}
+
+impl FetchError {
+    /// A failure of `kind` with a detail message.
+    pub fn new(kind: FailureKind, detail: impl Into<String>) -> Self {
+        FetchError {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    /// The secret does not exist.
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(FailureKind::NotFound, detail)
+    }
+
+    /// The backend could not be reached or did not answer.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(FailureKind::Unavailable, detail)
+    }
+}
+
+/// The category of a [`FetchError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The path (or the pinned version) does not exist.
+    NotFound,
+    /// The credentials lack permission (AWS AccessDenied, Vault 403).
+    Forbidden,
+    /// Network failure, timeout, sealed Vault, 5xx after retries.
+    Unavailable,
+    /// The backend throttled us and retries ran out.
+    Throttled,
+    /// The backend could not decrypt the secret (AWS KMS), or a local store failed authentication.
+    Decryption,
+    /// The secret exists but has the wrong shape (e.g. a `key` on a value that is not a JSON object).
+    Invalid,
+    /// Anything else.
+    Other,
+}
+
+impl FailureKind {
+    /// Whether a lower layer may supply the value instead (with a warning, unless the loader is strict).
+    ///
+    /// `NotFound` falls back silently; transient and permission problems fall back with a warning;
+    /// an invalid secret never falls back, because the source of truth is wrong.
+    pub fn is_outage(self) -> bool {
+        matches!(
+            self,
+            FailureKind::Unavailable | FailureKind::Throttled | FailureKind::Forbidden | FailureKind::Decryption
+        )
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FailureKind::NotFound => "not found",
+            FailureKind::Forbidden => "access denied",
+            FailureKind::Unavailable => "backend unavailable",
+            FailureKind::Throttled => "throttled",
+            FailureKind::Decryption => "decryption failed",
+            FailureKind::Invalid => "invalid secret",
+            FailureKind::Other => "backend error",
+        })
+    }
+}
+
+/// A store of secrets that skm can read.
+///
+/// # Example
+/// ```
+/// use skm_runtime::backend::{Backend, FetchRequest, MemoryBackend};
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let backend = MemoryBackend::new();
+/// backend.insert("auth/jwt", skm_runtime::backend::SecretValue::map([("secret", "s3cr3t")]));
+/// let results = backend.fetch(&[FetchRequest::current("auth/jwt"), FetchRequest::current("nope")]).await;
+/// assert!(results[0].is_ok());
+/// assert!(results[1].is_err());
+/// # });
+/// ```
+#[async_trait]
+pub trait Backend: Send + Sync + fmt::Debug {
+    /// A human name used in errors and provenance, e.g. `AWS Secrets Manager (eu-west-1)`.
+    fn name(&self) -> String;
+
+    /// Reads many secrets. Returns exactly one result per request, in the same order.
+    ///
+    /// A backend batches or fans out as its API allows; the loader calls this once per load.
+    async fn fetch(&self, requests: &[FetchRequest]) -> Vec<FetchResult>;
+}
+
+/// What to write with [`AdminBackend::put`].
+#[derive(Debug, Clone)]
+pub struct PutRequest {
+    /// The path to write.
+    pub path: String,
+    /// The new value (a new version if the path exists).
+    pub value: SecretValue,
+    /// Tags, where the backend supports them.
+    pub tags: Vec<(String, String)>,
+    /// A description, where the backend supports it.
+    pub description: Option<String>,
+    /// `true`: fail with [`AdminErrorKind::AlreadyExists`] if the path exists. Writes never silently overwrite.
+    pub create_only: bool,
+}
+
+impl PutRequest {
+    /// A put of `value` at `path` that creates or adds a version.
+    pub fn new(path: impl Into<String>, value: SecretValue) -> Self {
+        PutRequest {
+            path: path.into(),
+            value,
+            tags: Vec::new(),
+            description: None,
+            create_only: false,
+        }
+    }
+}
+
+/// One entry of [`AdminBackend::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListEntry {
+    /// The path.
+    pub path: String,
+    /// Last change, if known.
+    pub updated: Option<SystemTime>,
+}
+
+/// One version of a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionInfo {
+    /// The backend's version identifier.
+    pub id: String,
+    /// Labels: AWS staging labels, or `current` for the newest.
+    pub stages: Vec<String>,
+    /// When it was created, if known.
+    pub created: Option<SystemTime>,
+}
+
+/// How to delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeleteMode {
+    /// The backend's default (AWS: 30-day recovery window; Vault: soft delete of the latest version).
+    #[default]
+    Default,
+    /// Recoverable for this many days (AWS).
+    RecoveryDays(u32),
+    /// Gone for good.
+    Force,
+}
+
+/// An error from an [`AdminBackend`] operation. Never contains a secret value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind:?} on `{path}`: {detail}")]
+pub struct AdminError {
+    /// The category.
+    pub kind: AdminErrorKind,
+    /// The path concerned.
+    pub path: String,
+    /// What the backend said.
+    pub detail: String,
+}
+
+/// The category of an [`AdminError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AdminErrorKind {
+    /// The path does not exist.
+    NotFound,
+    /// `create_only` and the path exists, or a check-and-set failed.
+    AlreadyExists,
+    /// Permission denied.
+    Forbidden,
+    /// The backend could not be reached.
+    Unavailable,
+    /// The backend does not support this operation.
+    Unsupported,
+    /// Anything else.
+    Other,
+}
+
+impl AdminError {
+    /// An error of `kind` on `path`.
+    pub fn new(kind: AdminErrorKind, path: impl Into<String>, detail: impl Into<String>) -> Self {
+        AdminError {
+            kind,
+            path: path.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Writes and inspection, used by the `skm` tool. Separate from [`Backend`] so that the read path stays small.
+#[async_trait]
+pub trait AdminBackend: Backend {
+    /// Creates `path` or adds a new version of it. Returns the new version's id.
+    async fn put(&self, request: PutRequest) -> Result<String, AdminError>;
+
+    /// Paths starting with `prefix` (all paths for `""`), sorted.
+    async fn list(&self, prefix: &str) -> Result<Vec<ListEntry>, AdminError>;
+
+    /// Deletes `path`.
+    async fn delete(&self, path: &str, mode: DeleteMode) -> Result<(), AdminError>;
+
+    /// The versions of `path`, newest first.
+    async fn versions(&self, path: &str) -> Result<Vec<VersionInfo>, AdminError>;
+}

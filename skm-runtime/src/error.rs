@@ -1,0 +1,199 @@
+//! The one error type of skm, and the per-field report it carries.
+//!
+//! Nothing here ever holds a secret value: only names, paths, sources and reasons.
+
+use std::fmt;
+
+use crate::backend::FailureKind;
+
+/// Everything that can go wrong in skm.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// One or more declared secrets could not be loaded; every failing field is listed.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// skm is configured wrongly (an unknown `SKM_BACKEND`, a missing profile, a backend not compiled in...).
+    #[error("skm configuration: {0}")]
+    Config(String),
+    /// A `.env` file could not be read or parsed.
+    #[error("{0}")]
+    Dotenv(String),
+    /// A backend operation outside a load (tooling) failed.
+    #[error(transparent)]
+    Admin(#[from] crate::backend::AdminError),
+    /// A backend could not be set up (client construction, authentication).
+    #[error("{backend}: {detail}")]
+    Backend {
+        /// The backend's name.
+        backend: String,
+        /// What went wrong.
+        detail: String,
+    },
+}
+
+impl Error {
+    /// The per-field report, if this is a load failure.
+    pub fn as_load(&self) -> Option<&LoadError> {
+        match self {
+            Error::Load(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// A failed load: every field that could not be resolved, with what was tried.
+#[derive(Debug, Clone)]
+pub struct LoadError {
+    /// The struct being loaded.
+    pub struct_name: &'static str,
+    /// How many fields were declared.
+    pub declared: usize,
+    /// The failing fields, in declaration order.
+    pub fields: Vec<FieldError>,
+}
+
+impl std::error::Error for LoadError {}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "could not load {} of {} secrets of `{}`:",
+            self.fields.len(),
+            self.declared,
+            self.struct_name
+        )?;
+        for field in &self.fields {
+            write!(f, "\n  - {field}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One field that could not be resolved.
+#[derive(Debug, Clone)]
+pub struct FieldError {
+    /// Dotted field path (`db.url` for a flattened field).
+    pub field: String,
+    /// The backend path, if declared.
+    pub path: Option<String>,
+    /// The key inside the secret, if declared.
+    pub key: Option<String>,
+    /// The environment variable, if declared.
+    pub env: Option<String>,
+    /// The field's declared type.
+    pub type_name: &'static str,
+    /// Why the field failed, in one phrase.
+    pub reason: FieldProblem,
+    /// Every source consulted, in precedence order.
+    pub attempts: Vec<Attempt>,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "field `{}`", self.field)?;
+        let mut decl = Vec::new();
+        if let Some(p) = &self.path {
+            decl.push(format!("path `{p}`"));
+        }
+        if let Some(k) = &self.key {
+            decl.push(format!("key `{k}`"));
+        }
+        if let Some(e) = &self.env {
+            decl.push(format!("env `{e}`"));
+        }
+        if !decl.is_empty() {
+            write!(f, " ({})", decl.join(", "))?;
+        }
+        write!(f, ": {}", self.reason)?;
+        for a in &self.attempts {
+            write!(f, "\n      {a}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a field failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FieldProblem {
+    /// No source had a value.
+    Missing,
+    /// A source had a value that does not convert to the field's type.
+    WrongType {
+        /// The declared type.
+        expected: &'static str,
+        /// Where the value came from.
+        source: String,
+        /// What was wrong (never the value).
+        detail: String,
+    },
+    /// The backend failed and strict mode forbids falling back, or no fallback existed.
+    Backend(FailureKind),
+    /// The secret exists but cannot be used as declared (e.g. `key` on a value that is not a JSON object).
+    Invalid(String),
+}
+
+impl fmt::Display for FieldProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FieldProblem::Missing => f.write_str("missing: no source has a value"),
+            FieldProblem::WrongType {
+                expected,
+                source,
+                detail,
+            } => write!(f, "wrong type: the value from {source} is not a valid `{expected}` ({detail})"),
+            FieldProblem::Backend(kind) => write!(f, "{kind}"),
+            FieldProblem::Invalid(why) => write!(f, "invalid secret: {why}"),
+        }
+    }
+}
+
+/// What one source said about one field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// The source, e.g. `env var JWT_SECRET_KEY` or `memory: secret auth/jwt key secret`.
+    pub source: String,
+    /// What happened.
+    pub outcome: AttemptOutcome,
+}
+
+impl fmt::Display for Attempt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.source, self.outcome)
+    }
+}
+
+/// What a source said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AttemptOutcome {
+    /// The source had a value (shown as `found`, never the value).
+    Found,
+    /// The source had a value but a higher source won.
+    Shadowed,
+    /// The source had no value; the text says why (e.g. `not set`, `no such secret`).
+    Missing(String),
+    /// The source failed.
+    Failed {
+        /// The category.
+        kind: FailureKind,
+        /// Detail (never a value).
+        detail: String,
+    },
+    /// The source was not consulted; the text says why.
+    Skipped(String),
+}
+
+impl fmt::Display for AttemptOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttemptOutcome::Found => f.write_str("found"),
+            AttemptOutcome::Shadowed => f.write_str("found, but a higher source won"),
+            AttemptOutcome::Missing(why) => write!(f, "missing ({why})"),
+            AttemptOutcome::Failed { kind, detail } => write!(f, "{kind} ({detail})"),
+            AttemptOutcome::Skipped(why) => write!(f, "skipped ({why})"),
+        }
+    }
+}

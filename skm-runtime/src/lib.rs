@@ -1,0 +1,55 @@
+//! The runtime of [skm](https://docs.rs/skm): the load pipeline, layering and backends.
+//!
+//! Use it through the `skm` crate, which re-exports everything here together with `#[derive(Secrets)]`.
+//!
+//! # Contents
+//! - [`spec`]: the declarations the derive emits ([`Secrets`], [`StructSpec`]).
+//! - [`plan`]: which backend paths a load needs, each once.
+//! - [`backend`]: the [`Backend`](backend::Backend) trait, [`MemoryBackend`](backend::MemoryBackend) and
+//!   one module per backend.
+//! - [`Loader`]: fetch, layer (backend → env → `.env` → default) through figment, extract typed values.
+//! - [`detect`]: backend auto-detection from `SKM_BACKEND`, `AWS_REGION`, `VAULT_ADDR`.
+//! - [`Error`]: one error listing every failing field; never a secret value.
+//! - [`conformance`]: the test suite every backend passes.
+//!
+//! # Cargo features
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `local` | yes | the local encrypted store |
+//! | `aws` | no | AWS Secrets Manager |
+//! | `vault` | no | HashiCorp Vault / OpenBao KV |
+#![deny(missing_docs)]
+
+pub mod backend;
+pub mod conformance;
+mod de;
+pub mod detect;
+pub mod error;
+mod layer;
+mod load;
+pub mod plan;
+pub mod spec;
+
+pub use error::{Attempt, AttemptOutcome, Error, FieldError, FieldProblem, LoadError};
+pub use layer::Layer;
+pub use load::{Loaded, Loader, Origin, Provenance};
+#[doc(hidden)]
+pub use load::Values;
+pub use spec::{FieldKind, FieldSpec, ResolvedField, SecretSpec, Secrets, StructSpec, VersionPin};
+
+use secrecy::SecretBox;
+use zeroize::Zeroize;
+
+/// A type that keeps a secret: `SecretString` (which is `SecretBox<str>`), `SecretBox<T>`, or an `Option` of those.
+///
+/// `#[derive(Secrets)]` requires it of every field not marked `plain`, so that a secret never sits in a plain
+/// `String` by accident.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a secret type, so this field could leak its value",
+    label = "not a secret type",
+    note = "use `SecretString` or `SecretBox<{Self}>`; if the value is not secret, write `#[secret(..., plain)]`"
+)]
+pub trait SecretType {}
+
+impl<T: Zeroize + ?Sized> SecretType for SecretBox<T> where SecretBox<T>: Sized {}
+impl<T: SecretType> SecretType for Option<T> {}

@@ -1,0 +1,715 @@
+//! The load pipeline: spec → plan → fetch → layer → typed value.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use figment::Figment;
+use serde::de::DeserializeOwned;
+
+use crate::backend::{Backend, FailureKind, FetchError, FetchRequest, FetchResult, SecretValue};
+use crate::de::{self, Raw};
+use crate::error::{Attempt, AttemptOutcome, FieldError, FieldProblem, LoadError};
+use crate::layer::{DotenvFile, EnvSource, Found, Layer, Snapshot};
+use crate::plan::Plan;
+use crate::spec::{ResolvedField, Secrets};
+use crate::Error;
+use secrecy::ExposeSecret;
+
+/// Loads a [`Secrets`] struct from a backend, the process environment, a `.env` file and declared defaults.
+///
+/// Default precedence, highest first: backend → process env → `.env` → default ([`Layer::DEFAULT_ORDER`]).
+/// When the backend is unreachable (or denies access) and a lower layer has the value, the load succeeds
+/// and logs a warning; [`Loader::strict`] makes that an error. A secret that is *not found* in the
+/// backend falls back silently: env and `.env` are the intended fallbacks.
+///
+/// Loading never modifies the process environment.
+///
+/// # Example
+/// ```
+/// use skm_runtime::{Layer, Loader};
+/// use skm_runtime::backend::MemoryBackend;
+///
+/// let loader = Loader::new()
+///     .backend(MemoryBackend::new())
+///     .precedence([Layer::Env, Layer::Backend, Layer::Default]) // env overrides for local work
+///     .no_dotenv()
+///     .strict(true);
+/// assert_eq!(loader.backend_name().as_deref(), Some("memory"));
+/// ```
+#[derive(Clone)]
+pub struct Loader {
+    backend: Option<Arc<dyn Backend>>,
+    backend_reason: String,
+    order: Vec<Layer>,
+    dotenv: Option<PathBuf>,
+    env: EnvSource,
+    profile: Option<String>,
+    strict: bool,
+    deadline: Option<Duration>,
+}
+
+impl fmt::Debug for Loader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Loader")
+            .field("backend", &self.backend_name())
+            .field("backend_reason", &self.backend_reason)
+            .field("order", &self.order)
+            .field("dotenv", &self.dotenv)
+            .field("env", &self.env)
+            .field("profile", &self.profile)
+            .field("strict", &self.strict)
+            .field("deadline", &self.deadline)
+            .finish()
+    }
+}
+
+impl Default for Loader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Loader {
+    /// A loader with no backend: process env, `./.env` and defaults, in the default order.
+    pub fn new() -> Self {
+        Loader {
+            backend: None,
+            backend_reason: "no backend configured".into(),
+            order: Layer::DEFAULT_ORDER.to_vec(),
+            dotenv: Some(PathBuf::from(".env")),
+            env: EnvSource::Process,
+            profile: None,
+            strict: false,
+            deadline: None,
+        }
+    }
+
+    /// A loader whose backend is chosen from the environment, as `AppSecrets::load()` does.
+    ///
+    /// Reads `SKM_BACKEND` (`aws`, `vault`, `local`, `none`), which always wins; otherwise `AWS_REGION` or
+    /// `AWS_DEFAULT_REGION` selects AWS, `VAULT_ADDR` selects Vault, an existing local store selects it,
+    /// and else no backend is used. Also reads `SKM_PROFILE` (at load time), `SKM_DOTENV` (the `.env`
+    /// path; empty disables it) and `SKM_STRICT` (`1`/`true`). See [`crate::detect`] for the details.
+    ///
+    /// # Errors
+    /// `SKM_BACKEND` has an unknown value, names a backend this build lacks, or the backend cannot be set up.
+    pub async fn from_env() -> Result<Self, Error> {
+        let lookup = |name: &str| std::env::var(name).ok();
+        let choice = crate::detect::detect(&lookup)?;
+        tracing::info!(target: "skm", backend = %choice.kind, reason = %choice.reason, "skm backend selected");
+        let mut loader = Loader::new();
+        loader.backend = crate::detect::build(choice.kind).await?;
+        loader.backend_reason = choice.reason;
+        if let Some(path) = lookup("SKM_DOTENV") {
+            loader.dotenv = (!path.is_empty()).then(|| PathBuf::from(path));
+        }
+        if let Some(strict) = lookup("SKM_STRICT") {
+            loader.strict = matches!(strict.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on");
+        }
+        Ok(loader)
+    }
+
+    /// Uses `backend` as the backend layer.
+    pub fn backend(self, backend: impl Backend + 'static) -> Self {
+        self.backend_arc(Arc::new(backend))
+    }
+
+    /// Uses a shared backend as the backend layer.
+    pub fn backend_arc(mut self, backend: Arc<dyn Backend>) -> Self {
+        self.backend_reason = "set explicitly".into();
+        self.backend = Some(backend);
+        self
+    }
+
+    /// Removes the backend: only env, `.env` and defaults are used.
+    pub fn no_backend(mut self) -> Self {
+        self.backend = None;
+        self.backend_reason = "no backend configured".into();
+        self
+    }
+
+    /// The backend's name, if one is configured.
+    pub fn backend_name(&self) -> Option<String> {
+        self.backend.as_ref().map(|b| b.name())
+    }
+
+    /// The backend, if one is configured.
+    pub fn backend_ref(&self) -> Option<&Arc<dyn Backend>> {
+        self.backend.as_ref()
+    }
+
+    /// Sets the precedence, highest first. Layers left out are not consulted.
+    pub fn precedence(mut self, order: impl IntoIterator<Item = Layer>) -> Self {
+        let mut seen = HashSet::new();
+        self.order = order.into_iter().filter(|l| seen.insert(*l)).collect();
+        self
+    }
+
+    /// Reads `.env` from `path` instead of `./.env`. A missing file is fine.
+    pub fn dotenv(mut self, path: impl Into<PathBuf>) -> Self {
+        self.dotenv = Some(path.into());
+        self
+    }
+
+    /// Does not read any `.env` file.
+    pub fn no_dotenv(mut self) -> Self {
+        self.dotenv = None;
+        self
+    }
+
+    /// Reads environment variables from `vars` instead of the process environment.
+    pub fn env_vars<K: Into<String>, V: Into<String>>(mut self, vars: impl IntoIterator<Item = (K, V)>) -> Self {
+        self.env = EnvSource::Map(Arc::new(
+            vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+        ));
+        self
+    }
+
+    /// Sets the profile that replaces `{profile}` in prefixes (default: `SKM_PROFILE`).
+    pub fn profile(mut self, profile: impl Into<String>) -> Self {
+        self.profile = Some(profile.into());
+        self
+    }
+
+    /// Strict mode: a backend outage is an error even when a lower layer has the value.
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+
+    /// Bounds the backend fetch; past it, every backend path counts as unavailable.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Loads `T`.
+    ///
+    /// # Errors
+    /// [`Error::Load`] lists every field that could not be resolved, with the sources tried;
+    /// [`Error::Config`] and [`Error::Dotenv`] report set-up problems.
+    pub async fn load<T: Secrets>(&self) -> Result<T, Error> {
+        self.load_report().await.map(|l| l.value)
+    }
+
+    /// Loads `T` and reports where each field came from.
+    ///
+    /// # Errors
+    /// As [`Loader::load`].
+    pub async fn load_report<T: Secrets>(&self) -> Result<Loaded<T>, Error> {
+        let spec = T::spec();
+        let profile = self.profile.clone().or_else(|| self.env.get("SKM_PROFILE"));
+        if let Some(p) = &profile {
+            check_profile(p)?;
+        }
+        let fields = spec.resolve(profile.as_deref())?;
+        check_unique(&fields)?;
+
+        let fetched = self.fetch(&fields).await;
+        let dotenv = match (&self.dotenv, self.order.contains(&Layer::Dotenv)) {
+            (Some(path), true) => DotenvFile::read(path)?,
+            _ => None,
+        };
+
+        let sources = Sources {
+            loader: self,
+            fetched: &fetched,
+            dotenv: dotenv.as_ref(),
+        };
+        let mut resolutions = HashMap::new();
+        let mut warnings = Vec::new();
+        let mut origins = Vec::new();
+        let figment = sources.figment(&fields);
+        for field in &fields {
+            let res = sources.resolve(field, &figment, &mut warnings);
+            origins.push(match &res {
+                Resolution::Found { origin, .. } => origin.clone(),
+                _ => Origin {
+                    field: field.id.clone(),
+                    layer: None,
+                    source: "none".into(),
+                    location: String::new(),
+                },
+            });
+            resolutions.insert(field.id.clone(), res);
+        }
+
+        let mut values = Values {
+            resolutions: &resolutions,
+            scope: Vec::new(),
+            errors: Vec::new(),
+        };
+        let built = T::from_values(&mut values);
+        match built {
+            Some(value) if values.errors.is_empty() => Ok(Loaded {
+                value,
+                provenance: Provenance {
+                    backend: self.backend_name(),
+                    backend_reason: self.backend_reason.clone(),
+                    fields: origins,
+                    warnings,
+                },
+            }),
+            _ => Err(Error::Load(LoadError {
+                struct_name: spec.name,
+                declared: fields.len(),
+                fields: values.errors,
+            })),
+        }
+    }
+
+    async fn fetch(&self, fields: &[ResolvedField]) -> HashMap<FetchRequest, FetchResult> {
+        let Some(backend) = self.backend.as_ref().filter(|_| self.order.contains(&Layer::Backend)) else {
+            return HashMap::new();
+        };
+        let plan = Plan::new(fields);
+        if plan.is_empty() {
+            return HashMap::new();
+        }
+        let started = std::time::Instant::now();
+        let call = backend.fetch(&plan.requests);
+        let results = match self.deadline {
+            Some(d) => match tokio::time::timeout(d, call).await {
+                Ok(r) => r,
+                Err(_) => vec![Err(FetchError::unavailable(format!("deadline of {d:?} exceeded"))); plan.requests.len()],
+            },
+            None => call.await,
+        };
+        tracing::debug!(target: "skm", backend = %backend.name(), paths = plan.requests.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64, "fetched");
+        let results = if results.len() == plan.requests.len() {
+            results
+        } else {
+            let why = format!(
+                "backend returned {} results for {} requests",
+                results.len(),
+                plan.requests.len()
+            );
+            vec![Err(FetchError::new(FailureKind::Other, why)); plan.requests.len()]
+        };
+        plan.requests.into_iter().zip(results).collect()
+    }
+}
+
+fn check_profile(p: &str) -> Result<(), Error> {
+    let ok = !p.is_empty()
+        && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && p != "."
+        && p != "..";
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "invalid profile `{p}`: use letters, digits, `-`, `_` or `.` (e.g. SKM_PROFILE=prod)"
+        )))
+    }
+}
+
+/// Flattened structs can repeat a name the derive could not see; catch it before loading.
+fn check_unique(fields: &[ResolvedField]) -> Result<(), Error> {
+    let mut envs = HashMap::new();
+    let mut paths = HashMap::new();
+    for f in fields {
+        if let Some(e) = f.env {
+            if let Some(prev) = envs.insert(e, &f.id) {
+                return Err(Error::Config(format!(
+                    "fields `{prev}` and `{}` both read env var {e}: give each its own name",
+                    f.id
+                )));
+            }
+        }
+        if let Some(p) = &f.path {
+            if let Some(prev) = paths.insert((p.clone(), f.key, f.spec.version), &f.id) {
+                return Err(Error::Config(format!(
+                    "fields `{prev}` and `{}` both read path `{p}`{}: give each its own key",
+                    f.id,
+                    f.key.map(|k| format!(" key `{k}`")).unwrap_or_default()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A loaded struct and where each field came from.
+#[derive(Debug)]
+pub struct Loaded<T> {
+    /// The loaded struct.
+    pub value: T,
+    /// Where each field came from.
+    pub provenance: Provenance,
+}
+
+/// Where each field of a load came from. Never holds a value.
+#[derive(Debug, Clone)]
+pub struct Provenance {
+    /// The backend's name, if one was configured.
+    pub backend: Option<String>,
+    /// Why this backend (or none) was chosen.
+    pub backend_reason: String,
+    /// One entry per declared secret, in declaration order.
+    pub fields: Vec<Origin>,
+    /// Warnings raised during the load (e.g. a fallback because the backend was unreachable).
+    pub warnings: Vec<String>,
+}
+
+impl Provenance {
+    /// The origin of the field with dotted id `field` (`db.url` for a flattened field).
+    pub fn get(&self, field: &str) -> Option<&Origin> {
+        self.fields.iter().find(|o| o.field == field)
+    }
+}
+
+impl fmt::Display for Provenance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.backend {
+            Some(b) => writeln!(f, "backend: {b} ({})", self.backend_reason)?,
+            None => writeln!(f, "backend: none ({})", self.backend_reason)?,
+        }
+        let width = self.fields.iter().map(|o| o.field.len()).max().unwrap_or(0);
+        for o in &self.fields {
+            writeln!(f, "  {:width$}  {}", o.field, o)?;
+        }
+        for w in &self.warnings {
+            writeln!(f, "  warning: {w}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where one field's value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// Dotted field id.
+    pub field: String,
+    /// The layer that supplied the value; `None` for an optional field absent everywhere.
+    pub layer: Option<Layer>,
+    /// The source's name (`env var`, `.env file`, the backend's name, `default`).
+    pub source: String,
+    /// The location inside the source (`JWT_SECRET_KEY`, `./.env line 3`, `secret auth/jwt key secret`).
+    pub location: String,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.layer {
+            None => f.write_str("absent (None)"),
+            Some(_) => write!(f, "{}: {}", self.source, self.location),
+        }
+    }
+}
+
+/// What one layer said about one field.
+enum Lookup {
+    Found(Found, String),
+    Missing(String),
+    Failed(FailureKind, String),
+    Skipped(String),
+}
+
+/// The outcome for one field, consumed by the generated `from_values`.
+pub(crate) enum Resolution {
+    Found {
+        raw: Found,
+        origin: Origin,
+        field: ResolvedField,
+        attempts: Vec<Attempt>,
+    },
+    Absent,
+    Failed(FieldError),
+}
+
+struct Sources<'a> {
+    loader: &'a Loader,
+    fetched: &'a HashMap<FetchRequest, FetchResult>,
+    dotenv: Option<&'a DotenvFile>,
+}
+
+impl Sources<'_> {
+    fn source_name(&self, layer: Layer, field: &ResolvedField) -> String {
+        match layer {
+            Layer::Backend => {
+                let name = self.loader.backend_name().unwrap_or_else(|| "backend".into());
+                match (&field.path, field.key) {
+                    (Some(p), Some(k)) => format!("{name} secret `{p}` key `{k}`"),
+                    (Some(p), None) => format!("{name} secret `{p}`"),
+                    _ => name,
+                }
+            }
+            Layer::Env => format!("env var {}", field.env.unwrap_or("(none)")),
+            Layer::Dotenv => match &self.loader.dotenv {
+                Some(p) => format!(".env file {}", p.display()),
+                None => ".env file".into(),
+            },
+            Layer::Default => "declared default".into(),
+        }
+    }
+
+    fn lookup(&self, layer: Layer, field: &ResolvedField) -> Lookup {
+        match layer {
+            Layer::Backend => self.backend_lookup(field),
+            Layer::Env => match field.env {
+                None => Lookup::Skipped("no `env` declared".into()),
+                Some(name) => match self.loader.env.get(name) {
+                    Some(v) => Lookup::Found(Found::Text(v), name.to_string()),
+                    None => Lookup::Missing("not set".into()),
+                },
+            },
+            Layer::Dotenv => match (field.env, &self.loader.dotenv, self.dotenv) {
+                (None, _, _) => Lookup::Skipped("no `env` declared".into()),
+                (_, None, _) => Lookup::Skipped("disabled".into()),
+                (_, Some(_), None) => Lookup::Missing("no such file".into()),
+                (Some(name), Some(_), Some(file)) => match file.get(name) {
+                    Some((v, line)) => Lookup::Found(
+                        Found::Text(v.to_string()),
+                        format!("{} line {line}", file.path.display()),
+                    ),
+                    None => Lookup::Missing(format!("{name} not in file")),
+                },
+            },
+            Layer::Default => match field.spec.default {
+                Some(d) => Lookup::Found(Found::Text(d.to_string()), "#[secret(default = ...)]".into()),
+                None => Lookup::Skipped("none declared".into()),
+            },
+        }
+    }
+
+    fn backend_lookup(&self, field: &ResolvedField) -> Lookup {
+        let Some(path) = &field.path else {
+            return Lookup::Skipped("no `path` declared".into());
+        };
+        if self.loader.backend.is_none() {
+            return Lookup::Skipped(self.loader.backend_reason.clone());
+        }
+        let request = FetchRequest {
+            path: path.clone(),
+            version: field.spec.version,
+        };
+        let location = match field.key {
+            Some(k) => format!("secret {path} key {k}"),
+            None => format!("secret {path}"),
+        };
+        match self.fetched.get(&request) {
+            None => Lookup::Failed(FailureKind::Other, "not fetched".into()),
+            Some(Err(e)) if e.kind == FailureKind::NotFound => Lookup::Missing(e.detail.clone()),
+            Some(Err(e)) => Lookup::Failed(e.kind, e.detail.clone()),
+            Some(Ok(payload)) => match (&payload.value, field.key) {
+                (SecretValue::Text(t), None) => Lookup::Found(Found::Text(t.expose_secret().to_string()), location),
+                (SecretValue::Binary(b), None) => Lookup::Found(Found::Binary(b.expose_secret().clone()), location),
+                (SecretValue::Binary(_), Some(k)) => Lookup::Failed(
+                    FailureKind::Invalid,
+                    format!("`{path}` is binary, so key `{k}` cannot be read; remove `key` to read the bytes"),
+                ),
+                (SecretValue::Text(t), Some(k)) => extract_key(t.expose_secret(), path, k, location),
+            },
+        }
+    }
+
+    /// One figment provider per layer, merged lowest first so that higher layers win.
+    fn figment(&self, fields: &[ResolvedField]) -> Figment {
+        let mut figment = Figment::new();
+        for layer in self.loader.order.iter().rev() {
+            let source = match layer {
+                Layer::Dotenv => self.loader.dotenv.clone().map(figment::Source::File),
+                _ => None,
+            };
+            let name = match layer {
+                Layer::Backend => self.loader.backend_name().unwrap_or_else(|| "backend".into()),
+                Layer::Env => "env var".into(),
+                Layer::Dotenv => ".env file".into(),
+                Layer::Default => "default".into(),
+            };
+            let mut snapshot = Snapshot::new(name, source);
+            for field in fields {
+                if let Lookup::Found(value, location) = self.lookup(*layer, field) {
+                    snapshot.insert(&field.id, value, location);
+                }
+            }
+            figment = figment.merge(snapshot);
+        }
+        figment
+    }
+
+    fn resolve(&self, field: &ResolvedField, figment: &Figment, warnings: &mut Vec<String>) -> Resolution {
+        let mut attempts = Vec::new();
+        let mut winner: Option<Layer> = None;
+        let mut outage: Option<(FailureKind, String)> = None;
+        let mut invalid: Option<String> = None;
+        for layer in &self.loader.order {
+            let outcome = match self.lookup(*layer, field) {
+                Lookup::Found(..) if winner.is_some() => AttemptOutcome::Shadowed,
+                Lookup::Found(..) => {
+                    winner = Some(*layer);
+                    AttemptOutcome::Found
+                }
+                Lookup::Missing(why) => AttemptOutcome::Missing(why),
+                Lookup::Skipped(why) => AttemptOutcome::Skipped(why),
+                Lookup::Failed(kind, detail) => {
+                    if winner.is_none() {
+                        if kind == FailureKind::Invalid {
+                            invalid.get_or_insert_with(|| detail.clone());
+                        } else {
+                            outage.get_or_insert_with(|| (kind, detail.clone()));
+                        }
+                    }
+                    AttemptOutcome::Failed { kind, detail }
+                }
+            };
+            attempts.push(Attempt {
+                source: self.source_name(*layer, field),
+                outcome,
+            });
+        }
+
+        let fail = |reason: FieldProblem, attempts: Vec<Attempt>| {
+            Resolution::Failed(FieldError {
+                field: field.id.clone(),
+                path: field.path.clone(),
+                key: field.key.map(str::to_string),
+                env: field.env.map(str::to_string),
+                type_name: field.spec.type_name,
+                reason,
+                attempts,
+            })
+        };
+        if let Some(why) = invalid {
+            return fail(FieldProblem::Invalid(why), attempts);
+        }
+        if let Some((kind, detail)) = &outage {
+            if self.loader.strict {
+                return fail(FieldProblem::Backend(*kind), attempts);
+            }
+            if winner.is_some() || field.spec.optional {
+                let fallback = winner.map_or_else(|| "None".to_string(), |l| l.to_string());
+                tracing::warn!(target: "skm", field = %field.id, path = field.path.as_deref().unwrap_or(""),
+                    reason = %kind, detail = %detail, fallback = %fallback,
+                    "backend failed; using a lower layer");
+                warnings.push(format!(
+                    "field `{}`: backend {kind} ({detail}); used {fallback} instead",
+                    field.id
+                ));
+            }
+        }
+        let Some(layer) = winner else {
+            if field.spec.optional && outage.is_none() || field.spec.optional && !self.loader.strict {
+                return Resolution::Absent;
+            }
+            let reason = outage.map_or(FieldProblem::Missing, |(k, _)| FieldProblem::Backend(k));
+            return fail(reason, attempts);
+        };
+        // Figment merged the layers; its winner carries the metadata that names the source.
+        let (raw, origin) = match figment.find_value(&field.id) {
+            Ok(value) => {
+                let md = figment.get_metadata(value.tag());
+                let raw = match value {
+                    figment::value::Value::String(_, s) => Found::Text(s),
+                    other => Found::Binary(other.deserialize::<Vec<u8>>().unwrap_or_default()),
+                };
+                let origin = Origin {
+                    field: field.id.clone(),
+                    layer: Some(layer),
+                    source: md.map_or_else(|| layer.to_string(), |m| m.name.to_string()),
+                    location: md.map_or_else(String::new, |m| {
+                        m.interpolate(&figment::Profile::Default, &field.id.split('.').collect::<Vec<_>>())
+                    }),
+                };
+                (raw, origin)
+            }
+            Err(_) => return fail(FieldProblem::Missing, attempts),
+        };
+        Resolution::Found {
+            raw,
+            origin,
+            field: field.clone(),
+            attempts,
+        }
+    }
+}
+
+/// Reads property `key` of a JSON object secret. A non-object is an error, never a silent miss.
+fn extract_key(text: &str, path: &str, key: &str, location: String) -> Lookup {
+    let parsed: Result<serde_json::Map<String, serde_json::Value>, _> = serde_json::from_str(text);
+    match parsed {
+        Err(_) => Lookup::Failed(
+            FailureKind::Invalid,
+            format!("`{path}` is not a JSON object, so key `{key}` cannot be read; remove `key` to read the whole value"),
+        ),
+        Ok(map) => match map.get(key) {
+            None => Lookup::Missing(format!("`{path}` has no key `{key}`")),
+            Some(serde_json::Value::String(s)) => Lookup::Found(Found::Text(s.clone()), location),
+            Some(serde_json::Value::Null) => Lookup::Missing(format!("key `{key}` is null")),
+            // Numbers, booleans and nested objects keep their JSON text; the field's type parses it.
+            Some(other) => Lookup::Found(Found::Text(other.to_string()), location),
+        },
+    }
+}
+
+/// Resolved values handed to the generated `from_values`; records every failure.
+#[doc(hidden)]
+pub struct Values<'a> {
+    resolutions: &'a HashMap<String, Resolution>,
+    scope: Vec<&'static str>,
+    errors: Vec<FieldError>,
+}
+
+impl Values<'_> {
+    fn id(&self, field: &str) -> String {
+        let mut parts = self.scope.clone();
+        parts.push(field);
+        parts.join(".")
+    }
+
+    /// Converts the resolved value of `field` to `T`, recording a failure and returning `None` if it cannot.
+    pub fn take<T: DeserializeOwned>(&mut self, field: &'static str) -> Option<T> {
+        let id = self.id(field);
+        match self.resolutions.get(&id) {
+            None => None,
+            Some(Resolution::Failed(e)) => {
+                self.errors.push(e.clone());
+                None
+            }
+            Some(Resolution::Absent) => de::extract(Raw::Absent).ok(),
+            Some(Resolution::Found {
+                raw,
+                origin,
+                field,
+                attempts,
+            }) => {
+                let raw = match raw {
+                    Found::Text(s) => Raw::Text(s),
+                    Found::Binary(b) => Raw::Binary(b),
+                };
+                match de::extract::<T>(raw) {
+                    Ok(v) => Some(v),
+                    Err(detail) => {
+                        self.errors.push(FieldError {
+                            field: id,
+                            path: field.path.clone(),
+                            key: field.key.map(str::to_string),
+                            env: field.env.map(str::to_string),
+                            type_name: field.spec.type_name,
+                            reason: FieldProblem::WrongType {
+                                expected: field.spec.type_name,
+                                source: origin.to_string(),
+                                detail,
+                            },
+                            attempts: attempts.clone(),
+                        });
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// Builds the flattened struct `T` stored in `field`.
+    pub fn nested<T: Secrets>(&mut self, field: &'static str) -> Option<T> {
+        self.scope.push(field);
+        let value = T::from_values(self);
+        self.scope.pop();
+        value
+    }
+}

@@ -1,0 +1,227 @@
+//! Declarations: what `#[derive(Secrets)]` emits, readable without loading anything.
+//!
+//! A [`StructSpec`] is static data: tools (the `skm` CLI, `check`, `template`, `policy`) read it to know
+//! which secrets a service declares, where each lives and which environment variable backs it.
+
+use std::fmt;
+
+use crate::load::Values;
+
+/// A struct whose fields are secrets declared with `#[secret(...)]`.
+///
+/// Implemented by `#[derive(Secrets)]`; implementing it by hand is possible but rarely useful.
+///
+/// # Example
+/// With the derive (from the `skm` crate):
+/// ```ignore
+/// use skm::{Secrets, SecretString};
+///
+/// #[derive(Secrets)]
+/// struct AppSecrets {
+///     #[secret(path = "auth/jwt", key = "secret", env = "JWT_SECRET_KEY")]
+///     jwt_secret: SecretString,
+/// }
+///
+/// let spec = <AppSecrets as skm::Secrets>::spec();
+/// assert_eq!(spec.fields[0].name, "jwt_secret");
+/// ```
+/// The facade crate's documentation runs this example.
+pub trait Secrets: Sized {
+    /// The declarations of this struct, as static data.
+    fn spec() -> &'static StructSpec;
+
+    /// Builds the struct from resolved values.
+    ///
+    /// Returns `None` when a field failed; the failure is recorded in `values`, which keeps going so that
+    /// one load reports every failing field.
+    #[doc(hidden)]
+    fn from_values(values: &mut Values<'_>) -> Option<Self>;
+}
+
+/// The declarations of one struct.
+#[derive(Debug)]
+pub struct StructSpec {
+    /// The Rust name of the struct.
+    pub name: &'static str,
+    /// `#[secrets(prefix = "...")]`: prepended to every path, may contain `{profile}`.
+    pub prefix: Option<&'static str>,
+    /// The fields, in declaration order.
+    pub fields: &'static [FieldSpec],
+}
+
+/// One declared field.
+#[derive(Debug)]
+pub struct FieldSpec {
+    /// The Rust name of the field.
+    pub name: &'static str,
+    /// A secret, or a nested struct.
+    pub kind: FieldKind,
+}
+
+/// What a field holds.
+pub enum FieldKind {
+    /// A value loaded from the sources.
+    Secret(SecretSpec),
+    /// `#[secret(flatten)]`: a nested struct that itself derives `Secrets`.
+    Flatten(fn() -> &'static StructSpec),
+}
+
+impl fmt::Debug for FieldKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FieldKind::Secret(s) => f.debug_tuple("Secret").field(s).finish(),
+            FieldKind::Flatten(nested) => f.debug_tuple("Flatten").field(&nested().name).finish(),
+        }
+    }
+}
+
+/// Where one secret lives and how it is typed.
+pub struct SecretSpec {
+    /// The path in a backend (`auth/jwt`), before the struct's prefix.
+    pub path: Option<&'static str>,
+    /// The property inside the secret at `path` (a JSON key for AWS, a data key for Vault).
+    pub key: Option<&'static str>,
+    /// The environment / `.env` variable name.
+    pub env: Option<&'static str>,
+    /// The declared fallback value. Not shown by `Debug`: it may itself be sensitive.
+    pub default: Option<&'static str>,
+    /// The field is an `Option`: absent everywhere means `None`.
+    pub optional: bool,
+    /// `#[secret(plain)]`: a deliberately non-secret type such as `u16`.
+    pub plain: bool,
+    /// The field's type as written, e.g. `SecretBox<u16>`.
+    pub type_name: &'static str,
+    /// Which version of the secret to read.
+    pub version: VersionPin,
+}
+
+impl fmt::Debug for SecretSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretSpec")
+            .field("path", &self.path)
+            .field("key", &self.key)
+            .field("env", &self.env)
+            .field("has_default", &self.default.is_some())
+            .field("optional", &self.optional)
+            .field("plain", &self.plain)
+            .field("type_name", &self.type_name)
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+/// Which version of a secret a field reads.
+///
+/// Holds `&'static str` so that declarations can be `static`; tools that build a pin at run time leak the
+/// string once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[non_exhaustive]
+pub enum VersionPin {
+    /// The current version (AWS `AWSCURRENT`, Vault's latest).
+    #[default]
+    Current,
+    /// An AWS staging label such as `AWSPREVIOUS`.
+    Stage(&'static str),
+    /// An AWS version id.
+    Id(&'static str),
+    /// A numbered version (Vault KV v2, the local store).
+    Number(u64),
+}
+
+impl VersionPin {
+    /// Whether this is the current version.
+    pub fn is_current(&self) -> bool {
+        matches!(self, VersionPin::Current)
+    }
+}
+
+impl fmt::Display for VersionPin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VersionPin::Current => f.write_str("current"),
+            VersionPin::Stage(s) => write!(f, "stage {s}"),
+            VersionPin::Id(s) => write!(f, "version id {s}"),
+            VersionPin::Number(n) => write!(f, "version {n}"),
+        }
+    }
+}
+
+/// A declared secret with its nesting and prefixes resolved: what the loader and tools work on.
+#[derive(Debug, Clone)]
+pub struct ResolvedField {
+    /// Dotted field path from the outer struct, e.g. `db.url` for a flattened field.
+    pub id: String,
+    /// The full backend path (prefixes applied, `{profile}` substituted), if declared.
+    pub path: Option<String>,
+    /// The key inside the secret.
+    pub key: Option<&'static str>,
+    /// The environment variable name.
+    pub env: Option<&'static str>,
+    /// The declaration this came from.
+    pub spec: &'static SecretSpec,
+}
+
+impl StructSpec {
+    /// Every secret of this struct and its flattened children, with prefixes applied.
+    ///
+    /// `profile` replaces `{profile}` in prefixes.
+    ///
+    /// # Errors
+    /// A prefix uses `{profile}` and `profile` is `None`.
+    pub fn resolve(&self, profile: Option<&str>) -> Result<Vec<ResolvedField>, crate::Error> {
+        let mut out = Vec::new();
+        self.resolve_into("", &[], profile, &mut out)?;
+        Ok(out)
+    }
+
+    fn resolve_into(
+        &self,
+        id_prefix: &str,
+        prefixes: &[String],
+        profile: Option<&str>,
+        out: &mut Vec<ResolvedField>,
+    ) -> Result<(), crate::Error> {
+        let mut prefixes = prefixes.to_vec();
+        if let Some(p) = self.prefix {
+            prefixes.push(substitute_profile(p, profile, self.name)?);
+        }
+        for field in self.fields {
+            let id = if id_prefix.is_empty() {
+                field.name.to_string()
+            } else {
+                format!("{id_prefix}.{}", field.name)
+            };
+            match &field.kind {
+                FieldKind::Secret(spec) => {
+                    let path = spec.path.map(|p| {
+                        let mut parts: Vec<&str> = prefixes.iter().map(String::as_str).collect();
+                        parts.push(p);
+                        parts.join("/")
+                    });
+                    out.push(ResolvedField {
+                        id,
+                        path,
+                        key: spec.key,
+                        env: spec.env,
+                        spec,
+                    });
+                }
+                FieldKind::Flatten(nested) => nested().resolve_into(&id, &prefixes, profile, out)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+fn substitute_profile(prefix: &str, profile: Option<&str>, owner: &str) -> Result<String, crate::Error> {
+    if !prefix.contains("{profile}") {
+        return Ok(prefix.to_string());
+    }
+    match profile {
+        Some(p) => Ok(prefix.replace("{profile}", p)),
+        None => Err(crate::Error::Config(format!(
+            "`{owner}` has prefix `{prefix}`, which needs a profile: set SKM_PROFILE (e.g. SKM_PROFILE=dev) \
+             or call `Loader::profile(\"dev\")`"
+        ))),
+    }
+}

@@ -1,0 +1,77 @@
+//! Declare a service's secrets once, in a typed struct, and load them at startup from wherever they live.
+//!
+//! ```
+//! use skm::{ExposeSecret, Loader, Secrets, SecretBox, SecretString};
+//!
+//! #[derive(Secrets)]
+//! struct AppSecrets {
+//!     #[secret(path = "auth/jwt", key = "secret", env = "JWT_SECRET_KEY")]
+//!     jwt_secret: SecretString,
+//!     #[secret(path = "database/connection", key = "port", env = "DATABASE_PORT", default = "5432")]
+//!     database_port: SecretBox<u16>,
+//! }
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! // `AppSecrets::load()` detects the backend from the environment; here everything is explicit.
+//! let loader = Loader::new().no_dotenv().env_vars([("JWT_SECRET_KEY", "from-env")]);
+//! let loaded = loader.load_report::<AppSecrets>().await?;
+//! assert_eq!(loaded.value.jwt_secret.expose_secret(), "from-env");
+//! assert_eq!(*loaded.value.database_port.expose_secret(), 5432);
+//! // Provenance names the source, never the value.
+//! assert_eq!(loaded.provenance.get("jwt_secret").unwrap().location, "JWT_SECRET_KEY");
+//! # Ok::<(), skm::Error>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Contents
+//! - [`Secrets`] (derive and trait): declarations checked at compile time, exposed as static data by
+//!   [`Secrets::spec`].
+//! - [`Loader`]: precedence (backend → env → `.env` → default), strict mode, deadline, profile, provenance.
+//! - [`backend`]: the backend traits, [`MemoryBackend`](backend::MemoryBackend) for tests, and the
+//!   AWS / Vault / local backends behind features.
+//! - [`Error`]: one report listing every failing field, its sources and reasons, never a value.
+//! - [`conformance`]: the suite a backend must pass.
+//!
+//! # The attribute
+//! | option | meaning |
+//! |---|---|
+//! | `path = "auth/jwt"` | where the secret lives in a backend |
+//! | `key = "secret"` | a property inside it (JSON key for AWS, data key for Vault); needs `path` |
+//! | `env = "JWT_SECRET_KEY"` | the environment / `.env` variable |
+//! | `default = "..."` | a fallback value (not on `Option` fields) |
+//! | `plain` | allow a non-secret type such as `u16` |
+//! | `flatten` | a nested struct that derives `Secrets` |
+//! | `version_stage = "AWSPREVIOUS"`, `version_id = "..."`, `version = 3` | pin a version |
+//!
+//! `#[secrets(prefix = "myapp/{profile}")]` on the struct prefixes every path; `{profile}` comes from
+//! `SKM_PROFILE` or [`Loader::profile`].
+//!
+//! # Cargo features
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `local` | yes | the local encrypted store |
+//! | `aws` | no | AWS Secrets Manager (`aws-sdk-secretsmanager`) |
+//! | `vault` | no | HashiCorp Vault / OpenBao KV (`vaultrs`) |
+#![deny(missing_docs)]
+
+pub use skm_derive::Secrets;
+pub use skm_runtime::{
+    backend, conformance, detect, plan, spec, Attempt, AttemptOutcome, Error, FieldError, FieldProblem, Layer,
+    LoadError, Loaded, Loader, Origin, Provenance, SecretType, Secrets, VersionPin,
+};
+
+pub use secrecy::{self, ExposeSecret, SecretBox, SecretString};
+pub use zeroize::{self, Zeroize};
+
+/// Paths used by the code `#[derive(Secrets)]` generates; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use core::option::Option::{self, None, Some};
+    pub use skm_runtime::{Error, FieldKind, FieldSpec, Loader, SecretSpec, Secrets, StructSpec, Values, VersionPin};
+
+    /// Fails to compile unless `T` keeps its value secret (see [`crate::SecretType`]).
+    pub fn assert_secret<T: ?Sized + skm_runtime::SecretType>() {}
+
+    /// Fails to compile unless a `plain` field's type can be deserialized.
+    pub fn assert_plain<T: serde::de::DeserializeOwned>() {}
+}
