@@ -56,7 +56,7 @@
 
 pub use skm_derive::Secrets;
 pub use skm_runtime::{
-    backend, conformance, detect, plan, spec, Attempt, AttemptOutcome, Error, FieldError, FieldProblem, Layer,
+    backend, conformance, detect, plan, spec, Attempt, AttemptOutcome, Check, Error, FieldError, FieldProblem, Layer,
     LoadError, Loaded, Loader, Origin, Provenance, SecretType, Secrets, VersionPin,
 };
 

@@ -32,7 +32,7 @@ pub mod spec;
 
 pub use error::{Attempt, AttemptOutcome, Error, FieldError, FieldProblem, LoadError};
 pub use layer::Layer;
-pub use load::{Loaded, Loader, Origin, Provenance};
+pub use load::{Check, Loaded, Loader, Origin, Provenance};
 #[doc(hidden)]
 pub use load::Values;
 pub use spec::{FieldKind, FieldSpec, ResolvedField, SecretSpec, Secrets, StructSpec, VersionPin};

@@ -201,14 +201,67 @@ impl Loader {
     /// As [`Loader::load`].
     pub async fn load_report<T: Secrets>(&self) -> Result<Loaded<T>, Error> {
         let spec = T::spec();
+        let fields = spec.resolve(self.resolved_profile()?.as_deref())?;
+        let resolved = self.resolve_all(&fields).await?;
+
+        let mut values = Values {
+            resolutions: &resolved.resolutions,
+            scope: Vec::new(),
+            errors: Vec::new(),
+        };
+        let built = T::from_values(&mut values);
+        match built {
+            Some(value) if values.errors.is_empty() => Ok(Loaded {
+                value,
+                provenance: resolved.provenance,
+            }),
+            _ => Err(Error::Load(LoadError {
+                struct_name: spec.name,
+                declared: fields.len(),
+                fields: values.errors,
+            })),
+        }
+    }
+
+    /// The profile used for `{profile}` in prefixes: [`Loader::profile`], else `SKM_PROFILE`.
+    ///
+    /// # Errors
+    /// The profile is not a single safe path segment.
+    pub fn resolved_profile(&self) -> Result<Option<String>, Error> {
         let profile = self.profile.clone().or_else(|| self.env.get("SKM_PROFILE"));
         if let Some(p) = &profile {
             check_profile(p)?;
         }
-        let fields = spec.resolve(profile.as_deref())?;
-        check_unique(&fields)?;
+        Ok(profile)
+    }
 
-        let fetched = self.fetch(&fields).await;
+    /// Resolves declared fields without building a struct and without returning any value: for tools
+    /// (`skm check`) that only know the declarations.
+    ///
+    /// Each entry is the field's origin (`None` for an optional field absent everywhere) or why it failed.
+    /// Types are not checked here; a typed [`Loader::load`] does that.
+    ///
+    /// # Errors
+    /// Set-up problems only ([`Error::Config`], [`Error::Dotenv`]); field failures are in the entries.
+    pub async fn check_fields(&self, fields: &[ResolvedField]) -> Result<Check, Error> {
+        let resolved = self.resolve_all(fields).await?;
+        let mut entries = Vec::new();
+        for field in fields {
+            entries.push(match resolved.resolutions.get(&field.id) {
+                Some(Resolution::Found { origin, .. }) => Ok(Some(origin.clone())),
+                Some(Resolution::Failed(e)) => Err(e.clone()),
+                _ => Ok(None),
+            });
+        }
+        Ok(Check {
+            fields: fields.iter().map(|f| f.id.clone()).zip(entries).collect(),
+            provenance: resolved.provenance,
+        })
+    }
+
+    async fn resolve_all(&self, fields: &[ResolvedField]) -> Result<Resolved, Error> {
+        check_unique(fields)?;
+        let fetched = self.fetch(fields).await;
         let dotenv = match (&self.dotenv, self.order.contains(&Layer::Dotenv)) {
             (Some(path), true) => DotenvFile::read(path)?,
             _ => None,
@@ -222,8 +275,8 @@ impl Loader {
         let mut resolutions = HashMap::new();
         let mut warnings = Vec::new();
         let mut origins = Vec::new();
-        let figment = sources.figment(&fields);
-        for field in &fields {
+        let figment = sources.figment(fields);
+        for field in fields {
             let res = sources.resolve(field, &figment, &mut warnings);
             origins.push(match &res {
                 Resolution::Found { origin, .. } => origin.clone(),
@@ -236,29 +289,15 @@ impl Loader {
             });
             resolutions.insert(field.id.clone(), res);
         }
-
-        let mut values = Values {
-            resolutions: &resolutions,
-            scope: Vec::new(),
-            errors: Vec::new(),
-        };
-        let built = T::from_values(&mut values);
-        match built {
-            Some(value) if values.errors.is_empty() => Ok(Loaded {
-                value,
-                provenance: Provenance {
-                    backend: self.backend_name(),
-                    backend_reason: self.backend_reason.clone(),
-                    fields: origins,
-                    warnings,
-                },
-            }),
-            _ => Err(Error::Load(LoadError {
-                struct_name: spec.name,
-                declared: fields.len(),
-                fields: values.errors,
-            })),
-        }
+        Ok(Resolved {
+            resolutions,
+            provenance: Provenance {
+                backend: self.backend_name(),
+                backend_reason: self.backend_reason.clone(),
+                fields: origins,
+                warnings,
+            },
+        })
     }
 
     async fn fetch(&self, fields: &[ResolvedField]) -> HashMap<FetchRequest, FetchResult> {
@@ -332,6 +371,27 @@ fn check_unique(fields: &[ResolvedField]) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+struct Resolved {
+    resolutions: HashMap<String, Resolution>,
+    provenance: Provenance,
+}
+
+/// The result of [`Loader::check_fields`]: per field, its origin or its failure. Never a value.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// `(field id, origin or failure)`, in declaration order.
+    pub fields: Vec<(String, Result<Option<Origin>, FieldError>)>,
+    /// Where each resolved field came from, and warnings.
+    pub provenance: Provenance,
+}
+
+impl Check {
+    /// Whether every field resolved.
+    pub fn is_ok(&self) -> bool {
+        self.fields.iter().all(|(_, r)| r.is_ok())
+    }
 }
 
 /// A loaded struct and where each field came from.
