@@ -285,8 +285,10 @@ impl Loader {
                     layer: None,
                     source: "none".into(),
                     location: String::new(),
+                    version: None,
                 },
             });
+            audit_field(field, &res);
             resolutions.insert(field.id.clone(), res);
         }
         Ok(Resolved {
@@ -329,6 +331,16 @@ impl Loader {
             );
             vec![Err(FetchError::new(FailureKind::Other, why)); plan.requests.len()]
         };
+        let latency_ms = started.elapsed().as_millis() as u64;
+        let backend_name = backend.name();
+        for (request, result) in plan.requests.iter().zip(&results) {
+            let (outcome, version) = match result {
+                Ok(p) => ("found".to_string(), p.version.clone().unwrap_or_default()),
+                Err(e) => (e.kind.to_string(), String::new()),
+            };
+            tracing::info!(target: "skm::audit", backend = %backend_name, path = %request.path,
+                pin = %request.version, outcome = %outcome, version = %version, latency_ms, "fetch");
+        }
         plan.requests.into_iter().zip(results).collect()
     }
 }
@@ -451,6 +463,8 @@ pub struct Origin {
     pub source: String,
     /// The location inside the source (`JWT_SECRET_KEY`, `./.env line 3`, `secret auth/jwt key secret`).
     pub location: String,
+    /// The backend's version of the secret, when the backend supplied the value.
+    pub version: Option<String>,
 }
 
 impl fmt::Display for Origin {
@@ -675,6 +689,17 @@ impl Sources<'_> {
                     location: md.map_or_else(String::new, |m| {
                         m.interpolate(&figment::Profile::Default, &field.id.split('.').collect::<Vec<_>>())
                     }),
+                    version: match (layer, &field.path) {
+                        (Layer::Backend, Some(path)) => self
+                            .fetched
+                            .get(&FetchRequest {
+                                path: path.clone(),
+                                version: field.spec.version,
+                            })
+                            .and_then(|r| r.as_ref().ok())
+                            .and_then(|p| p.version.clone()),
+                        _ => None,
+                    },
                 };
                 (raw, origin)
             }
@@ -687,6 +712,21 @@ impl Sources<'_> {
             attempts,
         }
     }
+}
+
+/// One `skm::audit` event per field: which source served it, or why it failed. Never the value.
+fn audit_field(field: &ResolvedField, res: &Resolution) {
+    let (outcome, source, version) = match res {
+        Resolution::Found { origin, .. } => (
+            "found".to_string(),
+            origin.to_string(),
+            origin.version.clone().unwrap_or_default(),
+        ),
+        Resolution::Absent => ("absent".to_string(), String::new(), String::new()),
+        Resolution::Failed(e) => (e.reason.to_string(), String::new(), String::new()),
+    };
+    tracing::info!(target: "skm::audit", field = %field.id, path = field.path.as_deref().unwrap_or(""),
+        key = field.key.unwrap_or(""), outcome = %outcome, source = %source, version = %version, "resolve");
 }
 
 /// Reads property `key` of a JSON object secret. A non-object is an error, never a silent miss.

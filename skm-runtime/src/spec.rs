@@ -126,6 +126,9 @@ pub enum VersionPin {
     Id(&'static str),
     /// A numbered version (Vault KV v2, the local store).
     Number(u64),
+    /// The version before the current one (AWS `AWSPREVIOUS`, Vault latest − 1, the local store's previous),
+    /// used for rotation grace.
+    Previous,
 }
 
 impl VersionPin {
@@ -142,6 +145,7 @@ impl fmt::Display for VersionPin {
             VersionPin::Stage(s) => write!(f, "stage {s}"),
             VersionPin::Id(s) => write!(f, "version id {s}"),
             VersionPin::Number(n) => write!(f, "version {n}"),
+            VersionPin::Previous => f.write_str("previous version"),
         }
     }
 }

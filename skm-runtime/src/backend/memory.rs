@@ -38,6 +38,7 @@ struct Inner {
     fail_all: Mutex<Option<FetchError>>,
     calls: AtomicUsize,
     requests: AtomicUsize,
+    version_probes: AtomicUsize,
 }
 
 #[derive(Debug)]
@@ -96,6 +97,11 @@ impl MemoryBackend {
         self.inner.calls.load(Ordering::SeqCst)
     }
 
+    /// How many times [`Backend::current_versions`] was called.
+    pub fn version_probes(&self) -> usize {
+        self.inner.version_probes.load(Ordering::SeqCst)
+    }
+
     /// How many paths were requested over all calls.
     pub fn fetched_paths(&self) -> usize {
         self.inner.requests.load(Ordering::SeqCst)
@@ -117,7 +123,7 @@ impl MemoryBackend {
         let index = match request.version {
             VersionPin::Current => n,
             VersionPin::Number(v) => v as usize,
-            VersionPin::Stage("AWSPREVIOUS") | VersionPin::Stage("previous") => n.saturating_sub(1),
+            VersionPin::Previous | VersionPin::Stage("AWSPREVIOUS") | VersionPin::Stage("previous") => n.saturating_sub(1),
             VersionPin::Stage("AWSCURRENT") | VersionPin::Stage("current") => n,
             VersionPin::Id(id) => id.parse().unwrap_or(0),
             VersionPin::Stage(_) => 0,
@@ -142,6 +148,16 @@ impl Backend for MemoryBackend {
         self.inner.calls.fetch_add(1, Ordering::SeqCst);
         self.inner.requests.fetch_add(requests.len(), Ordering::SeqCst);
         requests.iter().map(|r| self.read(r)).collect()
+    }
+
+    async fn current_versions(&self, requests: &[FetchRequest]) -> Option<Vec<Result<String, FetchError>>> {
+        self.inner.version_probes.fetch_add(1, Ordering::SeqCst);
+        Some(
+            requests
+                .iter()
+                .map(|r| self.read(r).map(|p| p.version.unwrap_or_default()))
+                .collect(),
+        )
     }
 }
 
