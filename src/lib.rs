@@ -55,12 +55,25 @@
 #![deny(missing_docs)]
 
 pub use skm_derive::Secrets;
-pub use skm_runtime::{
+pub use skm_runtime::{watch,
     backend, conformance, detect, plan, spec, Attempt, AttemptOutcome, Check, Error, FieldError, FieldProblem, Layer,
-    LoadError, Loaded, Loader, Origin, Provenance, SecretType, Secrets, VersionPin,
+    LoadError, Loaded, Loader, Origin, Provenance, SecretType, Secrets, Stale, VersionPin, Watch, WatchOptions,
+    WatchStats,
 };
 
 pub use secrecy::{self, ExposeSecret, SecretBox, SecretString};
+
+/// The `skm` tool's commands, to embed for your own struct (feature `cli`).
+///
+/// A `src/bin/secrets.rs` of one line gives your application `check`, `migrate`, `template`, `policy` and the
+/// everyday secret operations for exactly the secrets it declares:
+/// ```ignore
+/// fn main() -> std::process::ExitCode {
+///     skm::cli::run::<my_app::AppSecrets>()
+/// }
+/// ```
+#[cfg(feature = "cli")]
+pub use skm_cli as cli;
 pub use zeroize::{self, Zeroize};
 
 /// Paths used by the code `#[derive(Secrets)]` generates; not a public API.

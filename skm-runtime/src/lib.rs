@@ -10,6 +10,7 @@
 //! - [`Loader`]: fetch, layer (backend → env → `.env` → default) through figment, extract typed values.
 //! - [`detect`]: backend auto-detection from `SKM_BACKEND`, `AWS_REGION`, `VAULT_ADDR`.
 //! - [`Error`]: one error listing every failing field; never a secret value.
+//! - [`watch`]: hot reload ([`Loader::watch`]) with stale-on-error and version-checked refreshes.
 //! - [`conformance`]: the test suite every backend passes.
 //!
 //! # Cargo features
@@ -29,12 +30,14 @@ mod layer;
 mod load;
 pub mod plan;
 pub mod spec;
+pub mod watch;
 
 pub use error::{Attempt, AttemptOutcome, Error, FieldError, FieldProblem, LoadError};
 pub use layer::Layer;
 pub use load::{Check, Loaded, Loader, Origin, Provenance};
 #[doc(hidden)]
 pub use load::Values;
+pub use watch::{Stale, Watch, WatchOptions, WatchStats};
 pub use spec::{FieldKind, FieldSpec, ResolvedField, SecretSpec, Secrets, StructSpec, VersionPin};
 
 use secrecy::SecretBox;

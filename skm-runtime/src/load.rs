@@ -203,7 +203,15 @@ impl Loader {
         let spec = T::spec();
         let fields = spec.resolve(self.resolved_profile()?.as_deref())?;
         let resolved = self.resolve_all(&fields).await?;
+        Self::build(spec, &fields, resolved)
+    }
 
+    /// Builds `T` from resolved fields, collecting every failure.
+    pub(crate) fn build<T: Secrets>(
+        spec: &'static crate::spec::StructSpec,
+        fields: &[ResolvedField],
+        resolved: Resolved,
+    ) -> Result<Loaded<T>, Error> {
         let mut values = Values {
             resolutions: &resolved.resolutions,
             scope: Vec::new(),
@@ -262,6 +270,15 @@ impl Loader {
     async fn resolve_all(&self, fields: &[ResolvedField]) -> Result<Resolved, Error> {
         check_unique(fields)?;
         let fetched = self.fetch(fields).await;
+        self.resolve_with(fields, &fetched)
+    }
+
+    /// Layers already-fetched backend results with env, `.env` and defaults.
+    pub(crate) fn resolve_with(
+        &self,
+        fields: &[ResolvedField],
+        fetched: &HashMap<FetchRequest, FetchResult>,
+    ) -> Result<Resolved, Error> {
         let dotenv = match (&self.dotenv, self.order.contains(&Layer::Dotenv)) {
             (Some(path), true) => DotenvFile::read(path)?,
             _ => None,
@@ -269,7 +286,7 @@ impl Loader {
 
         let sources = Sources {
             loader: self,
-            fetched: &fetched,
+            fetched,
             dotenv: dotenv.as_ref(),
         };
         let mut resolutions = HashMap::new();
@@ -302,7 +319,7 @@ impl Loader {
         })
     }
 
-    async fn fetch(&self, fields: &[ResolvedField]) -> HashMap<FetchRequest, FetchResult> {
+    pub(crate) async fn fetch(&self, fields: &[ResolvedField]) -> HashMap<FetchRequest, FetchResult> {
         let Some(backend) = self.backend.as_ref().filter(|_| self.order.contains(&Layer::Backend)) else {
             return HashMap::new();
         };
@@ -385,7 +402,7 @@ fn check_unique(fields: &[ResolvedField]) -> Result<(), Error> {
     Ok(())
 }
 
-struct Resolved {
+pub(crate) struct Resolved {
     resolutions: HashMap<String, Resolution>,
     provenance: Provenance,
 }

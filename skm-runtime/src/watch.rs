@@ -1,0 +1,335 @@
+//! Hot reload: a handle whose values follow rotation without a restart.
+//!
+//! [`Loader::watch`] loads once, then refreshes in a background task every TTL (default 5 minutes).
+//! Where the backend can tell the current version cheaply ([`Backend::current_versions`]), a tick asks for
+//! versions first and refetches only the paths that changed; otherwise it refetches every path and keeps
+//! the new values only if they differ.
+//!
+//! Readers never block: [`Watch::get`] is an atomic pointer load ([`arc_swap`]). A failed refresh keeps the
+//! last good values and logs a warning; after [`WatchOptions::max_staleness`] without a successful refresh,
+//! [`Watch::get`] returns [`Stale`] so that a service can fail its health check instead of serving secrets
+//! it can no longer confirm. Dropping the handle stops the task.
+//!
+//! [`Backend::current_versions`]: crate::backend::Backend::current_versions
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tokio::sync::{watch, Notify};
+
+use crate::backend::{FailureKind, FetchError, FetchRequest, FetchResult};
+use crate::load::Loaded;
+use crate::plan::Plan;
+use crate::spec::{ResolvedField, Secrets};
+use crate::{Error, Loader, Provenance};
+
+/// How a [`Watch`] refreshes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchOptions {
+    /// Time between refreshes. Default: 5 minutes.
+    pub ttl: Duration,
+    /// After this long without a successful refresh, [`Watch::get`] returns [`Stale`]. Default: `None`
+    /// (serve the last good values indefinitely, with a warning per failed refresh).
+    pub max_staleness: Option<Duration>,
+}
+
+impl Default for WatchOptions {
+    fn default() -> Self {
+        WatchOptions {
+            ttl: Duration::from_secs(300),
+            max_staleness: None,
+        }
+    }
+}
+
+impl WatchOptions {
+    /// Options with refresh interval `ttl`.
+    pub fn ttl(ttl: Duration) -> Self {
+        WatchOptions {
+            ttl,
+            ..Self::default()
+        }
+    }
+
+    /// Sets the maximum staleness.
+    pub fn max_staleness(mut self, max: Duration) -> Self {
+        self.max_staleness = Some(max);
+        self
+    }
+}
+
+/// [`Watch::get`] after the maximum staleness passed without a successful refresh.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("secrets are stale: no successful refresh for {since:?} (max {max:?}); last error: {last_error}")]
+pub struct Stale {
+    /// Time since the last successful refresh.
+    pub since: Duration,
+    /// The configured maximum.
+    pub max: Duration,
+    /// Why the last refresh failed (never a value).
+    pub last_error: String,
+}
+
+/// Counters of a [`Watch`], for tests and health endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WatchStats {
+    /// Refresh ticks run.
+    pub ticks: u64,
+    /// Ticks that failed and kept the old values.
+    pub failures: u64,
+    /// Times the value changed.
+    pub changes: u64,
+    /// Paths refetched over all ticks.
+    pub paths_refetched: u64,
+    /// The last failure, if the last tick failed.
+    pub last_error: Option<String>,
+}
+
+struct Shared<T> {
+    value: ArcSwap<T>,
+    provenance: ArcSwap<Provenance>,
+    last_success: ArcSwap<Instant>,
+    stats: Mutex<WatchStats>,
+    ticks: AtomicU64,
+}
+
+/// A hot-reloading handle on a [`Secrets`] struct. See the [module docs](self).
+pub struct Watch<T> {
+    shared: Arc<Shared<T>>,
+    changes: watch::Receiver<u64>,
+    wake: Arc<Notify>,
+    options: WatchOptions,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl<T> fmt::Debug for Watch<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watch")
+            .field("options", &self.options)
+            .field("stats", &*self.shared.stats.lock().unwrap_or_else(|e| e.into_inner()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Drop for Watch<T> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl<T: Send + Sync + 'static> Watch<T> {
+    /// The current values, unless they are older than the maximum staleness. Never blocks.
+    ///
+    /// # Errors
+    /// [`Stale`] when no refresh succeeded within [`WatchOptions::max_staleness`].
+    pub fn get(&self) -> Result<Arc<T>, Stale> {
+        if let Some(max) = self.options.max_staleness {
+            let since = self.shared.last_success.load().elapsed();
+            if since > max {
+                let last_error = self
+                    .shared
+                    .stats
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .last_error
+                    .clone()
+                    .unwrap_or_default();
+                return Err(Stale { since, max, last_error });
+            }
+        }
+        Ok(self.shared.value.load_full())
+    }
+
+    /// The last good values, however old. Never blocks.
+    pub fn latest(&self) -> Arc<T> {
+        self.shared.value.load_full()
+    }
+
+    /// Runs `f` on the current values without cloning the `Arc` (the cheapest read).
+    pub fn with<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        f(&self.shared.value.load())
+    }
+
+    /// Where the current values came from.
+    pub fn provenance(&self) -> Arc<Provenance> {
+        self.shared.provenance.load_full()
+    }
+
+    /// Waits until the values change.
+    ///
+    /// # Errors
+    /// The refresh task ended (it only ends when the handle is dropped or the runtime shuts down).
+    pub async fn changed(&mut self) -> Result<(), Error> {
+        self.changes
+            .changed()
+            .await
+            .map_err(|_| Error::Config("the refresh task has stopped".into()))
+    }
+
+    /// Asks for a refresh now instead of at the next TTL.
+    pub fn refresh_now(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Counters and the last error.
+    pub fn stats(&self) -> WatchStats {
+        self.shared.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Waits until at least `n` refresh ticks have run since the handle was created (for tests and probes).
+    pub async fn wait_ticks(&self, n: u64) {
+        while self.shared.ticks.load(Ordering::SeqCst) < n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+impl Loader {
+    /// Loads `T` and keeps it fresh in a background task. Needs a Tokio runtime with timers.
+    ///
+    /// # Errors
+    /// As [`Loader::load`], for the initial load.
+    pub async fn watch<T: Secrets + Send + Sync + 'static>(&self, options: WatchOptions) -> Result<Watch<T>, Error> {
+        let spec = T::spec();
+        let fields = spec.resolve(self.resolved_profile()?.as_deref())?;
+        let fetched = self.fetch(&fields).await;
+        let loaded: Loaded<T> = Loader::build(spec, &fields, self.resolve_with(&fields, &fetched)?)?;
+        let shared = Arc::new(Shared {
+            value: ArcSwap::from_pointee(loaded.value),
+            provenance: ArcSwap::from_pointee(loaded.provenance),
+            last_success: ArcSwap::from_pointee(Instant::now()),
+            stats: Mutex::new(WatchStats::default()),
+            ticks: AtomicU64::new(0),
+        });
+        let (tx, rx) = watch::channel(0u64);
+        let wake = Arc::new(Notify::new());
+        let refresher = Refresher {
+            loader: self.clone(),
+            fields,
+            cache: fetched,
+            shared: shared.clone(),
+            tx,
+        };
+        let task = tokio::spawn(refresher.run(options.ttl, wake.clone()));
+        Ok(Watch {
+            shared,
+            changes: rx,
+            wake,
+            options,
+            task,
+        })
+    }
+}
+
+struct Refresher<T> {
+    loader: Loader,
+    fields: Vec<ResolvedField>,
+    cache: HashMap<FetchRequest, FetchResult>,
+    shared: Arc<Shared<T>>,
+    tx: watch::Sender<u64>,
+}
+
+impl<T: Secrets + Send + Sync + 'static> Refresher<T> {
+    async fn run(mut self, ttl: Duration, wake: Arc<Notify>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(ttl) => {}
+                _ = wake.notified() => {}
+            }
+            let started = Instant::now();
+            let outcome = self.tick().await;
+            let mut stats = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+            stats.ticks += 1;
+            match &outcome {
+                Ok((refetched, changed)) => {
+                    stats.paths_refetched += *refetched as u64;
+                    stats.last_error = None;
+                    if *changed {
+                        stats.changes += 1;
+                    }
+                    self.shared.last_success.store(Arc::new(Instant::now()));
+                    tracing::info!(target: "skm::audit", refetched, changed, latency_ms = started.elapsed().as_millis() as u64, "refresh");
+                }
+                Err(why) => {
+                    stats.failures += 1;
+                    stats.last_error = Some(why.clone());
+                    tracing::warn!(target: "skm", error = %why, "secret refresh failed; keeping the last good values");
+                }
+            }
+            let changes = stats.changes;
+            drop(stats);
+            self.shared.ticks.fetch_add(1, Ordering::SeqCst);
+            if matches!(outcome, Ok((_, true))) {
+                let _ = self.tx.send(changes);
+            }
+        }
+    }
+
+    /// One refresh: returns (paths refetched, whether the value changed), or why it failed.
+    async fn tick(&mut self) -> Result<(usize, bool), String> {
+        let Some(backend) = self.loader.backend_ref().cloned() else {
+            return Ok((0, false));
+        };
+        let plan = Plan::new(&self.fields);
+        if plan.is_empty() {
+            return Ok((0, false));
+        }
+        let to_fetch: Vec<FetchRequest> = match backend.current_versions(&plan.requests).await {
+            Some(versions) if versions.len() == plan.requests.len() => {
+                let mut changed = Vec::new();
+                for (request, version) in plan.requests.iter().zip(versions) {
+                    let cached = self.cache.get(request);
+                    let cached_version = cached.and_then(|r| r.as_ref().ok()).and_then(|p| p.version.clone());
+                    match version {
+                        Ok(v) if cached_version.as_deref() == Some(v.as_str()) => {}
+                        Err(e) if is_outage(&e) => return Err(format!("{}: {e}", request.path)),
+                        Err(e) if cached.is_some_and(|c| c.as_ref().err() == Some(&e)) => {}
+                        _ => changed.push(request.clone()),
+                    }
+                }
+                changed
+            }
+            _ => plan.requests.clone(),
+        };
+        if to_fetch.is_empty() {
+            return Ok((0, false));
+        }
+        let results = backend.fetch(&to_fetch).await;
+        if results.len() != to_fetch.len() {
+            return Err("backend returned the wrong number of results".into());
+        }
+        if let Some((request, Err(e))) = to_fetch.iter().zip(&results).find(|(_, r)| matches!(r, Err(e) if is_outage(e))) {
+            return Err(format!("{}: {e}", request.path));
+        }
+        let mut next = self.cache.clone();
+        let mut changed = false;
+        for (request, result) in to_fetch.iter().zip(results) {
+            let same = match (next.get(request), &result) {
+                (Some(Ok(old)), Ok(new)) => old.value.same_as(&new.value),
+                (Some(Err(old)), Err(new)) => old == new,
+                _ => false,
+            };
+            changed |= !same;
+            next.insert(request.clone(), result);
+        }
+        let refetched = to_fetch.len();
+        if !changed {
+            self.cache = next;
+            return Ok((refetched, false));
+        }
+        let resolved = self.loader.resolve_with(&self.fields, &next).map_err(|e| e.to_string())?;
+        let loaded: Loaded<T> = Loader::build(T::spec(), &self.fields, resolved).map_err(|e| e.to_string())?;
+        self.cache = next;
+        self.shared.value.store(Arc::new(loaded.value));
+        self.shared.provenance.store(Arc::new(loaded.provenance));
+        Ok((refetched, true))
+    }
+}
+
+fn is_outage(e: &FetchError) -> bool {
+    e.kind.is_outage() || e.kind == FailureKind::Other
+}

@@ -1,0 +1,97 @@
+//! Hot reload against the memory backend (the AWS and Vault variants live in their backend tests).
+
+use std::time::Duration;
+
+use skm::backend::{FetchError, MemoryBackend, SecretValue};
+use skm::{ExposeSecret, Loader, SecretString, Secrets, WatchOptions};
+
+#[derive(Secrets)]
+struct Keys {
+    #[secret(path = "auth/jwt", key = "secret")]
+    jwt: SecretString,
+    #[secret(path = "db", key = "password")]
+    db: SecretString,
+}
+
+fn backend() -> MemoryBackend {
+    let b = MemoryBackend::new();
+    b.insert("auth/jwt", SecretValue::map([("secret", "jwt-v1")]));
+    b.insert("db", SecretValue::map([("password", "db-v1")]));
+    b
+}
+
+fn loader(b: &MemoryBackend) -> Loader {
+    Loader::new()
+        .backend(b.clone())
+        .no_dotenv()
+        .env_vars(Vec::<(String, String)>::new())
+}
+
+#[tokio::test]
+async fn a_new_version_is_seen_and_unchanged_paths_are_not_refetched() {
+    let b = backend();
+    let mut watch = loader(&b).watch::<Keys>(WatchOptions::ttl(Duration::from_secs(3600))).await.unwrap();
+    assert_eq!(watch.get().unwrap().jwt.expose_secret(), "jwt-v1");
+    assert_eq!(b.fetch_calls(), 1);
+
+    // An unchanged tick only asks for versions.
+    watch.refresh_now();
+    watch.wait_ticks(1).await;
+    assert_eq!(b.fetch_calls(), 1, "no refetch when versions are unchanged");
+    assert_eq!(b.version_probes(), 1);
+
+    b.insert("auth/jwt", SecretValue::map([("secret", "jwt-v2")]));
+    watch.refresh_now();
+    tokio::time::timeout(Duration::from_secs(5), watch.changed()).await.unwrap().unwrap();
+    assert_eq!(watch.get().unwrap().jwt.expose_secret(), "jwt-v2");
+    assert_eq!(watch.with(|k| k.db.expose_secret().to_string()), "db-v1");
+    assert_eq!(b.fetched_paths(), 2 + 1, "only the changed path was refetched");
+    assert_eq!(watch.provenance().get("jwt").unwrap().version.as_deref(), Some("2"));
+    let stats = watch.stats();
+    assert_eq!((stats.ticks, stats.changes, stats.failures), (2, 1, 0));
+}
+
+#[tokio::test]
+async fn the_ttl_drives_refreshes() {
+    let b = backend();
+    let mut watch = loader(&b).watch::<Keys>(WatchOptions::ttl(Duration::from_millis(50))).await.unwrap();
+    b.insert("db", SecretValue::map([("password", "db-v2")]));
+    tokio::time::timeout(Duration::from_secs(5), watch.changed()).await.unwrap().unwrap();
+    assert_eq!(watch.get().unwrap().db.expose_secret(), "db-v2");
+}
+
+#[tokio::test]
+async fn a_failed_refresh_keeps_the_last_good_values_then_goes_stale() {
+    let b = backend();
+    let options = WatchOptions::ttl(Duration::from_secs(3600)).max_staleness(Duration::from_millis(200));
+    let watch = loader(&b).watch::<Keys>(options).await.unwrap();
+    b.fail_all(FetchError::unavailable("connection refused"));
+    watch.refresh_now();
+    watch.wait_ticks(1).await;
+    assert_eq!(watch.get().unwrap().jwt.expose_secret(), "jwt-v1", "old values kept");
+    let stats = watch.stats();
+    assert_eq!(stats.failures, 1);
+    assert!(stats.last_error.unwrap().contains("connection refused"));
+
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let stale = watch.get().err().expect("past max staleness");
+    assert!(stale.to_string().contains("connection refused"), "{stale}");
+    assert_eq!(watch.latest().jwt.expose_secret(), "jwt-v1");
+
+    b.clear_failures();
+    watch.refresh_now();
+    watch.wait_ticks(2).await;
+    assert!(watch.get().is_ok(), "a successful refresh makes it fresh again");
+}
+
+#[tokio::test]
+async fn dropping_the_handle_stops_the_task() {
+    let b = backend();
+    let watch = loader(&b).watch::<Keys>(WatchOptions::ttl(Duration::from_millis(10))).await.unwrap();
+    watch.wait_ticks(2).await;
+    drop(watch);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let probes = b.version_probes();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(b.version_probes(), probes, "no refresh after drop");
+}
