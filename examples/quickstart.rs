@@ -31,7 +31,10 @@ async fn main() -> Result<(), skm::Error> {
     let loaded = loader.load_report::<AppSecrets>().await?;
     let s = &loaded.value;
 
-    println!("Loaded `AppSecrets` ({}):", loaded.provenance.backend.as_deref().unwrap_or("no backend"));
+    println!(
+        "Loaded `AppSecrets` ({}):",
+        loaded.provenance.backend.as_deref().unwrap_or("no backend")
+    );
     let shown = [
         ("jwt_secret", format!("{:?}", s.jwt_secret)),
         ("database_url", format!("{:?}", s.database_url)),
@@ -40,7 +43,11 @@ async fn main() -> Result<(), skm::Error> {
         ("session_ttl", format!("{:?}", s.session_ttl)),
     ];
     for (field, value) in shown {
-        let origin = loaded.provenance.get(field).map(ToString::to_string).unwrap_or_default();
+        let origin = loaded
+            .provenance
+            .get(field)
+            .map(ToString::to_string)
+            .unwrap_or_default();
         println!("  {field:<20} {value:<32} <- {origin}");
     }
     for w in &loaded.provenance.warnings {

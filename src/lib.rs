@@ -55,9 +55,9 @@
 #![deny(missing_docs)]
 
 pub use skm_derive::Secrets;
-pub use skm_runtime::{watch,
-    backend, conformance, detect, plan, spec, Attempt, AttemptOutcome, Check, Error, FieldError, FieldProblem, Layer,
-    LoadError, Loaded, Loader, Origin, Provenance, SecretType, Secrets, Stale, VersionPin, Watch, WatchOptions,
+pub use skm_runtime::{
+    backend, conformance, detect, plan, spec, watch, Attempt, AttemptOutcome, Check, Error, FieldError, FieldProblem,
+    Layer, LoadError, Loaded, Loader, Origin, Provenance, SecretType, Secrets, Stale, VersionPin, Watch, WatchOptions,
     WatchStats,
 };
 

@@ -148,13 +148,22 @@ async fn unreachable_backend_falls_back_with_a_warning_unless_strict() {
     assert!(logs.contains("WARN") && logs.contains("backend failed"), "{logs}");
     assert!(!logs.contains("from-env") && !logs.contains(SENTINEL), "{logs}");
 
-    let err = loader.clone().strict(true).load::<Layered>().await.err().expect("strict must fail");
+    let err = loader
+        .clone()
+        .strict(true)
+        .load::<Layered>()
+        .await
+        .err()
+        .expect("strict must fail");
     let text = err.to_string();
     assert!(text.contains("field `password`"), "{text}");
     assert!(text.contains("backend unavailable (connection refused)"), "{text}");
     assert!(text.contains("env var DB_PASSWORD: found\n"), "{text}");
     let load = err.as_load().unwrap();
-    assert_eq!(load.fields[0].reason, skm::FieldProblem::Backend(FailureKind::Unavailable));
+    assert_eq!(
+        load.fields[0].reason,
+        skm::FieldProblem::Backend(FailureKind::Unavailable)
+    );
 }
 
 #[derive(Secrets)]
@@ -182,7 +191,10 @@ async fn six_fields_on_two_paths_cost_two_fetches_in_one_call() {
         SecretValue::map([("user", "u"), ("password", "p"), ("host", "h"), ("port", "5432")]),
     );
     backend.insert("api", SecretValue::map([("key", "k"), ("secret", "s")]));
-    let loader = Loader::new().backend(backend.clone()).no_dotenv().env_vars(Vec::<(String, String)>::new());
+    let loader = Loader::new()
+        .backend(backend.clone())
+        .no_dotenv()
+        .env_vars(Vec::<(String, String)>::new());
     let s: SixOnTwo = loader.load().await.unwrap();
     assert_eq!(backend.fetch_calls(), 1, "one backend call per load");
     assert_eq!(backend.fetched_paths(), 2, "one fetch per distinct path");
@@ -215,8 +227,14 @@ struct FiveFields {
 async fn every_failing_field_is_reported_at_once_without_values() {
     let backend = MemoryBackend::new();
     backend.insert("svc/a", SecretValue::map([("token", SENTINEL), ("port", SENTINEL)]));
-    backend.insert("svc/db", SecretValue::text(format!(r#"{{"user":"{SENTINEL}","port":5432}}"#)));
-    backend.fail_path("svc/down", FetchError::new(FailureKind::Forbidden, "AccessDeniedException"));
+    backend.insert(
+        "svc/db",
+        SecretValue::text(format!(r#"{{"user":"{SENTINEL}","port":5432}}"#)),
+    );
+    backend.fail_path(
+        "svc/down",
+        FetchError::new(FailureKind::Forbidden, "AccessDeniedException"),
+    );
     let dotenv = dotenv_file(&format!("A_TOKEN={SENTINEL}\n"));
     let loader = Loader::new()
         .backend(backend)
@@ -231,11 +249,20 @@ async fn every_failing_field_is_reported_at_once_without_values() {
     let load = err.as_load().unwrap();
     let failing: Vec<&str> = load.fields.iter().map(|f| f.field.as_str()).collect();
     assert_eq!(failing, ["missing", "wrong_type", "forbidden"], "{display}");
-    assert!(display.starts_with("could not load 3 of 5 secrets of `FiveFields`"), "{display}");
+    assert!(
+        display.starts_with("could not load 3 of 5 secrets of `FiveFields`"),
+        "{display}"
+    );
 
     // Each names field, path, key, env, the sources tried and the reason.
-    assert!(display.contains("field `missing` (path `svc/missing`, env `MISSING_VAR`): missing"), "{display}");
-    assert!(display.contains("memory secret `svc/missing`: missing (no secret at `svc/missing`)"), "{display}");
+    assert!(
+        display.contains("field `missing` (path `svc/missing`, env `MISSING_VAR`): missing"),
+        "{display}"
+    );
+    assert!(
+        display.contains("memory secret `svc/missing`: missing (no secret at `svc/missing`)"),
+        "{display}"
+    );
     assert!(display.contains("env var MISSING_VAR: missing (not set)"), "{display}");
     assert!(display.contains("MISSING_VAR not in file"), "{display}");
     assert!(
@@ -260,7 +287,10 @@ async fn every_failing_field_is_reported_at_once_without_values() {
         b.insert("svc/a", SecretValue::map([("token", SENTINEL), ("port", "1")]));
         b.insert("svc/missing", SecretValue::text(SENTINEL));
         b.insert("svc/down", SecretValue::map([("x", SENTINEL)]));
-        b.insert("svc/db", SecretValue::text(format!(r#"{{"user":"{SENTINEL}","port":5432}}"#)));
+        b.insert(
+            "svc/db",
+            SecretValue::text(format!(r#"{{"user":"{SENTINEL}","port":5432}}"#)),
+        );
         b
     });
     let loaded = ok.no_dotenv().load_report::<FiveFields>().await.unwrap();
@@ -308,14 +338,22 @@ async fn prefix_profile_flatten_option_and_plain() {
     assert_eq!(loaded.value.db.url.expose_secret(), "postgres://x");
     assert!(loaded.value.optional.is_none());
     assert_eq!(loaded.value.port, 8080);
-    assert_eq!(loaded.provenance.get("db.url").unwrap().location, "secret myapp/prod/db/main key url");
+    assert_eq!(
+        loaded.provenance.get("db.url").unwrap().location,
+        "secret myapp/prod/db/main key url"
+    );
     assert_eq!(loaded.provenance.get("optional").unwrap().layer, None);
 
     let fields = <WithPrefix as Secrets>::spec().resolve(Some("dev")).unwrap();
     let paths: Vec<_> = fields.iter().map(|f| f.path.clone()).collect();
     assert_eq!(
         paths,
-        [Some("myapp/dev/jwt".to_string()), Some("myapp/dev/db/main".into()), None, None]
+        [
+            Some("myapp/dev/jwt".to_string()),
+            Some("myapp/dev/db/main".into()),
+            None,
+            None
+        ]
     );
 
     let err = Loader::new().no_dotenv().env_vars(Vec::<(String, String)>::new());
@@ -332,14 +370,23 @@ async fn not_a_json_object_with_key_is_an_error_not_a_miss() {
         .no_dotenv()
         .env_vars([("DB_PASSWORD", "env")]);
     let e = loader.load::<Layered>().await.err().unwrap().to_string();
-    assert!(e.contains("is not a JSON object, so key `password` cannot be read"), "{e}");
+    assert!(
+        e.contains("is not a JSON object, so key `password` cannot be read"),
+        "{e}"
+    );
     assert!(!e.contains(SENTINEL));
 }
 
 #[tokio::test]
 async fn malformed_dotenv_names_the_line_not_the_value() {
     let path = dotenv_file(&format!("A=1\nB=2\n{SENTINEL} not an assignment\n"));
-    let e = Loader::new().dotenv(&path).load::<Layered>().await.err().unwrap().to_string();
+    let e = Loader::new()
+        .dotenv(&path)
+        .load::<Layered>()
+        .await
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("line 3"), "{e}");
     assert!(!e.contains(SENTINEL), "{e}");
 }
@@ -349,8 +396,13 @@ fn spec_is_static_data() {
     let spec = <SixOnTwo as Secrets>::spec();
     assert_eq!(spec.name, "SixOnTwo");
     assert_eq!(spec.fields.len(), 6);
-    let skm::spec::FieldKind::Secret(port) = &spec.fields[3].kind else { panic!() };
-    assert_eq!((port.path, port.key, port.type_name), (Some("db"), Some("port"), "SecretBox<u16>"));
+    let skm::spec::FieldKind::Secret(port) = &spec.fields[3].kind else {
+        panic!()
+    };
+    assert_eq!(
+        (port.path, port.key, port.type_name),
+        (Some("db"), Some("port"), "SecretBox<u16>")
+    );
     assert!(!port.optional && port.default.is_none());
 }
 
@@ -366,12 +418,24 @@ fn detection_order() {
         move |n: &str| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string())
     };
     assert_eq!(detect(&with(&[])).unwrap().kind, BackendKind::None);
-    assert_eq!(detect(&with(&[("SKM_BACKEND", "none"), ("AWS_REGION", "x")])).unwrap().kind, BackendKind::None);
+    assert_eq!(
+        detect(&with(&[("SKM_BACKEND", "none"), ("AWS_REGION", "x")]))
+            .unwrap()
+            .kind,
+        BackendKind::None
+    );
     let e = detect(&with(&[("SKM_BACKEND", "s3")])).unwrap_err().to_string();
     assert!(e.contains("unknown backend `s3`"), "{e}");
-    let aws = detect(&with(&[("AWS_DEFAULT_REGION", "eu-west-1"), ("VAULT_ADDR", "http://v")])).unwrap();
+    let aws = detect(&with(&[
+        ("AWS_DEFAULT_REGION", "eu-west-1"),
+        ("VAULT_ADDR", "http://v"),
+    ]))
+    .unwrap();
     if skm::detect::compiled(BackendKind::Aws) {
-        assert_eq!((aws.kind, aws.reason.as_str()), (BackendKind::Aws, "AWS_DEFAULT_REGION is set"));
+        assert_eq!(
+            (aws.kind, aws.reason.as_str()),
+            (BackendKind::Aws, "AWS_DEFAULT_REGION is set")
+        );
     }
     let vault = detect(&with(&[("VAULT_ADDR", "http://v")])).unwrap();
     if skm::detect::compiled(BackendKind::Vault) {

@@ -30,7 +30,10 @@ fn loader(b: &MemoryBackend) -> Loader {
 #[tokio::test]
 async fn a_new_version_is_seen_and_unchanged_paths_are_not_refetched() {
     let b = backend();
-    let mut watch = loader(&b).watch::<Keys>(WatchOptions::ttl(Duration::from_secs(3600))).await.unwrap();
+    let mut watch = loader(&b)
+        .watch::<Keys>(WatchOptions::ttl(Duration::from_secs(3600)))
+        .await
+        .unwrap();
     assert_eq!(watch.get().unwrap().jwt.expose_secret(), "jwt-v1");
     assert_eq!(b.fetch_calls(), 1);
 
@@ -42,7 +45,10 @@ async fn a_new_version_is_seen_and_unchanged_paths_are_not_refetched() {
 
     b.insert("auth/jwt", SecretValue::map([("secret", "jwt-v2")]));
     watch.refresh_now();
-    tokio::time::timeout(Duration::from_secs(5), watch.changed()).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), watch.changed())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(watch.get().unwrap().jwt.expose_secret(), "jwt-v2");
     assert_eq!(watch.with(|k| k.db.expose_secret().to_string()), "db-v1");
     assert_eq!(b.fetched_paths(), 2 + 1, "only the changed path was refetched");
@@ -54,9 +60,15 @@ async fn a_new_version_is_seen_and_unchanged_paths_are_not_refetched() {
 #[tokio::test]
 async fn the_ttl_drives_refreshes() {
     let b = backend();
-    let mut watch = loader(&b).watch::<Keys>(WatchOptions::ttl(Duration::from_millis(50))).await.unwrap();
+    let mut watch = loader(&b)
+        .watch::<Keys>(WatchOptions::ttl(Duration::from_millis(50)))
+        .await
+        .unwrap();
     b.insert("db", SecretValue::map([("password", "db-v2")]));
-    tokio::time::timeout(Duration::from_secs(5), watch.changed()).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), watch.changed())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(watch.get().unwrap().db.expose_secret(), "db-v2");
 }
 
@@ -87,7 +99,10 @@ async fn a_failed_refresh_keeps_the_last_good_values_then_goes_stale() {
 #[tokio::test]
 async fn dropping_the_handle_stops_the_task() {
     let b = backend();
-    let watch = loader(&b).watch::<Keys>(WatchOptions::ttl(Duration::from_millis(10))).await.unwrap();
+    let watch = loader(&b)
+        .watch::<Keys>(WatchOptions::ttl(Duration::from_millis(10)))
+        .await
+        .unwrap();
     watch.wait_ticks(2).await;
     drop(watch);
     tokio::time::sleep(Duration::from_millis(30)).await;

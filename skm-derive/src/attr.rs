@@ -5,7 +5,7 @@
 
 use proc_macro2::{Span, TokenStream, TokenTree};
 use syn::meta::ParseNestedMeta;
-use syn::parse::ParseStream;
+use syn::parse::{Parse, ParseStream};
 use syn::{Attribute, Ident, LitInt, LitStr, Meta, Token};
 
 use crate::ctxt::Ctxt;
@@ -40,6 +40,8 @@ pub struct Opt<T> {
 pub struct FieldAttrs<'a> {
     /// The first `#[secret]` attribute, for errors about the declaration as a whole.
     pub attr: Option<&'a Attribute>,
+    /// An option failed to parse: checks that an option is missing would only repeat that error.
+    pub invalid: bool,
     pub path: Option<Opt<String>>,
     pub key: Option<Opt<String>>,
     pub env: Option<Opt<String>>,
@@ -117,6 +119,7 @@ pub fn get_struct_attrs(cx: &Ctxt, attrs: &[Attribute]) -> StructAttrs {
 /// Parses one field's attributes; several `#[secret]` attributes merge as if written as one.
 pub fn get_field_attrs<'a>(cx: &Ctxt, attrs: &'a [Attribute]) -> FieldAttrs<'a> {
     let mut out = FieldAttrs::default();
+    let errors_before = cx.error_count();
     for attr in attrs {
         if attr.path().is_ident("secrets") {
             cx.error_spanned_by(
@@ -129,7 +132,11 @@ pub fn get_field_attrs<'a>(cx: &Ctxt, attrs: &'a [Attribute]) -> FieldAttrs<'a> 
             continue;
         }
         out.attr.get_or_insert(attr);
-        if !is_list(cx, attr, "#[secret(path = \"auth/jwt\")]` or `#[secret(env = \"JWT_SECRET\")]") {
+        if !is_list(
+            cx,
+            attr,
+            "#[secret(path = \"auth/jwt\")]` or `#[secret(env = \"JWT_SECRET\")]",
+        ) {
             continue;
         }
         let result = attr.parse_nested_meta(|meta| parse_field_option(cx, &meta, &mut out));
@@ -137,6 +144,7 @@ pub fn get_field_attrs<'a>(cx: &Ctxt, attrs: &'a [Attribute]) -> FieldAttrs<'a> 
             cx.syn_error(err);
         }
     }
+    out.invalid = cx.error_count() > errors_before;
     out
 }
 
@@ -183,7 +191,10 @@ fn parse_field_option(cx: &Ctxt, meta: &ParseNestedMeta, out: &mut FieldAttrs) -
         "version_stage" => {
             if let Some(lit) = string_value(cx, meta, &name, "version_stage = \"AWSPREVIOUS\"")? {
                 if lit.value().is_empty() {
-                    cx.error_at(lit.span(), "`version_stage` is empty: write a label such as `version_stage = \"AWSPREVIOUS\"`");
+                    cx.error_at(
+                        lit.span(),
+                        "`version_stage` is empty: write a label such as `version_stage = \"AWSPREVIOUS\"`",
+                    );
                 }
                 set(cx, "secret", &mut out.version_stage, &name, lit.value(), lit.span());
             }
@@ -216,8 +227,15 @@ fn is_list(cx: &Ctxt, attr: &Attribute, example: &str) -> bool {
     match &attr.meta {
         Meta::List(_) => true,
         _ => {
-            let name = if attr.path().is_ident("secret") { "secret" } else { "secrets" };
-            cx.error_spanned_by(attr, format!("`#[{name}]` needs options in parentheses: write `{example}`"));
+            let name = if attr.path().is_ident("secret") {
+                "secret"
+            } else {
+                "secrets"
+            };
+            cx.error_spanned_by(
+                attr,
+                format!("`#[{name}]` needs options in parentheses: write `{example}`"),
+            );
             false
         }
     }
@@ -228,7 +246,10 @@ fn option_name(cx: &Ctxt, meta: &ParseNestedMeta) -> syn::Result<Option<Ident>> 
     match meta.path.get_ident() {
         Some(ident) => Ok(Some(ident.clone())),
         None => {
-            cx.error_spanned_by(&meta.path, "expected an option name such as `path`, not a path with `::`");
+            cx.error_spanned_by(
+                &meta.path,
+                "expected an option name such as `path`, not a path with `::`",
+            );
             skip_value(meta.input)?;
             Ok(None)
         }
@@ -256,6 +277,7 @@ fn string_value(cx: &Ctxt, meta: &ParseNestedMeta, name: &Ident, example: &str) 
     let Some(tokens) = assigned_tokens(cx, meta, name, example)? else {
         return Ok(None);
     };
+    let tokens = missing_comma::<LitStr>(cx, tokens);
     match syn::parse2::<LitStr>(tokens.clone()) {
         Ok(lit) => Ok(Some(lit)),
         Err(_) => {
@@ -271,15 +293,29 @@ fn version_value(cx: &Ctxt, meta: &ParseNestedMeta, name: &Ident) -> syn::Result
     let Some(tokens) = assigned_tokens(cx, meta, name, example)? else {
         return Ok(None);
     };
+    let tokens = missing_comma::<LitInt>(cx, tokens);
     if let Ok(lit) = syn::parse2::<LitInt>(tokens.clone()) {
         return match lit.base10_parse::<u64>() {
             Ok(0) => {
-                cx.error_at(lit.span(), "`version` must be positive: versions are numbered from 1, e.g. `version = 3`");
+                cx.error_at(
+                    lit.span(),
+                    "`version` must be positive: versions are numbered from 1, e.g. `version = 3`",
+                );
                 Ok(None)
             }
             Ok(n) => Ok(Some((n, lit.span()))),
+            Err(_) if lit.base10_digits().starts_with('-') => {
+                cx.error_spanned_by(
+                    tokens,
+                    "`version` must be positive: versions are numbered from 1, e.g. `version = 3`",
+                );
+                Ok(None)
+            }
             Err(_) => {
-                cx.error_at(lit.span(), format!("`version` must be a positive integer that fits in a u64: write `{example}`"));
+                cx.error_at(
+                    lit.span(),
+                    format!("`version` must be an integer that fits in a u64: write `{example}`"),
+                );
                 Ok(None)
             }
         };
@@ -313,13 +349,36 @@ fn assigned_tokens(cx: &Ctxt, meta: &ParseNestedMeta, name: &Ident, example: &st
     Ok(Some(tokens))
 }
 
+/// When a literal is followed by more tokens (`path = "a" key = "b"`), the likely slip is a missing comma:
+/// reports it at the first extra token and keeps only the literal, so it still counts as the value.
+fn missing_comma<L: Parse>(cx: &Ctxt, tokens: TokenStream) -> TokenStream {
+    let mut trees = tokens.clone().into_iter();
+    let Some(first) = trees.next() else {
+        return tokens;
+    };
+    let Some(second) = trees.next() else {
+        return tokens;
+    };
+    if syn::parse2::<L>(first.clone().into()).is_err() {
+        return tokens;
+    }
+    cx.error_at(
+        second.span(),
+        "expected `,` here: separate options with commas, e.g. `path = \"auth/jwt\", key = \"secret\"`",
+    );
+    first.into()
+}
+
 /// Checks that a flag such as `plain` has no value; a value is recorded as an error and skipped.
 fn flag(cx: &Ctxt, meta: &ParseNestedMeta, name: &Ident) -> syn::Result<()> {
     if meta.input.is_empty() || meta.input.peek(Token![,]) {
         return Ok(());
     }
     let rest = take_until_comma(meta.input)?;
-    cx.error_spanned_by(rest, format!("`{name}` is a flag and takes no value: write `#[secret({name})]`"));
+    cx.error_spanned_by(
+        rest,
+        format!("`{name}` is a flag and takes no value: write `#[secret({name})]`"),
+    );
     Ok(())
 }
 

@@ -38,6 +38,11 @@ impl Ctxt {
         self.push(err);
     }
 
+    /// How many errors have been recorded so far; lets a caller tell whether a step added any.
+    pub fn error_count(&self) -> usize {
+        self.errors.borrow().as_ref().map_or(0, Vec::len)
+    }
+
     fn push(&self, err: syn::Error) {
         self.errors
             .borrow_mut()

@@ -193,7 +193,9 @@ fn opt_str(value: Option<&str>) -> TokenStream {
 fn type_name(ty: &syn::Type) -> String {
     let mut s = ty.to_token_stream().to_string();
     for punct in ["<", ">", "::", ","] {
-        s = s.replace(&format!(" {punct}"), punct).replace(&format!("{punct} "), punct);
+        s = s
+            .replace(&format!(" {punct}"), punct)
+            .replace(&format!("{punct} "), punct);
     }
     s
 }

@@ -45,7 +45,8 @@ fn check_field(cx: &Ctxt, field: &Field) {
         return;
     }
 
-    if attrs.path.is_none() && attrs.env.is_none() {
+    // A `key` without `path` gets its own, more precise error below.
+    if attrs.path.is_none() && attrs.env.is_none() && attrs.key.is_none() && !attrs.invalid {
         let attr = attrs.attr.expect("checked above");
         cx.error_spanned_by(
             attr,
@@ -59,7 +60,7 @@ fn check_field(cx: &Ctxt, field: &Field) {
         check_path(cx, path, false);
     }
     if let Some(key) = &attrs.key {
-        if attrs.path.is_none() {
+        if attrs.path.is_none() && !attrs.invalid {
             cx.error_at(
                 key.name.span(),
                 "`key` needs `path`: write `#[secret(path = \"auth/jwt\", key = \"secret\")]`",
@@ -116,7 +117,7 @@ fn check_version(cx: &Ctxt, field: &Field) {
         .chain(attrs.version.as_ref().map(|o| &o.name))
         .next();
     if let (Some(pin), None) = (pin, &attrs.path) {
-        if attrs.env.is_some() {
+        if attrs.env.is_some() && !attrs.invalid {
             cx.error_at(
                 pin.span(),
                 format!("`{pin}` needs `path`: environment variables have no versions; add `path = \"...\"`"),
@@ -131,9 +132,13 @@ fn check_path(cx: &Ctxt, opt: &Opt<String>, prefix: bool) {
     let value = &opt.value;
     let example = if prefix { "myapp/{profile}" } else { "auth/jwt" };
     let problem = if value.is_empty() {
-        Some(format!("`{what}` is empty: write a path such as `{what} = \"{example}\"`"))
+        Some(format!(
+            "`{what}` is empty: write a path such as `{what} = \"{example}\"`"
+        ))
     } else if value.chars().any(char::is_whitespace) {
-        Some(format!("`{what}` must not contain whitespace: write a path such as `{what} = \"{example}\"`"))
+        Some(format!(
+            "`{what}` must not contain whitespace: write a path such as `{what} = \"{example}\"`"
+        ))
     } else if value.starts_with('/') || value.ends_with('/') || value.contains("//") {
         // Paths are joined with `/` after the prefix, so stray slashes would make empty segments.
         let fixed = value.split('/').filter(|s| !s.is_empty()).collect::<Vec<_>>().join("/");
@@ -191,7 +196,10 @@ fn check_placeholders(value: &str) -> Option<String> {
 fn check_env(cx: &Ctxt, env: &Opt<String>) {
     let value = &env.value;
     if value.is_empty() {
-        cx.error_at(env.span, "`env` is empty: write a variable name such as `env = \"JWT_SECRET_KEY\"`");
+        cx.error_at(
+            env.span,
+            "`env` is empty: write a variable name such as `env = \"JWT_SECRET_KEY\"`",
+        );
         return;
     }
     if is_env_name(value) {
@@ -201,7 +209,13 @@ fn check_env(cx: &Ctxt, env: &Opt<String>) {
     // `jwt-secret.key` → `JWT_SECRET_KEY`, when that gives a valid name.
     let fixed: String = value
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     let msg = if is_env_name(&fixed) {
         format!("invalid `env` name `{value}`: {rule}; write `env = \"{fixed}\"`")

@@ -43,9 +43,11 @@ fn text(v: &SecretValue) -> &str {
 
 /// A path that was never written is `NotFound`, not another failure.
 pub async fn missing_is_not_found<B: Backend>(backend: &B, prefix: &str) {
-    let r = backend.fetch(&[FetchRequest::current(format!("{prefix}/never-written"))]).await;
+    let r = backend
+        .fetch(&[FetchRequest::current(format!("{prefix}/never-written"))])
+        .await;
     assert_eq!(r.len(), 1, "one result per request");
-    let e = r[0].as_ref().err().expect("a missing path must not be found");
+    let e = r[0].as_ref().expect_err("a missing path must not be found");
     assert_eq!(e.kind, FailureKind::NotFound, "{e}");
 }
 
@@ -78,9 +80,17 @@ pub async fn many_paths_one_call<B: AdminBackend>(backend: &B, prefix: &str) {
     assert_eq!(results.len(), requests.len(), "one result per request");
     for (i, r) in results.iter().enumerate() {
         if i % 5 == 3 {
-            assert_eq!(r.as_ref().err().map(|e| e.kind), Some(FailureKind::NotFound), "path {i}");
+            assert_eq!(
+                r.as_ref().err().map(|e| e.kind),
+                Some(FailureKind::NotFound),
+                "path {i}"
+            );
         } else {
-            assert_eq!(text(&r.as_ref().expect("found").value), format!("value-{i}"), "path {i} out of order");
+            assert_eq!(
+                text(&r.as_ref().expect("found").value),
+                format!("value-{i}"),
+                "path {i} out of order"
+            );
         }
     }
 }
@@ -88,8 +98,14 @@ pub async fn many_paths_one_call<B: AdminBackend>(backend: &B, prefix: &str) {
 /// A second put adds a version: current reads the new one, `versions` lists both newest first.
 pub async fn new_version_becomes_current<B: AdminBackend>(backend: &B, prefix: &str) {
     let path = format!("{prefix}/versioned");
-    let v1 = backend.put(PutRequest::new(&path, SecretValue::text("one"))).await.expect("put 1");
-    let v2 = backend.put(PutRequest::new(&path, SecretValue::text("two"))).await.expect("put 2");
+    let v1 = backend
+        .put(PutRequest::new(&path, SecretValue::text("one")))
+        .await
+        .expect("put 1");
+    let v2 = backend
+        .put(PutRequest::new(&path, SecretValue::text("two")))
+        .await
+        .expect("put 2");
     assert_ne!(v1, v2, "each put is a new version");
     let r = backend.fetch(&[FetchRequest::current(&path)]).await;
     assert_eq!(text(&r[0].as_ref().expect("found").value), "two");
@@ -142,7 +158,10 @@ pub async fn list_filters_by_prefix<B: AdminBackend>(backend: &B, prefix: &str) 
 /// After `delete`, the path reads as not found.
 pub async fn delete_makes_it_not_found<B: AdminBackend>(backend: &B, prefix: &str) {
     let path = format!("{prefix}/deleted");
-    backend.put(PutRequest::new(&path, SecretValue::text("x"))).await.expect("put");
+    backend
+        .put(PutRequest::new(&path, SecretValue::text("x")))
+        .await
+        .expect("put");
     backend
         .delete(&path, crate::backend::DeleteMode::Force)
         .await
@@ -217,7 +236,10 @@ pub async fn loads_keys_and_types<B: AdminBackend + 'static>(backend: Arc<B>, pr
         .await
         .expect("put");
     backend
-        .put(PutRequest::new(format!("{prefix}/conformance/plain"), SecretValue::text("whole value")))
+        .put(PutRequest::new(
+            format!("{prefix}/conformance/plain"),
+            SecretValue::text("whole value"),
+        ))
         .await
         .expect("put");
     // The prefix becomes the profile so that `{profile}/conformance/db` lands under this run's prefix.

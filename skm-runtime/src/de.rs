@@ -114,7 +114,11 @@ impl RawDeserializer<'_> {
     }
 
     /// Parses the text as JSON for structured types, with the error's JSON path but not its input.
-    fn json<'de, V: Visitor<'de>>(self, visitor: V, f: impl FnOnce(V, JsonValue) -> Result<V::Value, DeError>) -> Result<V::Value, DeError> {
+    fn json<'de, V: Visitor<'de>>(
+        self,
+        visitor: V,
+        f: impl FnOnce(V, JsonValue) -> Result<V::Value, DeError>,
+    ) -> Result<V::Value, DeError> {
         let text = self.text()?;
         let value: JsonValue = serde_json::from_str(text).map_err(|e| {
             DeError(format!(
@@ -188,7 +192,9 @@ impl<'de> Deserializer<'de> for RawDeserializer<'_> {
         match self.text()?.trim().to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => visitor.visit_bool(true),
             "false" | "0" | "no" | "off" => visitor.visit_bool(false),
-            _ => Err(DeError("not a valid bool: expected true/false, 1/0, yes/no or on/off".into())),
+            _ => Err(DeError(
+                "not a valid bool: expected true/false, 1/0, yes/no or on/off".into(),
+            )),
         }
     }
 
@@ -244,7 +250,9 @@ impl<'de> Deserializer<'de> for RawDeserializer<'_> {
         len: usize,
         visitor: V,
     ) -> Result<V::Value, DeError> {
-        self.json(visitor, |v, j| from_json(v, j, |j, v| j.deserialize_tuple_struct(name, len, v)))
+        self.json(visitor, |v, j| {
+            from_json(v, j, |j, v| j.deserialize_tuple_struct(name, len, v))
+        })
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
@@ -257,7 +265,9 @@ impl<'de> Deserializer<'de> for RawDeserializer<'_> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, DeError> {
-        self.json(visitor, |v, j| from_json(v, j, |j, v| j.deserialize_struct(name, fields, v)))
+        self.json(visitor, |v, j| {
+            from_json(v, j, |j, v| j.deserialize_struct(name, fields, v))
+        })
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
@@ -267,7 +277,8 @@ impl<'de> Deserializer<'de> for RawDeserializer<'_> {
         visitor: V,
     ) -> Result<V::Value, DeError> {
         // A bare word selects a unit variant: `LOG_LEVEL=debug`.
-        visitor.visit_enum(self.text()?.to_owned().into_deserializer())
+        visitor
+            .visit_enum(self.text()?.to_owned().into_deserializer())
             .map_err(|e: de::value::Error| DeError(sanitize_json_error(&e.to_string())))
     }
 

@@ -143,7 +143,10 @@ impl fmt::Display for FieldProblem {
                 expected,
                 source,
                 detail,
-            } => write!(f, "wrong type: the value from {source} is not a valid `{expected}` ({detail})"),
+            } => write!(
+                f,
+                "wrong type: the value from {source} is not a valid `{expected}` ({detail})"
+            ),
             FieldProblem::Backend(kind) => write!(f, "{kind}"),
             FieldProblem::Invalid(why) => write!(f, "invalid secret: {why}"),
         }

@@ -137,7 +137,8 @@ fn line_of(text: &str, name: &str) -> usize {
         .filter(|(_, l)| {
             let l = l.trim_start();
             let l = l.strip_prefix("export ").map_or(l, str::trim_start);
-            l.strip_prefix(name).is_some_and(|rest| rest.trim_start().starts_with('='))
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
         })
         .map(|(i, _)| i + 1)
         .last()
@@ -189,9 +190,7 @@ fn insert_path(dict: &mut Dict, dotted: &str, value: Value) {
             dict.insert(dotted.to_string(), value);
         }
         Some((head, rest)) => {
-            let entry = dict
-                .entry(head.to_string())
-                .or_insert_with(|| Value::from(Dict::new()));
+            let entry = dict.entry(head.to_string()).or_insert_with(|| Value::from(Dict::new()));
             if let Value::Dict(_, inner) = entry {
                 insert_path(inner, rest, value);
             }
@@ -203,7 +202,10 @@ impl Provider for Snapshot {
     fn metadata(&self) -> Metadata {
         let locations = self.locations.clone();
         let md = Metadata::named(self.name.clone()).interpolater(move |_: &Profile, keys: &[&str]| {
-            locations.get(&keys.join(".")).cloned().unwrap_or_else(|| keys.join("."))
+            locations
+                .get(&keys.join("."))
+                .cloned()
+                .unwrap_or_else(|| keys.join("."))
         });
         match &self.source {
             Some(s) => md.source(s.clone()),

@@ -12,6 +12,7 @@
 //! - [`Error`]: one error listing every failing field; never a secret value.
 //! - [`watch`]: hot reload ([`Loader::watch`]) with stale-on-error and version-checked refreshes.
 //! - [`conformance`]: the test suite every backend passes.
+//! - [`gitcheck`]: a warning when `.env` or the local store sits in a git work tree without being ignored.
 //!
 //! # Cargo features
 //! | feature | default | what it adds |
@@ -26,6 +27,7 @@ pub mod conformance;
 mod de;
 pub mod detect;
 pub mod error;
+pub mod gitcheck;
 mod layer;
 mod load;
 pub mod plan;
@@ -34,11 +36,11 @@ pub mod watch;
 
 pub use error::{Attempt, AttemptOutcome, Error, FieldError, FieldProblem, LoadError};
 pub use layer::Layer;
-pub use load::{Check, Loaded, Loader, Origin, Provenance};
 #[doc(hidden)]
 pub use load::Values;
-pub use watch::{Stale, Watch, WatchOptions, WatchStats};
+pub use load::{Check, Loaded, Loader, Origin, Provenance};
 pub use spec::{FieldKind, FieldSpec, ResolvedField, SecretSpec, Secrets, StructSpec, VersionPin};
+pub use watch::{Stale, Watch, WatchOptions, WatchStats};
 
 use secrecy::SecretBox;
 use zeroize::Zeroize;

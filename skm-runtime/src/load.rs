@@ -162,9 +162,7 @@ impl Loader {
 
     /// Reads environment variables from `vars` instead of the process environment.
     pub fn env_vars<K: Into<String>, V: Into<String>>(mut self, vars: impl IntoIterator<Item = (K, V)>) -> Self {
-        self.env = EnvSource::Map(Arc::new(
-            vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
-        ));
+        self.env = EnvSource::Map(Arc::new(vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect()));
         self
     }
 
@@ -283,6 +281,9 @@ impl Loader {
             (Some(path), true) => DotenvFile::read(path)?,
             _ => None,
         };
+        if let (Some(path), Some(_)) = (&self.dotenv, &dotenv) {
+            crate::gitcheck::warn_if_not_ignored(path, "the .env file");
+        }
 
         let sources = Sources {
             loader: self,
@@ -332,7 +333,9 @@ impl Loader {
         let results = match self.deadline {
             Some(d) => match tokio::time::timeout(d, call).await {
                 Ok(r) => r,
-                Err(_) => vec![Err(FetchError::unavailable(format!("deadline of {d:?} exceeded"))); plan.requests.len()],
+                Err(_) => {
+                    vec![Err(FetchError::unavailable(format!("deadline of {d:?} exceeded"))); plan.requests.len()]
+                }
             },
             None => call.await,
         };
@@ -364,7 +367,8 @@ impl Loader {
 
 fn check_profile(p: &str) -> Result<(), Error> {
     let ok = !p.is_empty()
-        && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && p != "."
         && p != "..";
     if ok {
@@ -685,7 +689,8 @@ impl Sources<'_> {
             }
         }
         let Some(layer) = winner else {
-            if field.spec.optional && outage.is_none() || field.spec.optional && !self.loader.strict {
+            // Strict mode with an outage already returned above.
+            if field.spec.optional {
                 return Resolution::Absent;
             }
             let reason = outage.map_or(FieldProblem::Missing, |(k, _)| FieldProblem::Backend(k));
@@ -752,7 +757,9 @@ fn extract_key(text: &str, path: &str, key: &str, location: String) -> Lookup {
     match parsed {
         Err(_) => Lookup::Failed(
             FailureKind::Invalid,
-            format!("`{path}` is not a JSON object, so key `{key}` cannot be read; remove `key` to read the whole value"),
+            format!(
+                "`{path}` is not a JSON object, so key `{key}` cannot be read; remove `key` to read the whole value"
+            ),
         ),
         Ok(map) => match map.get(key) {
             None => Lookup::Missing(format!("`{path}` has no key `{key}`")),

@@ -26,6 +26,11 @@ use crate::load::Values;
 /// assert_eq!(spec.fields[0].name, "jwt_secret");
 /// ```
 /// The facade crate's documentation runs this example.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not derive `Secrets`",
+    label = "not a `Secrets` struct",
+    note = "a `#[secret(flatten)]` field must be a struct with `#[derive(Secrets)]`"
+)]
 pub trait Secrets: Sized {
     /// The declarations of this struct, as static data.
     fn spec() -> &'static StructSpec;

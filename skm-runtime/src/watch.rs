@@ -49,10 +49,7 @@ impl Default for WatchOptions {
 impl WatchOptions {
     /// Options with refresh interval `ttl`.
     pub fn ttl(ttl: Duration) -> Self {
-        WatchOptions {
-            ttl,
-            ..Self::default()
-        }
+        WatchOptions { ttl, ..Self::default() }
     }
 
     /// Sets the maximum staleness.
@@ -302,7 +299,11 @@ impl<T: Secrets + Send + Sync + 'static> Refresher<T> {
         if results.len() != to_fetch.len() {
             return Err("backend returned the wrong number of results".into());
         }
-        if let Some((request, Err(e))) = to_fetch.iter().zip(&results).find(|(_, r)| matches!(r, Err(e) if is_outage(e))) {
+        if let Some((request, Err(e))) = to_fetch
+            .iter()
+            .zip(&results)
+            .find(|(_, r)| matches!(r, Err(e) if is_outage(e)))
+        {
             return Err(format!("{}: {e}", request.path));
         }
         let mut next = self.cache.clone();
@@ -321,7 +322,10 @@ impl<T: Secrets + Send + Sync + 'static> Refresher<T> {
             self.cache = next;
             return Ok((refetched, false));
         }
-        let resolved = self.loader.resolve_with(&self.fields, &next).map_err(|e| e.to_string())?;
+        let resolved = self
+            .loader
+            .resolve_with(&self.fields, &next)
+            .map_err(|e| e.to_string())?;
         let loaded: Loaded<T> = Loader::build(T::spec(), &self.fields, resolved).map_err(|e| e.to_string())?;
         self.cache = next;
         self.shared.value.store(Arc::new(loaded.value));

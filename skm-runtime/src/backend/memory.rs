@@ -8,8 +8,8 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 
 use super::{
-    AdminBackend, AdminError, AdminErrorKind, Backend, DeleteMode, FetchError, FetchRequest, FetchResult,
-    ListEntry, PutRequest, SecretPayload, SecretValue, VersionInfo, VersionPin,
+    AdminBackend, AdminError, AdminErrorKind, Backend, DeleteMode, FetchError, FetchRequest, FetchResult, ListEntry,
+    PutRequest, SecretPayload, SecretValue, VersionInfo, VersionPin,
 };
 
 /// An in-memory [`Backend`] and [`AdminBackend`] for users' tests.
@@ -123,7 +123,9 @@ impl MemoryBackend {
         let index = match request.version {
             VersionPin::Current => n,
             VersionPin::Number(v) => v as usize,
-            VersionPin::Previous | VersionPin::Stage("AWSPREVIOUS") | VersionPin::Stage("previous") => n.saturating_sub(1),
+            VersionPin::Previous | VersionPin::Stage("AWSPREVIOUS") | VersionPin::Stage("previous") => {
+                n.saturating_sub(1)
+            }
             VersionPin::Stage("AWSCURRENT") | VersionPin::Stage("current") => n,
             VersionPin::Id(id) => id.parse().unwrap_or(0),
             VersionPin::Stage(_) => 0,
@@ -164,9 +166,7 @@ impl Backend for MemoryBackend {
 #[async_trait]
 impl AdminBackend for MemoryBackend {
     async fn put(&self, request: PutRequest) -> Result<String, AdminError> {
-        let exists = lock(&self.inner.store)
-            .get(&request.path)
-            .is_some_and(|e| !e.deleted);
+        let exists = lock(&self.inner.store).get(&request.path).is_some_and(|e| !e.deleted);
         if request.create_only && exists {
             return Err(AdminError::new(
                 AdminErrorKind::AlreadyExists,

@@ -1,0 +1,10 @@
+use skm::{SecretString, Secrets};
+
+#[derive(Secrets)]
+#[secrets(prefx = "myapp/{profile}")]
+struct AppSecrets {
+    #[secret(path = "auth/jwt")]
+    jwt: SecretString,
+}
+
+fn main() {}

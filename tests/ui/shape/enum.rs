@@ -1,0 +1,10 @@
+use skm::{SecretString, Secrets};
+
+#[derive(Secrets)]
+enum AppSecrets {
+    Jwt(SecretString),
+}
+
+fn main() {
+    let _ = AppSecrets::load();
+}

@@ -1,0 +1,11 @@
+use skm::Secrets;
+
+struct DbSecrets;
+
+#[derive(Secrets)]
+struct AppSecrets {
+    #[secret(flatten)]
+    db: DbSecrets,
+}
+
+fn main() {}

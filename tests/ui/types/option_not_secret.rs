@@ -1,0 +1,9 @@
+use skm::Secrets;
+
+#[derive(Secrets)]
+struct AppSecrets {
+    #[secret(env = "SENTRY_DSN")]
+    sentry_dsn: Option<String>,
+}
+
+fn main() {}
