@@ -151,6 +151,17 @@ pub(crate) enum Found {
     Binary(Vec<u8>),
 }
 
+impl Drop for Found {
+    // Intermediate copies of a value are wiped, not just freed.
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        match self {
+            Found::Text(s) => s.zeroize(),
+            Found::Binary(b) => b.zeroize(),
+        }
+    }
+}
+
 /// One source's values for one load, as a figment provider.
 ///
 /// Keys are field ids (`db.url` nests as `db` → `url`); the interpolater turns a key path into the exact
@@ -173,9 +184,10 @@ impl Snapshot {
     }
 
     pub(crate) fn insert(&mut self, field_id: &str, value: Found, location: String) {
-        let value = match value {
-            Found::Text(s) => Value::from(s),
-            Found::Binary(b) => Value::from(b),
+        let mut value = value;
+        let value = match &mut value {
+            Found::Text(s) => Value::from(std::mem::take(s)),
+            Found::Binary(b) => Value::from(std::mem::take(b)),
         };
         insert_path(&mut self.data, field_id, value);
         Arc::get_mut(&mut self.locations)
