@@ -1,0 +1,33 @@
+//! Test support for skm: the real peers the backends are tested against, and a fault-injecting proxy.
+//!
+//! - [`Moto`] runs a moto server (AWS Secrets Manager) on a free loopback port.
+//! - [`Bao`] runs an OpenBao dev server (the HashiCorp Vault HTTP API) on a free loopback port.
+//! - [`Proxy`] sits between a client and a peer: it records and counts requests, and can answer, delay,
+//!   reset or stall them, by rule or at random, to test retries, timeouts and request counts.
+//!
+//! The peers are the binaries in the workspace's `.venv` (installed by `./scripts/test`). When one is
+//! missing, starting it panics: a backend test must fail, never silently pass, without its peer.
+//!
+//! Every peer and proxy belongs to the test that started it and stops when dropped, so start one per test
+//! (they start in well under a second) rather than sharing one through a `static`, which is never dropped.
+//! All of them must be used inside a tokio runtime; the proxy serves on the runtime that started it, so in a
+//! `current_thread` test it only makes progress while the test is awaiting.
+#![deny(missing_docs)]
+
+mod bao;
+mod http_client;
+mod moto;
+mod paths;
+mod process;
+mod proxy;
+
+pub use bao::Bao;
+pub use moto::Moto;
+pub use paths::{free_port, venv_bin, workspace_root};
+pub use proxy::{Action, Fault, Proxy, RecordedRequest};
+
+/// Re-exported so that tests can build an [`Action::Respond`] and read a [`RecordedRequest`] without
+/// depending on `bytes` and `http` themselves.
+pub use bytes::Bytes;
+/// See [`Bytes`].
+pub use http::HeaderMap;
