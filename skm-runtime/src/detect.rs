@@ -6,13 +6,14 @@
 //! | `AWS_REGION` / `AWS_DEFAULT_REGION` | selects AWS Secrets Manager (if built with the `aws` feature) |
 //! | `VAULT_ADDR` | selects Vault (if built with the `vault` feature) and no AWS region is set |
 //! | `SKM_LOCAL_PATH` | where the local store lives (default `.skm`); an existing store is selected last |
+//! | `SKM_LOCAL_KEY` / `SKM_LOCAL_KEY_FILE` | the local store's key, or its key file (see `backend::local`) |
 //!
 //! With none of these, no backend is used and secrets come from env, `.env` and defaults.
 
 use std::fmt;
 use std::sync::Arc;
 
-use crate::backend::Backend;
+use crate::backend::{AdminBackend, Backend};
 use crate::Error;
 
 /// A backend kind that detection can choose.
@@ -156,6 +157,26 @@ fn local_store_exists(path: &str) -> bool {
 /// # Errors
 /// The backend is not compiled in or cannot be configured from the environment.
 pub async fn build(kind: BackendKind) -> Result<Option<Arc<dyn Backend>>, Error> {
+    match kind {
+        BackendKind::None => Ok(None),
+        #[cfg(feature = "aws")]
+        BackendKind::Aws => Ok(Some(Arc::new(crate::backend::aws::AwsBackend::from_env().await?))),
+        #[cfg(feature = "vault")]
+        BackendKind::Vault => Ok(Some(Arc::new(crate::backend::vault::VaultBackend::from_env().await?))),
+        #[cfg(feature = "local")]
+        BackendKind::Local => Ok(Some(Arc::new(crate::backend::local::LocalStore::from_env()?))),
+        #[allow(unreachable_patterns)]
+        other => Err(Error::Config(format!(
+            "skm was built without the `{other}` feature: enable it in Cargo.toml"
+        ))),
+    }
+}
+
+/// Like [`build`], with the write operations of [`AdminBackend`]: what the `skm` tool works with.
+///
+/// # Errors
+/// As [`build`].
+pub async fn build_admin(kind: BackendKind) -> Result<Option<Arc<dyn AdminBackend>>, Error> {
     match kind {
         BackendKind::None => Ok(None),
         #[cfg(feature = "aws")]

@@ -10,6 +10,8 @@
 //! - [`Loader`]: fetch, layer (backend → env → `.env` → default) through figment, extract typed values.
 //! - [`detect`]: backend auto-detection from `SKM_BACKEND`, `AWS_REGION`, `VAULT_ADDR`.
 //! - [`Error`]: one error listing every failing field; never a secret value.
+//! - [`Validators`]: `min_len`, `not` and `pattern` checks applied to values at load.
+//! - [`Rotating`]: a field holding the current and the previous version, for rotation grace.
 //! - [`watch`]: hot reload ([`Loader::watch`]) with stale-on-error and version-checked refreshes.
 //! - [`conformance`]: the test suite every backend passes.
 //! - [`gitcheck`]: a warning when `.env` or the local store sits in a git work tree without being ignored.
@@ -31,7 +33,9 @@ pub mod gitcheck;
 mod layer;
 mod load;
 pub mod plan;
+pub mod rotating;
 pub mod spec;
+mod validate;
 pub mod watch;
 
 pub use error::{Attempt, AttemptOutcome, Error, FieldError, FieldProblem, LoadError};
@@ -39,7 +43,8 @@ pub use layer::Layer;
 #[doc(hidden)]
 pub use load::Values;
 pub use load::{Check, Loaded, Loader, Origin, Provenance};
-pub use spec::{FieldKind, FieldSpec, ResolvedField, SecretSpec, Secrets, StructSpec, VersionPin};
+pub use rotating::Rotating;
+pub use spec::{FieldKind, FieldSpec, ResolvedField, SecretSpec, Secrets, StructSpec, Validators, VersionPin};
 pub use watch::{Stale, Watch, WatchOptions, WatchStats};
 
 use secrecy::SecretBox;
@@ -58,3 +63,4 @@ pub trait SecretType {}
 
 impl<T: Zeroize + ?Sized> SecretType for SecretBox<T> where SecretBox<T>: Sized {}
 impl<T: SecretType> SecretType for Option<T> {}
+impl<T: SecretType> SecretType for Rotating<T> {}

@@ -14,7 +14,8 @@ use crate::de::{self, Raw};
 use crate::error::{Attempt, AttemptOutcome, FieldError, FieldProblem, LoadError};
 use crate::layer::{DotenvFile, EnvSource, Found, Layer, Snapshot};
 use crate::plan::Plan;
-use crate::spec::{ResolvedField, Secrets};
+use crate::rotating::Rotating;
+use crate::spec::{ResolvedField, Secrets, VersionPin};
 use crate::Error;
 use secrecy::ExposeSecret;
 
@@ -214,17 +215,19 @@ impl Loader {
             resolutions: &resolved.resolutions,
             scope: Vec::new(),
             errors: Vec::new(),
+            warnings: Vec::new(),
+            strict: resolved.strict,
         };
         let built = T::from_values(&mut values);
+        let Values { errors, warnings, .. } = values;
+        let mut provenance = resolved.provenance;
+        provenance.warnings.extend(warnings);
         match built {
-            Some(value) if values.errors.is_empty() => Ok(Loaded {
-                value,
-                provenance: resolved.provenance,
-            }),
+            Some(value) if errors.is_empty() => Ok(Loaded { value, provenance }),
             _ => Err(Error::Load(LoadError {
                 struct_name: spec.name,
                 declared: fields.len(),
-                fields: values.errors,
+                fields: errors,
             })),
         }
     }
@@ -311,6 +314,7 @@ impl Loader {
         }
         Ok(Resolved {
             resolutions,
+            strict: self.strict,
             provenance: Provenance {
                 backend: self.backend_name(),
                 backend_reason: self.backend_reason.clone(),
@@ -408,6 +412,7 @@ fn check_unique(fields: &[ResolvedField]) -> Result<(), Error> {
 
 pub(crate) struct Resolved {
     resolutions: HashMap<String, Resolution>,
+    strict: bool,
     provenance: Provenance,
 }
 
@@ -512,9 +517,17 @@ pub(crate) enum Resolution {
         origin: Origin,
         field: ResolvedField,
         attempts: Vec<Attempt>,
+        /// A [`Rotating`] field's previous version, when the current came from the backend and it has one.
+        previous: Option<Previous>,
     },
     Absent,
     Failed(FieldError),
+}
+
+/// The previous version of a rotating field, and the source that names it in messages.
+pub(crate) struct Previous {
+    raw: Found,
+    source: String,
 }
 
 struct Sources<'a> {
@@ -545,7 +558,7 @@ impl Sources<'_> {
 
     fn lookup(&self, layer: Layer, field: &ResolvedField) -> Lookup {
         match layer {
-            Layer::Backend => self.backend_lookup(field),
+            Layer::Backend => self.backend_lookup(field, field.spec.version),
             Layer::Env => match field.env {
                 None => Lookup::Skipped("no `env` declared".into()),
                 Some(name) => match self.loader.env.get(name) {
@@ -572,7 +585,8 @@ impl Sources<'_> {
         }
     }
 
-    fn backend_lookup(&self, field: &ResolvedField) -> Lookup {
+    /// What the backend holds for `field` at `version` (the declared pin, or the previous of a rotating field).
+    fn backend_lookup(&self, field: &ResolvedField, version: VersionPin) -> Lookup {
         let Some(path) = &field.path else {
             return Lookup::Skipped("no `path` declared".into());
         };
@@ -581,7 +595,7 @@ impl Sources<'_> {
         }
         let request = FetchRequest {
             path: path.clone(),
-            version: field.spec.version,
+            version,
         };
         let location = match field.key {
             Some(k) => format!("secret {path} key {k}"),
@@ -727,13 +741,103 @@ impl Sources<'_> {
             }
             Err(_) => return fail(FieldProblem::Missing, attempts),
         };
+        // The winner is the source of truth: a bad value there is an error, not a reason to try lower layers.
+        if let Err(why) = validate(field, &raw, &origin.to_string()) {
+            return fail(FieldProblem::Validation(why), attempts);
+        }
+        // A previous version is only meaningful next to the backend's current one, not next to an env value.
+        let previous = if field.spec.rotating && layer == Layer::Backend {
+            match self.previous(field, &mut attempts, warnings) {
+                Ok(previous) => previous,
+                Err(problem) => return fail(problem, attempts),
+            }
+        } else {
+            None
+        };
         Resolution::Found {
             raw,
             origin,
             field: field.clone(),
             attempts,
+            previous,
         }
     }
+
+    /// The backend's previous version of a rotating field. Not found is `None`; a failure is a warning and
+    /// `None`, or in strict mode the field's error; a value failing the validators is dropped with a warning
+    /// (it must not be accepted, but the current version is fine).
+    fn previous(
+        &self,
+        field: &ResolvedField,
+        attempts: &mut Vec<Attempt>,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<Previous>, FieldProblem> {
+        let source = format!("{} (previous version)", self.source_name(Layer::Backend, field));
+        let mut warn = |what: String| {
+            tracing::warn!(target: "skm", field = %field.id, path = field.path.as_deref().unwrap_or(""),
+                problem = %what, "previous version unusable; rotation grace has only the current version");
+            warnings.push(format!(
+                "field `{}`: {what}; only the current version is used",
+                field.id
+            ));
+        };
+        let (outcome, previous) = match self.backend_lookup(field, VersionPin::Previous) {
+            Lookup::Found(raw, _) => match validate(field, &raw, &source) {
+                Ok(()) => (
+                    AttemptOutcome::Found,
+                    Some(Previous {
+                        raw,
+                        source: source.clone(),
+                    }),
+                ),
+                Err(why) => {
+                    warn(why.clone());
+                    let outcome = AttemptOutcome::Failed {
+                        kind: FailureKind::Invalid,
+                        detail: why,
+                    };
+                    (outcome, None)
+                }
+            },
+            Lookup::Missing(why) => (AttemptOutcome::Missing(why), None),
+            Lookup::Skipped(why) => (AttemptOutcome::Skipped(why), None),
+            Lookup::Failed(kind, detail) => {
+                if self.loader.strict {
+                    attempts.push(Attempt {
+                        source,
+                        outcome: AttemptOutcome::Failed {
+                            kind,
+                            detail: detail.clone(),
+                        },
+                    });
+                    return Err(match kind {
+                        FailureKind::Invalid => FieldProblem::Invalid(detail),
+                        _ => FieldProblem::Backend(kind),
+                    });
+                }
+                warn(format!("{source}: {kind} ({detail})"));
+                (AttemptOutcome::Failed { kind, detail }, None)
+            }
+        };
+        attempts.push(Attempt { source, outcome });
+        Ok(previous)
+    }
+}
+
+/// Applies the field's validators to a found value; the message names `source`, never the value.
+fn validate(field: &ResolvedField, raw: &Found, source: &str) -> Result<(), String> {
+    let validators = &field.spec.validate;
+    if validators.is_empty() {
+        return Ok(());
+    }
+    let checked = match raw {
+        Found::Text(s) => validators.check(s),
+        Found::Binary(b) => match std::str::from_utf8(b) {
+            Ok(s) => validators.check(s),
+            Err(_) => Err("is binary, not UTF-8 text, so its validators cannot check it".to_string()),
+        },
+    };
+    checked.map_err(|problems| format!("the value from {source} {problems}"))
 }
 
 /// One `skm::audit` event per field: which source served it, or why it failed. Never the value.
@@ -777,6 +881,9 @@ pub struct Values<'a> {
     resolutions: &'a HashMap<String, Resolution>,
     scope: Vec<&'static str>,
     errors: Vec<FieldError>,
+    /// Added to the load's provenance (e.g. a previous version that does not convert).
+    warnings: Vec<String>,
+    strict: bool,
 }
 
 impl Values<'_> {
@@ -801,6 +908,7 @@ impl Values<'_> {
                 origin,
                 field,
                 attempts,
+                ..
             }) => {
                 let raw = match raw {
                     Found::Text(s) => Raw::Text(s),
@@ -825,6 +933,59 @@ impl Values<'_> {
                         None
                     }
                 }
+            }
+        }
+    }
+
+    /// Converts a rotating field: its current value as [`Values::take`] does, and the previous version the
+    /// backend returned, if any.
+    ///
+    /// A previous version that does not convert to `T` is dropped with a warning, or in strict mode recorded
+    /// as the field's failure.
+    pub fn take_rotating<T: DeserializeOwned>(&mut self, field: &'static str) -> Option<Rotating<T>> {
+        let current = self.take::<T>(field)?;
+        let id = self.id(field);
+        let Some(Resolution::Found {
+            previous: Some(previous),
+            field: resolved,
+            attempts,
+            ..
+        }) = self.resolutions.get(&id)
+        else {
+            return Some(Rotating::new(current, None));
+        };
+        let raw = match &previous.raw {
+            Found::Text(s) => Raw::Text(s),
+            Found::Binary(b) => Raw::Binary(b),
+        };
+        match de::extract::<T>(raw) {
+            Ok(v) => Some(Rotating::new(current, Some(v))),
+            Err(detail) if self.strict => {
+                self.errors.push(FieldError {
+                    field: id,
+                    path: resolved.path.clone(),
+                    key: resolved.key.map(str::to_string),
+                    env: resolved.env.map(str::to_string),
+                    type_name: resolved.spec.type_name,
+                    reason: FieldProblem::WrongType {
+                        expected: resolved.spec.type_name,
+                        source: previous.source.clone(),
+                        detail,
+                    },
+                    attempts: attempts.clone(),
+                });
+                None
+            }
+            Err(detail) => {
+                let what = format!(
+                    "the value from {} is not a valid `{}` ({detail})",
+                    previous.source, resolved.spec.type_name
+                );
+                tracing::warn!(target: "skm", field = %id, problem = %what,
+                    "previous version unusable; rotation grace has only the current version");
+                self.warnings
+                    .push(format!("field `{id}`: {what}; only the current version is used"));
+                Some(Rotating::new(current, None))
             }
         }
     }
