@@ -1,8 +1,12 @@
 //! The README's main command: load a typed secrets struct on the embedded default, with no server.
 //!
-//! Run with `cargo run --example quickstart`. Values come from `examples/quickstart.env` (shipped with the
-//! example) and the declared defaults; each field is printed redacted, with where it came from.
+//! Run with `cargo run --example quickstart`. The embedded default is the local encrypted store (`.skm/` in
+//! the working directory, key in your config directory): on first run the example seeds it, then every run
+//! loads from it, from `examples/quickstart.env` (shipped with the example) and from the declared defaults,
+//! and prints each field redacted, with where it came from.
 
+use skm::backend::local::LocalStore;
+use skm::backend::{AdminBackend, PutRequest, SecretValue};
 use skm::{Layer, Loader, SecretBox, SecretString, Secrets};
 
 #[derive(Secrets)]
@@ -21,10 +25,18 @@ struct AppSecrets {
 
 #[tokio::main]
 async fn main() -> Result<(), skm::Error> {
+    // `SKM_LOCAL_PATH`, `SKM_LOCAL_KEY` and `SKM_LOCAL_KEY_FILE` are honoured; the default is `./.skm`.
+    let store = LocalStore::from_env()?;
+    if store.list("").await?.is_empty() {
+        seed(&store).await?;
+        println!("Seeded the local store at {} (first run).", store.path().display());
+    }
+
     let dotenv = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart.env");
-    // The `.env` shipped with the example is the whole environment here, so that a stray variable in the
-    // caller's shell cannot change what the demo prints.
+    // The store and the `.env` shipped with the example are the whole environment here, so that a stray
+    // variable in the caller's shell cannot change what the demo prints.
     let loader = Loader::new()
+        .backend(store)
         .dotenv(dotenv)
         .env_vars(Vec::<(String, String)>::new())
         .precedence(Layer::DEFAULT_ORDER);
@@ -53,5 +65,23 @@ async fn main() -> Result<(), skm::Error> {
     for w in &loaded.provenance.warnings {
         println!("  warning: {w}");
     }
+    Ok(())
+}
+
+/// Writes demo values: a random JWT key, so nothing secret is committed, and the database URL. The pool
+/// size stays in `.env` to show the layers side by side.
+async fn seed(store: &LocalStore) -> Result<(), skm::Error> {
+    let mut jwt = [0u8; 32];
+    getrandom::fill(&mut jwt).map_err(|e| skm::Error::Config(format!("no OS randomness: {e}")))?;
+    let jwt: String = jwt.iter().map(|b| format!("{b:02x}")).collect();
+    store
+        .put(PutRequest::new("auth/jwt", SecretValue::map([("secret", jwt)])))
+        .await?;
+    store
+        .put(PutRequest::new(
+            "database/connection",
+            SecretValue::map([("url", "postgres://app:from-the-store@localhost:5432/app")]),
+        ))
+        .await?;
     Ok(())
 }
