@@ -42,6 +42,35 @@
 //! | `plain` | allow a non-secret type such as `u16` |
 //! | `flatten` | a nested struct that derives `Secrets` |
 //! | `version_stage = "AWSPREVIOUS"`, `version_id = "..."`, `version = 3` | pin a version |
+//! | `min_len = 32` | reject a value shorter than 32 characters |
+//! | `not = ["changeme", "dummy"]` | reject placeholder values (trimmed, ignoring ASCII case) |
+//! | `pattern = "^sk-"` | reject a value the regex does not match; a bad regex is a compile error |
+//!
+//! Validators check the winning source's text before type conversion; a failure names the source and the
+//! check ([`FieldProblem::Validation`]), never the value, and does not fall back to a lower layer.
+//!
+//! A field of type [`Rotating<T>`](Rotating) (with a `path`) holds the backend's current version and the
+//! previous one, for rotation grace:
+//! ```
+//! use skm::{ExposeSecret, Loader, Rotating, SecretString, Secrets};
+//! use skm::backend::{MemoryBackend, SecretValue};
+//!
+//! #[derive(Secrets)]
+//! struct Jwt {
+//!     #[secret(path = "auth/jwt", key = "secret", min_len = 6)]
+//!     keys: Rotating<SecretString>,
+//! }
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let backend = MemoryBackend::new();
+//! backend.insert("auth/jwt", SecretValue::map([("secret", "old-key")]));
+//! backend.insert("auth/jwt", SecretValue::map([("secret", "new-key")]));
+//! let jwt: Jwt = Loader::new().backend(backend).no_dotenv().load().await?;
+//! let accepted: Vec<&str> = jwt.keys.iter().map(|k| k.expose_secret()).collect();
+//! assert_eq!(accepted, ["new-key", "old-key"]);
+//! # Ok::<(), skm::Error>(())
+//! # }).unwrap();
+//! ```
 //!
 //! `#[secrets(prefix = "myapp/{profile}")]` on the struct prefixes every path; `{profile}` comes from
 //! `SKM_PROFILE` or [`Loader::profile`].
@@ -57,8 +86,8 @@
 pub use skm_derive::Secrets;
 pub use skm_runtime::{
     backend, conformance, detect, plan, spec, watch, Attempt, AttemptOutcome, Check, Error, FieldError, FieldProblem,
-    Layer, LoadError, Loaded, Loader, Origin, Provenance, SecretType, Secrets, Stale, VersionPin, Watch, WatchOptions,
-    WatchStats,
+    Layer, LoadError, Loaded, Loader, Origin, Provenance, Rotating, SecretType, Secrets, Stale, Validators, VersionPin,
+    Watch, WatchOptions, WatchStats,
 };
 
 pub use secrecy::{self, ExposeSecret, SecretBox, SecretString};
@@ -80,7 +109,9 @@ pub use zeroize::{self, Zeroize};
 #[doc(hidden)]
 pub mod __private {
     pub use core::option::Option::{self, None, Some};
-    pub use skm_runtime::{Error, FieldKind, FieldSpec, Loader, SecretSpec, Secrets, StructSpec, Values, VersionPin};
+    pub use skm_runtime::{
+        Error, FieldKind, FieldSpec, Loader, SecretSpec, Secrets, StructSpec, Validators, Values, VersionPin,
+    };
 
     /// Fails to compile unless `T` keeps its value secret (see [`crate::SecretType`]).
     pub fn assert_secret<T: ?Sized + skm_runtime::SecretType>() {}

@@ -1,6 +1,6 @@
 //! The parsed model of a `#[derive(Secrets)]` input, borrowing syn's nodes so that errors keep their spans.
 
-use syn::{Data, DeriveInput, Fields, Ident, Type};
+use syn::{Data, DeriveInput, Fields, GenericArgument, Ident, PathArguments, PathSegment, Type};
 
 use crate::attr::{self, FieldAttrs, StructAttrs};
 use crate::ctxt::Ctxt;
@@ -73,17 +73,53 @@ impl<'a> Input<'a> {
     }
 }
 
-impl Field<'_> {
+impl<'a> Field<'a> {
     /// Whether the field's type is `Option<...>`: its last path segment is `Option`.
     pub fn is_option(&self) -> bool {
-        let mut ty = self.ty;
-        // `macro_rules!` may wrap a type in an invisible group.
-        while let Type::Group(group) = ty {
-            ty = &group.elem;
-        }
-        match ty {
-            Type::Path(path) => path.qself.is_none() && path.path.segments.last().is_some_and(|s| s.ident == "Option"),
-            _ => false,
-        }
+        last_segment(self.ty).is_some_and(|s| s.ident == "Option")
+    }
+
+    /// For a `Rotating<T>` field (its type's last path segment is `Rotating`): `Some(Some(T))`, or
+    /// `Some(None)` when the segment lacks exactly one type argument.
+    ///
+    /// Matched by name, as `Option` is: a type alias of `Rotating<T>` is not recognized.
+    pub fn rotating(&self) -> Option<Option<&'a Type>> {
+        rotating_inner(self.ty)
+    }
+
+    /// Whether the type is `Option<Rotating<...>>`, which the loader does not support.
+    pub fn is_option_of_rotating(&self) -> bool {
+        let Some(segment) = last_segment(self.ty).filter(|s| s.ident == "Option") else {
+            return false;
+        };
+        single_type_argument(segment).is_some_and(|inner| rotating_inner(inner).is_some())
+    }
+}
+
+fn rotating_inner(ty: &Type) -> Option<Option<&Type>> {
+    let segment = last_segment(ty).filter(|s| s.ident == "Rotating")?;
+    Some(single_type_argument(segment))
+}
+
+/// The last segment of a plain path type such as `skm::Rotating<T>`.
+fn last_segment(mut ty: &Type) -> Option<&PathSegment> {
+    // `macro_rules!` may wrap a type in an invisible group.
+    while let Type::Group(group) = ty {
+        ty = &group.elem;
+    }
+    match ty {
+        Type::Path(path) if path.qself.is_none() => path.path.segments.last(),
+        _ => None,
+    }
+}
+
+/// `T` in `Segment<T>`; `None` unless the segment has exactly one argument and it is a type.
+fn single_type_argument(segment: &PathSegment) -> Option<&Type> {
+    let PathArguments::AngleBracketed(args) = &segment.arguments else {
+        return None;
+    };
+    match args.args.iter().collect::<Vec<_>>().as_slice() {
+        [GenericArgument::Type(inner)] => Some(inner),
+        _ => None,
     }
 }

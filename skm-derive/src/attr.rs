@@ -4,9 +4,11 @@
 //! sees all bad options at once. Checks that need more than one option live in `valid.rs`.
 
 use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::ToTokens;
 use syn::meta::ParseNestedMeta;
 use syn::parse::{Parse, ParseStream};
-use syn::{Attribute, Ident, LitInt, LitStr, Meta, Token};
+use syn::spanned::Spanned;
+use syn::{Attribute, Expr, ExprArray, ExprLit, Ident, Lit, LitInt, LitStr, Meta, Token};
 
 use crate::ctxt::Ctxt;
 
@@ -21,6 +23,9 @@ const FIELD_OPTIONS: &[&str] = &[
     "version",
     "version_stage",
     "version_id",
+    "min_len",
+    "not",
+    "pattern",
 ];
 
 /// The options of `#[secrets(...)]`.
@@ -51,6 +56,9 @@ pub struct FieldAttrs<'a> {
     pub version_stage: Option<Opt<String>>,
     pub version_id: Option<Opt<String>>,
     pub version: Option<Opt<u64>>,
+    pub min_len: Option<Opt<u64>>,
+    pub not: Option<Opt<Vec<String>>>,
+    pub pattern: Option<Opt<String>>,
 }
 
 impl FieldAttrs<'_> {
@@ -67,6 +75,15 @@ impl FieldAttrs<'_> {
         let mut names: Vec<&Ident> = strings.iter().filter_map(|o| o.as_ref()).map(|o| &o.name).collect();
         names.extend(self.plain.as_ref().map(|o| &o.name));
         names.extend(self.version.as_ref().map(|o| &o.name));
+        names.extend(self.validator_options());
+        names
+    }
+
+    /// The names of the validators set (`min_len`, `not`, `pattern`).
+    pub fn validator_options(&self) -> Vec<&Ident> {
+        let mut names: Vec<&Ident> = self.min_len.iter().map(|o| &o.name).collect();
+        names.extend(self.not.as_ref().map(|o| &o.name));
+        names.extend(self.pattern.as_ref().map(|o| &o.name));
         names
     }
 }
@@ -214,6 +231,28 @@ fn parse_field_option(cx: &Ctxt, meta: &ParseNestedMeta, out: &mut FieldAttrs) -
                 set(cx, "secret", &mut out.version, &name, value, span);
             }
         }
+        // #[secret(env = "API_KEY", min_len = 32)]
+        "min_len" => {
+            let positive = "`min_len` must be positive: write the least number of characters, e.g. `min_len = 32`";
+            let not_a_number = "`min_len` takes a positive integer literal: write `min_len = 32`";
+            if let Some((value, span)) = positive_int(cx, meta, &name, "min_len = 32", positive, not_a_number)? {
+                set(cx, "secret", &mut out.min_len, &name, value, span);
+            }
+        }
+        // #[secret(env = "API_KEY", not = ["changeme", "dummy"])]
+        "not" => {
+            if let Some((values, span)) = not_value(cx, meta, &name)? {
+                set(cx, "secret", &mut out.not, &name, values, span);
+            }
+        }
+        // #[secret(env = "API_KEY", pattern = "^sk-")]
+        "pattern" => {
+            if let Some(lit) = string_value(cx, meta, &name, "pattern = \"^sk-\"")? {
+                if check_pattern(cx, &lit) {
+                    set(cx, "secret", &mut out.pattern, &name, lit.value(), lit.span());
+                }
+            }
+        }
         _ => {
             unknown_option(cx, "secret", &name, FIELD_OPTIONS);
             skip_value(meta.input)?;
@@ -289,7 +328,26 @@ fn string_value(cx: &Ctxt, meta: &ParseNestedMeta, name: &Ident, example: &str) 
 
 /// Parses `= 3` for `version`.
 fn version_value(cx: &Ctxt, meta: &ParseNestedMeta, name: &Ident) -> syn::Result<Option<(u64, Span)>> {
-    let example = "version = 3";
+    positive_int(
+        cx,
+        meta,
+        name,
+        "version = 3",
+        "`version` must be positive: versions are numbered from 1, e.g. `version = 3`",
+        "`version` takes a positive integer; for an AWS staging label write `version_stage = \"AWSPREVIOUS\"`, for a version id `version_id = \"...\"`",
+    )
+}
+
+/// Parses `= N` with `N > 0`. `positive` is the message for zero or a negative number, `non_numeric_string`
+/// the one for a string that is not a number (a quoted number gets "not a string" with the fix).
+fn positive_int(
+    cx: &Ctxt,
+    meta: &ParseNestedMeta,
+    name: &Ident,
+    example: &str,
+    positive: &str,
+    non_numeric_string: &str,
+) -> syn::Result<Option<(u64, Span)>> {
     let Some(tokens) = assigned_tokens(cx, meta, name, example)? else {
         return Ok(None);
     };
@@ -297,24 +355,18 @@ fn version_value(cx: &Ctxt, meta: &ParseNestedMeta, name: &Ident) -> syn::Result
     if let Ok(lit) = syn::parse2::<LitInt>(tokens.clone()) {
         return match lit.base10_parse::<u64>() {
             Ok(0) => {
-                cx.error_at(
-                    lit.span(),
-                    "`version` must be positive: versions are numbered from 1, e.g. `version = 3`",
-                );
+                cx.error_at(lit.span(), positive);
                 Ok(None)
             }
             Ok(n) => Ok(Some((n, lit.span()))),
             Err(_) if lit.base10_digits().starts_with('-') => {
-                cx.error_spanned_by(
-                    tokens,
-                    "`version` must be positive: versions are numbered from 1, e.g. `version = 3`",
-                );
+                cx.error_spanned_by(tokens, positive);
                 Ok(None)
             }
             Err(_) => {
                 cx.error_at(
                     lit.span(),
-                    format!("`version` must be an integer that fits in a u64: write `{example}`"),
+                    format!("`{name}` must be an integer that fits in a u64: write `{example}`"),
                 );
                 Ok(None)
             }
@@ -323,13 +375,102 @@ fn version_value(cx: &Ctxt, meta: &ParseNestedMeta, name: &Ident) -> syn::Result
     // A quoted number is the likeliest slip; say exactly what to remove.
     let msg = match syn::parse2::<LitStr>(tokens.clone()) {
         Ok(s) if s.value().trim().parse::<u64>().is_ok() => {
-            format!("`version` takes an integer, not a string: write `version = {}`", s.value().trim())
+            format!(
+                "`{name}` takes an integer, not a string: write `{name} = {}`",
+                s.value().trim()
+            )
         }
-        Ok(_) => "`version` takes a positive integer; for an AWS staging label write `version_stage = \"AWSPREVIOUS\"`, for a version id `version_id = \"...\"`".to_string(),
-        Err(_) => format!("`version` takes a positive integer literal: write `{example}`"),
+        Ok(_) => non_numeric_string.to_string(),
+        Err(_) => format!("`{name}` takes a positive integer literal: write `{example}`"),
     };
     cx.error_spanned_by(tokens, msg);
     Ok(None)
+}
+
+/// Parses `= ["changeme", "dummy"]` for `not`: a non-empty array of string literals.
+fn not_value(cx: &Ctxt, meta: &ParseNestedMeta, name: &Ident) -> syn::Result<Option<(Vec<String>, Span)>> {
+    let example = "not = [\"changeme\", \"dummy\"]";
+    let Some(tokens) = assigned_tokens(cx, meta, name, example)? else {
+        return Ok(None);
+    };
+    let tokens = missing_comma::<ExprArray>(cx, tokens);
+    let array = match syn::parse2::<ExprArray>(tokens.clone()) {
+        Ok(array) => array,
+        Err(_) => {
+            // One string is the likeliest slip; show it in brackets.
+            let msg = match syn::parse2::<LitStr>(tokens.clone()) {
+                Ok(s) => format!("`not` takes an array of strings: write `not = [{:?}]`", s.value()),
+                Err(_) => format!("`not` takes an array of string literals: write `{example}`"),
+            };
+            cx.error_spanned_by(tokens, msg);
+            return Ok(None);
+        }
+    };
+    if array.elems.is_empty() {
+        cx.error_spanned_by(
+            &array,
+            format!("`not` is empty: list the placeholder values to reject, e.g. `{example}`, or remove `not`"),
+        );
+        return Ok(None);
+    }
+    let mut values = Vec::new();
+    for elem in &array.elems {
+        match elem {
+            Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => values.push(s.value()),
+            Expr::Lit(ExprLit { lit, .. }) if !matches!(lit, Lit::Str(_)) => {
+                let written = lit.to_token_stream().to_string();
+                cx.error_spanned_by(
+                    elem,
+                    format!("`not` lists string literals: values are compared as text, so write `\"{written}\"`"),
+                );
+            }
+            _ => cx.error_spanned_by(elem, format!("`not` lists string literals: write `{example}`")),
+        }
+    }
+    if values.len() < array.elems.len() {
+        return Ok(None);
+    }
+    Ok(Some((values, array.span())))
+}
+
+/// Parses a `pattern` the way the runtime's `regex` crate will, so that a bad regex is a compile error
+/// rather than a failure at startup. Records the parser's message and position; `true` when it is valid.
+fn check_pattern(cx: &Ctxt, lit: &LitStr) -> bool {
+    let pattern = lit.value();
+    if pattern.is_empty() {
+        cx.error_at(
+            lit.span(),
+            "`pattern` is empty and would accept every value: write a regex such as `pattern = \"^sk-\"`, or remove \
+             `pattern`",
+        );
+        return false;
+    }
+    let (kind, span) = match regex_syntax::Parser::new().parse(&pattern) {
+        Ok(_) => return true,
+        Err(regex_syntax::Error::Parse(e)) => (e.kind().to_string(), Some(*e.span())),
+        Err(regex_syntax::Error::Translate(e)) => (e.kind().to_string(), Some(*e.span())),
+        Err(e) => (e.to_string(), None),
+    };
+    let at = match span {
+        Some(span) if span.start.line > 1 => {
+            format!(" at line {} column {}", span.start.line, span.start.column)
+        }
+        Some(span) => format!(" at column {}", span.start.column),
+        None => String::new(),
+    };
+    let excerpt = span
+        .map(|s| &pattern[s.start.offset..s.end.offset.max(s.start.offset)])
+        .filter(|s| !s.is_empty())
+        .map(|s| format!(" (`{s}`)"))
+        .unwrap_or_default();
+    cx.error_at(
+        lit.span(),
+        format!(
+            "`pattern` is not a valid regex: {kind}{at}{excerpt} of `{pattern}`; write a regex in the syntax of the \
+             `regex` crate, e.g. `pattern = \"^sk-\"`"
+        ),
+    );
+    false
 }
 
 /// Parses `= <tokens up to the next comma>`; records an error and returns `None` when there is no `=`
@@ -430,6 +571,9 @@ fn did_you_mean<'k>(written: &str, known: &[&'k str]) -> Option<&'k str> {
         "version_number" => Some("version"),
         "default_value" | "fallback" => Some("default"),
         "nested" | "inline" => Some("flatten"),
+        "min_length" | "minlen" | "min_size" | "min_chars" => Some("min_len"),
+        "regex" | "matches" | "format" => Some("pattern"),
+        "reject" | "deny" | "not_in" | "forbid" | "forbidden" | "placeholders" => Some("not"),
         _ => None,
     };
     if let Some(s) = synonym.and_then(|s| known.iter().find(|k| **k == s)) {

@@ -1,6 +1,6 @@
 //! Code generation: the `Secrets` impl (a static spec plus `from_values`) and the inherent `load` functions.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
@@ -105,6 +105,8 @@ fn field_spec(field: &Field) -> TokenStream {
         } else {
             quote!(::skm::__private::VersionPin::Current)
         };
+        let validate = validators(field);
+        let rotating = field.rotating().is_some();
         quote! {
             ::skm::__private::FieldKind::Secret(::skm::__private::SecretSpec {
                 path: #path,
@@ -115,11 +117,38 @@ fn field_spec(field: &Field) -> TokenStream {
                 plain: #plain,
                 type_name: #type_name,
                 version: #version,
+                validate: #validate,
+                rotating: #rotating,
             })
         }
     };
     quote! {
         ::skm::__private::FieldSpec { name: #name, kind: #kind }
+    }
+}
+
+/// The `Validators` literal of one field: `Validators::NONE` unless it declares `min_len`, `not` or `pattern`.
+fn validators(field: &Field) -> TokenStream {
+    let attrs = &field.attrs;
+    if attrs.min_len.is_none() && attrs.not.is_none() && attrs.pattern.is_none() {
+        return quote!(::skm::__private::Validators::NONE);
+    }
+    let min_len = match &attrs.min_len {
+        // Unsuffixed, so that it is typed `usize` for the target, not for the host running the macro.
+        Some(n) => {
+            let n = Literal::u64_unsuffixed(n.value);
+            quote!(::skm::__private::Some(#n))
+        }
+        None => quote!(::skm::__private::None),
+    };
+    let not = attrs.not.iter().flat_map(|o| &o.value);
+    let pattern = opt_str(attrs.pattern.as_ref().map(|o| o.value.as_str()));
+    quote! {
+        ::skm::__private::Validators {
+            min_len: #min_len,
+            not: &[#(#not),*],
+            pattern: #pattern,
+        }
     }
 }
 
@@ -131,6 +160,8 @@ fn assert_type(field: &Field) -> TokenStream {
         // `nested::<T>` already requires `T: Secrets`.
         TokenStream::new()
     } else if field.attrs.plain.is_some() {
+        // A plain `Rotating<T>` converts each version to `T`.
+        let ty = field.rotating().flatten().unwrap_or(ty);
         quote_spanned!(ty.span()=> ::skm::__private::assert_plain::<#ty>();)
     } else {
         quote_spanned!(ty.span()=> ::skm::__private::assert_secret::<#ty>();)
@@ -143,6 +174,8 @@ fn take(field: &Field) -> TokenStream {
     let name = field.ident.unraw().to_string();
     if field.attrs.flatten.is_some() {
         quote_spanned!(ty.span()=> __values.nested::<#ty>(#name))
+    } else if let Some(Some(inner)) = field.rotating() {
+        quote_spanned!(ty.span()=> __values.take_rotating::<#inner>(#name))
     } else {
         quote_spanned!(ty.span()=> __values.take::<#ty>(#name))
     }

@@ -4,8 +4,8 @@
 //! runtime the generated code calls; this crate alone is not useful.
 //!
 //! The macro checks declarations at compile time (malformed paths and variable names, a `key` without a
-//! `path`, two fields reading the same secret, a non-secret type without `plain`, ...) and reports every
-//! problem at once, each pointing at the offending token and saying how to fix it.
+//! `path`, two fields reading the same secret, a non-secret type without `plain`, a bad `pattern` regex, ...)
+//! and reports every problem at once, each pointing at the offending token and saying how to fix it.
 
 #![deny(missing_docs)]
 
@@ -37,10 +37,14 @@ use syn::{parse_macro_input, DeriveInput};
 /// | field | `version = 3` | a numbered version (Vault KV v2, the local store) |
 /// | field | `version_stage = "AWSPREVIOUS"` | an AWS staging label |
 /// | field | `version_id = "..."` | an AWS version id |
+/// | field | `min_len = 32` | reject a value shorter than 32 characters |
+/// | field | `not = ["changeme", "dummy"]` | reject placeholder values |
+/// | field | `pattern = "^sk-"` | reject a value the regex does not match; checked for syntax at compile time |
 ///
 /// Every field needs `#[secret(...)]` with `path`, `env` (or both) or `flatten`. Secret fields must have a
 /// secret type (`SecretString`, `SecretBox<T>`, or an `Option` of one), so that values are zeroized and
-/// never printed; an `Option` field is `None` when no source has it.
+/// never printed; an `Option` field is `None` when no source has it. A `Rotating<T>` field (with `path`)
+/// also reads the backend's previous version.
 ///
 /// # Example
 /// ```

@@ -33,7 +33,18 @@ fn check_field(cx: &Ctxt, field: &Field) {
 
     if attrs.flatten.is_some() {
         // A nested struct declares its own sources; options here would be silently ignored.
+        let validators = attrs.validator_options();
         for option in attrs.non_flatten_options() {
+            if validators.contains(&option) {
+                cx.error_at(
+                    option.span(),
+                    format!(
+                        "`{option}` checks a value, and a `flatten` field is a nested struct: put `{option}` on the \
+                         nested struct's fields"
+                    ),
+                );
+                continue;
+            }
             cx.error_at(
                 option.span(),
                 format!(
@@ -87,6 +98,52 @@ fn check_field(cx: &Ctxt, field: &Field) {
         }
     }
     check_version(cx, field);
+    check_rotating(cx, field);
+}
+
+/// A `Rotating<T>` field reads the current and the previous version of a backend secret.
+fn check_rotating(cx: &Ctxt, field: &Field) {
+    let attrs = &field.attrs;
+    if field.is_option_of_rotating() {
+        cx.error_spanned_by(
+            field.ty,
+            "a `Rotating` field cannot be an `Option`: declare it `Rotating<T>` (its previous version is already \
+             optional), or read the current version into an `Option<T>` field",
+        );
+        return;
+    }
+    let Some(inner) = field.rotating() else {
+        return;
+    };
+    if inner.is_none() {
+        cx.error_spanned_by(
+            field.ty,
+            "`Rotating` needs the type of its value: write `Rotating<SecretString>`",
+        );
+    }
+    if attrs.path.is_none() && !attrs.invalid {
+        cx.error_spanned_by(
+            field.ty,
+            format!(
+                "field `{}` is `Rotating`, which needs `path`: the previous version is read from a backend, and \
+                 environment variables have no versions; add `path = \"...\"`",
+                field.ident
+            ),
+        );
+    }
+    let pins = [&attrs.version_stage, &attrs.version_id]
+        .into_iter()
+        .flatten()
+        .map(|o| &o.name);
+    for pin in pins.chain(attrs.version.as_ref().map(|o| &o.name)) {
+        cx.error_at(
+            pin.span(),
+            format!(
+                "`{pin}` pins one version, but a `Rotating` field reads the current and the previous one: remove \
+                 `{pin}`, or make the field a plain secret type to read only the pinned version"
+            ),
+        );
+    }
 }
 
 fn check_version(cx: &Ctxt, field: &Field) {

@@ -19,7 +19,7 @@ use secrecy::{ExposeSecret, SecretBox, SecretString};
 
 use crate::backend::{AdminBackend, AdminErrorKind, Backend, FailureKind, FetchRequest, PutRequest, SecretValue};
 use crate::load::Values;
-use crate::spec::{FieldKind, FieldSpec, SecretSpec, Secrets, StructSpec, VersionPin};
+use crate::spec::{FieldKind, FieldSpec, SecretSpec, Secrets, StructSpec, Validators, VersionPin};
 use crate::Loader;
 
 /// Runs every check in this module.
@@ -199,6 +199,8 @@ const fn secret_field(
             plain: false,
             type_name,
             version: VersionPin::Current,
+            validate: Validators::NONE,
+            rotating: false,
         }),
     }
 }

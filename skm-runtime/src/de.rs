@@ -237,7 +237,11 @@ impl<'de> Deserializer<'de> for RawDeserializer<'_> {
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        self.json(visitor, |v, j| from_json(v, j, |j, v| j.deserialize_seq(v)))
+        match self.0 {
+            // `Vec<u8>` asks for a sequence: binary secrets (AWS `SecretBinary`) are their bytes, not JSON.
+            Raw::Binary(b) => visitor.visit_seq(de::value::SeqDeserializer::<_, DeError>::new(b.iter().copied())),
+            _ => self.json(visitor, |v, j| from_json(v, j, |j, v| j.deserialize_seq(v))),
+        }
     }
 
     fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, DeError> {

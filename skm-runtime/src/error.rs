@@ -133,6 +133,9 @@ pub enum FieldProblem {
     Backend(FailureKind),
     /// The secret exists but cannot be used as declared (e.g. `key` on a value that is not a JSON object).
     Invalid(String),
+    /// The value failed a declared validator (`min_len`, `not`, `pattern`); the text names the source and
+    /// the failed checks, never the value. Lower layers are not tried: the winning source holds a bad value.
+    Validation(String),
 }
 
 impl fmt::Display for FieldProblem {
@@ -149,6 +152,7 @@ impl fmt::Display for FieldProblem {
             ),
             FieldProblem::Backend(kind) => write!(f, "{kind}"),
             FieldProblem::Invalid(why) => write!(f, "invalid secret: {why}"),
+            FieldProblem::Validation(why) => write!(f, "failed validation: {why}"),
         }
     }
 }

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use crate::backend::FetchRequest;
-use crate::spec::ResolvedField;
+use crate::spec::{ResolvedField, VersionPin};
 
 /// The distinct requests a set of fields needs, in a stable (sorted) order.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -18,6 +18,9 @@ pub struct Plan {
 impl Plan {
     /// Groups `fields` by (path, version). Fields without a path need no fetch.
     ///
+    /// A [`Rotating`](crate::Rotating) field also needs the previous version of its path
+    /// ([`VersionPin::Previous`]).
+    ///
     /// # Example
     /// ```
     /// use skm_runtime::plan::Plan;
@@ -27,11 +30,14 @@ impl Plan {
     pub fn new(fields: &[ResolvedField]) -> Self {
         let set: BTreeSet<FetchRequest> = fields
             .iter()
-            .filter_map(|f| {
-                f.path.as_ref().map(|p| FetchRequest {
+            .filter_map(|f| f.path.as_ref().map(|p| (f, p)))
+            .flat_map(|(f, p)| {
+                let request = |version| FetchRequest {
                     path: p.clone(),
-                    version: f.spec.version,
-                })
+                    version,
+                };
+                let previous = f.spec.rotating.then(|| request(VersionPin::Previous));
+                std::iter::once(request(f.spec.version)).chain(previous)
             })
             .collect();
         Plan {

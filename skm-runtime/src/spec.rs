@@ -98,6 +98,10 @@ pub struct SecretSpec {
     pub type_name: &'static str,
     /// Which version of the secret to read.
     pub version: VersionPin,
+    /// Checks on the value's text, applied at load: `#[secret(min_len = 32, not = [...], pattern = "...")]`.
+    pub validate: Validators,
+    /// The field is a [`Rotating`](crate::Rotating): the loader also reads the backend's previous version.
+    pub rotating: bool,
 }
 
 impl fmt::Debug for SecretSpec {
@@ -111,7 +115,60 @@ impl fmt::Debug for SecretSpec {
             .field("plain", &self.plain)
             .field("type_name", &self.type_name)
             .field("version", &self.version)
+            .field("validate", &self.validate)
+            .field("rotating", &self.rotating)
             .finish()
+    }
+}
+
+/// Checks on a field's value, declared with `#[secret(min_len = 32, not = ["changeme"], pattern = "^sk-")]`.
+///
+/// The loader applies them to the winning source's raw text, before type conversion; a failure is an error
+/// ([`FieldProblem::Validation`](crate::FieldProblem::Validation)) that names the source, never the value,
+/// and does not fall back to a lower layer. All options are `const`, so that declarations stay `static`.
+///
+/// # Example
+/// ```
+/// use skm_runtime::spec::Validators;
+///
+/// const API_KEY: Validators = Validators {
+///     min_len: Some(8),
+///     not: &["changeme"],
+///     pattern: Some("^sk-"),
+/// };
+/// assert!(API_KEY.check("sk-0123456789").is_ok());
+/// assert!(API_KEY.check("changeme").is_err());
+/// assert!(Validators::NONE.check("").is_ok());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Validators {
+    /// `min_len = 32`: the least number of characters (Unicode scalar values) the value may have.
+    pub min_len: Option<usize>,
+    /// `not = ["changeme", "dummy"]`: placeholder values to reject, compared after trimming surrounding
+    /// whitespace and ignoring ASCII case.
+    pub not: &'static [&'static str],
+    /// `pattern = "^sk-"`: a regular expression (syntax of the `regex` crate) that must match somewhere in
+    /// the value; anchor it with `^...$` to match the whole value.
+    pub pattern: Option<&'static str>,
+}
+
+impl Validators {
+    /// No checks.
+    pub const NONE: Validators = Validators {
+        min_len: None,
+        not: &[],
+        pattern: None,
+    };
+
+    /// Whether no check is declared.
+    pub fn is_empty(&self) -> bool {
+        self.min_len.is_none() && self.not.is_empty() && self.pattern.is_none()
+    }
+}
+
+impl Default for Validators {
+    fn default() -> Self {
+        Validators::NONE
     }
 }
 

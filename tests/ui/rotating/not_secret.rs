@@ -1,0 +1,9 @@
+use skm::{Rotating, Secrets};
+
+#[derive(Secrets)]
+struct AppSecrets {
+    #[secret(path = "auth/jwt")]
+    jwt: Rotating<String>,
+}
+
+fn main() {}
