@@ -414,8 +414,14 @@ async fn memory_backend_passes_the_conformance_suite() {
 #[test]
 fn detection_order() {
     use skm::detect::{detect, BackendKind};
+    // A store path that never exists, so a `.skm/` left in the working directory cannot change the answer.
     let with = |vars: &'static [(&'static str, &'static str)]| {
-        move |n: &str| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string())
+        move |n: &str| {
+            if n == "SKM_LOCAL_PATH" {
+                return Some("/nonexistent/skm-test-store".to_string());
+            }
+            vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string())
+        }
     };
     assert_eq!(detect(&with(&[])).unwrap().kind, BackendKind::None);
     assert_eq!(

@@ -15,9 +15,13 @@ use secrecy::{ExposeSecret, SecretBox, SecretString};
 
 pub use crate::spec::VersionPin;
 
-pub mod memory;
+#[cfg(feature = "aws")]
+pub mod aws;
 #[cfg(feature = "local")]
 pub mod local;
+pub mod memory;
+#[cfg(feature = "vault")]
+pub mod vault;
 
 pub use memory::MemoryBackend;
 
@@ -225,6 +229,17 @@ pub trait Backend: Send + Sync + fmt::Debug {
     ///
     /// A backend batches or fans out as its API allows; the loader calls this once per load.
     async fn fetch(&self, requests: &[FetchRequest]) -> Vec<FetchResult>;
+
+    /// The current version id of each path, when the backend can tell it more cheaply than a fetch
+    /// (AWS `DescribeSecret`, Vault KV v2 metadata, the local store). Used by hot reload to refetch only
+    /// what changed.
+    ///
+    /// `None`, the default, means the backend cannot; a refresh then refetches every path. Otherwise one
+    /// entry per request, in order.
+    async fn current_versions(&self, requests: &[FetchRequest]) -> Option<Vec<Result<String, FetchError>>> {
+        let _ = requests;
+        None
+    }
 }
 
 /// What to write with [`AdminBackend::put`].

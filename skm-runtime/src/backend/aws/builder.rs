@@ -1,0 +1,178 @@
+//! [`AwsBackendBuilder`]: the SDK's default configuration chain with explicit overrides on top.
+
+use std::fmt;
+
+use aws_config::BehaviorVersion;
+use aws_sdk_secretsmanager::config::retry::RetryConfig;
+use aws_sdk_secretsmanager::config::timeout::TimeoutConfig;
+use aws_sdk_secretsmanager::config::{Credentials, ProvideCredentials, Region, SharedCredentialsProvider};
+use aws_sdk_secretsmanager::Client;
+
+use super::{AwsBackend, DEFAULT_MAX_CONCURRENCY};
+use crate::Error;
+
+/// Configures an [`AwsBackend`]. Anything not set comes from the AWS SDK's default chain (environment,
+/// `~/.aws/config` and `~/.aws/credentials`, container and instance metadata), as
+/// [`AwsBackend::from_env`] documents.
+///
+/// # Example
+/// ```no_run
+/// use std::time::Duration;
+/// use skm_runtime::backend::aws::AwsBackend;
+/// # async fn f() -> Result<(), skm_runtime::Error> {
+/// let backend = AwsBackend::builder()
+///     .region("eu-west-1")
+///     .endpoint_url("http://127.0.0.1:5000") // an emulator such as moto or LocalStack
+///     .static_credentials("test", "test")
+///     .max_attempts(5)
+///     .max_concurrency(4)
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Default)]
+pub struct AwsBackendBuilder {
+    region: Option<String>,
+    profile: Option<String>,
+    endpoint_url: Option<String>,
+    credentials: Option<SharedCredentialsProvider>,
+    retry: Option<RetryConfig>,
+    max_attempts: Option<u32>,
+    timeout: Option<TimeoutConfig>,
+    max_concurrency: Option<usize>,
+}
+
+impl fmt::Debug for AwsBackendBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Credential providers may hold keys: say only whether one is set.
+        f.debug_struct("AwsBackendBuilder")
+            .field("region", &self.region)
+            .field("profile", &self.profile)
+            .field("endpoint_url", &self.endpoint_url)
+            .field("credentials", &self.credentials.as_ref().map(|_| "set"))
+            .field("retry", &self.retry)
+            .field("max_attempts", &self.max_attempts)
+            .field("timeout", &self.timeout)
+            .field("max_concurrency", &self.max_concurrency)
+            .finish()
+    }
+}
+
+impl AwsBackendBuilder {
+    /// The region, e.g. `eu-west-1` (default: `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile's `region`).
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// The named profile of `~/.aws/config` to read (default: `AWS_PROFILE`, else `default`).
+    pub fn profile(mut self, profile: impl Into<String>) -> Self {
+        self.profile = Some(profile.into());
+        self
+    }
+
+    /// Sends requests to this endpoint instead of AWS's, e.g. a VPC endpoint or an emulator.
+    ///
+    /// Overrides `AWS_ENDPOINT_URL_SECRETS_MANAGER` and `AWS_ENDPOINT_URL`.
+    pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
+        self.endpoint_url = Some(url.into());
+        self
+    }
+
+    /// Uses `provider` for credentials instead of the default chain.
+    pub fn credentials_provider(mut self, provider: impl ProvideCredentials + 'static) -> Self {
+        self.credentials = Some(SharedCredentialsProvider::new(provider));
+        self
+    }
+
+    /// Uses a fixed access key: for emulators and tests. Production code should rely on the default chain
+    /// (roles, SSO, instance profiles) rather than long-lived keys.
+    pub fn static_credentials(self, access_key_id: impl Into<String>, secret_access_key: impl Into<String>) -> Self {
+        self.credentials_provider(Credentials::new(
+            access_key_id,
+            secret_access_key,
+            None,
+            None,
+            "skm-static",
+        ))
+    }
+
+    /// The retry policy (default: the SDK's standard mode, 3 attempts, exponential backoff with jitter,
+    /// or `AWS_RETRY_MODE` / `AWS_MAX_ATTEMPTS`).
+    pub fn retry_config(mut self, retry: RetryConfig) -> Self {
+        self.retry = Some(retry);
+        self
+    }
+
+    /// The number of attempts per request, the first included (`1` disables retries). Keeps the rest of
+    /// the retry policy.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = Some(attempts.max(1));
+        self
+    }
+
+    /// Connect, per-attempt and per-operation timeouts (default: the SDK's, or its environment settings).
+    ///
+    /// Bound a whole load with [`Loader::deadline`](crate::Loader::deadline) instead.
+    pub fn timeout_config(mut self, timeout: TimeoutConfig) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// How many requests one [`fetch`](crate::backend::Backend::fetch) keeps in flight at once
+    /// (`BatchGetSecretValue` chunks and `GetSecretValue` calls together); default 8, at least 1.
+    pub fn max_concurrency(mut self, max: usize) -> Self {
+        self.max_concurrency = Some(max.max(1));
+        self
+    }
+
+    /// Resolves the configuration and builds the backend.
+    ///
+    /// Contacts nothing when a region is configured: credentials are resolved on the first request. When
+    /// no region is set anywhere, the SDK asks the instance-metadata service (unless
+    /// `AWS_EC2_METADATA_DISABLED=true`).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when no region can be found.
+    pub async fn build(self) -> Result<AwsBackend, Error> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(region) = self.region {
+            loader = loader.region(Region::new(region));
+        }
+        if let Some(profile) = self.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(credentials) = self.credentials {
+            loader = loader.credentials_provider(credentials);
+        }
+        if let Some(timeout) = self.timeout {
+            loader = loader.timeout_config(timeout);
+        }
+        let shared = loader.load().await;
+        if shared.region().is_none() {
+            return Err(Error::Config(
+                "AWS Secrets Manager needs a region: set AWS_REGION (e.g. AWS_REGION=eu-west-1), add `region` \
+                 to the AWS profile, or call `AwsBackend::builder().region(..)`"
+                    .into(),
+            ));
+        }
+
+        let mut config = aws_sdk_secretsmanager::config::Builder::from(&shared);
+        // Set on the service's own config so that it wins over the environment's endpoint variables.
+        if let Some(url) = self.endpoint_url {
+            config = config.endpoint_url(url);
+        }
+        if self.retry.is_some() || self.max_attempts.is_some() {
+            let mut retry = self
+                .retry
+                .or_else(|| shared.retry_config().cloned())
+                .unwrap_or_else(RetryConfig::standard);
+            if let Some(attempts) = self.max_attempts {
+                retry = retry.with_max_attempts(attempts);
+            }
+            config = config.retry_config(retry);
+        }
+        let backend = AwsBackend::from_client(Client::from_conf(config.build()));
+        Ok(backend.with_max_concurrency(self.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY)))
+    }
+}

@@ -1,0 +1,228 @@
+//! AWS Secrets Manager (cargo feature `aws`), through the official `aws-sdk-secretsmanager`.
+//!
+//! # Mapping
+//! - A field's `path` is the `SecretId`: a secret name (`auth/jwt`), a full ARN, or a partial ARN (without
+//!   the six random characters AWS appends).
+//! - `SecretString` becomes [`SecretValue::Text`]; a `key` then reads a property of the JSON object it
+//!   holds (the key is matched exactly, so `a.b` and `a/b` are keys, not paths). `SecretBinary` becomes
+//!   [`SecretValue::Binary`].
+//! - Versions: current (`AWSCURRENT`) by default; `version_stage = "AWSPREVIOUS"` reads a staging label and
+//!   `version_id = "..."` a version id; [`VersionPin::Previous`](crate::VersionPin::Previous) is
+//!   `AWSPREVIOUS`. Numbered versions (`version = 3`) belong to Vault and the local
+//!   store and fail as [`FailureKind::Invalid`](crate::backend::FailureKind::Invalid).
+//!
+//! # Requests
+//! One [`fetch`](Backend::fetch) deduplicates its requests, then reads every *current* version with
+//! `BatchGetSecretValue` (`SecretIdList`, 20 ids per call, several calls in flight) and each pinned version
+//! with `GetSecretValue`. At most [`AwsBackendBuilder::max_concurrency`] requests (default 8) are in flight.
+//! If the caller may not call `BatchGetSecretValue` (`AccessDeniedException` on the call itself), or the
+//! endpoint does not know it (`UnknownOperationException` from an older emulator), the backend falls back
+//! to `GetSecretValue` per secret, logs a warning once, and keeps doing so for its lifetime.
+//!
+//! Hot reload ([`Loader::watch`](crate::Loader::watch)) refetches with the same batches: the backend does not
+//! implement [`Backend::current_versions`], because `DescribeSecret` per secret costs more requests than one
+//! `BatchGetSecretValue` per 20 secrets and would need another IAM action.
+//!
+//! Retries are the SDK's: standard mode, 3 attempts, exponential backoff with jitter, for throttling,
+//! 5xx and transient network errors ([`AwsBackendBuilder::max_attempts`],
+//! [`AwsBackendBuilder::retry_config`]). Bound a whole load with [`Loader::deadline`](crate::Loader::deadline).
+//!
+//! # Failures
+//! Errors are told apart by AWS error code, never by HTTP status: `ResourceNotFoundException` (and a secret
+//! scheduled for deletion) is *not found*, `AccessDeniedException` and credential errors are *forbidden*,
+//! `DecryptionFailure` and `KMS*` errors are *decryption*, `ThrottlingException` after retries is
+//! *throttled*, timeouts and connection failures are *unavailable*, anything else is *other*. Messages carry
+//! AWS's code and message, never a value.
+//!
+//! # Environment
+//! [`AwsBackend::from_env`] (which `AppSecrets::load()` uses when `AWS_REGION` is set) reads what every
+//! AWS SDK reads:
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `AWS_REGION`, `AWS_DEFAULT_REGION` | the region (required, here or in the profile) |
+//! | `AWS_PROFILE` | the profile of `~/.aws/config` / `~/.aws/credentials` |
+//! | `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` | static credentials |
+//! | `AWS_WEB_IDENTITY_TOKEN_FILE`, `AWS_ROLE_ARN` | web identity (EKS IRSA) |
+//! | `AWS_CONTAINER_CREDENTIALS_*` | ECS / EKS Pod Identity credentials |
+//! | `AWS_EC2_METADATA_DISABLED` | `true` stops the instance-metadata lookup |
+//! | `AWS_ENDPOINT_URL_SECRETS_MANAGER`, `AWS_ENDPOINT_URL` | another endpoint (VPC endpoint, emulator) |
+//! | `AWS_MAX_ATTEMPTS`, `AWS_RETRY_MODE` | the retry policy |
+//! | `AWS_CONFIG_FILE`, `AWS_SHARED_CREDENTIALS_FILE` | where the profile files are |
+//!
+//! # IAM permissions
+//! Loading needs `secretsmanager:BatchGetSecretValue` on `*` (it has no resource) and
+//! `secretsmanager:GetSecretValue` on each secret; without the first, loading still works, one request
+//! per secret. `ListSecrets` is not needed (it is only for batches by filter, which skm does not use), nor
+//! is `DescribeSecret`. Secrets encrypted with a customer-managed KMS key also need `kms:Decrypt` on it.
+//!
+//! ```json
+//! {
+//!   "Version": "2012-10-17",
+//!   "Statement": [
+//!     { "Effect": "Allow", "Action": "secretsmanager:BatchGetSecretValue", "Resource": "*" },
+//!     { "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+//!       "Resource": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:myapp/*" }
+//!   ]
+//! }
+//! ```
+//!
+//! The [`AdminBackend`] operations (the `skm` tool) use `CreateSecret`, `PutSecretValue`, `TagResource`
+//! (with tags), `ListSecrets`, `DeleteSecret` and `ListSecretVersionIds`.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_secretsmanager::Client;
+
+#[cfg(doc)]
+use super::SecretValue;
+use super::{
+    AdminBackend, AdminError, Backend, DeleteMode, FetchRequest, FetchResult, ListEntry, PutRequest, VersionInfo,
+};
+use crate::Error;
+
+mod admin;
+mod builder;
+mod error;
+mod fetch;
+
+pub use builder::AwsBackendBuilder;
+
+/// The AWS SDK configuration crate this backend is built on, re-exported so that
+/// [`AwsBackend::from_client`] needs no separate dependency (and no version to keep in step).
+pub use aws_config;
+/// The AWS Secrets Manager SDK this backend is built on, re-exported for [`AwsBackend::from_client`] and
+/// [`AwsBackend::client`].
+pub use aws_sdk_secretsmanager;
+
+/// Requests in flight per fetch unless configured otherwise.
+const DEFAULT_MAX_CONCURRENCY: usize = 8;
+
+/// AWS Secrets Manager as a [`Backend`] and [`AdminBackend`].
+///
+/// Cloning is cheap and shares the client and what the backend learned (a refused batch call).
+///
+/// # Example
+/// ```no_run
+/// use skm_runtime::backend::aws::AwsBackend;
+/// use skm_runtime::Loader;
+/// # async fn f() -> Result<(), skm_runtime::Error> {
+/// let backend = AwsBackend::from_env().await?; // AWS_REGION, AWS_PROFILE, ... as the AWS CLI reads them
+/// let loader = Loader::new().backend(backend);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct AwsBackend {
+    client: Client,
+    max_concurrency: usize,
+    batch_refused: Arc<AtomicBool>,
+}
+
+impl fmt::Debug for AwsBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AwsBackend")
+            .field("region", &self.region())
+            .field("max_concurrency", &self.max_concurrency)
+            .field("batch_refused", &self.batch_refused())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AwsBackend {
+    /// A builder starting from the SDK's default configuration chain.
+    pub fn builder() -> AwsBackendBuilder {
+        AwsBackendBuilder::default()
+    }
+
+    /// A backend configured from the environment and AWS profile files, as the AWS CLI is (see the
+    /// [module documentation](self) for the variables).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when no region is configured.
+    pub async fn from_env() -> Result<Self, Error> {
+        Self::builder().build().await
+    }
+
+    /// A backend using a client configured elsewhere (for example shared with the rest of an application).
+    ///
+    /// # Example
+    /// ```no_run
+    /// use skm_runtime::backend::aws::{aws_config, aws_sdk_secretsmanager, AwsBackend};
+    /// # async fn f() {
+    /// let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    /// let backend = AwsBackend::from_client(aws_sdk_secretsmanager::Client::new(&config));
+    /// # }
+    /// ```
+    pub fn from_client(client: Client) -> Self {
+        AwsBackend {
+            client,
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            batch_refused: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Sets how many requests one fetch keeps in flight (at least 1; default 8).
+    pub fn with_max_concurrency(mut self, max: usize) -> Self {
+        self.max_concurrency = max.max(1);
+        self
+    }
+
+    /// The SDK client, for operations skm does not wrap.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The configured region.
+    pub fn region(&self) -> Option<String> {
+        self.client.config().region().map(ToString::to_string)
+    }
+
+    /// Whether `BatchGetSecretValue` was refused, so that this backend now reads secrets one by one.
+    pub fn batch_refused(&self) -> bool {
+        self.batch_refused.load(Ordering::Relaxed)
+    }
+}
+
+#[async_trait]
+impl Backend for AwsBackend {
+    fn name(&self) -> String {
+        match self.region() {
+            Some(region) => format!("AWS Secrets Manager ({region})"),
+            None => "AWS Secrets Manager".into(),
+        }
+    }
+
+    async fn fetch(&self, requests: &[FetchRequest]) -> Vec<FetchResult> {
+        fetch::fetch(self, requests).await
+    }
+}
+
+#[async_trait]
+impl AdminBackend for AwsBackend {
+    /// `CreateSecret` (with tags and description); if the secret exists, `PutSecretValue` adds a version
+    /// (unless `create_only`). Returns the new `VersionId`.
+    async fn put(&self, request: PutRequest) -> Result<String, AdminError> {
+        admin::put(self, request).await
+    }
+
+    /// `ListSecrets` filtered by name, every page, then an exact prefix match; secrets scheduled for
+    /// deletion are left out.
+    async fn list(&self, prefix: &str) -> Result<Vec<ListEntry>, AdminError> {
+        admin::list(self, prefix).await
+    }
+
+    /// `DeleteSecret`: [`DeleteMode::Default`] keeps it recoverable for 30 days,
+    /// [`DeleteMode::RecoveryDays`] for 7 to 30 days, [`DeleteMode::Force`] deletes it at once (and, as in
+    /// AWS, succeeds when the secret does not exist).
+    async fn delete(&self, path: &str, mode: DeleteMode) -> Result<(), AdminError> {
+        admin::delete(self, path, mode).await
+    }
+
+    /// `ListSecretVersionIds`, unlabelled versions included, newest first, with their staging labels.
+    async fn versions(&self, path: &str) -> Result<Vec<VersionInfo>, AdminError> {
+        admin::versions(self, path).await
+    }
+}
