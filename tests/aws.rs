@@ -914,3 +914,70 @@ async fn no_region_is_a_configuration_error() {
     no_instance_metadata();
     run_child("no-region", &[]).await;
 }
+
+#[derive(Secrets)]
+struct Watched {
+    #[secret(path = "watch/jwt", key = "secret")]
+    jwt: skm::Rotating<SecretString>,
+    #[secret(path = "watch/db", key = "password")]
+    db: SecretString,
+}
+
+/// Hot reload: a `PutSecretValue` is seen within one short TTL; a tick on unchanged secrets costs one
+/// batch per 20 names and no `GetSecretValue` for current values (AWS has no cheaper version probe: one
+/// `DescribeSecret` per secret would cost more requests than the batch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_sees_a_put_within_one_ttl_and_rotation_keeps_the_previous() {
+    let moto = moto().await;
+    let proxy = Proxy::start(&moto.endpoint()).await;
+    let b = backend(&proxy.url()).await;
+    put(&b, "watch/jwt", SecretValue::map([("secret", "jwt-v1")])).await;
+    put(&b, "watch/jwt", SecretValue::map([("secret", "jwt-v2")])).await;
+    put(&b, "watch/db", SecretValue::map([("password", "db-v1")])).await;
+
+    let ttl = Duration::from_millis(300);
+    let mut watch = loader(&b).watch::<Watched>(skm::WatchOptions::ttl(ttl)).await.unwrap();
+    assert_eq!(watch.latest().jwt.current().expose_secret(), "jwt-v2");
+    assert_eq!(watch.latest().jwt.previous().unwrap().expose_secret(), "jwt-v1");
+
+    // One unchanged tick.
+    proxy.clear();
+    watch.refresh_now();
+    watch.wait_ticks(1).await;
+    let counts = proxy.counts();
+    assert_eq!(proxy.count_of("secretsmanager.BatchGetSecretValue"), 1, "{counts:?}");
+    // The only single read is the pinned AWSPREVIOUS of the rotating field.
+    assert_eq!(proxy.count_of("secretsmanager.GetSecretValue"), 1, "{counts:?}");
+    assert_eq!(watch.stats().changes, 0);
+
+    // Rotation: the new value arrives within one TTL and the old one becomes `previous`.
+    put(&b, "watch/jwt", SecretValue::map([("secret", "jwt-v3")])).await;
+    let started = Instant::now();
+    tokio::time::timeout(ttl * 3, watch.changed()).await.expect("change within the TTL").unwrap();
+    println!("rotation seen after {:?} (TTL {ttl:?})", started.elapsed());
+    let now = watch.get().unwrap();
+    assert_eq!(now.jwt.current().expose_secret(), "jwt-v3");
+    assert_eq!(now.jwt.previous().unwrap().expose_secret(), "jwt-v2");
+    assert_eq!(now.db.expose_secret(), "db-v1");
+}
+
+/// Stale on error: moto stopped during a refresh keeps the old values and records a warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_keeps_old_values_when_the_backend_stops() {
+    let moto = moto().await;
+    let b = builder(&moto.endpoint()).max_attempts(1).build().await.unwrap();
+    put(&b, "watch/jwt", SecretValue::map([("secret", "jwt-v1")])).await;
+    put(&b, "watch/db", SecretValue::map([("password", "db-v1")])).await;
+    let watch = loader(&b)
+        .deadline(Duration::from_secs(5))
+        .watch::<Watched>(skm::WatchOptions::ttl(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    drop(moto);
+    watch.refresh_now();
+    watch.wait_ticks(1).await;
+    let stats = watch.stats();
+    assert_eq!(stats.failures, 1, "{stats:?}");
+    assert!(stats.last_error.unwrap().contains("unavailable"));
+    assert_eq!(watch.get().unwrap().db.expose_secret(), "db-v1");
+}

@@ -1,0 +1,617 @@
+//! The KV secrets engine: reads, writes and listings for both versions, and how values are stored.
+//!
+//! A Vault secret is always a map. skm hands the loader that map as JSON text, so `key` selects one entry
+//! and a field without `key` receives the whole map (into a struct-typed field). A plain text or binary
+//! value written through skm is stored as `{"value": ..., "_skm_encoding": "text" | "base64"}`: other
+//! programs read it as the usual `value` entry, and skm reads it back as the value it wrote.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use vaultrs::api::kv2::requests::{ReadSecretRequest, SetSecretRequestOptions};
+use vaultrs::client::VaultClient;
+
+use super::config::KvVersion;
+use super::errors::VaultFailure;
+use super::Inner;
+use crate::backend::{
+    AdminError, AdminErrorKind, DeleteMode, FailureKind, FetchError, FetchRequest, FetchResult, ListEntry, PutRequest,
+    SecretPayload, SecretValue, VersionInfo, VersionPin,
+};
+
+/// The first delay before retrying a read that failed transiently; doubles at each retry.
+const RETRY_BASE: Duration = Duration::from_millis(100);
+
+/// The entry that marks a value skm stored on behalf of a non-map secret.
+pub(crate) const ENCODING_KEY: &str = "_skm_encoding";
+/// The entry holding that value: the name other tools use for single-value secrets.
+pub(crate) const VALUE_KEY: &str = "value";
+
+/// The map to store for `value`.
+pub(crate) fn encode(value: &SecretValue) -> Map<String, Value> {
+    let wrapped = |encoding: &str, text: String| {
+        let mut map = Map::new();
+        map.insert(VALUE_KEY.into(), Value::String(text));
+        map.insert(ENCODING_KEY.into(), Value::String(encoding.into()));
+        map
+    };
+    match value {
+        SecretValue::Text(t) => match serde_json::from_str::<Value>(t.expose_secret()) {
+            Ok(Value::Object(map)) => map,
+            _ => wrapped("text", t.expose_secret().to_string()),
+        },
+        SecretValue::Binary(b) => wrapped(
+            "base64",
+            base64::engine::general_purpose::STANDARD.encode(b.expose_secret()),
+        ),
+    }
+}
+
+/// The value for a stored map: the original text or bytes if skm wrapped them, else the map as JSON text.
+pub(crate) fn decode(data: Value) -> Result<SecretValue, String> {
+    let Value::Object(map) = data else {
+        return Err("the secret's data is not a map".into());
+    };
+    if map.len() == 2 {
+        if let (Some(Value::String(encoding)), Some(Value::String(value))) = (map.get(ENCODING_KEY), map.get(VALUE_KEY))
+        {
+            match encoding.as_str() {
+                "text" => return Ok(SecretValue::text(value.clone())),
+                "base64" => {
+                    return base64::engine::general_purpose::STANDARD
+                        .decode(value)
+                        .map(SecretValue::binary)
+                        .map_err(|_| format!("`{VALUE_KEY}` is marked base64 but is not valid base64"))
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(SecretValue::Text(Value::Object(map).to_string().into()))
+}
+
+/// A path under the mount, without surrounding slashes; `.` and `..` segments are refused so that a path
+/// cannot reach outside the mount.
+pub(crate) fn clean_path(path: &str) -> Result<&str, String> {
+    let p = path.trim_matches('/');
+    if p.is_empty() {
+        return Err("an empty path names no secret".into());
+    }
+    if p.split('/').any(|s| s == "." || s == ".." || s.is_empty()) {
+        return Err(format!("path `{path}` has an empty, `.` or `..` segment"));
+    }
+    Ok(p)
+}
+
+/// Percent-encodes each segment, so that any character Vault accepts in a path survives the URL.
+pub(crate) fn url_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The answer of `GET sys/internal/ui/mounts/<mount>`.
+#[derive(Deserialize)]
+pub(crate) struct MountInfo {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub options: Option<HashMap<String, Value>>,
+}
+
+/// `GET sys/internal/ui/mounts/<mount>`: any token with some access to the mount may call it (unlike
+/// `sys/mounts`), which is why the Vault CLI uses it to detect KV versions.
+pub(crate) struct MountInfoRequest {
+    pub mount: String,
+}
+
+impl rustify::endpoint::Endpoint for MountInfoRequest {
+    type Response = MountInfo;
+    const REQUEST_BODY_TYPE: rustify::enums::RequestType = rustify::enums::RequestType::JSON;
+    const RESPONSE_BODY_TYPE: rustify::enums::ResponseType = rustify::enums::ResponseType::JSON;
+
+    fn path(&self) -> String {
+        format!("sys/internal/ui/mounts/{}", url_path(&self.mount))
+    }
+
+    fn method(&self) -> rustify::enums::RequestMethod {
+        rustify::enums::RequestMethod::GET
+    }
+}
+
+impl MountInfo {
+    /// The KV version of a `kv` (or old `generic`) mount; `None` for another engine.
+    pub(crate) fn kv_version(&self) -> Option<KvVersion> {
+        match self.kind.as_str() {
+            "kv" => {
+                let version = self.options.as_ref().and_then(|o| o.get("version")).map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                });
+                Some(if version.as_deref() == Some("2") {
+                    KvVersion::V2
+                } else {
+                    KvVersion::V1
+                })
+            }
+            "generic" => Some(KvVersion::V1),
+            _ => None,
+        }
+    }
+}
+
+/// Parses Vault's RFC 3339 UTC timestamps (`2024-05-01T12:00:00.123456Z`).
+pub(crate) fn parse_time(s: &str) -> Option<SystemTime> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut t = hms.splitn(3, ':').map(|p| p.parse::<u64>().ok());
+    let (h, min, sec) = (t.next()??, t.next()??, t.next()??);
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = u64::try_from(era * 146_097 + doe - 719_468).ok()?;
+    let nanos: u32 = if frac.is_empty() {
+        0
+    } else {
+        let digits: String = frac.chars().take(9).collect();
+        format!("{digits:0<9}").parse().ok()?
+    };
+    Some(UNIX_EPOCH + Duration::new(days * 86_400 + h * 3600 + min * 60 + sec, nanos))
+}
+
+impl Inner {
+    /// The mount's KV version: fixed by configuration, or detected once and remembered.
+    pub(crate) async fn kv_version(&self, client: &VaultClient) -> KvVersion {
+        if let Some(v) = *self.kv.read().unwrap_or_else(|p| p.into_inner()) {
+            return v;
+        }
+        let detected = vaultrs::api::exec_with_result(
+            client,
+            MountInfoRequest {
+                mount: self.mount.clone(),
+            },
+        )
+        .await;
+        let version = match detected {
+            Ok(info) => match info.kv_version() {
+                Some(v) => v,
+                None => {
+                    tracing::warn!(target: "skm", mount = %self.mount, engine = %info.kind,
+                        "the Vault mount is not a KV secrets engine; reads will fail");
+                    KvVersion::V2
+                }
+            },
+            Err(e) => {
+                let f = VaultFailure::from_client(&e);
+                if f.status.is_none() || f.kind() == FailureKind::Unavailable {
+                    // The server is unreachable: do not remember a guess.
+                    return KvVersion::V2;
+                }
+                tracing::debug!(target: "skm", mount = %self.mount, error = %f.describe(),
+                    "cannot detect the KV version; assuming 2 (set SKM_VAULT_KV_VERSION to choose)");
+                KvVersion::V2
+            }
+        };
+        *self.kv.write().unwrap_or_else(|p| p.into_inner()) = Some(version);
+        version
+    }
+
+    /// `(namespace `x`)` or nothing.
+    pub(crate) fn namespace_note(&self) -> String {
+        self.namespace
+            .as_ref()
+            .map(|n| format!(" (namespace `{n}`)"))
+            .unwrap_or_default()
+    }
+
+    /// A fetch failure that names the mount, path and namespace.
+    fn fetch_failure(&self, e: &vaultrs::error::ClientError, kv: KvVersion, path: &str, pin: VersionPin) -> FetchError {
+        let f = VaultFailure::from_client(e);
+        let version = match pin {
+            VersionPin::Number(n) => format!(" version {n}"),
+            _ => String::new(),
+        };
+        let api_path = match kv {
+            KvVersion::V2 => format!("{}/data/{path}", self.mount),
+            KvVersion::V1 => format!("{}/{path}", self.mount),
+        };
+        let hint = match f.kind() {
+            FailureKind::Forbidden => format!("; the token's policy needs `read` on `{api_path}`"),
+            FailureKind::NotFound if kv == KvVersion::V2 => {
+                " (never written, or that version was deleted or destroyed)".to_string()
+            }
+            _ => String::new(),
+        };
+        FetchError::new(
+            f.kind(),
+            format!(
+                "{kv} mount `{}`{}: `{path}`{version}: {}{hint}",
+                self.mount,
+                self.namespace_note(),
+                f.describe()
+            ),
+        )
+    }
+
+    fn invalid(&self, path: &str, why: impl std::fmt::Display) -> FetchError {
+        FetchError::new(
+            FailureKind::Invalid,
+            format!("Vault mount `{}`{}: `{path}`: {why}", self.mount, self.namespace_note()),
+        )
+    }
+
+    /// Reads one secret.
+    pub(crate) async fn read(&self, client: &VaultClient, kv: KvVersion, request: &FetchRequest) -> FetchResult {
+        let path = clean_path(&request.path).map_err(|e| self.invalid(&request.path, e))?;
+        let version = match request.version {
+            VersionPin::Current => None,
+            VersionPin::Number(n) if kv == KvVersion::V2 => Some(n),
+            VersionPin::Number(_) => {
+                return Err(self.invalid(
+                    path,
+                    "a KV v1 mount keeps no versions: remove `version`, or move the secret to a KV v2 mount",
+                ))
+            }
+            pin => {
+                return Err(self.invalid(
+                    path,
+                    format!(
+                        "Vault cannot read {pin}: Vault KV versions are numbers, e.g. \
+                         #[secret(path = \"{path}\", version = 3)]; stages and version ids are AWS Secrets Manager's"
+                    ),
+                ))
+            }
+        };
+        let encoded = url_path(path);
+        let mut attempt = 0;
+        let (data, version) = loop {
+            let answer = match kv {
+                KvVersion::V2 => {
+                    let endpoint = ReadSecretRequest::builder()
+                        .mount(self.mount.as_str())
+                        .path(encoded.as_str())
+                        .version(version)
+                        .build()
+                        .map_err(|e| self.invalid(path, e))?;
+                    vaultrs::api::exec_with_result(client, endpoint)
+                        .await
+                        .map(|r| (r.data, Some(r.metadata.version.to_string())))
+                }
+                KvVersion::V1 => vaultrs::kv1::get_raw(client, &self.mount, &encoded)
+                    .await
+                    .map(|r| (r.data, None)),
+            };
+            match answer {
+                Ok(found) => break found,
+                Err(e) => {
+                    let f = VaultFailure::from_client(&e);
+                    if attempt < self.retries && f.retryable() {
+                        // Short and bounded: a load at startup should not hang on a struggling server.
+                        tokio::time::sleep(RETRY_BASE * 2u32.pow(attempt)).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(self.fetch_failure(&e, kv, path, request.version));
+                }
+            }
+        };
+        if data.is_null() {
+            return Err(FetchError::not_found(format!(
+                "{kv} mount `{}`{}: `{path}` has no data",
+                self.mount,
+                self.namespace_note()
+            )));
+        }
+        let value = decode(data).map_err(|e| self.invalid(path, e))?;
+        let payload = SecretPayload::new(value);
+        Ok(match version {
+            Some(v) => payload.with_version(v),
+            None => payload,
+        })
+    }
+
+    async fn admin_client(&self, path: &str) -> Result<(std::sync::Arc<VaultClient>, KvVersion), AdminError> {
+        let client = self.client().await.map_err(|e| {
+            let kind = match e.kind {
+                FailureKind::Forbidden => AdminErrorKind::Forbidden,
+                FailureKind::Unavailable | FailureKind::Throttled => AdminErrorKind::Unavailable,
+                _ => AdminErrorKind::Other,
+            };
+            AdminError::new(kind, path, e.detail)
+        })?;
+        let kv = self.kv_version(&client).await;
+        Ok((client, kv))
+    }
+
+    fn admin_path<'p>(&self, path: &'p str) -> Result<&'p str, AdminError> {
+        clean_path(path).map_err(|e| AdminError::new(AdminErrorKind::Other, path, e))
+    }
+
+    fn context(&self, kv: KvVersion, op: &str) -> String {
+        format!("{op} in {kv} mount `{}`{}", self.mount, self.namespace_note())
+    }
+
+    /// Writes a secret; KV v2 returns the new version number.
+    pub(crate) async fn put(&self, request: PutRequest) -> Result<String, AdminError> {
+        let path = self.admin_path(&request.path)?.to_string();
+        let (client, kv) = self.admin_client(&path).await?;
+        let encoded = url_path(&path);
+        let data = encode(&request.value);
+        match kv {
+            KvVersion::V2 => {
+                let written = if request.create_only {
+                    // cas=0: the server refuses the write if the path has any version, with no race.
+                    vaultrs::kv2::set_with_options(
+                        &*client,
+                        &self.mount,
+                        &encoded,
+                        &data,
+                        SetSecretRequestOptions { cas: 0 },
+                    )
+                    .await
+                } else {
+                    vaultrs::kv2::set(&*client, &self.mount, &encoded, &data).await
+                };
+                let meta = written.map_err(|e| {
+                    let f = VaultFailure::from_client(&e);
+                    let cas = f.message.contains("check-and-set") || f.status == Some(412);
+                    if request.create_only && cas {
+                        AdminError::new(
+                            AdminErrorKind::AlreadyExists,
+                            &path,
+                            format!(
+                                "{}: the path already exists (check-and-set refused the write)",
+                                self.context(kv, "create")
+                            ),
+                        )
+                    } else {
+                        f.into_admin(&path, &self.context(kv, "write"))
+                    }
+                })?;
+                if !request.tags.is_empty() || request.description.is_some() {
+                    let mut custom: HashMap<String, String> = request.tags.iter().cloned().collect();
+                    if let Some(d) = &request.description {
+                        custom.insert("description".into(), d.clone());
+                    }
+                    let mut opts = vaultrs::api::kv2::requests::SetSecretMetadataRequest::builder();
+                    opts.custom_metadata(custom);
+                    vaultrs::kv2::set_metadata(&*client, &self.mount, &encoded, Some(&mut opts))
+                        .await
+                        .map_err(|e| {
+                            VaultFailure::from_client(&e).into_admin(&path, &self.context(kv, "write metadata"))
+                        })?;
+                }
+                Ok(meta.version.to_string())
+            }
+            KvVersion::V1 => {
+                if !request.tags.is_empty() || request.description.is_some() {
+                    return Err(AdminError::new(
+                        AdminErrorKind::Unsupported,
+                        &path,
+                        "a KV v1 mount has no metadata for tags or a description: write without them, or use KV v2",
+                    ));
+                }
+                if request.create_only {
+                    // KV v1 has no check-and-set: check first (a concurrent writer can still slip in between).
+                    match vaultrs::kv1::get_raw(&*client, &self.mount, &encoded).await {
+                        Ok(_) => {
+                            return Err(AdminError::new(
+                                AdminErrorKind::AlreadyExists,
+                                &path,
+                                format!("{}: the path already exists", self.context(kv, "create")),
+                            ))
+                        }
+                        Err(e) => {
+                            let f = VaultFailure::from_client(&e);
+                            if f.kind() != FailureKind::NotFound {
+                                return Err(f.into_admin(&path, &self.context(kv, "create")));
+                            }
+                        }
+                    }
+                }
+                let map: HashMap<&str, Value> = data.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+                vaultrs::kv1::set(&*client, &self.mount, &encoded, &map)
+                    .await
+                    .map_err(|e| VaultFailure::from_client(&e).into_admin(&path, &self.context(kv, "write")))?;
+                Ok("unversioned".into())
+            }
+        }
+    }
+
+    /// One directory level; a missing directory is empty.
+    async fn list_dir(&self, client: &VaultClient, kv: KvVersion, dir: &str) -> Result<Vec<String>, AdminError> {
+        let encoded = url_path(dir);
+        let keys = match kv {
+            KvVersion::V2 => vaultrs::kv2::list(client, &self.mount, &encoded).await,
+            KvVersion::V1 => vaultrs::kv1::list(client, &self.mount, &encoded)
+                .await
+                .map(|r| r.data.keys),
+        };
+        match keys {
+            Ok(k) => Ok(k),
+            Err(e) => {
+                let f = VaultFailure::from_client(&e);
+                if f.kind() == FailureKind::NotFound {
+                    Ok(Vec::new())
+                } else {
+                    Err(f.into_admin(dir, &self.context(kv, "list")))
+                }
+            }
+        }
+    }
+
+    /// Every secret whose path starts with `prefix`, walking sub-directories.
+    pub(crate) async fn list(&self, prefix: &str) -> Result<Vec<ListEntry>, AdminError> {
+        let prefix = prefix.trim_start_matches('/');
+        let (client, kv) = self.admin_client(prefix).await?;
+        // Start at the deepest directory the prefix names fully.
+        let start = match prefix.rfind('/') {
+            Some(i) => prefix[..=i].to_string(),
+            None => String::new(),
+        };
+        let mut found = Vec::new();
+        let mut pending = vec![start];
+        while let Some(dir) = pending.pop() {
+            for key in self.list_dir(&client, kv, &dir).await? {
+                let full = format!("{dir}{key}");
+                if key.ends_with('/') {
+                    if full.starts_with(prefix) || prefix.starts_with(&full) {
+                        pending.push(full);
+                    }
+                } else if full.starts_with(prefix) {
+                    found.push(full);
+                }
+            }
+        }
+        found.sort();
+        found.dedup();
+        Ok(found
+            .into_iter()
+            .map(|path| ListEntry { path, updated: None })
+            .collect())
+    }
+
+    /// Deletes a secret: KV v2 soft-deletes the latest version by default and removes every version and the
+    /// metadata with [`DeleteMode::Force`]; KV v1 deletes the only value.
+    pub(crate) async fn delete(&self, path: &str, mode: DeleteMode) -> Result<(), AdminError> {
+        let path = self.admin_path(path)?.to_string();
+        let (client, kv) = self.admin_client(&path).await?;
+        let encoded = url_path(&path);
+        if let DeleteMode::RecoveryDays(_) = mode {
+            return Err(AdminError::new(
+                AdminErrorKind::Unsupported,
+                &path,
+                "Vault has no recovery window: the default delete is a soft delete (undo with `vault kv undelete`), \
+                 or delete for good with Force",
+            ));
+        }
+        // Vault answers deletes of missing paths with success; check first so that a typo is reported.
+        let exists = match kv {
+            KvVersion::V2 => vaultrs::kv2::read_metadata(&*client, &self.mount, &encoded)
+                .await
+                .map(|_| ()),
+            KvVersion::V1 => vaultrs::kv1::get_raw(&*client, &self.mount, &encoded).await.map(|_| ()),
+        };
+        exists.map_err(|e| VaultFailure::from_client(&e).into_admin(&path, &self.context(kv, "delete")))?;
+        let deleted = match (kv, mode) {
+            (KvVersion::V2, DeleteMode::Force) => vaultrs::kv2::delete_metadata(&*client, &self.mount, &encoded).await,
+            (KvVersion::V2, _) => vaultrs::kv2::delete_latest(&*client, &self.mount, &encoded).await,
+            (KvVersion::V1, _) => vaultrs::kv1::delete(&*client, &self.mount, &encoded).await,
+        };
+        deleted.map_err(|e| VaultFailure::from_client(&e).into_admin(&path, &self.context(kv, "delete")))
+    }
+
+    /// KV v2 versions, newest first; `current` marks the latest, `deleted`/`destroyed` the unreadable ones.
+    pub(crate) async fn versions(&self, path: &str) -> Result<Vec<VersionInfo>, AdminError> {
+        let path = self.admin_path(path)?.to_string();
+        let (client, kv) = self.admin_client(&path).await?;
+        if kv == KvVersion::V1 {
+            return Err(AdminError::new(
+                AdminErrorKind::Unsupported,
+                &path,
+                format!("mount `{}` is KV v1, which keeps no versions", self.mount),
+            ));
+        }
+        let meta = vaultrs::kv2::read_metadata(&*client, &self.mount, &url_path(&path))
+            .await
+            .map_err(|e| VaultFailure::from_client(&e).into_admin(&path, &self.context(kv, "versions")))?;
+        let mut versions: Vec<(u64, VersionInfo)> = meta
+            .versions
+            .iter()
+            .filter_map(|(id, v)| {
+                let n: u64 = id.parse().ok()?;
+                let mut stages = Vec::new();
+                if n == meta.current_version {
+                    stages.push("current".to_string());
+                }
+                if v.destroyed {
+                    stages.push("destroyed".to_string());
+                } else if !v.deletion_time.is_empty() {
+                    stages.push("deleted".to_string());
+                }
+                Some((
+                    n,
+                    VersionInfo {
+                        id: id.clone(),
+                        stages,
+                        created: parse_time(&v.created_time),
+                    },
+                ))
+            })
+            .collect();
+        versions.sort_by_key(|v| std::cmp::Reverse(v.0));
+        Ok(versions.into_iter().map(|(_, v)| v).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(v: &SecretValue) -> String {
+        match v {
+            SecretValue::Text(t) => t.expose_secret().to_string(),
+            SecretValue::Binary(_) => panic!("binary"),
+        }
+    }
+
+    #[test]
+    fn plain_text_round_trips_through_a_marked_map() {
+        let map = encode(&SecretValue::text("v1 with spaces"));
+        assert_eq!(map.get(VALUE_KEY), Some(&Value::String("v1 with spaces".into())));
+        assert_eq!(text(&decode(Value::Object(map)).unwrap()), "v1 with spaces");
+    }
+
+    #[test]
+    fn maps_stay_maps_and_read_back_as_json() {
+        let map = encode(&SecretValue::map([("user", "app")]));
+        assert_eq!(map.len(), 1);
+        assert_eq!(text(&decode(Value::Object(map)).unwrap()), r#"{"user":"app"}"#);
+        // A lone `value` written by another tool stays a map, so `key = "value"` reads it.
+        let other = serde_json::json!({"value": "x"});
+        assert_eq!(text(&decode(other).unwrap()), r#"{"value":"x"}"#);
+    }
+
+    #[test]
+    fn binary_round_trips() {
+        let map = encode(&SecretValue::binary(vec![0, 159, 146, 150]));
+        match decode(Value::Object(map)).unwrap() {
+            SecretValue::Binary(b) => assert_eq!(b.expose_secret(), &vec![0, 159, 146, 150]),
+            SecretValue::Text(_) => panic!("text"),
+        }
+    }
+
+    #[test]
+    fn paths_are_checked_and_encoded() {
+        assert_eq!(clean_path("/a/b/").unwrap(), "a/b");
+        assert!(clean_path("a/../b").is_err());
+        assert!(clean_path("").is_err());
+        assert_eq!(url_path("a b/c@d"), "a%20b/c%40d");
+    }
+
+    #[test]
+    fn parses_vault_timestamps() {
+        let t = parse_time("2024-03-01T12:30:45.5Z").unwrap();
+        assert_eq!(
+            t.duration_since(UNIX_EPOCH).unwrap(),
+            Duration::new(1_709_296_245, 500_000_000)
+        );
+        assert!(parse_time("not a time").is_none());
+    }
+}

@@ -1,0 +1,319 @@
+//! HashiCorp Vault (and OpenBao) KV secrets engine, versions 1 and 2 (feature `vault`).
+//!
+//! # Mapping
+//! - A secret's path is its path under the KV mount (`SKM_VAULT_MOUNT`, default `secret`): `auth/jwt` reads
+//!   `secret/data/auth/jwt` on KV v2 and `secret/auth/jwt` on KV v1.
+//! - A Vault secret is a map: `#[secret(path = "auth/jwt", key = "secret")]` reads one entry, and a field
+//!   without `key` receives the whole map (deserialized into a struct-typed field).
+//! - `#[secret(..., version = 3)]` reads version 3 on KV v2. AWS-style stages and version ids are refused.
+//! - One fetch reads each distinct path once, with at most 8 reads in flight (`SKM_VAULT_CONCURRENCY`).
+//!   A read that fails transiently (429, 5xx, a refused or reset connection) is retried twice, after 100 and
+//!   200 ms ([`VaultBuilder::retries`]).
+//! - A value written through skm that is not a JSON object is stored as `{"value": ..., "_skm_encoding":
+//!   "text"}` (bytes: `"base64"`), which other tools read as the usual `value` entry and skm reads back as
+//!   written.
+//!
+//! # Failures
+//! 404 (also a deleted or destroyed KV v2 version) is *not found*; 401/403 *access denied*; 429 *throttled*;
+//! 5xx (503 when sealed), timeouts and refused connections *unavailable*. Details name the mount, path and
+//! namespace, never a value or a token.
+//!
+//! # Authentication
+//! `SKM_VAULT_AUTH` chooses `token` (default: `VAULT_TOKEN` or `~/.vault-token`), `approle` or `kubernetes`.
+//! A background task renews the token at about two thirds of its TTL and, for AppRole and Kubernetes, logs in
+//! again when renewal fails or the max TTL is reached. It stops when the backend is dropped.
+//!
+//! # Transport
+//! TLS through rustls, trusting the system's roots plus `VAULT_CACERT` / `VAULT_CAPATH`. Plain `http://` is
+//! only used for loopback addresses unless explicitly allowed, because it sends the token in clear text.
+//!
+//! # Example
+//! ```no_run
+//! use skm_runtime::backend::vault::VaultBackend;
+//! use skm_runtime::backend::{Backend, FetchRequest};
+//! # async fn demo() -> Result<(), skm_runtime::Error> {
+//! // VAULT_ADDR=https://vault.internal:8200 VAULT_TOKEN=... (see `VaultBuilder::from_vars` for the rest)
+//! let vault = VaultBackend::from_env().await?;
+//! let results = vault.fetch(&[FetchRequest::current("auth/jwt")]).await;
+//! # Ok(()) }
+//! ```
+
+mod auth;
+mod config;
+mod errors;
+mod kv;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use async_trait::async_trait;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+use vaultrs::client::{VaultClient, VaultClientSettings};
+
+pub use config::{Credential, KvVersion, VaultAuth, VaultBuilder, DEFAULT_K8S_JWT_FILE};
+
+use crate::backend::{
+    AdminBackend, AdminError, Backend, DeleteMode, FailureKind, FetchError, FetchRequest, FetchResult, ListEntry,
+    PutRequest, VersionInfo,
+};
+use crate::Error;
+use auth::{client_with_token, TokenState};
+
+/// A Vault or OpenBao KV mount as a [`Backend`] and [`AdminBackend`].
+///
+/// Cheap to clone; clones share the client, the token and its renewal task, which stops when the last clone
+/// is dropped.
+#[derive(Clone)]
+pub struct VaultBackend {
+    inner: Arc<Inner>,
+}
+
+/// State shared by clones and the renewal task.
+pub(crate) struct Inner {
+    /// A client without a token (for logins); request clients are derived from it.
+    base: VaultClient,
+    address: String,
+    mount: String,
+    namespace: Option<String>,
+    auth: VaultAuth,
+    kv: RwLock<Option<KvVersion>>,
+    concurrency: usize,
+    /// Retries of a read that failed transiently.
+    retries: u32,
+    token: RwLock<TokenState>,
+    /// Serializes logins so that concurrent fetches after an expiry log in once.
+    login_lock: tokio::sync::Mutex<()>,
+    /// Bumped at each login, so that a waiter can tell someone else already logged in.
+    generation: AtomicU64,
+    logins: AtomicU64,
+    renewals: AtomicU64,
+    /// Wakes the renewal task when a new token arrives.
+    wake: Arc<Notify>,
+    renewer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(task) = self.renewer.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
+            task.abort();
+        }
+    }
+}
+
+impl fmt::Debug for VaultBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VaultBackend")
+            .field("address", &self.inner.address)
+            .field("mount", &self.inner.mount)
+            .field("namespace", &self.inner.namespace)
+            .field("auth", &self.inner.auth.describe())
+            .field("kv_version", &*self.inner.kv.read().unwrap_or_else(|p| p.into_inner()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl VaultBackend {
+    /// A backend configured from the environment (see [`VaultBuilder::from_vars`] for every variable).
+    ///
+    /// # Errors
+    /// As [`VaultBuilder::from_vars`] and [`VaultBuilder::build`].
+    pub async fn from_env() -> Result<Self, Error> {
+        VaultBuilder::from_env()?.build().await
+    }
+
+    /// A builder for the server at `address`, configured explicitly.
+    pub fn builder(address: impl Into<String>) -> VaultBuilder {
+        VaultBuilder::new(address)
+    }
+
+    pub(crate) async fn build(b: VaultBuilder) -> Result<Self, Error> {
+        // First, before any connection: never send a token where it should not go.
+        let address = b.checked_address()?;
+        let token = config::token_text(&b.token);
+        match &b.auth {
+            VaultAuth::Token if token.is_none() => {
+                return Err(Error::Config(
+                    "no Vault token: set VAULT_TOKEN, log in with `vault login` (which writes ~/.vault-token), or \
+                     set SKM_VAULT_AUTH=approle or kubernetes"
+                        .into(),
+                ))
+            }
+            // A missing credential file is a deployment mistake: say so now rather than at each fetch.
+            VaultAuth::AppRole { role_id, secret_id, .. } => {
+                role_id.read("AppRole role id").map_err(Error::Config)?;
+                secret_id.read("AppRole secret id").map_err(Error::Config)?;
+            }
+            VaultAuth::Kubernetes { jwt, .. } => {
+                jwt.read("Kubernetes service-account token").map_err(Error::Config)?;
+            }
+            VaultAuth::Token => {}
+        }
+        let settings = VaultClientSettings {
+            address: address.clone(),
+            ca_certs: b.ca_certs.iter().map(|p| p.display().to_string()).collect(),
+            // Set every field: the vaultrs builder would read VAULT_* from the process environment.
+            identity: None,
+            timeout: Some(b.timeout),
+            token: String::new(),
+            verify: !b.skip_verify,
+            version: 1,
+            wrapping: false,
+            namespace: b.namespace.clone(),
+            proxy: None,
+        };
+        let base = VaultClient::new(settings).map_err(|e| Error::Backend {
+            backend: "Vault".into(),
+            detail: format!(
+                "cannot set up the HTTP client: {}",
+                errors::VaultFailure::from_client(&e).describe()
+            ),
+        })?;
+        let mut state = TokenState::empty();
+        if let Some(t) = &token {
+            state.client = Some(Arc::new(client_with_token(&base, t)));
+        }
+        let inner = Arc::new(Inner {
+            base,
+            address: address.as_str().trim_end_matches('/').to_string(),
+            mount: b.mount.clone(),
+            namespace: b.namespace.clone(),
+            auth: b.auth.clone(),
+            kv: RwLock::new(b.kv_version),
+            concurrency: b.concurrency.max(1),
+            retries: b.retries,
+            token: RwLock::new(state),
+            login_lock: tokio::sync::Mutex::new(()),
+            generation: AtomicU64::new(0),
+            logins: AtomicU64::new(0),
+            renewals: AtomicU64::new(0),
+            wake: Arc::new(Notify::new()),
+            renewer: Mutex::new(None),
+        });
+        // Best effort: a server that is down now is retried by the fetches and the renewal task.
+        if inner.auth.can_login() {
+            let _ = inner.login().await;
+        } else {
+            inner.lookup().await;
+        }
+        let client = inner.token.read().unwrap_or_else(|p| p.into_inner()).client.clone();
+        if let Some(client) = client {
+            inner.kv_version(&client).await;
+        }
+        let task = tokio::spawn(auth::renew_loop(Arc::downgrade(&inner)));
+        *inner.renewer.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        Ok(VaultBackend { inner })
+    }
+
+    /// How many times the token was renewed by the background task.
+    pub fn renewals(&self) -> u64 {
+        self.inner.renewals.load(Ordering::SeqCst)
+    }
+
+    /// How many logins succeeded (AppRole, Kubernetes), including the first.
+    pub fn logins(&self) -> u64 {
+        self.inner.logins.load(Ordering::SeqCst)
+    }
+
+    /// The KV mount.
+    pub fn mount(&self) -> &str {
+        &self.inner.mount
+    }
+
+    /// The namespace, if any.
+    pub fn namespace(&self) -> Option<&str> {
+        self.inner.namespace.as_deref()
+    }
+
+    /// The mount's KV version, once configured or detected.
+    pub fn kv_version(&self) -> Option<KvVersion> {
+        *self.inner.kv.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl Backend for VaultBackend {
+    fn name(&self) -> String {
+        let ns = self
+            .inner
+            .namespace
+            .as_ref()
+            .map(|n| format!(", namespace {n}"))
+            .unwrap_or_default();
+        format!("Vault ({}, mount {}{ns})", self.inner.address, self.inner.mount)
+    }
+
+    async fn fetch(&self, requests: &[FetchRequest]) -> Vec<FetchResult> {
+        if requests.is_empty() {
+            return Vec::new();
+        }
+        let client = match self.inner.client().await {
+            Ok(c) => c,
+            Err(e) => return vec![Err(e); requests.len()],
+        };
+        let kv = self.inner.kv_version(&client).await;
+        // Each distinct (path, version) is read once, however many requests name it.
+        let mut distinct: Vec<&FetchRequest> = Vec::new();
+        let mut slot_of: HashMap<&FetchRequest, usize> = HashMap::new();
+        let slots: Vec<usize> = requests
+            .iter()
+            .map(|r| {
+                *slot_of.entry(r).or_insert_with(|| {
+                    distinct.push(r);
+                    distinct.len() - 1
+                })
+            })
+            .collect();
+        let limit = Arc::new(Semaphore::new(self.inner.concurrency));
+        let mut tasks = JoinSet::new();
+        for (slot, request) in distinct.iter().enumerate() {
+            let (inner, client, limit, request) =
+                (self.inner.clone(), client.clone(), limit.clone(), (*request).clone());
+            tasks.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                (slot, inner.read(&client, kv, &request).await)
+            });
+        }
+        let mut answers: Vec<Option<FetchResult>> = (0..distinct.len()).map(|_| None).collect();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((slot, result)) => answers[slot] = Some(result),
+                Err(e) => tracing::error!(target: "skm", error = %e, "a Vault read task failed"),
+            }
+        }
+        slots
+            .into_iter()
+            .map(|slot| {
+                answers[slot].clone().unwrap_or_else(|| {
+                    Err(FetchError::new(
+                        FailureKind::Other,
+                        "the Vault read task failed (see the logs)",
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl AdminBackend for VaultBackend {
+    /// Writes a new version (KV v2, with check-and-set `cas=0` for `create_only`) or the value (KV v1).
+    /// Tags and the description become KV v2 custom metadata.
+    async fn put(&self, request: PutRequest) -> Result<String, AdminError> {
+        self.inner.put(request).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ListEntry>, AdminError> {
+        self.inner.list(prefix).await
+    }
+
+    async fn delete(&self, path: &str, mode: DeleteMode) -> Result<(), AdminError> {
+        self.inner.delete(path, mode).await
+    }
+
+    async fn versions(&self, path: &str) -> Result<Vec<VersionInfo>, AdminError> {
+        self.inner.versions(path).await
+    }
+}
