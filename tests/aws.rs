@@ -953,7 +953,10 @@ async fn watch_sees_a_put_within_one_ttl_and_rotation_keeps_the_previous() {
     // Rotation: the new value arrives within one TTL and the old one becomes `previous`.
     put(&b, "watch/jwt", SecretValue::map([("secret", "jwt-v3")])).await;
     let started = Instant::now();
-    tokio::time::timeout(ttl * 3, watch.changed()).await.expect("change within the TTL").unwrap();
+    tokio::time::timeout(ttl * 3, watch.changed())
+        .await
+        .expect("change within the TTL")
+        .unwrap();
     println!("rotation seen after {:?} (TTL {ttl:?})", started.elapsed());
     let now = watch.get().unwrap();
     assert_eq!(now.jwt.current().expose_secret(), "jwt-v3");

@@ -1384,3 +1384,71 @@ impl Drop for TlsBao {
         let _ = self.child.wait();
     }
 }
+
+#[derive(Secrets)]
+struct WatchedVault {
+    #[secret(path = "watch/jwt", key = "secret")]
+    jwt: skm::Rotating<SecretString>,
+    #[secret(path = "watch/db", key = "password")]
+    db: SecretString,
+}
+
+/// Hot reload through KV v2 metadata: an unchanged tick reads only metadata (no data), a new version is
+/// seen within one TTL, and rotation grace returns latest and latest − 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_checks_metadata_versions_and_follows_rotation() {
+    let bao = Bao::start().await;
+    write(&bao, "watch/jwt", json!({ "secret": "jwt-v1" })).await;
+    write(&bao, "watch/jwt", json!({ "secret": "jwt-v2" })).await;
+    write(&bao, "watch/db", json!({ "password": "db-v1" })).await;
+    let proxy = Proxy::start(&bao.addr()).await;
+    let backend = VaultBuilder::new(proxy.url())
+        .token(bao.root_token())
+        .build()
+        .await
+        .unwrap();
+
+    let ttl = Duration::from_millis(300);
+    let mut watch = loader(&backend)
+        .watch::<WatchedVault>(skm::WatchOptions::ttl(ttl))
+        .await
+        .unwrap();
+    assert_eq!(watch.latest().jwt.current().expose_secret(), "jwt-v2");
+    assert_eq!(watch.latest().jwt.previous().unwrap().expose_secret(), "jwt-v1");
+
+    proxy.clear();
+    watch.refresh_now();
+    watch.wait_ticks(1).await;
+    let ops: Vec<String> = proxy.requests().iter().map(|r| r.operation()).collect();
+    assert!(
+        !ops.is_empty() && ops.iter().all(|o| o.contains("/metadata/")),
+        "{ops:?}"
+    );
+    assert_eq!(watch.stats().changes, 0);
+
+    write(&bao, "watch/jwt", json!({ "secret": "jwt-v3" })).await;
+    tokio::time::timeout(ttl * 3, watch.changed())
+        .await
+        .expect("change within the TTL")
+        .unwrap();
+    let now = watch.get().unwrap();
+    assert_eq!(now.jwt.current().expose_secret(), "jwt-v3");
+    assert_eq!(now.jwt.previous().unwrap().expose_secret(), "jwt-v2");
+    assert_eq!(now.db.expose_secret(), "db-v1");
+    // Only the rotated path's data was read again.
+    let data_reads: Vec<String> = proxy
+        .requests()
+        .iter()
+        .map(|r| r.operation())
+        .filter(|o| o.contains("/data/"))
+        .collect();
+    assert!(data_reads.iter().all(|o| o.contains("watch/jwt")), "{data_reads:?}");
+
+    // Backend stopped during a refresh: the old values stay, the failure is recorded.
+    drop(bao);
+    let ticks = watch.stats().ticks;
+    watch.refresh_now();
+    watch.wait_ticks(ticks + 1).await;
+    assert!(watch.stats().failures >= 1, "{:?}", watch.stats());
+    assert_eq!(watch.get().unwrap().jwt.current().expose_secret(), "jwt-v3");
+}

@@ -262,11 +262,29 @@ impl Inner {
         let version = match request.version {
             VersionPin::Current => None,
             VersionPin::Number(n) if kv == KvVersion::V2 => Some(n),
-            VersionPin::Number(_) => {
+            VersionPin::Number(_) | VersionPin::Previous if kv == KvVersion::V1 => {
                 return Err(self.invalid(
                     path,
-                    "a KV v1 mount keeps no versions: remove `version`, or move the secret to a KV v2 mount",
+                    "a KV v1 mount keeps no versions: remove the version pin (or `Rotating`), or move the secret \
+                     to a KV v2 mount",
                 ))
+            }
+            VersionPin::Previous => {
+                // Latest − 1, found from the current read so that the token needs no `metadata/` access.
+                let current = Box::pin(self.read(client, kv, &FetchRequest::current(path))).await?;
+                let n: u64 = current.version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
+                if n <= 1 {
+                    return Err(FetchError::not_found(format!(
+                        "{kv} mount `{}`{}: `{path}` has no previous version",
+                        self.mount,
+                        self.namespace_note()
+                    )));
+                }
+                let previous = FetchRequest {
+                    path: path.to_string(),
+                    version: VersionPin::Number(n - 1),
+                };
+                return Box::pin(self.read(client, kv, &previous)).await;
             }
             pin => {
                 return Err(self.invalid(
@@ -324,6 +342,32 @@ impl Inner {
             Some(v) => payload.with_version(v),
             None => payload,
         })
+    }
+
+    /// The version `request` would read now, from KV v2 metadata: the hot-reload probe.
+    pub(crate) async fn current_version(
+        &self,
+        client: &VaultClient,
+        kv: KvVersion,
+        request: &FetchRequest,
+    ) -> Result<String, FetchError> {
+        let path = clean_path(&request.path).map_err(|e| self.invalid(&request.path, e))?;
+        if let VersionPin::Number(n) = request.version {
+            return Ok(n.to_string());
+        }
+        let meta = vaultrs::kv2::read_metadata(client, &self.mount, &url_path(path))
+            .await
+            .map_err(|e| self.fetch_failure(&e, kv, path, request.version))?;
+        let current = meta.current_version;
+        match request.version {
+            VersionPin::Previous if current <= 1 => Err(FetchError::not_found(format!(
+                "{kv} mount `{}`{}: `{path}` has no previous version",
+                self.mount,
+                self.namespace_note()
+            ))),
+            VersionPin::Previous => Ok((current - 1).to_string()),
+            _ => Ok(current.to_string()),
+        }
     }
 
     async fn admin_client(&self, path: &str) -> Result<(std::sync::Arc<VaultClient>, KvVersion), AdminError> {

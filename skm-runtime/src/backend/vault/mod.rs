@@ -295,6 +295,38 @@ impl Backend for VaultBackend {
             })
             .collect()
     }
+
+    /// KV v2 metadata gives the current version without reading the value, so a hot-reload tick on
+    /// unchanged secrets reads no data (the token needs `read` on `<mount>/metadata/<path>`). KV v1 keeps
+    /// no versions: `None`, and the watcher refetches.
+    async fn current_versions(&self, requests: &[FetchRequest]) -> Option<Vec<Result<String, FetchError>>> {
+        let client = match self.inner.client().await {
+            Ok(c) => c,
+            Err(e) => return Some(vec![Err(e); requests.len()]),
+        };
+        let kv = self.inner.kv_version(&client).await;
+        if kv == KvVersion::V1 {
+            return None;
+        }
+        let limit = Arc::new(Semaphore::new(self.inner.concurrency));
+        let mut tasks = JoinSet::new();
+        for (slot, request) in requests.iter().enumerate() {
+            let (inner, client, limit, request) = (self.inner.clone(), client.clone(), limit.clone(), request.clone());
+            tasks.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                (slot, inner.current_version(&client, kv, &request).await)
+            });
+        }
+        let mut answers: Vec<Result<String, FetchError>> = (0..requests.len())
+            .map(|_| Err(FetchError::new(FailureKind::Other, "the Vault metadata task failed")))
+            .collect();
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok((slot, result)) = joined {
+                answers[slot] = result;
+            }
+        }
+        Some(answers)
+    }
 }
 
 #[async_trait]
