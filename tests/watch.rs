@@ -110,3 +110,65 @@ async fn dropping_the_handle_stops_the_task() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(b.version_probes(), probes, "no refresh after drop");
 }
+
+/// Captures `tracing` output as text.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn audit_events_name_fetches_and_refreshes_but_never_values() {
+    const SENTINEL: &str = "SENTINEL-audit-4d2a";
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let b = MemoryBackend::new();
+    b.insert("auth/jwt", SecretValue::map([("secret", SENTINEL)]));
+    b.insert("db", SecretValue::map([("password", SENTINEL)]));
+    let watch = loader(&b)
+        .watch::<Keys>(WatchOptions::ttl(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    b.insert("db", SecretValue::map([("password", format!("{SENTINEL}-2"))]));
+    watch.refresh_now();
+    watch.wait_ticks(1).await;
+
+    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    let audit: Vec<&str> = logs.lines().filter(|l| l.contains("skm::audit")).collect();
+    let fetch = audit
+        .iter()
+        .find(|l| l.contains("fetch") && l.contains("path=auth/jwt"))
+        .expect(&logs);
+    for field in ["backend=memory", "outcome=found", "version=1", "latency_ms="] {
+        assert!(fetch.contains(field), "{field} missing in {fetch}");
+    }
+    let resolve = audit
+        .iter()
+        .find(|l| l.contains("resolve") && l.contains("field=jwt"))
+        .expect(&logs);
+    for field in ["path=auth/jwt", "key=secret", "outcome=found", "source=memory"] {
+        assert!(resolve.contains(field), "{field} missing in {resolve}");
+    }
+    assert!(
+        audit
+            .iter()
+            .any(|l| l.contains("refresh") && l.contains("changed=true")),
+        "{logs}"
+    );
+    assert!(!logs.contains(SENTINEL), "a value reached the logs:\n{logs}");
+}

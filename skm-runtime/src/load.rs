@@ -369,7 +369,7 @@ impl Loader {
     }
 }
 
-fn check_profile(p: &str) -> Result<(), Error> {
+pub(crate) fn check_profile(p: &str) -> Result<(), Error> {
     let ok = !p.is_empty()
         && p.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
@@ -851,8 +851,8 @@ fn audit_field(field: &ResolvedField, res: &Resolution) {
         Resolution::Absent => ("absent".to_string(), String::new(), String::new()),
         Resolution::Failed(e) => (e.reason.to_string(), String::new(), String::new()),
     };
-    tracing::info!(target: "skm::audit", field = %field.id, path = field.path.as_deref().unwrap_or(""),
-        key = field.key.unwrap_or(""), outcome = %outcome, source = %source, version = %version, "resolve");
+    tracing::info!(target: "skm::audit", field = %field.id, path = %field.path.as_deref().unwrap_or(""),
+        key = %field.key.unwrap_or(""), outcome = %outcome, source = %source, version = %version, "resolve");
 }
 
 /// Reads property `key` of a JSON object secret. A non-object is an error, never a silent miss.
@@ -872,6 +872,17 @@ fn extract_key(text: &str, path: &str, key: &str, location: String) -> Lookup {
             // Numbers, booleans and nested objects keep their JSON text; the field's type parses it.
             Some(other) => Lookup::Found(Found::Text(other.to_string()), location),
         },
+    }
+}
+
+/// [`extract_key`] without a loader around it, for [`crate::fuzzing`]: the value of `key`, `None` when
+/// missing, or why the text cannot hold keys.
+pub(crate) fn extract_key_text(text: &str, key: &str) -> Result<Option<String>, String> {
+    match extract_key(text, "fuzz", key, String::new()) {
+        Lookup::Found(Found::Text(ref s), _) => Ok(Some(s.clone())),
+        Lookup::Found(Found::Binary(_), _) => Err("binary".into()),
+        Lookup::Missing(_) => Ok(None),
+        Lookup::Failed(_, why) | Lookup::Skipped(why) => Err(why),
     }
 }
 
