@@ -1,0 +1,442 @@
+//! `doctor`: the set-up, checked: which backend and why, whether it answers, the Vault token's lifetime,
+//! whether `.env` and the local store are kept out of git, and their file permissions.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use serde_json::json;
+use skm_runtime::backend::{FailureKind, FetchRequest};
+use skm_runtime::detect::{self, BackendKind};
+
+use super::util::mode_of;
+use crate::output::Tone;
+use crate::select::env_var;
+use crate::{exit, Ctx, Fail};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Ok,
+    Warn,
+    Fail,
+    Skip,
+}
+
+impl Level {
+    fn as_str(self) -> &'static str {
+        match self {
+            Level::Ok => "ok",
+            Level::Warn => "warn",
+            Level::Fail => "fail",
+            Level::Skip => "skip",
+        }
+    }
+}
+
+struct Finding {
+    check: &'static str,
+    level: Level,
+    detail: String,
+}
+
+pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, dotenv: Option<PathBuf>) -> Result<u8, Fail> {
+    let mut found = Vec::new();
+    let mut push = |check, level, detail: String| found.push(Finding { check, level, detail });
+
+    let compiled: Vec<String> = [BackendKind::Aws, BackendKind::Vault, BackendKind::Local]
+        .into_iter()
+        .filter(|k| detect::compiled(*k))
+        .map(|k| k.to_string())
+        .collect();
+
+    // Declarations are optional here: doctor helps most when something is not set up yet.
+    let decls = ctx.declarations("doctor").ok();
+    match &decls {
+        Some(d) => push(
+            "declarations",
+            Level::Ok,
+            format!("`{}`: {} declared secrets", d.struct_name, d.fields.len()),
+        ),
+        None => push(
+            "declarations",
+            Level::Skip,
+            "none (pass --manifest FILE to check them too)".into(),
+        ),
+    }
+
+    let choice = ctx.choice();
+    let kind = match &choice {
+        Ok(c) => {
+            let level = if c.kind == BackendKind::None && ctx.backend.is_none() {
+                Level::Warn
+            } else {
+                Level::Ok
+            };
+            let name = if ctx.backend.is_some() {
+                "custom".to_string()
+            } else {
+                c.kind.to_string()
+            };
+            push(
+                "backend",
+                level,
+                format!("{name}: {} (compiled in: {})", c.reason, compiled.join(", ")),
+            );
+            c.kind
+        }
+        Err(Fail::Usage(m) | Fail::Failed(m)) => {
+            push("backend", Level::Fail, m.clone());
+            BackendKind::None
+        }
+    };
+
+    // Reachability: one fetch of the declared paths (or of a probe path); "not found" proves an answer.
+    let mut built = false;
+    if choice.is_ok() && (kind != BackendKind::None || ctx.backend.is_some()) {
+        match ctx.backend_opt().await {
+            Ok((Some(backend), _)) => {
+                built = true;
+                let mut paths: Vec<String> = decls
+                    .as_ref()
+                    .map(|d| d.fields.iter().filter_map(|f| f.path.clone()).collect())
+                    .unwrap_or_default();
+                paths.sort();
+                paths.dedup();
+                let probe = paths.is_empty();
+                if probe {
+                    paths.push("skm-doctor-probe".into());
+                }
+                let requests: Vec<FetchRequest> = paths.iter().map(FetchRequest::current).collect();
+                let started = Instant::now();
+                let results = backend.fetch(&requests).await;
+                let ms = started.elapsed().as_millis();
+                let present = results.iter().filter(|r| r.is_ok()).count();
+                let failure = results
+                    .iter()
+                    .filter_map(|r| r.as_ref().err())
+                    .find(|e| e.kind != FailureKind::NotFound);
+                match failure {
+                    None if probe => push(
+                        "reachable",
+                        Level::Ok,
+                        format!("{} answered in {ms} ms", backend.name()),
+                    ),
+                    None => push(
+                        "reachable",
+                        Level::Ok,
+                        format!(
+                            "{} answered in {ms} ms; {present} of {} declared paths exist",
+                            backend.name(),
+                            paths.len()
+                        ),
+                    ),
+                    Some(e) if e.kind == FailureKind::Forbidden => push(
+                        "reachable",
+                        Level::Warn,
+                        format!(
+                            "{} answered in {ms} ms, but denied access: {}",
+                            backend.name(),
+                            e.detail
+                        ),
+                    ),
+                    Some(e) => push("reachable", Level::Fail, format!("{}: {e}", backend.name())),
+                }
+            }
+            Ok((None, _)) => {}
+            Err(Fail::Usage(m) | Fail::Failed(m)) => push("reachable", Level::Fail, m),
+        }
+    }
+
+    // Only once the backend accepted the configuration: it refuses to send a token over plain HTTP to a
+    // remote host, and this lookup must not do what the backend refuses.
+    if kind == BackendKind::Vault && built {
+        let (level, detail) = vault_token().await;
+        push("vault token", level, detail);
+    }
+
+    // Files: .env and the local store must stay out of git and be private.
+    let dotenv = dotenv
+        .or_else(|| env_var("SKM_DOTENV").filter(|p| !p.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(".env"));
+    let store = env_var("SKM_LOCAL_PATH")
+        .filter(|p| !p.trim().is_empty())
+        .map_or_else(|| PathBuf::from(".skm"), PathBuf::from);
+    for (label, path) in [("dotenv", &dotenv), ("local store", &store)] {
+        if !path.exists() {
+            push(label, Level::Skip, format!("{} does not exist", path.display()));
+            continue;
+        }
+        let (level, detail) = git_ignored(path);
+        push(label, level, detail);
+        let (level, detail) = private(path);
+        push(label, level, detail);
+    }
+    for backup in backups_next_to(&dotenv) {
+        let (level, detail) = git_ignored(&backup);
+        if level != Level::Ok && level != Level::Skip {
+            push("backup", level, detail);
+        }
+    }
+    if let Some(key) = key_file() {
+        if key.exists() {
+            let (level, detail) = private(&key);
+            push("local key", level, detail);
+        }
+    }
+
+    let failed = found.iter().any(|f| f.level == Level::Fail);
+    if ctx.ui.json {
+        let checks: Vec<_> = found
+            .iter()
+            .map(|f| json!({ "check": f.check, "status": f.level.as_str(), "detail": f.detail }))
+            .collect();
+        ctx.ui.json(&json!({ "ok": !failed, "checks": checks }));
+    } else {
+        let rows: Vec<_> = found
+            .iter()
+            .map(|f| {
+                let tone = match f.level {
+                    Level::Ok => Tone::Good,
+                    Level::Warn => Tone::Warn,
+                    Level::Fail => Tone::Bad,
+                    Level::Skip => Tone::Dim,
+                };
+                vec![
+                    (f.check.to_string(), Tone::Plain),
+                    (f.level.as_str().to_string(), tone),
+                    (f.detail.clone(), Tone::Plain),
+                ]
+            })
+            .collect();
+        ctx.ui.table(&["check", "status", "detail"], &rows);
+    }
+    Ok(if failed { exit::FAILED } else { exit::OK })
+}
+
+/// Whether git ignores `path` (and does not track it). Outside a work tree, or without git, nothing to say.
+fn git_ignored(path: &Path) -> (Level, String) {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| path.to_path_buf());
+    let inside = Command::new("git")
+        .args(["rev-parse", "--is-inside-work-tree"])
+        .current_dir(dir)
+        .output();
+    match inside {
+        Err(_) => return (Level::Skip, "git is not installed; cannot check ignores".into()),
+        Ok(o) if !o.status.success() => return (Level::Skip, format!("{} is not in a git work tree", path.display())),
+        Ok(_) => {}
+    }
+    let tracked = Command::new("git")
+        .args(["ls-files", "--error-unmatch", "--"])
+        .arg(&name)
+        .current_dir(dir)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if tracked {
+        return (
+            Level::Fail,
+            format!(
+                "{} is tracked by git: `git rm --cached {}` and add it to .gitignore (and rotate what it held)",
+                path.display(),
+                path.display()
+            ),
+        );
+    }
+    let ignored = Command::new("git")
+        .args(["check-ignore", "-q", "--"])
+        .arg(&name)
+        .current_dir(dir)
+        .status();
+    match ignored.map(|s| s.code()) {
+        Ok(Some(0)) => (Level::Ok, format!("{} is ignored by git", path.display())),
+        Ok(Some(1)) => (
+            Level::Fail,
+            format!(
+                "{} is NOT ignored by git: add `/{}` to .gitignore",
+                path.display(),
+                name.display()
+            ),
+        ),
+        _ => (Level::Skip, format!("cannot ask git about {}", path.display())),
+    }
+}
+
+/// Whether `path` (and, for a directory, what is inside) is private to its owner.
+fn private(path: &Path) -> (Level, String) {
+    let Some(mode) = mode_of(path) else {
+        return (Level::Skip, "permissions are not checked on this platform".into());
+    };
+    let mut loose = Vec::new();
+    if mode & 0o077 != 0 {
+        loose.push((path.to_path_buf(), mode));
+    }
+    if path.is_dir() {
+        let mut stack = vec![path.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                let p = entry.path();
+                if let Some(m) = mode_of(&p) {
+                    if m & 0o077 != 0 {
+                        loose.push((p.clone(), m));
+                    }
+                }
+                if p.is_dir() {
+                    stack.push(p);
+                }
+            }
+        }
+    }
+    match loose.first() {
+        None => (
+            Level::Ok,
+            format!("{} is private to its owner ({:o})", path.display(), mode & 0o777),
+        ),
+        Some((p, m)) => {
+            let fix = if path.is_dir() {
+                format!("chmod -R go-rwx {}", path.display())
+            } else {
+                format!("chmod 600 {}", path.display())
+            };
+            (
+                Level::Warn,
+                format!(
+                    "{} is readable by others (mode {:o}{}): {fix}",
+                    p.display(),
+                    m & 0o777,
+                    if loose.len() > 1 {
+                        format!(", and {} more", loose.len() - 1)
+                    } else {
+                        String::new()
+                    }
+                ),
+            )
+        }
+    }
+}
+
+/// `.env.skm-backup-*` files left by `migrate`.
+fn backups_next_to(dotenv: &Path) -> Vec<PathBuf> {
+    let dir = dotenv
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let prefix = format!(
+        "{}.skm-backup-",
+        dotenv
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    );
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The local store's key file: `SKM_LOCAL_KEY_FILE`, else the default under the user's config directory.
+fn key_file() -> Option<PathBuf> {
+    if env_var("SKM_LOCAL_KEY").is_some_and(|k| !k.trim().is_empty()) {
+        return None;
+    }
+    if let Some(f) = env_var("SKM_LOCAL_KEY_FILE").filter(|f| !f.trim().is_empty()) {
+        return Some(PathBuf::from(f));
+    }
+    let home = env_var("HOME").filter(|h| !h.is_empty())?;
+    let base = if cfg!(target_os = "macos") {
+        PathBuf::from(&home).join("Library/Application Support")
+    } else {
+        env_var("XDG_CONFIG_HOME")
+            .filter(|x| !x.is_empty())
+            .map_or_else(|| PathBuf::from(&home).join(".config"), PathBuf::from)
+    };
+    Some(base.join("skm").join("local.key"))
+}
+
+/// The Vault token's remaining lifetime, by `auth/token/lookup-self`.
+#[cfg(feature = "vault")]
+async fn vault_token() -> (Level, String) {
+    use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
+    let auth = env_var("SKM_VAULT_AUTH").unwrap_or_default();
+    if !auth.is_empty() && !auth.eq_ignore_ascii_case("token") {
+        return (
+            Level::Skip,
+            format!("SKM_VAULT_AUTH={auth}: the backend logs in and renews its own token"),
+        );
+    }
+    let token = env_var("VAULT_TOKEN").filter(|t| !t.trim().is_empty()).or_else(|| {
+        let home = env_var("HOME")?;
+        std::fs::read_to_string(Path::new(&home).join(".vault-token"))
+            .ok()
+            .map(|t| t.trim().to_string())
+    });
+    let Some(token) = token else {
+        return (Level::Fail, "no token: set VAULT_TOKEN or run `vault login`".into());
+    };
+    let mut settings = VaultClientSettingsBuilder::default();
+    settings.token(token);
+    if let Some(addr) = env_var("VAULT_ADDR").filter(|a| !a.is_empty()) {
+        settings.address(addr);
+    }
+    if let Some(ns) = env_var("VAULT_NAMESPACE").filter(|n| !n.is_empty()) {
+        settings.namespace(Some(ns));
+    }
+    let client = match settings
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|s| VaultClient::new(s).map_err(|e| e.to_string()))
+    {
+        Ok(c) => c,
+        Err(e) => return (Level::Fail, format!("cannot set up a Vault client: {e}")),
+    };
+    match vaultrs::token::lookup_self(&client).await {
+        Ok(info) if info.ttl == 0 => (
+            Level::Ok,
+            "the token never expires (root or periodic without TTL)".into(),
+        ),
+        Ok(info) => {
+            let level = if info.ttl < 3600 { Level::Warn } else { Level::Ok };
+            let renew = if info.renewable.unwrap_or(false) {
+                "renewable"
+            } else {
+                "not renewable"
+            };
+            (level, format!("expires in {} ({renew})", human(info.ttl)))
+        }
+        Err(e) => (
+            Level::Fail,
+            format!("token lookup failed: {}", first_line(&e.to_string())),
+        ),
+    }
+}
+
+#[cfg(not(feature = "vault"))]
+async fn vault_token() -> (Level, String) {
+    (Level::Skip, "built without the `vault` feature".into())
+}
+
+#[cfg(feature = "vault")]
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().chars().take(200).collect()
+}
+
+#[cfg(feature = "vault")]
+fn human(secs: u64) -> String {
+    match secs {
+        s if s >= 86_400 => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
+        s if s >= 3600 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        s if s >= 60 => format!("{}m {}s", s / 60, s % 60),
+        s => format!("{s}s"),
+    }
+}

@@ -1,0 +1,57 @@
+//! One module per command family; [`dispatch`] routes a parsed command line to it.
+
+mod check;
+mod doctor;
+mod manifest;
+mod migrate;
+mod ops;
+mod policy;
+mod template;
+pub(crate) mod util;
+
+use crate::args::Command;
+use crate::{Ctx, Fail};
+
+/// Runs `command`; returns the exit code, or why it stopped.
+pub(crate) async fn dispatch(ctx: &mut Ctx<'_, '_>, command: Command) -> Result<u8, Fail> {
+    match command {
+        Command::Get {
+            path,
+            key,
+            version,
+            reveal,
+        } => ops::get(ctx, &path, key.as_deref(), version.as_deref(), reveal).await,
+        Command::Put {
+            path,
+            key,
+            tags,
+            description,
+            create_only,
+        } => ops::put(ctx, &path, key.as_deref(), tags, description, create_only).await,
+        Command::List { prefix } => ops::list(ctx, prefix.as_deref().unwrap_or("")).await,
+        Command::Delete {
+            path,
+            force,
+            recovery_days,
+            yes,
+        } => ops::delete(ctx, &path, force, recovery_days, yes).await,
+        Command::Versions { path } => ops::versions(ctx, &path).await,
+        Command::Rollback { path, to } => ops::rollback(ctx, &path, &to).await,
+        Command::Rotate {
+            path,
+            key,
+            generate,
+            charset,
+        } => ops::rotate(ctx, &path, key.as_deref(), generate, charset).await,
+        Command::Migrate(args) => migrate::run(ctx, args).await,
+        Command::Check {
+            dotenv,
+            no_dotenv,
+            strict,
+        } => check::run(ctx, dotenv, no_dotenv, strict).await,
+        Command::Template { output, force } => template::run(ctx, &output, force),
+        Command::Policy(args) => policy::run(ctx, &args),
+        Command::Doctor { dotenv } => doctor::run(ctx, dotenv).await,
+        Command::Manifest { format, output } => manifest::run(ctx, format, &output),
+    }
+}

@@ -1,0 +1,358 @@
+//! Everyday operations on one secret: get, put, list, delete, versions, rollback, rotate.
+
+use secrecy::ExposeSecret;
+use serde_json::json;
+use skm_runtime::backend::{DeleteMode, PutRequest, SecretValue, VersionInfo, VersionPin};
+
+use super::util::{as_object, fetch_one, format_time, key_text, parse_version, with_key};
+use crate::args::Charset;
+use crate::output::{confirm, read_value, Tone, MASK};
+use crate::{exit, Ctx, Fail};
+
+pub(crate) async fn get(
+    ctx: &mut Ctx<'_, '_>,
+    path: &str,
+    key: Option<&str>,
+    version: Option<&str>,
+    reveal: bool,
+) -> Result<u8, Fail> {
+    let backend = ctx.backend().await?;
+    let pin = version.map_or(VersionPin::Current, parse_version);
+    let payload = fetch_one(backend.as_ref(), path, pin)
+        .await?
+        .ok_or_else(|| Fail::Failed(format!("`{path}` not found in {} ({pin})", backend.name())))?;
+    let object = as_object(&payload.value);
+    let keys: Vec<String> = object.as_ref().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+
+    // What to show, if revealed: the key's value, the whole text, or the bytes.
+    enum Shown {
+        Text(String),
+        Bytes(Vec<u8>),
+    }
+    let shown = match (key, &payload.value) {
+        (Some(k), _) => {
+            let object = object
+                .as_ref()
+                .ok_or_else(|| Fail::Failed(format!("`{path}` does not hold a JSON object, so it has no key `{k}`")))?;
+            let text = key_text(object, k)
+                .ok_or_else(|| Fail::Failed(format!("`{path}` has no key `{k}` (its keys: {})", keys.join(", "))))?;
+            Shown::Text(text)
+        }
+        (None, SecretValue::Text(t)) => Shown::Text(t.expose_secret().to_string()),
+        (None, SecretValue::Binary(b)) => Shown::Bytes(b.expose_secret().clone()),
+    };
+    let kind = match (&payload.value, &object) {
+        (SecretValue::Binary(b), _) => format!("binary ({} bytes)", b.expose_secret().len()),
+        (_, Some(_)) => "JSON object".to_string(),
+        _ => "text".to_string(),
+    };
+
+    if ctx.ui.json {
+        let value = match (&shown, reveal) {
+            (_, false) => json!(MASK),
+            (Shown::Text(t), true) => json!(t),
+            (Shown::Bytes(b), true) => json!(super::util::base64(b)),
+        };
+        let mut doc = json!({
+            "path": path,
+            "version": payload.version,
+            "kind": if matches!(payload.value, SecretValue::Binary(_)) { "binary" } else if object.is_some() { "json" } else { "text" },
+            "keys": keys,
+            "value": value,
+            "revealed": reveal,
+        });
+        if let Some(k) = key {
+            doc["key"] = json!(k);
+        }
+        if matches!(shown, Shown::Bytes(_)) && reveal {
+            doc["encoding"] = json!("base64");
+        }
+        ctx.ui.json(&doc);
+        return Ok(exit::OK);
+    }
+    if reveal {
+        // Only the value, so that `skm get PATH --reveal` can feed another program.
+        match shown {
+            Shown::Text(t) => ctx.ui.line(t),
+            Shown::Bytes(b) => {
+                let _ = ctx.ui.io.stdout.write_all(&b);
+            }
+        }
+        return Ok(exit::OK);
+    }
+    let mut rows = vec![
+        vec![("path".into(), Tone::Dim), (path.to_string(), Tone::Plain)],
+        vec![
+            ("version".into(), Tone::Dim),
+            (payload.version.clone().unwrap_or_else(|| "-".into()), Tone::Plain),
+        ],
+        vec![("kind".into(), Tone::Dim), (kind, Tone::Plain)],
+    ];
+    if !keys.is_empty() {
+        rows.push(vec![("keys".into(), Tone::Dim), (keys.join(", "), Tone::Plain)]);
+    }
+    if let Some(k) = key {
+        rows.push(vec![("key".into(), Tone::Dim), (k.to_string(), Tone::Plain)]);
+    }
+    rows.push(vec![
+        ("value".into(), Tone::Dim),
+        (format!("{MASK}  (--reveal to show)"), Tone::Dim),
+    ]);
+    for row in rows {
+        let line = format!("{:8} {}", row[0].0, ctx.ui.paint(&row[1].0, row[1].1));
+        ctx.ui.line(line);
+    }
+    Ok(exit::OK)
+}
+
+pub(crate) async fn put(
+    ctx: &mut Ctx<'_, '_>,
+    path: &str,
+    key: Option<&str>,
+    tags: Vec<(String, String)>,
+    description: Option<String>,
+    create_only: bool,
+) -> Result<u8, Fail> {
+    let backend = ctx.backend().await?;
+    let what = match key {
+        Some(k) => format!("value for `{path}` key `{k}`"),
+        None => format!("value for `{path}`"),
+    };
+    let value = read_value(ctx.ui.io, &what).map_err(Fail::Failed)?;
+    if value.is_empty() {
+        // Most often a redirect from the wrong file, or a prompt answered by Enter: never store it silently.
+        return Err(Fail::Usage(format!("the {what} is empty: nothing written")));
+    }
+    let value = match key {
+        Some(k) => with_key(backend.as_ref(), path, k, value).await?,
+        None => SecretValue::text(value),
+    };
+    let request = PutRequest {
+        path: path.to_string(),
+        value,
+        tags,
+        description,
+        create_only,
+    };
+    let version = backend.put(request).await?;
+    report_write(ctx, path, &version, "wrote");
+    Ok(exit::OK)
+}
+
+fn report_write(ctx: &mut Ctx<'_, '_>, path: &str, version: &str, verb: &str) {
+    if ctx.ui.json {
+        ctx.ui.json(&json!({ "path": path, "version": version }));
+    } else {
+        let v = ctx.ui.paint(version, Tone::Good);
+        ctx.ui.line(format!("{verb} `{path}`: version {v}"));
+    }
+}
+
+pub(crate) async fn list(ctx: &mut Ctx<'_, '_>, prefix: &str) -> Result<u8, Fail> {
+    let backend = ctx.backend().await?;
+    let entries = backend.list(prefix).await?;
+    if ctx.ui.json {
+        let items: Vec<_> = entries
+            .iter()
+            .map(|e| json!({ "path": e.path, "updated": e.updated.map(format_time) }))
+            .collect();
+        ctx.ui.json(&json!(items));
+        return Ok(exit::OK);
+    }
+    if entries.is_empty() {
+        ctx.ui
+            .note(format!("no secrets under `{prefix}` in {}", backend.name()));
+        return Ok(exit::OK);
+    }
+    let rows: Vec<_> = entries
+        .iter()
+        .map(|e| {
+            vec![
+                (e.path.clone(), Tone::Plain),
+                (e.updated.map(format_time).unwrap_or_else(|| "-".into()), Tone::Dim),
+            ]
+        })
+        .collect();
+    ctx.ui.table(&["path", "updated"], &rows);
+    Ok(exit::OK)
+}
+
+pub(crate) async fn delete(
+    ctx: &mut Ctx<'_, '_>,
+    path: &str,
+    force: bool,
+    recovery_days: Option<u32>,
+    yes: bool,
+) -> Result<u8, Fail> {
+    let backend = ctx.backend().await?;
+    let mode = match (force, recovery_days) {
+        (true, _) => DeleteMode::Force,
+        (false, Some(days)) => DeleteMode::RecoveryDays(days),
+        (false, None) => DeleteMode::Default,
+    };
+    let how = match mode {
+        DeleteMode::Force => "for good, without recovery".to_string(),
+        DeleteMode::RecoveryDays(d) => format!("recoverable for {d} days"),
+        DeleteMode::Default => "with the backend's default recovery".to_string(),
+    };
+    // Ask only when a person is there to answer; scripts pass --yes or run without a terminal.
+    if !yes && ctx.ui.io.stdin_tty && ctx.ui.io.stdout_tty {
+        let question = format!("delete `{path}` from {} {how}?", backend.name());
+        if !confirm(ctx.ui.io, &question) {
+            ctx.ui.note("nothing deleted");
+            return Ok(exit::FAILED);
+        }
+    }
+    backend.delete(path, mode).await?;
+    if ctx.ui.json {
+        ctx.ui.json(&json!({ "path": path, "deleted": true, "mode": how }));
+    } else {
+        ctx.ui.line(format!("deleted `{path}` {how}"));
+    }
+    Ok(exit::OK)
+}
+
+pub(crate) async fn versions(ctx: &mut Ctx<'_, '_>, path: &str) -> Result<u8, Fail> {
+    let backend = ctx.backend().await?;
+    let versions = backend.versions(path).await?;
+    if ctx.ui.json {
+        let items: Vec<_> = versions
+            .iter()
+            .map(|v| json!({ "id": v.id, "stages": v.stages, "created": v.created.map(format_time) }))
+            .collect();
+        ctx.ui.json(&json!(items));
+        return Ok(exit::OK);
+    }
+    let rows: Vec<_> = versions
+        .iter()
+        .map(|v| {
+            let tone = if v.stages.iter().any(|s| s == "current" || s == "AWSCURRENT") {
+                Tone::Good
+            } else {
+                Tone::Plain
+            };
+            vec![
+                (v.id.clone(), tone),
+                (v.stages.join(","), Tone::Plain),
+                (v.created.map(format_time).unwrap_or_else(|| "-".into()), Tone::Dim),
+            ]
+        })
+        .collect();
+    ctx.ui.table(&["version", "stages", "created"], &rows);
+    Ok(exit::OK)
+}
+
+/// Writes version `to` of `path` as a new version. Uniform across backends, and auditable: the history
+/// keeps both the bad version and the restore (as Vault's `kv rollback` does).
+pub(crate) async fn rollback(ctx: &mut Ctx<'_, '_>, path: &str, to: &str) -> Result<u8, Fail> {
+    let backend = ctx.backend().await?;
+    let versions = backend.versions(path).await?;
+    let is_current = |v: &VersionInfo| v.stages.iter().any(|s| s == "current" || s == "AWSCURRENT");
+    let target = versions
+        .iter()
+        .find(|v| v.id == to)
+        .or_else(|| {
+            versions
+                .iter()
+                .find(|v| v.stages.iter().any(|s| s.eq_ignore_ascii_case(to)))
+        })
+        .or_else(|| {
+            // `previous` on a backend without such a label: the version listed after the current one.
+            let current = versions.iter().position(is_current)?;
+            versions
+                .get(current + 1)
+                .filter(|_| to.eq_ignore_ascii_case("previous"))
+        })
+        .ok_or_else(|| {
+            let ids: Vec<&str> = versions.iter().map(|v| v.id.as_str()).collect();
+            Fail::Failed(format!(
+                "`{path}` has no version `{to}`; its versions: {}",
+                if ids.is_empty() {
+                    "none".to_string()
+                } else {
+                    ids.join(", ")
+                }
+            ))
+        })?;
+    let pin = match target.id.parse::<u64>() {
+        Ok(n) => VersionPin::Number(n),
+        Err(_) => VersionPin::Id(Box::leak(target.id.clone().into_boxed_str())),
+    };
+    let old = fetch_one(backend.as_ref(), path, pin).await?.ok_or_else(|| {
+        Fail::Failed(format!(
+            "version `{}` of `{path}` is listed but cannot be read (destroyed or expired?)",
+            target.id
+        ))
+    })?;
+    let version = backend.put(PutRequest::new(path, old.value)).await?;
+    if ctx.ui.json {
+        ctx.ui
+            .json(&json!({ "path": path, "restored": target.id, "version": version }));
+    } else {
+        let v = ctx.ui.paint(&version, Tone::Good);
+        ctx.ui.line(format!(
+            "rolled `{path}` back to version {}: new version {v}",
+            target.id
+        ));
+    }
+    Ok(exit::OK)
+}
+
+pub(crate) async fn rotate(
+    ctx: &mut Ctx<'_, '_>,
+    path: &str,
+    key: Option<&str>,
+    length: u16,
+    charset: Charset,
+) -> Result<u8, Fail> {
+    let backend = ctx.backend().await?;
+    let generated = generate(usize::from(length), charset)?;
+    let value = match key {
+        Some(k) => with_key(backend.as_ref(), path, k, generated).await?,
+        None => SecretValue::text(generated),
+    };
+    let version = backend.put(PutRequest::new(path, value)).await?;
+    report_write(ctx, path, &version, "rotated");
+    Ok(exit::OK)
+}
+
+/// A uniformly random string from the operating system's CSPRNG (rejection sampling, so no modulo bias).
+pub(crate) fn generate(length: usize, charset: Charset) -> Result<String, Fail> {
+    const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    const HEX: &[u8] = b"0123456789abcdef";
+    const URLSAFE: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const ASCII: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&()*+,-./:;<=>?@[]^_{|}~";
+    let alphabet = match charset {
+        Charset::Alnum => ALNUM,
+        Charset::Hex => HEX,
+        Charset::Urlsafe => URLSAFE,
+        Charset::Ascii => ASCII,
+    };
+    let limit = 256 - 256 % alphabet.len();
+    let mut out = String::with_capacity(length);
+    let mut buf = [0u8; 64];
+    while out.len() < length {
+        getrandom::fill(&mut buf).map_err(|e| Fail::Failed(format!("the system random source failed: {e}")))?;
+        for &b in &buf {
+            if usize::from(b) < limit && out.len() < length {
+                out.push(alphabet[usize::from(b) % alphabet.len()] as char);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_values_have_the_length_and_alphabet() {
+        let v = generate(64, Charset::Hex).unwrap();
+        assert_eq!(v.len(), 64);
+        assert!(v.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(v, generate(64, Charset::Hex).unwrap());
+        let v = generate(100, Charset::Alnum).unwrap();
+        assert!(v.chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+}

@@ -1,0 +1,251 @@
+//! Declarations: which secrets a service declares, from an embedded struct or a manifest file.
+//!
+//! A manifest is the value-free export of a struct's declarations (`skm manifest`), read back by the
+//! standalone binary with `--manifest FILE`. It never holds a default *value*, only whether one exists.
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+
+use serde::{Deserialize, Serialize};
+use skm_runtime::{Error, Loader, Provenance, ResolvedField, SecretSpec, Secrets, Validators, VersionPin};
+
+/// The manifest format version this build writes and reads.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// A typed load of the embedded struct, returning provenance only: it catches values of the wrong type,
+/// which [`Loader::check_fields`] cannot see.
+pub(crate) type TypedLoad = for<'a> fn(&'a Loader) -> Pin<Box<dyn Future<Output = Result<Provenance, Error>> + 'a>>;
+
+/// Where the declarations come from.
+#[derive(Clone)]
+pub(crate) enum DeclSource {
+    /// Compiled into this binary.
+    Embedded {
+        name: &'static str,
+        resolve: fn(Option<&str>) -> Result<Vec<ResolvedField>, Error>,
+        typed: TypedLoad,
+    },
+    /// The standalone binary: `--manifest FILE`, if given.
+    Manifest,
+}
+
+impl DeclSource {
+    pub(crate) fn embedded<T: Secrets>() -> Self {
+        fn resolve<T: Secrets>(profile: Option<&str>) -> Result<Vec<ResolvedField>, Error> {
+            T::spec().resolve(profile)
+        }
+        fn typed<T: Secrets>(loader: &Loader) -> Pin<Box<dyn Future<Output = Result<Provenance, Error>> + '_>> {
+            // The loaded struct is dropped at once: only its provenance leaves this function.
+            Box::pin(async move { loader.load_report::<T>().await.map(|l| l.provenance) })
+        }
+        DeclSource::Embedded {
+            name: T::spec().name,
+            resolve: resolve::<T>,
+            typed: typed::<T>,
+        }
+    }
+}
+
+/// The declarations a command works on.
+#[derive(Clone)]
+pub(crate) struct Declarations {
+    /// The struct's name.
+    pub struct_name: String,
+    /// The profile the paths were resolved with.
+    pub profile: Option<String>,
+    /// Every declared secret, in declaration order.
+    pub fields: Vec<ResolvedField>,
+    /// The typed load, for an embedded struct.
+    pub typed: Option<TypedLoad>,
+}
+
+/// One declared secret in a manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestField {
+    /// Dotted field id, e.g. `db.url` for a flattened field.
+    pub field: String,
+    /// The full backend path, prefixes applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The key inside the secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The environment variable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// The field's type as written.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// An `Option` field: absent everywhere is fine.
+    #[serde(default)]
+    pub optional: bool,
+    /// A default is declared (its value is never exported).
+    #[serde(default)]
+    pub has_default: bool,
+    /// `#[secret(plain)]`.
+    #[serde(default)]
+    pub plain: bool,
+    /// Which version is read.
+    #[serde(default)]
+    pub version: ManifestVersion,
+}
+
+/// A version pin in a manifest: `"current"`, `"previous"`, `{ stage = "AWSPREVIOUS" }`, `{ id = "..." }`,
+/// `{ number = 3 }`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ManifestVersion {
+    /// The current version.
+    #[default]
+    Current,
+    /// The version before the current one.
+    Previous,
+    /// An AWS staging label.
+    Stage(String),
+    /// An AWS version id.
+    Id(String),
+    /// A numbered version.
+    Number(u64),
+}
+
+/// The value-free export of a struct's declarations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// The format version ([`MANIFEST_FORMAT`]).
+    pub skm_manifest: u32,
+    /// The struct's name.
+    #[serde(rename = "struct")]
+    pub struct_name: String,
+    /// The profile the paths were resolved with, if the struct's prefix used `{profile}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// The declared secrets.
+    #[serde(default, rename = "secret")]
+    pub secrets: Vec<ManifestField>,
+}
+
+impl Manifest {
+    pub(crate) fn from_declarations(d: &Declarations) -> Manifest {
+        Manifest {
+            skm_manifest: MANIFEST_FORMAT,
+            struct_name: d.struct_name.clone(),
+            profile: d.profile.clone(),
+            secrets: d
+                .fields
+                .iter()
+                .map(|f| ManifestField {
+                    field: f.id.clone(),
+                    path: f.path.clone(),
+                    key: f.key.map(str::to_string),
+                    env: f.env.map(str::to_string),
+                    type_name: f.spec.type_name.to_string(),
+                    optional: f.spec.optional,
+                    has_default: f.spec.default.is_some(),
+                    plain: f.spec.plain,
+                    version: pin_to_manifest(f.spec.version),
+                })
+                .collect(),
+        }
+    }
+
+    /// Reads a manifest from `path`: TOML, or JSON when the name ends in `.json` or the text starts with `{`.
+    pub(crate) fn read(path: &Path) -> Result<Manifest, String> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read manifest {}: {e}", path.display()))?;
+        let is_json = path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
+        let manifest: Manifest = if is_json {
+            serde_json::from_str(&text).map_err(|e| format!("invalid manifest {}: {e}", path.display()))?
+        } else {
+            toml::from_str(&text).map_err(|e| format!("invalid manifest {}: {e}", path.display()))?
+        };
+        if manifest.skm_manifest != MANIFEST_FORMAT {
+            return Err(format!(
+                "manifest {} has format {}, but this skm reads format {MANIFEST_FORMAT}: regenerate it with `skm manifest`",
+                path.display(),
+                manifest.skm_manifest
+            ));
+        }
+        Ok(manifest)
+    }
+
+    /// The declarations this manifest describes.
+    ///
+    /// `ResolvedField` holds `&'static` declarations, as the derive emits them; a manifest read at run time
+    /// is leaked once to get them. A process reads one manifest, so the leak is bounded by its size.
+    pub(crate) fn into_declarations(self) -> Declarations {
+        fn leak(s: String) -> &'static str {
+            Box::leak(s.into_boxed_str())
+        }
+        let fields = self
+            .secrets
+            .into_iter()
+            .map(|m| {
+                let key = m.key.map(leak);
+                let env = m.env.map(leak);
+                let spec: &'static SecretSpec = Box::leak(Box::new(SecretSpec {
+                    path: None,
+                    key,
+                    env,
+                    // The manifest says only that a default exists. A placeholder keeps `check` truthful
+                    // (the field resolves from its default, as at run time); no command prints it.
+                    default: m.has_default.then_some(""),
+                    optional: m.optional,
+                    plain: m.plain,
+                    type_name: leak(m.type_name),
+                    version: manifest_to_pin(m.version),
+                    // The manifest does not carry validators or rotation; `check` on it reports sources only.
+                    validate: Validators::NONE,
+                    rotating: false,
+                }));
+                ResolvedField {
+                    id: m.field,
+                    path: m.path,
+                    key,
+                    env,
+                    spec,
+                }
+            })
+            .collect();
+        Declarations {
+            struct_name: self.struct_name,
+            profile: self.profile,
+            fields,
+            typed: None,
+        }
+    }
+}
+
+fn pin_to_manifest(pin: VersionPin) -> ManifestVersion {
+    match pin {
+        VersionPin::Current => ManifestVersion::Current,
+        VersionPin::Previous => ManifestVersion::Previous,
+        VersionPin::Stage(s) => ManifestVersion::Stage(s.to_string()),
+        VersionPin::Id(s) => ManifestVersion::Id(s.to_string()),
+        VersionPin::Number(n) => ManifestVersion::Number(n),
+        // A pin added to the runtime later: its display form is the best value-free description.
+        #[allow(unreachable_patterns)]
+        other => ManifestVersion::Stage(other.to_string()),
+    }
+}
+
+fn manifest_to_pin(v: ManifestVersion) -> VersionPin {
+    match v {
+        ManifestVersion::Current => VersionPin::Current,
+        ManifestVersion::Previous => VersionPin::Previous,
+        ManifestVersion::Stage(s) => VersionPin::Stage(Box::leak(s.into_boxed_str())),
+        ManifestVersion::Id(s) => VersionPin::Id(Box::leak(s.into_boxed_str())),
+        ManifestVersion::Number(n) => VersionPin::Number(n),
+    }
+}
+
+/// A short, value-free description of where a field lives: `auth/jwt#secret`.
+pub(crate) fn location(f: &ResolvedField) -> String {
+    match (&f.path, f.key) {
+        (Some(p), Some(k)) => format!("{p}#{k}"),
+        (Some(p), None) => p.clone(),
+        _ => String::new(),
+    }
+}
