@@ -161,10 +161,17 @@ fn vault(decls: &Declarations, args: &PolicyArgs) -> Result<(String, Vec<String>
             hcl_string(&full)
         ));
     }
-    let notes = vec![format!(
+    let mut notes = vec![format!(
         "write it with `vault policy write {} policy.hcl` and attach it to the application's role",
         kebab(&decls.struct_name)
     )];
+    if kv == 2 {
+        // Kept out of the policy itself: only services that hot-reload need it.
+        notes.push(format!(
+            "hot reload (`Loader::watch`) checks versions without reading values: it also needs `read` on \
+             `{mount}/metadata/<path>` for the same paths"
+        ));
+    }
     Ok((out, notes))
 }
 
