@@ -26,6 +26,16 @@ use crate::backend::{
 /// The first delay before retrying a read that failed transiently; doubles at each retry.
 const RETRY_BASE: Duration = Duration::from_millis(100);
 
+/// The delay before retry `attempt` (from 0): half of `RETRY_BASE * 2^attempt` plus a random part of the other
+/// half, so that clients failing together do not retry together.
+fn backoff(attempt: u32) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let cap = RETRY_BASE * 2u32.pow(attempt.min(6));
+    // Each `RandomState` is seeded differently: enough randomness for jitter without a dependency.
+    let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    cap / 2 + cap.mul_f64((random % 1024) as f64 / 2048.0)
+}
+
 /// The entry that marks a value skm stored on behalf of a non-map secret.
 pub(crate) const ENCODING_KEY: &str = "_skm_encoding";
 /// The entry holding that value: the name other tools use for single-value secrets.
@@ -265,8 +275,8 @@ impl Inner {
             VersionPin::Number(_) | VersionPin::Previous if kv == KvVersion::V1 => {
                 return Err(self.invalid(
                     path,
-                    "a KV v1 mount keeps no versions: remove the version pin (or `Rotating`), or move the secret \
-                     to a KV v2 mount",
+                    "a KV v1 mount keeps no versions: remove `version` (or use a plain type instead of `Rotating`), \
+                     or move the secret to a KV v2 mount",
                 ))
             }
             VersionPin::Previous => {
@@ -321,7 +331,9 @@ impl Inner {
                     let f = VaultFailure::from_client(&e);
                     if attempt < self.retries && f.retryable() {
                         // Short and bounded: a load at startup should not hang on a struggling server.
-                        tokio::time::sleep(RETRY_BASE * 2u32.pow(attempt)).await;
+                        tracing::debug!(target: "skm", path, attempt, timeout = f.timeout, failure = %f.describe(),
+                            "retrying a Vault read");
+                        tokio::time::sleep(backoff(attempt)).await;
                         attempt += 1;
                         continue;
                     }
