@@ -1202,23 +1202,23 @@ async fn failures_map_to_kinds() {
     let proxy = Proxy::start(&bao.addr()).await;
     let backend = VaultBuilder::new(proxy.url())
         .token(bao.root_token())
-        .timeout(Duration::from_secs(2))
+        .timeout(Duration::from_millis(500))
         .build()
         .await
         .unwrap();
     let read = || async { backend.fetch(&[FetchRequest::current("app/x")]).await.remove(0) };
 
-    // Transient failures are retried twice (three attempts); a timeout, which used the whole budget, is not.
+    // Transient failures, timeouts included, are retried four times (five attempts); a client error is not.
     for (action, expected, attempts) in [
-        (Action::vault_error(503, "Vault is sealed"), FailureKind::Unavailable, 3),
+        (Action::vault_error(503, "Vault is sealed"), FailureKind::Unavailable, 5),
         (
             Action::vault_error(429, "rate limit quota exceeded"),
             FailureKind::Throttled,
-            3,
+            5,
         ),
-        (Action::vault_error(500, "internal error"), FailureKind::Unavailable, 3),
-        (Action::Reset, FailureKind::Unavailable, 3),
-        (Action::Stall, FailureKind::Unavailable, 1),
+        (Action::vault_error(500, "internal error"), FailureKind::Unavailable, 5),
+        (Action::Reset, FailureKind::Unavailable, 5),
+        (Action::Stall, FailureKind::Unavailable, 5),
         (Action::vault_error(400, "bad request"), FailureKind::Other, 1),
     ] {
         let shown = format!("{action:?}");

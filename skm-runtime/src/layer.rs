@@ -90,11 +90,16 @@ impl DotenvFile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::Dotenv(format!("cannot read {}: {e}", path.display()))),
         };
+        Self::parse(path, &text).map(Some)
+    }
+
+    /// Parses the text of the `.env` file at `path` (named in errors only).
+    pub(crate) fn parse(path: &Path, text: &str) -> Result<DotenvFile, Error> {
         let mut entries = HashMap::new();
         for item in dotenvy::from_read_iter(text.as_bytes()) {
             match item {
                 Ok((k, v)) => {
-                    let line = line_of(&text, &k);
+                    let line = line_of(text, &k);
                     entries.insert(k, (v, line));
                 }
                 Err(dotenvy::Error::LineParse(bad, index)) => {
@@ -119,14 +124,25 @@ impl DotenvFile {
                 }
             }
         }
-        Ok(Some(DotenvFile {
+        Ok(DotenvFile {
             path: path.to_path_buf(),
             entries,
-        }))
+        })
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<(&str, usize)> {
         self.entries.get(name).map(|(v, l)| (v.as_str(), *l))
+    }
+
+    /// Every entry as `(name, value, line)`, sorted by name (for [`crate::fuzzing`]).
+    pub(crate) fn entries_sorted(&self) -> Vec<(String, String, usize)> {
+        let mut out: Vec<_> = self
+            .entries
+            .iter()
+            .map(|(k, (v, l))| (k.clone(), v.clone(), *l))
+            .collect();
+        out.sort();
+        out
     }
 }
 

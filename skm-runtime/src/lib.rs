@@ -29,6 +29,8 @@ pub mod conformance;
 mod de;
 pub mod detect;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gitcheck;
 mod layer;
 mod load;

@@ -279,7 +279,7 @@ impl StructSpec {
     }
 }
 
-fn substitute_profile(prefix: &str, profile: Option<&str>, owner: &str) -> Result<String, crate::Error> {
+pub(crate) fn substitute_profile(prefix: &str, profile: Option<&str>, owner: &str) -> Result<String, crate::Error> {
     if !prefix.contains("{profile}") {
         return Ok(prefix.to_string());
     }

@@ -23,9 +23,10 @@
 //! implement [`Backend::current_versions`], because `DescribeSecret` per secret costs more requests than one
 //! `BatchGetSecretValue` per 20 secrets and would need another IAM action.
 //!
-//! Retries are the SDK's: standard mode, 3 attempts, exponential backoff with jitter, for throttling,
-//! 5xx and transient network errors ([`AwsBackendBuilder::max_attempts`],
-//! [`AwsBackendBuilder::retry_config`]). Bound a whole load with [`Loader::deadline`](crate::Loader::deadline).
+//! Retries are the SDK's standard mode (exponential backoff with jitter, for throttling, 5xx and transient
+//! network errors) with [`DEFAULT_MAX_ATTEMPTS`] (5) attempts instead of the SDK's 3
+//! ([`AwsBackendBuilder::max_attempts`], [`AwsBackendBuilder::retry_config`]). The SDK sets no per-attempt
+//! timeout: bound a whole load with [`Loader::deadline`](crate::Loader::deadline).
 //!
 //! # Failures
 //! Errors are told apart by AWS error code, never by HTTP status: `ResourceNotFoundException` (and a secret
@@ -100,6 +101,11 @@ pub use aws_sdk_secretsmanager;
 
 /// Requests in flight per fetch unless configured otherwise.
 const DEFAULT_MAX_CONCURRENCY: usize = 8;
+
+/// Attempts per request (the first included) unless the builder, `AWS_MAX_ATTEMPTS`, `AWS_RETRY_MODE` or the
+/// profile says otherwise: with 5, a load survives a service failing 30 % of requests 99.7 % of the time
+/// (the SDK's default of 3: 97.3 %). Backoff is the SDK's standard mode: exponential with full jitter.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 
 /// AWS Secrets Manager as a [`Backend`] and [`AdminBackend`].
 ///

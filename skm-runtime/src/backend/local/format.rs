@@ -135,12 +135,18 @@ fn header(path: &str) -> Vec<u8> {
 /// Encrypts `entry` for `path` into the bytes of a store file.
 pub(super) fn seal(path: &str, entry: &Entry, key: &LocalKey) -> Result<Vec<u8>, String> {
     let plain = Zeroizing::new(serde_json::to_vec(entry).map_err(|e| format!("cannot encode the entry: {e}"))?);
+    seal_plain(path, &plain, key)
+}
+
+/// Encrypts already-encoded entry bytes; split from [`seal`] so that the fuzz targets can encrypt arbitrary
+/// plaintext and reach the entry parser behind the authentication check.
+pub(super) fn seal_plain(path: &str, plain: &[u8], key: &LocalKey) -> Result<Vec<u8>, String> {
     let mut nonce = [0u8; NONCE_LEN];
     getrandom::fill(&mut nonce).map_err(|e| format!("cannot generate a nonce: {e}"))?;
     let aad = header(path);
     let cipher = XChaCha20Poly1305::new(key.bytes().into());
     let sealed = cipher
-        .encrypt(&XNonce::from(nonce), Payload { msg: &plain, aad: &aad })
+        .encrypt(&XNonce::from(nonce), Payload { msg: plain, aad: &aad })
         .map_err(|_| "encryption failed".to_string())?;
     let mut out = aad;
     out.extend_from_slice(&nonce);

@@ -796,6 +796,51 @@ impl AdminBackend for LocalStore {
     }
 }
 
+/// The store's parsers as pure functions, for [`crate::fuzzing`]: no file system, no lock.
+pub(crate) mod pure {
+    use super::{format, select, to_value, Fail, LocalKey, VersionPin};
+
+    fn text(f: Fail) -> String {
+        match f {
+            Fail::NotFound(d) | Fail::Exists(d) | Fail::Decryption(d) | Fail::Forbidden(d) | Fail::Io(d) => d,
+            Fail::Invalid(d) => d,
+        }
+    }
+
+    /// Opens the bytes of `path`'s store file and reads it as a fetch would: every kept version, and the
+    /// version pins a declaration can name. Returns how many versions are kept.
+    pub(crate) fn open(path: &str, bytes: &[u8], key: &LocalKey) -> Result<usize, String> {
+        let entry = format::open(path, bytes, key)?;
+        for version in &entry.versions {
+            to_value(version).map_err(text)?;
+        }
+        for pin in [
+            VersionPin::Current,
+            VersionPin::Previous,
+            VersionPin::Number(1),
+            VersionPin::Id("2"),
+        ] {
+            let _ = select(&entry, path, &pin);
+        }
+        Ok(entry.versions.len())
+    }
+
+    /// Encrypts `plain` as the entry of `path`'s store file, whatever it holds.
+    pub(crate) fn seal(path: &str, plain: &[u8], key: &LocalKey) -> Result<Vec<u8>, String> {
+        format::seal_plain(path, plain, key)
+    }
+
+    /// The file name of `path`.
+    pub(crate) fn file_name(path: &str) -> Result<String, String> {
+        super::file_name(path).map_err(text)
+    }
+
+    /// The path a file name stands for.
+    pub(crate) fn path_of(name: &str) -> Option<String> {
+        super::path_of(name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,8 +12,9 @@ use crate::Error;
 pub(crate) const DEFAULT_MOUNT: &str = "secret";
 /// How many reads one fetch runs at once by default.
 pub(crate) const DEFAULT_CONCURRENCY: usize = 8;
-/// Retries of a read that failed transiently (429, 5xx, refused or reset connection) by default.
-pub(crate) const DEFAULT_RETRIES: u32 = 2;
+/// Retries of a read that failed transiently (429, 5xx, a refused or reset connection, a timeout) by default:
+/// five attempts in all, so that a load survives a server failing 30 % of requests 99.7 % of the time.
+pub(crate) const DEFAULT_RETRIES: u32 = 4;
 /// The default per-request timeout: long enough for a loaded server, short enough for a service's startup.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Where Kubernetes mounts a pod's service-account token.
@@ -444,8 +445,10 @@ impl VaultBuilder {
         self
     }
 
-    /// How many times a read that failed transiently (429, 5xx, a refused or reset connection) is retried,
-    /// after 100 ms, then 200 ms... (default 2; 0 disables). Timeouts are not retried.
+    /// How many times a read that failed transiently (429, 5xx, a refused or reset connection, a timeout) is
+    /// retried, after about 100 ms, 200 ms, 400 ms... with jitter (default 4; 0 disables). A stalled server
+    /// costs up to one [`timeout`](Self::timeout) per attempt: bound the whole load with
+    /// [`Loader::deadline`](crate::Loader::deadline).
     pub fn retries(mut self, retries: u32) -> Self {
         self.retries = retries;
         self
@@ -522,7 +525,7 @@ impl VaultBuilder {
 }
 
 /// Whether `url` names this machine without a DNS lookup: `localhost`, 127.0.0.0/8 or `::1`.
-fn is_loopback(url: &url::Url) -> bool {
+pub(super) fn is_loopback(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),

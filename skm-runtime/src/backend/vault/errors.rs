@@ -13,7 +13,7 @@ pub(crate) struct VaultFailure {
     pub message: String,
     /// No answer arrived: refused, reset, TLS failure or timeout.
     pub transport: bool,
-    /// The request timed out (not worth retrying: it used the whole budget).
+    /// The request timed out: a stalled connection or server, retried like other transport failures.
     pub timeout: bool,
 }
 
@@ -76,12 +76,12 @@ impl VaultFailure {
         }
     }
 
-    /// Whether trying again soon may succeed: throttling, a server error, a refused or reset connection.
-    /// Not a timeout, which already took the whole per-request budget.
+    /// Whether trying again soon may succeed: throttling, a server error, a refused or reset connection, or a
+    /// timeout (a stalled connection usually answers on a new one).
     pub(crate) fn retryable(&self) -> bool {
         match self.status {
             Some(code) => matches!(code, 429 | 500 | 502 | 503 | 504),
-            None => self.transport && !self.timeout,
+            None => self.transport,
         }
     }
 

@@ -269,43 +269,42 @@ impl Inner {
     /// Reads one secret.
     pub(crate) async fn read(&self, client: &VaultClient, kv: KvVersion, request: &FetchRequest) -> FetchResult {
         let path = clean_path(&request.path).map_err(|e| self.invalid(&request.path, e))?;
-        let version = match request.version {
-            VersionPin::Current => None,
-            VersionPin::Number(n) if kv == KvVersion::V2 => Some(n),
-            VersionPin::Number(_) | VersionPin::Previous if kv == KvVersion::V1 => {
-                return Err(self.invalid(
+        let version =
+            match request.version {
+                VersionPin::Current => None,
+                VersionPin::Number(n) if kv == KvVersion::V2 => Some(n),
+                VersionPin::Number(_) | VersionPin::Previous if kv == KvVersion::V1 => return Err(self.invalid(
                     path,
                     "a KV v1 mount keeps no versions: remove `version` (or use a plain type instead of `Rotating`), \
                      or move the secret to a KV v2 mount",
-                ))
-            }
-            VersionPin::Previous => {
-                // Latest − 1, found from the current read so that the token needs no `metadata/` access.
-                let current = Box::pin(self.read(client, kv, &FetchRequest::current(path))).await?;
-                let n: u64 = current.version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
-                if n <= 1 {
-                    return Err(FetchError::not_found(format!(
-                        "{kv} mount `{}`{}: `{path}` has no previous version",
-                        self.mount,
-                        self.namespace_note()
-                    )));
+                )),
+                VersionPin::Previous => {
+                    // Latest − 1, found from the current read so that the token needs no `metadata/` access.
+                    let current = Box::pin(self.read(client, kv, &FetchRequest::current(path))).await?;
+                    let n: u64 = current.version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
+                    if n <= 1 {
+                        return Err(FetchError::not_found(format!(
+                            "{kv} mount `{}`{}: `{path}` has no previous version",
+                            self.mount,
+                            self.namespace_note()
+                        )));
+                    }
+                    let previous = FetchRequest {
+                        path: path.to_string(),
+                        version: VersionPin::Number(n - 1),
+                    };
+                    return Box::pin(self.read(client, kv, &previous)).await;
                 }
-                let previous = FetchRequest {
-                    path: path.to_string(),
-                    version: VersionPin::Number(n - 1),
-                };
-                return Box::pin(self.read(client, kv, &previous)).await;
-            }
-            pin => {
-                return Err(self.invalid(
-                    path,
-                    format!(
-                        "Vault cannot read {pin}: Vault KV versions are numbers, e.g. \
+                pin => {
+                    return Err(self.invalid(
+                        path,
+                        format!(
+                            "Vault cannot read {pin}: Vault KV versions are numbers, e.g. \
                          #[secret(path = \"{path}\", version = 3)]; stages and version ids are AWS Secrets Manager's"
-                    ),
-                ))
-            }
-        };
+                        ),
+                    ))
+                }
+            };
         let encoded = url_path(path);
         let mut attempt = 0;
         let (data, version) = loop {

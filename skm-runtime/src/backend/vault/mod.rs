@@ -7,8 +7,8 @@
 //!   without `key` receives the whole map (deserialized into a struct-typed field).
 //! - `#[secret(..., version = 3)]` reads version 3 on KV v2. AWS-style stages and version ids are refused.
 //! - One fetch reads each distinct path once, with at most 8 reads in flight (`SKM_VAULT_CONCURRENCY`).
-//!   A read that fails transiently (429, 5xx, a refused or reset connection) is retried twice, after 100 and
-//!   200 ms ([`VaultBuilder::retries`]).
+//!   A read that fails transiently (429, 5xx, a refused or reset connection, a timeout) is retried 4 times,
+//!   after about 100, 200, 400 and 800 ms with jitter ([`VaultBuilder::retries`]).
 //! - A value written through skm that is not a JSON object is stored as `{"value": ..., "_skm_encoding":
 //!   "text"}` (bytes: `"base64"`), which other tools read as the usual `value` entry and skm reads back as
 //!   written.
@@ -25,7 +25,8 @@
 //!
 //! # Transport
 //! TLS through rustls, trusting the system's roots plus `VAULT_CACERT` / `VAULT_CAPATH`. Plain `http://` is
-//! only used for loopback addresses unless explicitly allowed, because it sends the token in clear text.
+//! only used for loopback addresses unless explicitly allowed, because it sends the token in clear text; a
+//! redirect is followed only where the address itself could point.
 //!
 //! # Example
 //! ```no_run
@@ -42,6 +43,7 @@ mod auth;
 mod config;
 mod errors;
 mod kv;
+mod redirect;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -164,12 +166,18 @@ impl VaultBackend {
             namespace: b.namespace.clone(),
             proxy: None,
         };
-        let base = VaultClient::new(settings).map_err(|e| Error::Backend {
+        let mut base = VaultClient::new(settings).map_err(|e| Error::Backend {
             backend: "Vault".into(),
             detail: format!(
                 "cannot set up the HTTP client: {}",
                 errors::VaultFailure::from_client(&e).describe()
             ),
+        })?;
+        // vaultrs's HTTP client follows redirects and resends every header, the token included: use the same
+        // client with a redirect policy that applies the transport rule above to every hop.
+        base.http.http = redirect::client(&b, &address).map_err(|detail| Error::Backend {
+            backend: "Vault".into(),
+            detail,
         })?;
         let mut state = TokenState::empty();
         if let Some(t) = &token {
