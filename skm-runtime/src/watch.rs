@@ -24,7 +24,7 @@ use tokio::sync::{watch, Notify};
 use crate::backend::{FailureKind, FetchError, FetchRequest, FetchResult};
 use crate::load::Loaded;
 use crate::plan::Plan;
-use crate::spec::{ResolvedField, Secrets};
+use crate::spec::{ResolvedField, Secrets, VersionPin};
 use crate::{Error, Loader, Provenance};
 
 /// How a [`Watch`] refreshes.
@@ -275,7 +275,8 @@ impl<T: Secrets + Send + Sync + 'static> Refresher<T> {
         if plan.is_empty() {
             return Ok((0, false));
         }
-        let to_fetch: Vec<FetchRequest> = match backend.current_versions(&plan.requests).await {
+        let probed = backend.current_versions(&plan.requests).await;
+        let (to_fetch, deferred): (Vec<FetchRequest>, Vec<FetchRequest>) = match probed {
             Some(versions) if versions.len() == plan.requests.len() => {
                 let mut changed = Vec::new();
                 for (request, version) in plan.requests.iter().zip(versions) {
@@ -288,36 +289,26 @@ impl<T: Secrets + Send + Sync + 'static> Refresher<T> {
                         _ => changed.push(request.clone()),
                     }
                 }
-                changed
+                (changed, Vec::new())
             }
-            _ => plan.requests.clone(),
+            // No cheap probe: refetch, but a previous version can only move when the current one does, so
+            // previous versions wait until their path's current value is seen to change.
+            _ => plan
+                .requests
+                .iter()
+                .cloned()
+                .partition(|r| r.version != VersionPin::Previous),
         };
-        if to_fetch.is_empty() {
-            return Ok((0, false));
-        }
-        let results = backend.fetch(&to_fetch).await;
-        if results.len() != to_fetch.len() {
-            return Err("backend returned the wrong number of results".into());
-        }
-        if let Some((request, Err(e))) = to_fetch
-            .iter()
-            .zip(&results)
-            .find(|(_, r)| matches!(r, Err(e) if is_outage(e)))
-        {
-            return Err(format!("{}: {e}", request.path));
-        }
         let mut next = self.cache.clone();
-        let mut changed = false;
-        for (request, result) in to_fetch.iter().zip(results) {
-            let same = match (next.get(request), &result) {
-                (Some(Ok(old)), Ok(new)) => old.value.same_as(&new.value),
-                (Some(Err(old)), Err(new)) => old == new,
-                _ => false,
-            };
-            changed |= !same;
-            next.insert(request.clone(), result);
-        }
-        let refetched = to_fetch.len();
+        let (mut refetched, mut changed_paths) = self.refetch(&*backend, &to_fetch, &mut next).await?;
+        let previous: Vec<FetchRequest> = deferred
+            .into_iter()
+            .filter(|r| changed_paths.contains(&r.path) || !self.cache.contains_key(r))
+            .collect();
+        let (n, more) = self.refetch(&*backend, &previous, &mut next).await?;
+        refetched += n;
+        changed_paths.extend(more);
+        let changed = !changed_paths.is_empty();
         if !changed {
             self.cache = next;
             return Ok((refetched, false));
@@ -331,6 +322,42 @@ impl<T: Secrets + Send + Sync + 'static> Refresher<T> {
         self.shared.value.store(Arc::new(loaded.value));
         self.shared.provenance.store(Arc::new(loaded.provenance));
         Ok((refetched, true))
+    }
+
+    /// Fetches `requests` into `next`; returns how many were fetched and the paths whose value changed.
+    async fn refetch(
+        &self,
+        backend: &dyn crate::backend::Backend,
+        requests: &[FetchRequest],
+        next: &mut HashMap<FetchRequest, FetchResult>,
+    ) -> Result<(usize, Vec<String>), String> {
+        if requests.is_empty() {
+            return Ok((0, Vec::new()));
+        }
+        let results = backend.fetch(requests).await;
+        if results.len() != requests.len() {
+            return Err("backend returned the wrong number of results".into());
+        }
+        if let Some((request, Err(e))) = requests
+            .iter()
+            .zip(&results)
+            .find(|(_, r)| matches!(r, Err(e) if is_outage(e)))
+        {
+            return Err(format!("{}: {e}", request.path));
+        }
+        let mut changed = Vec::new();
+        for (request, result) in requests.iter().zip(results) {
+            let same = match (next.get(request), &result) {
+                (Some(Ok(old)), Ok(new)) => old.value.same_as(&new.value),
+                (Some(Err(old)), Err(new)) => old == new,
+                _ => false,
+            };
+            if !same {
+                changed.push(request.path.clone());
+            }
+            next.insert(request.clone(), result);
+        }
+        Ok((requests.len(), changed))
     }
 }
 
