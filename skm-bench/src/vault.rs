@@ -1,0 +1,227 @@
+//! Benchmark 2, Vault load: 50 paths on OpenBao, behind the latency proxy.
+
+use std::time::Instant;
+
+use serde_json::json;
+use skm::backend::vault::VaultBackend;
+use skm::backend::{Backend, FetchRequest};
+use skm::{ExposeSecret, Loader};
+use skm_testing::{Bao, Proxy};
+
+use crate::report::{Section, Table, Target};
+use crate::stats::{fmt_ratio, fmt_secs, Samples};
+use crate::structs::Vault50;
+use crate::Settings;
+
+/// Paths, one key each (the `Vault50` struct has one field per path).
+pub const PATHS: usize = 50;
+
+fn path(i: usize) -> String {
+    format!("bench/vault/p{i:02}")
+}
+
+fn value(i: usize) -> String {
+    // Not secret: benchmark data of a fixed length, so that a load can be checked by its total length.
+    format!("vault-bench-value-{i:02}-0123456789abcdef")
+}
+
+fn expected_bytes() -> usize {
+    (0..PATHS).map(|i| value(i).len()).sum()
+}
+
+async fn backend(addr: &str, token: &str, concurrency: Option<usize>) -> VaultBackend {
+    let mut builder = VaultBackend::builder(addr).token(token);
+    if let Some(n) = concurrency {
+        builder = builder.concurrency(n);
+    }
+    builder.build().await.expect("a Vault backend for OpenBao")
+}
+
+fn loader(b: &VaultBackend) -> Loader {
+    Loader::new()
+        .backend(b.clone())
+        .no_dotenv()
+        .env_vars(Vec::<(String, String)>::new())
+}
+
+fn check(cfg: Vault50) {
+    let bytes: usize = cfg.fields().iter().map(|f| f.expose_secret().len()).sum();
+    assert_eq!(bytes, expected_bytes(), "skm loaded the wrong values");
+}
+
+/// Runs the Vault benchmark.
+///
+/// # Panics
+/// When OpenBao is not installed or an operation fails: the caller reports the section as failed.
+pub fn run(settings: &Settings) -> Section {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(run_async(settings))
+}
+
+async fn run_async(settings: &Settings) -> Section {
+    let rtt = settings.rtt;
+    let rtt_s = rtt.as_secs_f64();
+    let (runs, seq_runs) = if settings.quick { (3, 1) } else { (11, 3) };
+
+    let bao = Bao::start().await;
+    for i in 0..PATHS {
+        let (status, body) = bao
+            .api(
+                "POST",
+                &format!("/v1/secret/data/{}", path(i)),
+                json!({ "data": { "value": value(i) } }),
+            )
+            .await;
+        assert!(status == 200 || status == 204, "writing {}: {status} {body}", path(i));
+    }
+
+    let proxy = Proxy::start(&bao.addr()).await;
+    proxy.set_latency(rtt);
+    // Built before timing: the token lookup and KV-version detection happen once per process, at start-up.
+    let default = backend(&proxy.url(), bao.root_token(), None).await;
+    let wide = backend(&proxy.url(), bao.root_token(), Some(PATHS)).await;
+    let direct = backend(&bao.addr(), bao.root_token(), None).await;
+
+    let mut timed = Vec::new();
+    for (what, b, through_proxy) in [
+        (
+            "**skm `load()`**, default concurrency (8 reads in flight)",
+            &default,
+            true,
+        ),
+        ("skm `load()`, `concurrency(50)`", &wide, true),
+        (
+            "skm `load()` straight to OpenBao, no proxy (server + client time)",
+            &direct,
+            false,
+        ),
+    ] {
+        let l = loader(b);
+        check(l.load::<Vault50>().await.expect("skm load (warm-up)"));
+        let mut samples = Samples::new();
+        let mut requests = 0;
+        let mut in_flight = 0;
+        for _ in 0..runs {
+            proxy.clear();
+            let t = Instant::now();
+            check(l.load::<Vault50>().await.expect("skm load"));
+            samples.push_duration(t.elapsed());
+            if through_proxy {
+                requests = proxy.count();
+                in_flight = proxy.max_in_flight();
+            }
+        }
+        timed.push((what, samples, through_proxy.then_some((requests, in_flight))));
+    }
+
+    // The naive loop: the same backend and client, one path at a time.
+    let mut sequential = Samples::new();
+    let mut seq_requests = 0;
+    for _ in 0..seq_runs {
+        proxy.clear();
+        let t = Instant::now();
+        let mut bytes = 0;
+        for i in 0..PATHS {
+            let result = default.fetch(&[FetchRequest::current(path(i))]).await.remove(0);
+            let payload = result.expect("a sequential read");
+            let skm::backend::SecretValue::Text(text) = payload.value else {
+                panic!("a Vault secret is a JSON map");
+            };
+            let map: serde_json::Value = serde_json::from_str(text.expose_secret()).expect("a JSON map");
+            bytes += map["value"].as_str().map_or(0, str::len);
+        }
+        sequential.push_duration(t.elapsed());
+        assert_eq!(bytes, expected_bytes(), "the sequential loop read the wrong values");
+        seq_requests = proxy.count();
+    }
+    let mut single = Samples::new();
+    for _ in 0..runs {
+        proxy.clear();
+        let t = Instant::now();
+        let result = default.fetch(&[FetchRequest::current(path(7))]).await.remove(0);
+        single.push_duration(t.elapsed());
+        result.expect("one read");
+    }
+
+    let seq_median = sequential.median();
+    let mut table = Table::new(&[
+        "approach",
+        "wall (median)",
+        "min–max",
+        "runs",
+        "requests",
+        "speed-up vs sequential",
+        "wall / RTT",
+    ]);
+    for (what, s, counts) in &timed {
+        table.row(vec![
+            what.to_string(),
+            fmt_secs(s.median()),
+            s.range_time(),
+            s.len().to_string(),
+            counts.map_or("— (no proxy)".into(), |(r, f)| format!("{r} (max {f} in flight)")),
+            fmt_ratio(seq_median / s.median()),
+            format!("{:.2}", s.median() / rtt_s),
+        ]);
+    }
+    for (what, s, requests) in [
+        (
+            "sequential loop: one read at a time, same client",
+            &sequential,
+            seq_requests,
+        ),
+        ("one read (the floor: 1 RTT + OpenBao)", &single, 1),
+    ] {
+        table.row(vec![
+            what.to_string(),
+            fmt_secs(s.median()),
+            s.range_time(),
+            s.len().to_string(),
+            requests.to_string(),
+            fmt_ratio(seq_median / s.median()),
+            format!("{:.2}", s.median() / rtt_s),
+        ]);
+    }
+
+    let mut section = Section::new("2. Vault load (OpenBao behind the latency proxy)", table);
+    section.intro.push(format!(
+        "{PATHS} KV v2 paths (one key each) on an OpenBao dev server, through the same proxy adding {} ms per \
+         request. Vault has no batch read, so skm reads each path once, concurrently. The backend is built \
+         before timing (token lookup and KV-version detection happen once, at start-up); each load is warmed \
+         up once.",
+        rtt.as_millis()
+    ));
+    let (_, default_load, default_counts) = &timed[0];
+    let (requests, in_flight) = default_counts.unwrap_or_default();
+    let waves = PATHS.div_ceil(in_flight.max(1));
+    section.notes.push(format!(
+        "With at most {in_flight} reads in flight, {PATHS} paths take ceil({PATHS}/{in_flight}) = {waves} round \
+         trips at best; `concurrency(50)` shows what one wave costs."
+    ));
+    let per_rtt = default_load.median() / rtt_s;
+    section.targets.push(Target::new(
+        "Vault load: wall time in RTTs (default configuration)",
+        "≤ 2 RTT",
+        format!("{per_rtt:.2} RTT ({})", fmt_secs(default_load.median())),
+        per_rtt <= 2.0,
+    ));
+    let (_, wide_load, _) = &timed[1];
+    let wide_rtt = wide_load.median() / rtt_s;
+    section.targets.push(Target::new(
+        "Vault load: wall time in RTTs with `concurrency(50)`",
+        "≤ 2 RTT",
+        format!("{wide_rtt:.2} RTT ({})", fmt_secs(wide_load.median())),
+        wide_rtt <= 2.0,
+    ));
+    section.targets.push(Target::new(
+        format!("Vault load: requests for {PATHS} paths"),
+        format!("= {PATHS}"),
+        requests.to_string(),
+        requests == PATHS,
+    ));
+    section
+}
