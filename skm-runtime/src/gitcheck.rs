@@ -27,6 +27,11 @@ pub fn not_ignored(path: &Path) -> bool {
     let Some(dir) = absolute.ancestors().skip(1).find(|d| d.is_dir()) else {
         return false;
     };
+    // Outside any work tree (a deployed service) there is nothing to ask: skip starting a process, which
+    // would cost about a millisecond of startup.
+    if !dir.ancestors().any(|d| d.join(".git").exists()) {
+        return false;
+    }
     let status = Command::new("git")
         .arg("-C")
         .arg(dir)

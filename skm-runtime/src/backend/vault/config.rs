@@ -10,8 +10,9 @@ use crate::Error;
 
 /// The default KV mount.
 pub(crate) const DEFAULT_MOUNT: &str = "secret";
-/// How many reads one fetch runs at once by default.
-pub(crate) const DEFAULT_CONCURRENCY: usize = 8;
+/// How many reads one fetch runs at once by default: enough for a typical service to load in one round trip
+/// (the benchmark of 50 paths took 7.8 round trips at 8).
+pub(crate) const DEFAULT_CONCURRENCY: usize = 64;
 /// Retries of a read that failed transiently (429, 5xx, a refused or reset connection, a timeout) by default:
 /// five attempts in all, so that a load survives a server failing 30 % of requests 99.7 % of the time.
 pub(crate) const DEFAULT_RETRIES: u32 = 4;
@@ -439,7 +440,7 @@ impl VaultBuilder {
         self
     }
 
-    /// How many reads one fetch keeps in flight (default 8; at least 1).
+    /// How many reads one fetch keeps in flight (default 64, so a typical service loads in one round trip; at least 1).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
         self
