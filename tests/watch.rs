@@ -111,31 +111,10 @@ async fn dropping_the_handle_stops_the_task() {
     assert_eq!(b.version_probes(), probes, "no refresh after drop");
 }
 
-/// Captures `tracing` output as text.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn audit_events_name_fetches_and_refreshes_but_never_values() {
     const SENTINEL: &str = "SENTINEL-audit-4d2a";
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = skm_testing::logs::capture();
 
     let b = MemoryBackend::new();
     b.insert("auth/jwt", SecretValue::map([("secret", SENTINEL)]));
@@ -148,7 +127,7 @@ async fn audit_events_name_fetches_and_refreshes_but_never_values() {
     watch.refresh_now();
     watch.wait_ticks(1).await;
 
-    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    let logs = captured.text();
     let audit: Vec<&str> = logs.lines().filter(|l| l.contains("skm::audit")).collect();
     let fetch = audit
         .iter()

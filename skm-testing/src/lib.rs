@@ -16,6 +16,7 @@
 
 mod bao;
 mod http_client;
+pub mod logs;
 mod moto;
 mod paths;
 mod process;
