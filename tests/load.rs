@@ -1,6 +1,6 @@
 //! The load pipeline end to end: derive → spec → plan → fetch → layer → typed value.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use skm::backend::{FailureKind, FetchError, MemoryBackend, SecretValue};
 use skm::{ExposeSecret, Layer, Loader, SecretBox, SecretString, Secrets, Zeroize};

@@ -1,8 +1,6 @@
 //! `#[secret(min_len = ..., not = [...], pattern = "...")]`: checked at load on the winning source's text,
 //! reported together with other failing fields, never showing the value.
 
-use std::sync::{Arc, Mutex};
-
 use skm::backend::{MemoryBackend, SecretValue};
 use skm::{ExposeSecret, FieldProblem, Loader, SecretBox, SecretString, Secrets};
 
