@@ -89,7 +89,7 @@ async fn run_async(settings: &Settings) -> Section {
     let mut timed = Vec::new();
     for (what, b, through_proxy) in [
         (
-            "**skm `load()`**, default concurrency (8 reads in flight)",
+            "**skm `load()`**, default concurrency (64 reads in flight)",
             &default,
             true,
         ),
