@@ -111,6 +111,7 @@ async fn a_store_in_a_work_tree_warns_once_unless_ignored() {
         store.put(PutRequest::new("b", SecretValue::text("y"))).await.unwrap();
         assert!(store.fetch(&[FetchRequest::current("a")]).await[0].is_ok());
     }
+    skm_runtime::gitcheck::flush();
     assert_eq!(
         warnings_about(&plain.0.join(".skm")),
         1,
@@ -145,6 +146,7 @@ async fn a_dotenv_in_a_work_tree_warns_once_per_process() {
             assert_eq!(conf.token.expose_secret(), "from-dotenv");
         }
     }
+    skm_runtime::gitcheck::flush();
     assert_eq!(warnings_about(&plain.0.join(".env")), 1, "one warning over two loads");
     assert_eq!(
         warnings_about(&ignoring.0.join(".env")),

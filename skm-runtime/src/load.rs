@@ -285,7 +285,7 @@ impl Loader {
             _ => None,
         };
         if let (Some(path), Some(_)) = (&self.dotenv, &dotenv) {
-            crate::gitcheck::warn_if_not_ignored(path, "the .env file");
+            crate::gitcheck::warn_if_not_ignored_in_background(path, "the .env file");
         }
 
         let sources = Sources {

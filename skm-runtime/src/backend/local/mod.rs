@@ -450,7 +450,7 @@ impl Inner {
     }
 
     fn warn_git(&self) {
-        crate::gitcheck::warn_if_not_ignored(&self.root, "the local secret store");
+        crate::gitcheck::warn_if_not_ignored_in_background(&self.root, "the local secret store");
     }
 
     fn cached_key(&self) -> Option<LocalKey> {
