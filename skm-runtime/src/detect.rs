@@ -157,19 +157,8 @@ fn local_store_exists(path: &str) -> bool {
 /// # Errors
 /// The backend is not compiled in or cannot be configured from the environment.
 pub async fn build(kind: BackendKind) -> Result<Option<Arc<dyn Backend>>, Error> {
-    match kind {
-        BackendKind::None => Ok(None),
-        #[cfg(feature = "aws")]
-        BackendKind::Aws => Ok(Some(Arc::new(crate::backend::aws::AwsBackend::from_env().await?))),
-        #[cfg(feature = "vault")]
-        BackendKind::Vault => Ok(Some(Arc::new(crate::backend::vault::VaultBackend::from_env().await?))),
-        #[cfg(feature = "local")]
-        BackendKind::Local => Ok(Some(Arc::new(crate::backend::local::LocalStore::from_env()?))),
-        #[allow(unreachable_patterns)]
-        other => Err(Error::Config(format!(
-            "skm was built without the `{other}` feature: enable it in Cargo.toml"
-        ))),
-    }
+    // Every backend is also an admin backend; the read path just forgets the write operations.
+    Ok(build_admin(kind).await?.map(|b| b as Arc<dyn Backend>))
 }
 
 /// Like [`build`], with the write operations of [`AdminBackend`]: what the `skm` tool works with.

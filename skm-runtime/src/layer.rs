@@ -167,6 +167,16 @@ pub(crate) enum Found {
     Binary(Vec<u8>),
 }
 
+impl Found {
+    /// Moves the value out, leaving an empty one of the same kind.
+    pub(crate) fn take(&mut self) -> Found {
+        match self {
+            Found::Text(s) => Found::Text(std::mem::take(s)),
+            Found::Binary(b) => Found::Binary(std::mem::take(b)),
+        }
+    }
+}
+
 impl Drop for Found {
     // Intermediate copies of a value are wiped, not just freed.
     fn drop(&mut self) {

@@ -296,9 +296,14 @@ impl Loader {
         let mut resolutions = HashMap::new();
         let mut warnings = Vec::new();
         let mut origins = Vec::new();
-        let figment = sources.figment(fields);
-        for field in fields {
-            let res = sources.resolve(field, &figment, &mut warnings);
+        // Each layer is asked once per field; the found values move into figment, the rest stays for the report.
+        let mut table: Vec<Vec<Lookup>> = fields
+            .iter()
+            .map(|f| self.order.iter().map(|layer| sources.lookup(*layer, f)).collect())
+            .collect();
+        let figment = sources.figment(fields, &mut table);
+        for (field, lookups) in fields.iter().zip(table) {
+            let res = sources.resolve(field, lookups, &figment, &mut warnings);
             origins.push(match &res {
                 Resolution::Found { origin, .. } => origin.clone(),
                 _ => Origin {
@@ -618,9 +623,12 @@ impl Sources<'_> {
     }
 
     /// One figment provider per layer, merged lowest first so that higher layers win.
-    fn figment(&self, fields: &[ResolvedField]) -> Figment {
+    ///
+    /// `table[field][layer]` holds the lookups in precedence order; found values are moved out of it (the
+    /// `Found` entries stay, emptied, to tell the report which layers had a value).
+    fn figment(&self, fields: &[ResolvedField], table: &mut [Vec<Lookup>]) -> Figment {
         let mut figment = Figment::new();
-        for layer in self.loader.order.iter().rev() {
+        for (index, layer) in self.loader.order.iter().enumerate().rev() {
             let source = match layer {
                 Layer::Dotenv => self.loader.dotenv.clone().map(figment::Source::File),
                 _ => None,
@@ -632,9 +640,9 @@ impl Sources<'_> {
                 Layer::Default => "default".into(),
             };
             let mut snapshot = Snapshot::new(name, source);
-            for field in fields {
-                if let Lookup::Found(value, location) = self.lookup(*layer, field) {
-                    snapshot.insert(&field.id, value, location);
+            for (field, lookups) in fields.iter().zip(table.iter_mut()) {
+                if let Lookup::Found(value, location) = &mut lookups[index] {
+                    snapshot.insert(&field.id, value.take(), location.clone());
                 }
             }
             figment = figment.merge(snapshot);
@@ -642,13 +650,20 @@ impl Sources<'_> {
         figment
     }
 
-    fn resolve(&self, field: &ResolvedField, figment: &Figment, warnings: &mut Vec<String>) -> Resolution {
+    /// Decides one field from its `lookups` (one per layer, in precedence order) and figment's merge.
+    fn resolve(
+        &self,
+        field: &ResolvedField,
+        lookups: Vec<Lookup>,
+        figment: &Figment,
+        warnings: &mut Vec<String>,
+    ) -> Resolution {
         let mut attempts = Vec::new();
         let mut winner: Option<Layer> = None;
         let mut outage: Option<(FailureKind, String)> = None;
         let mut invalid: Option<String> = None;
-        for layer in &self.loader.order {
-            let outcome = match self.lookup(*layer, field) {
+        for (layer, lookup) in self.loader.order.iter().zip(lookups) {
+            let outcome = match lookup {
                 Lookup::Found(..) if winner.is_some() => AttemptOutcome::Shadowed,
                 Lookup::Found(..) => {
                     winner = Some(*layer);
