@@ -82,6 +82,7 @@
 //! | `aws` | no | AWS Secrets Manager (`aws-sdk-secretsmanager`) |
 //! | `vault` | no | HashiCorp Vault / OpenBao KV (`vaultrs`) |
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use skm_derive::Secrets;
 pub use skm_runtime::{

@@ -905,7 +905,7 @@ mod cli {
             .args([
                 "build",
                 "-p",
-                "skm-cli",
+                "skm-secrets-cli",
                 "--bin",
                 "skm",
                 "--message-format=json-render-diagnostics",
@@ -915,7 +915,7 @@ mod cli {
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stderr(Stdio::inherit())
             .output()
-            .expect("cargo build -p skm-cli");
+            .expect("cargo build -p skm-secrets-cli");
         assert!(out.status.success(), "building the skm binary failed");
         String::from_utf8_lossy(&out.stdout)
             .lines()

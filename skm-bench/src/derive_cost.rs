@@ -119,7 +119,7 @@ fn generate(workspace: &Path, root: &Path) -> std::io::Result<()> {
             &dir.join("Cargo.toml"),
             &format!(
                 "[package]\nname = \"{krate}\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n\
-                 [dependencies]\nskm = {{ path = {:?} }}\nserde = {{ version = \"1\", features = [\"derive\"] }}\n\
+                 [dependencies]\nskm = {{ package = \"skm-secrets\", path = {:?} }}\nserde = {{ version = \"1\", features = [\"derive\"] }}\n\
                  serde_json = \"1\"\ntokio = {{ version = \"1\", features = [\"rt\"] }}\n",
                 workspace.display().to_string()
             ),

@@ -46,6 +46,7 @@
 //! ```
 //! Then `cargo run --bin secrets -- check`, `... -- migrate --dry-run`, `... -- policy --aws`.
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod args;
 mod cmd;

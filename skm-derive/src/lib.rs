@@ -8,6 +8,7 @@
 //! and reports every problem at once, each pointing at the offending token and saying how to fix it.
 
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod ast;
 mod attr;

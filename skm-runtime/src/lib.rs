@@ -23,6 +23,7 @@
 //! | `aws` | no | AWS Secrets Manager |
 //! | `vault` | no | HashiCorp Vault / OpenBao KV |
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod backend;
 pub mod conformance;
