@@ -216,12 +216,15 @@ async fn a_refresh_respects_the_deadline_and_writes_audit_events() {
     );
 }
 
+// Only loaded to be refused: the fields are never read.
+#[allow(dead_code)]
 #[derive(Secrets)]
 struct Inner {
     #[secret(env = "DUP_VAR")]
     b: SecretString,
 }
 
+#[allow(dead_code)]
 #[derive(Secrets)]
 struct Duplicate {
     #[secret(env = "DUP_VAR")]

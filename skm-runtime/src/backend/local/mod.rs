@@ -545,9 +545,7 @@ impl Inner {
     }
 
     fn fetch(&self, requests: &[FetchRequest]) -> Vec<FetchResult> {
-        if self.root.is_dir() {
-            self.warn_git();
-        }
+        // No git check here: a load never starts a process (writes and `skm check` / `doctor` warn instead).
         // Each path is decrypted once however many versions of it are asked for.
         let mut entries: HashMap<&str, Result<Entry, FetchError>> = HashMap::new();
         requests
