@@ -819,7 +819,10 @@ async fn child_process_entry() {
         }
         "no-region" => {
             let e = AwsBackend::from_env().await.expect_err("no region anywhere");
-            assert!(matches!(&e, skm::Error::Config(m) if m.message().contains("AWS_REGION")), "{e}");
+            assert!(
+                matches!(&e, skm::Error::Config(m) if m.message().contains("AWS_REGION")),
+                "{e}"
+            );
         }
         other => panic!("unknown SKM_AWS_CHILD mode {other}"),
     }

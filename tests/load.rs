@@ -1,4 +1,4 @@
-//! The load pipeline end to end: derive → spec → plan → fetch → layer → typed value.
+//! The load pipeline end to end: derive → spec → plan → fetch → resolve → report → values.
 
 use std::sync::Arc;
 
@@ -441,7 +441,10 @@ async fn all_256_byte_values_round_trip_through_the_backend_layer() {
         .unwrap();
     assert_eq!(loaded.value.key.expose_secret(), &bytes);
     let origin = loaded.provenance.get("key").unwrap();
-    assert_eq!((origin.layer, origin.location.as_str()), (Some(Layer::Backend), "secret keys/hmac"));
+    assert_eq!(
+        (origin.layer, origin.location.as_str()),
+        (Some(Layer::Backend), "secret keys/hmac")
+    );
 }
 
 #[derive(Secrets)]
@@ -462,17 +465,37 @@ async fn forbidden_and_decryption_fail_the_load_unless_fallback_is_allowed() {
             .backend(backend)
             .no_dotenv()
             .env_vars([("SVC_TOKEN", "from-env")]);
-        let err = loader.load::<Fallback>().await.err().expect("a misconfigured backend fails the load");
+        let err = loader
+            .load::<Fallback>()
+            .await
+            .err()
+            .expect("a misconfigured backend fails the load");
         let failing: Vec<&str> = err.as_load().unwrap().fields.iter().map(|f| f.field.as_str()).collect();
         assert_eq!(failing, ["token", "optional"], "{kind}: {err}");
         assert!(err.to_string().contains(&kind.to_string()), "{err}");
 
-        let allowed = loader.clone().allow_fallback_on(kind).load_report::<Fallback>().await.unwrap();
+        let allowed = loader
+            .clone()
+            .allow_fallback_on(kind)
+            .load_report::<Fallback>()
+            .await
+            .unwrap();
         assert_eq!(allowed.value.token.expose_secret(), "from-env");
         assert!(allowed.value.optional.is_none());
-        assert_eq!(allowed.provenance.warnings.len(), 2, "{:?}", allowed.provenance.warnings);
+        assert_eq!(
+            allowed.provenance.warnings.len(),
+            2,
+            "{:?}",
+            allowed.provenance.warnings
+        );
         // Strict mode wins over an allowance.
-        assert!(loader.clone().allow_fallback_on(kind).strict(true).load::<Fallback>().await.is_err());
+        assert!(loader
+            .clone()
+            .allow_fallback_on(kind)
+            .strict(true)
+            .load::<Fallback>()
+            .await
+            .is_err());
     }
     // Outages keep falling back with a warning.
     let backend = MemoryBackend::new();
@@ -499,7 +522,12 @@ async fn a_malformed_dotenv_is_an_error_only_for_fields_that_reach_it() {
     assert_eq!(loaded.token.expose_secret(), "from-backend");
 
     // Once a field needs the file, the error names the position, never the content.
-    let err = loader.backend(MemoryBackend::new()).load::<Fallback>().await.err().unwrap();
+    let err = loader
+        .backend(MemoryBackend::new())
+        .load::<Fallback>()
+        .await
+        .err()
+        .unwrap();
     assert!(matches!(err, skm::Error::Dotenv(_)), "{err:?}");
     let shown = format!("{err} {err:?}");
     assert!(shown.contains("line 2"), "{shown}");
@@ -513,7 +541,11 @@ async fn errors_keep_their_sources() {
     // A directory where the `.env` file should be: a read error, with the I/O error as its source.
     let dir = std::env::temp_dir().join(format!("skm-test-envdir-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let err = Loader::new().dotenv(&dir).env_vars(Vec::<(String, String)>::new()).load::<Fallback>().await;
+    let err = Loader::new()
+        .dotenv(&dir)
+        .env_vars(Vec::<(String, String)>::new())
+        .load::<Fallback>()
+        .await;
     let err = err.err().unwrap();
     assert!(matches!(err, skm::Error::Dotenv(_)), "{err:?}");
     assert!(err.source().is_some_and(|s| s.is::<std::io::Error>()), "{err:?}");

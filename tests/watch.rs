@@ -206,7 +206,10 @@ async fn a_refresh_respects_the_deadline_and_writes_audit_events() {
     assert!(started.elapsed() < Duration::from_secs(5));
     let stats = watch.stats();
     assert_eq!(stats.failures, 1, "{stats:?}");
-    assert!(stats.last_error.as_deref().unwrap_or_default().contains("deadline"), "{stats:?}");
+    assert!(
+        stats.last_error.as_deref().unwrap_or_default().contains("deadline"),
+        "{stats:?}"
+    );
     assert_eq!(watch.latest().db.expose_secret(), "db-v1", "the last good values stay");
     let logs = captured.text();
     assert!(

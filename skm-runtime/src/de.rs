@@ -201,7 +201,10 @@ fn from_json<'de, V: Visitor<'de>>(
     call(value, visitor).map_err(|e| {
         let message = sanitize_json_error(&e.to_string());
         // Field names: a user type's message can start like anything, so check these like custom ones.
-        if ["missing field", "unknown field", "duplicate field"].iter().any(|p| message.starts_with(p)) {
+        if ["missing field", "unknown field", "duplicate field"]
+            .iter()
+            .any(|p| message.starts_with(p))
+        {
             DeError::untrusted(message)
         } else {
             DeError::new(message)

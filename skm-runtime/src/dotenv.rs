@@ -120,7 +120,10 @@ impl DotenvFile {
                 }
                 Err(dotenvy::Error::LineParse(mut bad, index)) => {
                     // dotenvy's error holds the whole line, which may be a secret: keep the position only.
-                    let line = text.lines().position(|l| l == bad || l.trim() == bad.trim()).map(|n| n + 1);
+                    let line = text
+                        .lines()
+                        .position(|l| l == bad || l.trim() == bad.trim())
+                        .map(|n| n + 1);
                     zeroize::Zeroize::zeroize(&mut bad);
                     return Err(fail(DotenvErrorKind::Parse {
                         line,

@@ -108,7 +108,6 @@ impl Error {
         Error::Config(ConfigError::new(message))
     }
 
-
     /// The per-field report, if this is a load failure.
     pub fn as_load(&self) -> Option<&LoadError> {
         match self {

@@ -285,7 +285,11 @@ impl Loader {
             None => Plan::default(),
         };
         let (fetched, refetched, changed) = match (backend, prior) {
-            (Some(b), None) => (fetch::all(&**b, &plan.requests, self.deadline).await, plan.requests.len(), true),
+            (Some(b), None) => (
+                fetch::all(&**b, &plan.requests, self.deadline).await,
+                plan.requests.len(),
+                true,
+            ),
             (Some(b), Some(prior)) if !plan.is_empty() => {
                 let r = fetch::refresh(&**b, &plan.requests, self.deadline, prior)
                     .await

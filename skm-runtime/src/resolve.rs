@@ -145,10 +145,14 @@ pub(crate) fn resolve(src: &Sources<'_>, fields: &[ResolvedField]) -> Result<(Ve
             };
             Some((*layer_index, raw.take(), winner))
         });
-        if lookups.iter().enumerate().any(|(i, l)| {
-            matches!(l, Lookup::Unreadable) && winner.as_ref().is_none_or(|(w, ..)| i < *w)
-        }) {
-            return Err(Error::Dotenv(dotenv_error.take().expect("an unreadable .env has its error")));
+        if lookups
+            .iter()
+            .enumerate()
+            .any(|(i, l)| matches!(l, Lookup::Unreadable) && winner.as_ref().is_none_or(|(w, ..)| i < *w))
+        {
+            return Err(Error::Dotenv(
+                dotenv_error.take().expect("an unreadable .env has its error"),
+            ));
         }
         decided.push(src.decide(field, lookups, winner, &mut warnings));
     }
@@ -332,7 +336,9 @@ impl Sources<'_> {
                 return fail(FieldProblem::Backend(*kind), attempts);
             }
             if winner.is_some() || field.spec.optional {
-                let fallback = winner.as_ref().map_or_else(|| "None".to_string(), |(_, _, w)| w.layer.to_string());
+                let fallback = winner
+                    .as_ref()
+                    .map_or_else(|| "None".to_string(), |(_, _, w)| w.layer.to_string());
                 tracing::warn!(target: "skm", field = %field.id, path = field.path.as_deref().unwrap_or(""),
                     reason = %kind, detail = %detail, fallback = %fallback,
                     "backend failed; using a lower layer");

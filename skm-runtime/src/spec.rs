@@ -54,6 +54,9 @@ pub struct SecretSpec {
     /// The environment / `.env` variable name.
     pub env: Option<&'static str>,
     /// The declared fallback value. Not shown by `Debug`: it may itself be sensitive.
+    ///
+    /// It is compiled into the binary and wins wherever no higher layer has a value, in every environment:
+    /// a compile-time decision, meant for non-secret settings.
     pub default: Option<&'static str>,
     /// The field is an `Option`: absent everywhere means `None`.
     pub optional: bool,

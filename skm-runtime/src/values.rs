@@ -114,27 +114,25 @@ impl Values<'_> {
                 field,
                 attempts,
                 ..
-            }) => {
-                match de::extract::<T>(raw(found)) {
-                    Ok(v) => Some(v),
-                    Err(detail) => {
-                        self.errors.push(FieldError {
-                            field: id,
-                            path: field.path.clone(),
-                            key: field.key.map(str::to_string),
-                            env: field.env.map(str::to_string),
-                            type_name: field.spec.type_name,
-                            reason: FieldProblem::WrongType {
-                                expected: field.spec.type_name,
-                                source: origin.to_string(),
-                                detail,
-                            },
-                            attempts: attempts.clone(),
-                        });
-                        None
-                    }
+            }) => match de::extract::<T>(raw(found)) {
+                Ok(v) => Some(v),
+                Err(detail) => {
+                    self.errors.push(FieldError {
+                        field: id,
+                        path: field.path.clone(),
+                        key: field.key.map(str::to_string),
+                        env: field.env.map(str::to_string),
+                        type_name: field.spec.type_name,
+                        reason: FieldProblem::WrongType {
+                            expected: field.spec.type_name,
+                            source: origin.to_string(),
+                            detail,
+                        },
+                        attempts: attempts.clone(),
+                    });
+                    None
                 }
-            }
+            },
         }
     }
 

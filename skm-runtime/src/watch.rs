@@ -1,6 +1,8 @@
 //! Hot reload: a handle whose values follow rotation without a restart.
 //!
-//! [`Loader::watch`] loads once, then refreshes in a background task every TTL (default 5 minutes).
+//! [`Loader::watch`] loads once, then refreshes in a background task every TTL (default 5 minutes). The
+//! first load and every refresh run the loader's one pipeline entry: the same duplicate check, the same
+//! [`Loader::deadline`] on every backend call, the same `skm::audit` events.
 //! Where the backend can tell the current version cheaply ([`Backend::current_versions`]), a tick asks for
 //! versions first and refetches only the paths that changed; otherwise it refetches every path and keeps
 //! the new values only if they differ.

@@ -163,7 +163,11 @@ async fn round_trip_of_every_operation() {
         VersionPin::id("abc"),
         VersionPin::stage("AWSPENDING"),
     ] {
-        assert_eq!(kind(&get(&store, "rot", pin.clone()).await), FailureKind::NotFound, "{pin}");
+        assert_eq!(
+            kind(&get(&store, "rot", pin.clone()).await),
+            FailureKind::NotFound,
+            "{pin}"
+        );
     }
     let single = get(&store, "plain", VersionPin::Previous).await;
     assert_eq!(kind(&single), FailureKind::NotFound, "one version has no previous");

@@ -231,7 +231,13 @@ impl Inner {
     }
 
     /// A fetch failure that names the mount, path and namespace.
-    fn fetch_failure(&self, e: &vaultrs::error::ClientError, kv: KvVersion, path: &str, pin: &VersionPin) -> FetchError {
+    fn fetch_failure(
+        &self,
+        e: &vaultrs::error::ClientError,
+        kv: KvVersion,
+        path: &str,
+        pin: &VersionPin,
+    ) -> FetchError {
         let f = VaultFailure::from_client(e);
         let version = match pin {
             VersionPin::Number(n) => format!(" version {n}"),
