@@ -16,7 +16,7 @@ use skm_runtime::backend::{
     AdminBackend, AdminErrorKind, Backend, DeleteMode, FailureKind, FetchRequest, FetchResult, PutRequest, SecretValue,
     VersionPin,
 };
-use skm_runtime::detect::{detect, BackendKind};
+use skm_runtime::detect::detect;
 
 const SENTINEL: &str = "SENTINEL-local-7f3a9c";
 const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
@@ -508,19 +508,14 @@ async fn detection_finds_an_existing_store() {
             extra.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
         }
     };
-    assert_eq!(detect(&env(&[])).unwrap().kind, BackendKind::None, "no store yet");
-    assert_eq!(
-        detect(&env(&[("SKM_BACKEND", "local")])).unwrap().kind,
-        BackendKind::Local
-    );
+    assert_eq!(detect(&env(&[])).unwrap().name(), "none", "no store yet");
+    assert_eq!(detect(&env(&[("SKM_BACKEND", "local")])).unwrap().name(), "local");
+    assert_eq!(detect(&env(&[("SKM_BACKEND", "Local-Store")])).unwrap().name(), "local");
     put(&store_at(&root), "x", "y").await;
     let choice = detect(&env(&[])).unwrap();
-    assert_eq!(choice.kind, BackendKind::Local);
+    assert_eq!(choice.name(), "local");
     assert!(choice.reason.contains(&root_text), "{}", choice.reason);
-    assert_eq!(
-        detect(&env(&[("SKM_BACKEND", "none")])).unwrap().kind,
-        BackendKind::None
-    );
+    assert_eq!(detect(&env(&[("SKM_BACKEND", "none")])).unwrap().name(), "none");
 }
 
 #[cfg(unix)]

@@ -17,11 +17,24 @@ pub use crate::spec::VersionPin;
 
 #[cfg(feature = "aws")]
 pub mod aws;
+/// AWS Secrets Manager: this build lacks the `aws` feature, so only the policy renderer (which needs no
+/// client) is here.
+#[cfg(not(feature = "aws"))]
+pub mod aws {
+    pub mod policy;
+}
 #[cfg(feature = "local")]
 pub mod local;
 pub mod memory;
+pub mod registry;
 #[cfg(feature = "vault")]
 pub mod vault;
+/// HashiCorp Vault / OpenBao: this build lacks the `vault` feature, so only the policy renderer (which
+/// needs no client) is here.
+#[cfg(not(feature = "vault"))]
+pub mod vault {
+    pub mod policy;
+}
 
 pub use memory::MemoryBackend;
 
@@ -357,4 +370,18 @@ pub trait AdminBackend: Backend {
 
     /// The versions of `path`, newest first.
     async fn versions(&self, path: &str) -> Result<Vec<VersionInfo>, AdminError>;
+}
+
+/// Whether `authority` (`host[:port]`) names a loopback IP literal: 127.0.0.0/8 or `[::1]`. Names such as
+/// `localhost` are not trusted: DNS or `/etc/hosts` decide where they point, and skm does not resolve here.
+#[allow(dead_code)] // used by the `aws` and `vault` features
+pub(crate) fn loopback_ip_literal(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((h, port)) if port.is_empty() || port.starts_with(':') => h,
+            _ => return false,
+        },
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }

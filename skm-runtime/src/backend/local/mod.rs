@@ -73,8 +73,11 @@
 //! # });
 //! ```
 
+mod doctor;
 mod format;
 mod key;
+
+pub(crate) use doctor::{doctor, registry_build};
 
 use std::collections::HashMap;
 use std::fmt;
