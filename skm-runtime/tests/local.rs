@@ -807,3 +807,44 @@ fn two_processes_writing_concurrently_lose_nothing() {
     assert!(overlap > 0, "the writers did not run at the same time: {windows:?}");
     assert_eq!(temp_files(&root), 0);
 }
+
+/// Check-and-set under the store's lock: a put naming the current version wins, a stale one is a
+/// `Conflict`; of 20 concurrent writers that all read version 1, exactly one wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn check_and_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_at(&dir.path().join(".skm"));
+    assert!(store.supports_cas());
+    let put = |expected: Option<&str>, v: &str| {
+        let mut r = PutRequest::new("cas/x", SecretValue::text(v));
+        r.expected_version = expected.map(str::to_string);
+        r
+    };
+    let e = store.put(put(Some("1"), "a")).await.unwrap_err();
+    assert_eq!(e.kind, AdminErrorKind::Conflict, "{e}");
+    assert_eq!(store.put(put(None, "a")).await.unwrap(), "1");
+    assert_eq!(store.put(put(Some("1"), "b")).await.unwrap(), "2");
+    let e = store.put(put(Some("1"), "c")).await.unwrap_err();
+    assert_eq!(e.kind, AdminErrorKind::Conflict, "{e}");
+
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut r = PutRequest::new("cas/x", SecretValue::text(format!("w{i}")));
+            r.expected_version = Some("2".into());
+            store.put(r).await
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(v) => {
+                assert_eq!(v, "3");
+                wins += 1;
+            }
+            Err(e) => assert_eq!(e.kind, AdminErrorKind::Conflict, "{e}"),
+        }
+    }
+    assert_eq!(wins, 1);
+}

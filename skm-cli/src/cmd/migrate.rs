@@ -216,6 +216,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, args: MigrateArgs) -> Result<u8, 
             tags: Vec::new(),
             description: None,
             create_only,
+            expected_version: None,
         };
         match dest.put(request).await {
             Ok(version) => {

@@ -372,4 +372,9 @@ impl AdminBackend for VaultBackend {
     async fn versions(&self, path: &str) -> Result<Vec<VersionInfo>, AdminError> {
         self.inner.versions(path).await
     }
+
+    /// KV v2 only (its `cas` option); `false` once the mount is known to be KV v1.
+    fn supports_cas(&self) -> bool {
+        self.kv_version() != Some(KvVersion::V1)
+    }
 }
