@@ -382,6 +382,7 @@ pub trait AdminBackend: Backend {
 }
 
 /// The error of a put with [`PutRequest::expected_version`] on a backend without check-and-set.
+#[allow(dead_code)] // used by the `aws` and `vault` features
 pub(crate) fn cas_unsupported(request: &PutRequest, backend: &str) -> Result<(), AdminError> {
     match request.expected_version {
         None => Ok(()),
