@@ -62,7 +62,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use skm_runtime::backend::{AdminBackend, AdminError};
-use skm_runtime::detect::{BackendKind, Choice};
+use skm_runtime::detect::Choice;
 use skm_runtime::Secrets;
 
 pub use decl::{Manifest, ManifestField, ManifestVersion, MANIFEST_FORMAT};
@@ -332,7 +332,7 @@ impl Ctx<'_, '_> {
     pub fn choice(&self) -> Result<Choice, Fail> {
         if let Some(b) = &self.backend {
             return Ok(Choice {
-                kind: BackendKind::None,
+                backend: None,
                 reason: format!("{} set in code", b.name()),
             });
         }
@@ -345,7 +345,7 @@ impl Ctx<'_, '_> {
         if let Some(b) = &self.backend {
             return Ok((Some(b.clone()), choice));
         }
-        let backend = select::build(choice.kind).await?;
+        let backend = select::build(choice.backend).await?;
         Ok((backend, choice))
     }
 

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::json;
+use skm_runtime::backend::registry::{self, Descriptor};
 use skm_runtime::backend::{AdminBackend, FailureKind, FetchRequest, FetchResult, PutRequest, SecretValue};
-use skm_runtime::detect::BackendKind;
 use skm_runtime::ResolvedField;
 
 use super::util::{as_object, key_text, object_value};
@@ -87,13 +87,13 @@ impl Row {
 
 enum Source {
     Dotenv(PathBuf),
-    Backend(BackendKind),
+    Backend(&'static Descriptor),
 }
 
 fn parse_source(from: &str) -> Source {
-    match from.to_ascii_lowercase().as_str() {
-        "aws" | "vault" | "openbao" | "local" => Source::Backend(from.parse().unwrap_or(BackendKind::None)),
-        _ => Source::Dotenv(PathBuf::from(from)),
+    match registry::find(from) {
+        Some(d) => Source::Backend(d),
+        None => Source::Dotenv(PathBuf::from(from)),
     }
 }
 
@@ -107,30 +107,30 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, args: MigrateArgs) -> Result<u8, 
     }
 
     // The destination.
-    let (dest, dest_kind): (Arc<dyn AdminBackend>, Option<BackendKind>) = match (&ctx.backend, &args.to) {
+    let (dest, dest_kind): (Arc<dyn AdminBackend>, Option<&'static Descriptor>) = match (&ctx.backend, &args.to) {
         (Some(b), _) => (b.clone(), None),
         (None, Some(to)) => {
-            let kind = select::parse_kind(to)?;
-            if kind == BackendKind::None {
+            let Some(kind) = select::parse_kind(to)? else {
                 return Err(Fail::Usage(
                     "--to none: name a backend to migrate into (aws, vault, local)".into(),
                 ));
-            }
-            let backend = select::build(kind)
+            };
+            let backend = select::build(Some(kind))
                 .await?
-                .ok_or_else(|| Fail::Usage(format!("cannot build the `{kind}` backend")))?;
+                .ok_or_else(|| Fail::Usage(format!("cannot build the `{}` backend", kind.name)))?;
             (backend, Some(kind))
         }
         (None, None) => match ctx.backend_opt().await? {
-            (Some(b), choice) => (b, Some(choice.kind)),
+            (Some(b), choice) => (b, choice.backend),
             (None, choice) => return Err(no_backend(&choice)),
         },
     };
     if let (Source::Backend(kind), Some(to)) = (&source, dest_kind) {
-        if *kind == to {
+        if kind.name == to.name {
             return Err(Fail::Usage(format!(
-                "--from {kind} and the destination {to} are the same backend: skm builds each from the environment, \
-                 so it cannot move secrets within one"
+                "--from {} and the destination {} are the same backend: skm builds each from the environment, \
+                 so it cannot move secrets within one",
+                kind.name, to.name
             )));
         }
     }
@@ -148,9 +148,9 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, args: MigrateArgs) -> Result<u8, 
             (path.display().to_string(), rows, Some(file))
         }
         Source::Backend(kind) => {
-            let src = select::build(*kind)
+            let src = select::build(Some(*kind))
                 .await?
-                .ok_or_else(|| Fail::Usage(format!("cannot build the `{kind}` backend")))?;
+                .ok_or_else(|| Fail::Usage(format!("cannot build the `{}` backend", kind.name)))?;
             let rows = rows_from_backend(&decls.fields, src.as_ref()).await;
             (src.name(), rows, None)
         }
@@ -216,6 +216,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, args: MigrateArgs) -> Result<u8, 
             tags: Vec::new(),
             description: None,
             create_only,
+            expected_version: None,
         };
         match dest.put(request).await {
             Ok(version) => {

@@ -133,6 +133,7 @@ pub(crate) async fn put(
         tags,
         description,
         create_only,
+        expected_version: None,
     };
     let version = backend.put(request).await?;
     report_write(ctx, path, &version, "wrote");
