@@ -9,6 +9,7 @@ use skm_runtime::{Error, FieldError, FieldProblem, Loader};
 
 use crate::decl::location;
 use crate::output::Tone;
+use crate::safe::display_lines;
 use crate::select::{env_var, ReadOnly};
 use crate::{exit, Ctx, Fail};
 
@@ -145,12 +146,12 @@ pub(crate) async fn run(
             "warnings": check.provenance.warnings,
         }));
     } else {
-        ctx.ui.line(format!(
+        ctx.ui.line(display_lines(&format!(
             "{}: backend {} ({})",
             decls.struct_name,
             backend_name.as_deref().unwrap_or("none"),
             choice.reason
-        ));
+        )));
         let rows: Vec<_> = lines
             .iter()
             .map(|l| {
@@ -187,7 +188,7 @@ pub(crate) async fn run(
         for l in lines.iter().filter(|l| l.error.is_some()) {
             if let Some(e) = &l.error {
                 let label = ctx.ui.paint("✗", Tone::Bad);
-                ctx.ui.line(format!("{label} {e}"));
+                ctx.ui.line(format!("{label} {}", display_lines(&e.to_string())));
             }
         }
         let summary = if failed == 0 {

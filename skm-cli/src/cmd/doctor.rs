@@ -277,17 +277,23 @@ fn private(path: &Path) -> (Level, String) {
         loose.push((path.to_path_buf(), mode));
     }
     if path.is_dir() {
+        // Symbolic links are neither followed nor judged: a link's own mode means nothing, and following
+        // one could leave the directory or loop forever (`a -> .`, `b -> .`).
         let mut stack = vec![path.to_path_buf()];
         while let Some(dir) = stack.pop() {
             let Ok(entries) = std::fs::read_dir(&dir) else { continue };
             for entry in entries.flatten() {
+                let Ok(kind) = entry.file_type() else { continue };
+                if kind.is_symlink() {
+                    continue;
+                }
                 let p = entry.path();
                 if let Some(m) = mode_of(&p) {
                     if m & 0o077 != 0 {
                         loose.push((p.clone(), m));
                     }
                 }
-                if p.is_dir() {
+                if kind.is_dir() {
                     stack.push(p);
                 }
             }
