@@ -72,7 +72,8 @@ async fn main() -> Result<(), skm::Error> {
 /// size stays in `.env` to show the layers side by side.
 async fn seed(store: &LocalStore) -> Result<(), skm::Error> {
     let mut jwt = [0u8; 32];
-    getrandom::fill(&mut jwt).map_err(|e| skm::Error::Config(format!("no OS randomness: {e}")))?;
+    getrandom::fill(&mut jwt)
+        .map_err(|e| skm::Error::Config(skm::ConfigError::new("no OS randomness").with_source(e)))?;
     let jwt: String = jwt.iter().map(|b| format!("{b:02x}")).collect();
     store
         .put(PutRequest::new("auth/jwt", SecretValue::map([("secret", jwt)])))

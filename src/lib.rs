@@ -29,8 +29,12 @@
 //! - [`Loader`]: precedence (backend → env → `.env` → default), strict mode, deadline, profile, provenance.
 //! - [`backend`]: the backend traits, [`MemoryBackend`](backend::MemoryBackend) for tests, and the
 //!   AWS / Vault / local backends behind features.
-//! - [`Error`]: one report listing every failing field, its sources and reasons, never a value.
-//! - [`conformance`]: the suite a backend must pass.
+//! - [`Error`]: one report listing every failing field, its sources and reasons, never a value; every
+//!   variant keeps its cause ([`std::error::Error::source`]).
+//! - [`Rotating`], [`Watch`]: rotation grace and hot reload.
+//! - [`dotenv`]: the `.env` reader skm uses.
+//! - [`testing`]: [`MemoryBackend`](testing::MemoryBackend) and the [`conformance`](testing::conformance)
+//!   suite a backend must pass.
 //!
 //! # The attribute
 //! | option | meaning |
@@ -38,13 +42,18 @@
 //! | `path = "auth/jwt"` | where the secret lives in a backend |
 //! | `key = "secret"` | a property inside it (JSON key for AWS, data key for Vault); needs `path` |
 //! | `env = "JWT_SECRET_KEY"` | the environment / `.env` variable |
-//! | `default = "..."` | a fallback value (not on `Option` fields) |
+//! | `default = "..."` | a fallback value (not on `Option` fields), compiled into the binary: see below |
 //! | `plain` | allow a non-secret type such as `u16` |
 //! | `flatten` | a nested struct that derives `Secrets` |
 //! | `version_stage = "AWSPREVIOUS"`, `version_id = "..."`, `version = 3` | pin a version |
 //! | `min_len = 32` | reject a value shorter than 32 characters |
 //! | `not = ["changeme", "dummy"]` | reject placeholder values (trimmed, ignoring ASCII case) |
 //! | `pattern = "^sk-"` | reject a value the regex does not match; a bad regex is a compile error |
+//!
+//! A `default` is a compile-time decision: it is part of the binary and wins in every environment where no
+//! higher layer has a value, so a secret field's default is a credential shipped to production. Keep
+//! defaults for non-secret settings. A backend that denies access or cannot decrypt fails the load rather
+//! than letting a lower layer or a default win, unless you allow it ([`Loader::allow_fallback_on`]).
 //!
 //! Validators check the winning source's text before type conversion; a failure names the source and the
 //! check ([`FieldProblem::Validation`]), never the value, and does not fall back to a lower layer.
@@ -85,10 +94,16 @@
 
 pub use skm_derive::Secrets;
 pub use skm_runtime::{
-    backend, conformance, detect, plan, spec, watch, Attempt, AttemptOutcome, Check, Error, FieldError, FieldProblem,
-    Layer, LoadError, Loaded, Loader, Origin, Provenance, Rotating, SecretType, Secrets, Stale, Validators, VersionPin,
-    Watch, WatchOptions, WatchStats,
+    backend, dotenv, watch, Attempt, AttemptOutcome, BoxError, Check, ConfigError, Error, FieldError, FieldKind,
+    FieldProblem, FieldSpec, Layer, LoadError, Loaded, Loader, Origin, Provenance, ResolvedField, Rotating, SecretSpec,
+    SecretType, Secrets, Stale, StructSpec, Validators, VersionPin, Watch, WatchOptions, WatchStats,
 };
+
+/// Helpers for testing code that loads secrets, and for testing a backend of your own.
+pub mod testing {
+    pub use skm_runtime::backend::MemoryBackend;
+    pub use skm_runtime::conformance;
+}
 
 pub use secrecy::{self, ExposeSecret, SecretBox, SecretString};
 
@@ -105,13 +120,17 @@ pub use secrecy::{self, ExposeSecret, SecretBox, SecretString};
 pub use skm_cli as cli;
 pub use zeroize::{self, Zeroize};
 
-/// Paths used by the code `#[derive(Secrets)]` generates; not a public API.
+/// Paths used by the code `#[derive(Secrets)]` generates, and the runtime's internals (the pipeline's
+/// `spec` and `plan` stages, backend `detect`ion, the `conformance` suite) for skm's own tools and tests;
+/// not a public API.
 #[doc(hidden)]
 pub mod __private {
     pub use core::option::Option::{self, None, Some};
+    pub use skm_runtime::{conformance, detect, plan, spec};
     pub use skm_runtime::{
         Error, FieldKind, FieldSpec, Loader, SecretSpec, Secrets, StructSpec, Validators, Values, VersionPin,
     };
+    pub use std::borrow::Cow;
 
     /// Fails to compile unless `T` keeps its value secret (see [`crate::SecretType`]).
     pub fn assert_secret<T: ?Sized + skm_runtime::SecretType>() {}

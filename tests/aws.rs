@@ -212,7 +212,7 @@ async fn version_stage_and_version_id() {
             },
             FetchRequest {
                 path: "rot/key".into(),
-                version: VersionPin::Id("00000000-0000-4000-8000-00000000dead"),
+                version: VersionPin::id("00000000-0000-4000-8000-00000000dead"),
             },
             FetchRequest {
                 path: "rot/key".into(),
@@ -636,7 +636,7 @@ async fn unreachable_endpoint_is_unavailable() {
             FetchRequest::current("a"),
             FetchRequest {
                 path: "b".into(),
-                version: VersionPin::Stage("AWSPREVIOUS"),
+                version: VersionPin::stage("AWSPREVIOUS"),
             },
         ])
         .await;
@@ -649,7 +649,7 @@ async fn unreachable_endpoint_is_unavailable() {
 #[tokio::test]
 async fn conformance() {
     let moto = moto().await;
-    skm::conformance::run_all(Arc::new(backend(&moto.endpoint()).await), "awsconformance").await;
+    skm::testing::conformance::run_all(Arc::new(backend(&moto.endpoint()).await), "awsconformance").await;
 }
 
 #[tokio::test]
@@ -819,7 +819,10 @@ async fn child_process_entry() {
         }
         "no-region" => {
             let e = AwsBackend::from_env().await.expect_err("no region anywhere");
-            assert!(matches!(&e, skm::Error::Config(m) if m.contains("AWS_REGION")), "{e}");
+            assert!(
+                matches!(&e, skm::Error::Config(m) if m.message().contains("AWS_REGION")),
+                "{e}"
+            );
         }
         other => panic!("unknown SKM_AWS_CHILD mode {other}"),
     }

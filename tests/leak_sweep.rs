@@ -474,6 +474,13 @@ impl Sweep {
     /// when strict.
     async fn outage(&mut self, source: &str, loader: Loader) {
         let loader = loader.env_vars(env_pairs());
+        // Denied access and failed decryption fail the load unless fallback is allowed (issue 17 #7): sweep
+        // that error, then allow the fallback so that the cases below sweep the lenient path for every kind.
+        self.load::<Found>(source, "backend failure, no fallback allowed", &loader, Expect::Either)
+            .await;
+        let loader = loader
+            .allow_fallback_on(FailureKind::Forbidden)
+            .allow_fallback_on(FailureKind::Decryption);
         self.load::<Found>(source, "outage, falls back to env", &loader, Expect::Ok)
             .await;
         self.load::<Found>(source, "outage, strict", &loader.clone().strict(true), Expect::Err)

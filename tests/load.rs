@@ -1,4 +1,4 @@
-//! The load pipeline end to end: derive → spec → plan → fetch → layer → typed value.
+//! The load pipeline end to end: derive → spec → plan → fetch → resolve → report → values.
 
 use std::sync::Arc;
 
@@ -367,7 +367,7 @@ fn spec_is_static_data() {
     let spec = <SixOnTwo as Secrets>::spec();
     assert_eq!(spec.name, "SixOnTwo");
     assert_eq!(spec.fields.len(), 6);
-    let skm::spec::FieldKind::Secret(port) = &spec.fields[3].kind else {
+    let skm::FieldKind::Secret(port) = &spec.fields[3].kind else {
         panic!()
     };
     assert_eq!(
@@ -379,12 +379,12 @@ fn spec_is_static_data() {
 
 #[tokio::test]
 async fn memory_backend_passes_the_conformance_suite() {
-    skm::conformance::run_all(Arc::new(MemoryBackend::new()), "conf").await;
+    skm::testing::conformance::run_all(Arc::new(MemoryBackend::new()), "conf").await;
 }
 
 #[test]
 fn detection_order() {
-    use skm::detect::{detect, BackendKind};
+    use skm::__private::detect::{detect, BackendKind};
     // A store path that never exists, so a `.skm/` left in the working directory cannot change the answer.
     let with = |vars: &'static [(&'static str, &'static str)]| {
         move |n: &str| {
@@ -408,14 +408,149 @@ fn detection_order() {
         ("VAULT_ADDR", "http://v"),
     ]))
     .unwrap();
-    if skm::detect::compiled(BackendKind::Aws) {
+    if skm::__private::detect::compiled(BackendKind::Aws) {
         assert_eq!(
             (aws.kind, aws.reason.as_str()),
             (BackendKind::Aws, "AWS_DEFAULT_REGION is set")
         );
     }
     let vault = detect(&with(&[("VAULT_ADDR", "http://v")])).unwrap();
-    if skm::detect::compiled(BackendKind::Vault) {
+    if skm::__private::detect::compiled(BackendKind::Vault) {
         assert_eq!(vault.kind, BackendKind::Vault);
     }
+}
+
+#[derive(Secrets)]
+struct Binary {
+    #[secret(path = "keys/hmac")]
+    key: SecretBox<Vec<u8>>,
+}
+
+/// Issue 12: bytes come back byte-exact from the backend layer, with no env and no `.env` in play.
+#[tokio::test]
+async fn all_256_byte_values_round_trip_through_the_backend_layer() {
+    let bytes: Vec<u8> = (0..=255u8).collect();
+    let backend = MemoryBackend::new();
+    backend.insert("keys/hmac", SecretValue::binary(bytes.clone()));
+    let loaded = Loader::new()
+        .backend(backend)
+        .no_dotenv()
+        .env_vars(Vec::<(String, String)>::new())
+        .load_report::<Binary>()
+        .await
+        .unwrap();
+    assert_eq!(loaded.value.key.expose_secret(), &bytes);
+    let origin = loaded.provenance.get("key").unwrap();
+    assert_eq!(
+        (origin.layer, origin.location.as_str()),
+        (Some(Layer::Backend), "secret keys/hmac")
+    );
+}
+
+#[derive(Secrets)]
+struct Fallback {
+    #[secret(path = "svc/token", key = "token", env = "SVC_TOKEN")]
+    token: SecretString,
+    #[secret(path = "svc/opt", env = "SVC_OPT")]
+    optional: Option<SecretString>,
+}
+
+/// Issue 17 #7: denied access and failed decryption are configuration errors, not outages.
+#[tokio::test]
+async fn forbidden_and_decryption_fail_the_load_unless_fallback_is_allowed() {
+    for kind in [FailureKind::Forbidden, FailureKind::Decryption] {
+        let backend = MemoryBackend::new();
+        backend.fail_all(FetchError::new(kind, "denied"));
+        let loader = Loader::new()
+            .backend(backend)
+            .no_dotenv()
+            .env_vars([("SVC_TOKEN", "from-env")]);
+        let err = loader
+            .load::<Fallback>()
+            .await
+            .err()
+            .expect("a misconfigured backend fails the load");
+        let failing: Vec<&str> = err.as_load().unwrap().fields.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(failing, ["token", "optional"], "{kind}: {err}");
+        assert!(err.to_string().contains(&kind.to_string()), "{err}");
+
+        let allowed = loader
+            .clone()
+            .allow_fallback_on(kind)
+            .load_report::<Fallback>()
+            .await
+            .unwrap();
+        assert_eq!(allowed.value.token.expose_secret(), "from-env");
+        assert!(allowed.value.optional.is_none());
+        assert_eq!(
+            allowed.provenance.warnings.len(),
+            2,
+            "{:?}",
+            allowed.provenance.warnings
+        );
+        // Strict mode wins over an allowance.
+        assert!(loader
+            .clone()
+            .allow_fallback_on(kind)
+            .strict(true)
+            .load::<Fallback>()
+            .await
+            .is_err());
+    }
+    // Outages keep falling back with a warning.
+    let backend = MemoryBackend::new();
+    backend.fail_all(FetchError::unavailable("connection refused"));
+    let loaded = Loader::new()
+        .backend(backend)
+        .no_dotenv()
+        .env_vars([("SVC_TOKEN", "from-env")])
+        .load::<Fallback>()
+        .await
+        .unwrap();
+    assert_eq!(loaded.token.expose_secret(), "from-env");
+}
+
+/// Issue 17: a malformed `.env` only matters to fields that reach the `.env` layer.
+#[tokio::test]
+async fn a_malformed_dotenv_is_an_error_only_for_fields_that_reach_it() {
+    let path = dotenv_file(&format!("A=1\n{SENTINEL} not an assignment\n"));
+    let backend = MemoryBackend::new();
+    backend.insert("svc/token", SecretValue::map([("token", "from-backend")]));
+    backend.insert("svc/opt", SecretValue::text("opt"));
+    let loader = Loader::new().dotenv(&path).env_vars(Vec::<(String, String)>::new());
+    let loaded = loader.clone().backend(backend).load::<Fallback>().await.unwrap();
+    assert_eq!(loaded.token.expose_secret(), "from-backend");
+
+    // Once a field needs the file, the error names the position, never the content.
+    let err = loader
+        .backend(MemoryBackend::new())
+        .load::<Fallback>()
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, skm::Error::Dotenv(_)), "{err:?}");
+    let shown = format!("{err} {err:?}");
+    assert!(shown.contains("line 2"), "{shown}");
+    assert!(!shown.contains(SENTINEL), "{shown}");
+}
+
+/// Issue 12: every error variant keeps its cause.
+#[tokio::test]
+async fn errors_keep_their_sources() {
+    use std::error::Error as _;
+    // A directory where the `.env` file should be: a read error, with the I/O error as its source.
+    let dir = std::env::temp_dir().join(format!("skm-test-envdir-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let err = Loader::new()
+        .dotenv(&dir)
+        .env_vars(Vec::<(String, String)>::new())
+        .load::<Fallback>()
+        .await;
+    let err = err.err().unwrap();
+    assert!(matches!(err, skm::Error::Dotenv(_)), "{err:?}");
+    assert!(err.source().is_some_and(|s| s.is::<std::io::Error>()), "{err:?}");
+
+    let io = std::io::Error::other("disk on fire");
+    let config = skm::Error::Config(skm::ConfigError::new("cannot read the key file").with_source(io));
+    assert_eq!(config.source().unwrap().to_string(), "disk on fire");
 }

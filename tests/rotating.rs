@@ -72,14 +72,14 @@ async fn a_current_value_from_env_has_no_previous() {
 
 #[tokio::test]
 async fn the_spec_marks_the_field_and_the_plan_asks_for_the_previous_version() {
-    let skm::spec::FieldKind::Secret(spec) = &Jwt::spec().fields[0].kind else {
+    let skm::FieldKind::Secret(spec) = &Jwt::spec().fields[0].kind else {
         panic!("a secret field");
     };
     assert!(spec.rotating);
     assert_eq!(spec.type_name, "Rotating<SecretString>");
     let fields = Jwt::spec().resolve(None).unwrap();
-    let plan = skm::plan::Plan::new(&fields);
-    let pins: Vec<VersionPin> = plan.requests.iter().map(|r| r.version).collect();
+    let plan = skm::__private::plan::Plan::new(&fields);
+    let pins: Vec<VersionPin> = plan.requests.iter().map(|r| r.version.clone()).collect();
     assert_eq!(pins, [VersionPin::Current, VersionPin::Previous]);
 }
 

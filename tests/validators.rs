@@ -192,7 +192,7 @@ async fn check_fields_reports_validation_failures() {
 
 #[test]
 fn validators_are_in_the_spec() {
-    let skm::spec::FieldKind::Secret(spec) = &Api::spec().fields[0].kind else {
+    let skm::FieldKind::Secret(spec) = &Api::spec().fields[0].kind else {
         panic!("a secret field");
     };
     assert_eq!(

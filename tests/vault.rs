@@ -262,7 +262,7 @@ async fn version_pin() {
     assert_eq!(s.current.expose_secret(), "two");
 
     // Stages and version ids are AWS's: refused with a message that says what Vault takes.
-    for pin in [VersionPin::Stage("AWSPREVIOUS"), VersionPin::Id("abc")] {
+    for pin in [VersionPin::stage("AWSPREVIOUS"), VersionPin::id("abc")] {
         let r = backend
             .fetch(&[FetchRequest {
                 path: "app/rotating".into(),
@@ -906,7 +906,7 @@ async fn forty_fields_on_ten_paths_cost_ten_reads() {
 #[tokio::test]
 async fn conformance() {
     let bao = Bao::start().await;
-    skm::conformance::run_all(Arc::new(root(&bao).await), "conformance").await;
+    skm::testing::conformance::run_all(Arc::new(root(&bao).await), "conformance").await;
 }
 
 /// Admin round trip on KV v2: create-only, versions with labels, tags as custom metadata, recursive list,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use skm::backend::{FetchError, MemoryBackend, SecretValue};
+use skm::backend::{Backend, FetchError, MemoryBackend, SecretValue};
 use skm::{ExposeSecret, Loader, SecretString, Secrets, WatchOptions};
 
 #[derive(Secrets)]
@@ -150,4 +150,103 @@ async fn audit_events_name_fetches_and_refreshes_but_never_values() {
         "{logs}"
     );
     assert!(!logs.contains(SENTINEL), "a value reached the logs:\n{logs}");
+}
+
+/// A backend whose fetches hang while `slow` is set; version probes stay fast.
+#[derive(Debug, Clone)]
+struct Hanging {
+    inner: MemoryBackend,
+    slow: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl Backend for Hanging {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+
+    async fn fetch(&self, requests: &[skm::backend::FetchRequest]) -> Vec<skm::backend::FetchResult> {
+        if self.slow.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+        self.inner.fetch(requests).await
+    }
+
+    async fn current_versions(
+        &self,
+        requests: &[skm::backend::FetchRequest],
+    ) -> Option<Vec<Result<String, FetchError>>> {
+        self.inner.current_versions(requests).await
+    }
+}
+
+/// Issue 12 and 17: a refresh runs the load's pipeline: it respects `Loader::deadline` and writes audit events.
+#[tokio::test]
+async fn a_refresh_respects_the_deadline_and_writes_audit_events() {
+    let (captured, _guard) = skm_testing::logs::capture();
+    let backend = Hanging {
+        inner: backend(),
+        slow: Default::default(),
+    };
+    let watch = Loader::new()
+        .backend(backend.clone())
+        .no_dotenv()
+        .env_vars(Vec::<(String, String)>::new())
+        .deadline(Duration::from_millis(200))
+        .watch::<Keys>(WatchOptions::ttl(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    backend.inner.insert("db", SecretValue::map([("password", "db-v2")]));
+    backend.slow.store(true, std::sync::atomic::Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    watch.refresh_now();
+    tokio::time::timeout(Duration::from_secs(5), watch.wait_ticks(1))
+        .await
+        .expect("the refresh ends at the deadline, not when the backend answers");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let stats = watch.stats();
+    assert_eq!(stats.failures, 1, "{stats:?}");
+    assert!(
+        stats.last_error.as_deref().unwrap_or_default().contains("deadline"),
+        "{stats:?}"
+    );
+    assert_eq!(watch.latest().db.expose_secret(), "db-v1", "the last good values stay");
+    let logs = captured.text();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("skm::audit") && l.contains("path=db") && l.contains("outcome=backend unavailable")),
+        "the timed-out refresh fetch is audited:\n{logs}"
+    );
+}
+
+// Only loaded to be refused: the fields are never read.
+#[allow(dead_code)]
+#[derive(Secrets)]
+struct Inner {
+    #[secret(env = "DUP_VAR")]
+    b: SecretString,
+}
+
+#[allow(dead_code)]
+#[derive(Secrets)]
+struct Duplicate {
+    #[secret(env = "DUP_VAR")]
+    a: SecretString,
+    #[secret(flatten)]
+    inner: Inner,
+}
+
+/// Issue 12: `watch` rejects a duplicate declaration exactly like `load`.
+#[tokio::test]
+async fn watch_rejects_a_duplicate_declaration_like_load() {
+    let loader = loader(&backend()).env_vars([("DUP_VAR", "x")]);
+    let load = loader.load::<Duplicate>().await.err().expect("load rejects it");
+    let watch = loader
+        .watch::<Duplicate>(WatchOptions::default())
+        .await
+        .err()
+        .expect("watch rejects it");
+    assert!(matches!(watch, skm::Error::Config(_)), "{watch:?}");
+    assert_eq!(watch.to_string(), load.to_string());
+    assert!(load.to_string().contains("both read env var DUP_VAR"), "{load}");
 }

@@ -146,7 +146,7 @@ impl Manifest {
                     optional: f.spec.optional,
                     has_default: f.spec.default.is_some(),
                     plain: f.spec.plain,
-                    version: pin_to_manifest(f.spec.version),
+                    version: pin_to_manifest(f.spec.version.clone()),
                 })
                 .collect(),
         }
@@ -262,8 +262,8 @@ fn manifest_to_pin(v: ManifestVersion) -> VersionPin {
     match v {
         ManifestVersion::Current => VersionPin::Current,
         ManifestVersion::Previous => VersionPin::Previous,
-        ManifestVersion::Stage(s) => VersionPin::Stage(Box::leak(s.into_boxed_str())),
-        ManifestVersion::Id(s) => VersionPin::Id(Box::leak(s.into_boxed_str())),
+        ManifestVersion::Stage(s) => VersionPin::stage(s),
+        ManifestVersion::Id(s) => VersionPin::id(s),
         ManifestVersion::Number(n) => VersionPin::Number(n),
     }
 }

@@ -107,10 +107,10 @@ fn field_spec(field: &Field) -> TokenStream {
         let type_name = type_name(field.ty);
         let version = if let Some(stage) = &attrs.version_stage {
             let stage = &stage.value;
-            quote!(::skm::__private::VersionPin::Stage(#stage))
+            quote!(::skm::__private::VersionPin::Stage(::skm::__private::Cow::Borrowed(#stage)))
         } else if let Some(id) = &attrs.version_id {
             let id = &id.value;
-            quote!(::skm::__private::VersionPin::Id(#id))
+            quote!(::skm::__private::VersionPin::Id(::skm::__private::Cow::Borrowed(#id)))
         } else if let Some(number) = &attrs.version {
             let number = number.value;
             quote!(::skm::__private::VersionPin::Number(#number))

@@ -18,8 +18,9 @@ use std::sync::Arc;
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 
 use crate::backend::{AdminBackend, AdminErrorKind, Backend, FailureKind, FetchRequest, PutRequest, SecretValue};
-use crate::load::Values;
-use crate::spec::{FieldKind, FieldSpec, SecretSpec, Secrets, StructSpec, Validators, VersionPin};
+use crate::spec::{FieldKind, FieldSpec, SecretSpec, StructSpec, Validators, VersionPin};
+use crate::values::Secrets;
+use crate::values::Values;
 use crate::Loader;
 
 /// Runs every check in this module.

@@ -16,13 +16,38 @@ pub(crate) enum Raw<'a> {
     Binary(&'a [u8]),
 }
 
-/// A value-free deserialization error.
+/// A deserialization error. Messages skm writes are value-free by construction; a message from elsewhere
+/// (a user type's `Deserialize` impl, a field name read from the input) is `untrusted` and only reaches an
+/// error if [`extract`] can show it holds no part of the value.
 #[derive(Debug)]
-pub(crate) struct DeError(pub String);
+pub(crate) struct DeError {
+    message: String,
+    untrusted: bool,
+}
+
+impl DeError {
+    fn new(message: impl Into<String>) -> Self {
+        DeError {
+            message: message.into(),
+            untrusted: false,
+        }
+    }
+
+    fn untrusted(message: impl Into<String>) -> Self {
+        DeError {
+            message: message.into(),
+            untrusted: true,
+        }
+    }
+}
+
+/// What replaces a message that may quote the value.
+pub(crate) const WITHHELD: &str =
+    "the value was rejected by the type's `Deserialize` implementation (its message is withheld: it may quote the value)";
 
 impl fmt::Display for DeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -50,46 +75,79 @@ fn kind_of(u: &Unexpected<'_>) -> &'static str {
 
 impl de::Error for DeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        // Custom messages come from user `Deserialize` impls and may quote input; callers redact them.
-        DeError(msg.to_string())
+        // Custom messages come from user `Deserialize` impls and may quote input in any form.
+        DeError::untrusted(msg.to_string())
     }
 
     fn invalid_type(unexp: Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        DeError(format!("found {}, expected {exp}", kind_of(&unexp)))
+        DeError::new(format!("found {}, expected {exp}", kind_of(&unexp)))
     }
 
     fn invalid_value(unexp: Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        DeError(format!("invalid {}, expected {exp}", kind_of(&unexp)))
+        DeError::new(format!("invalid {}, expected {exp}", kind_of(&unexp)))
     }
 
     fn invalid_length(len: usize, exp: &dyn de::Expected) -> Self {
-        DeError(format!("invalid length {len}, expected {exp}"))
+        DeError::new(format!("invalid length {len}, expected {exp}"))
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
-        DeError(format!("unknown field `{field}`, expected one of {expected:?}"))
+        // The field's name comes from the input.
+        DeError::untrusted(format!("unknown field `{field}`, expected one of {expected:?}"))
     }
 
     fn missing_field(field: &'static str) -> Self {
-        DeError(format!("missing field `{field}`"))
+        DeError::new(format!("missing field `{field}`"))
     }
 }
 
 /// Deserializes `raw` into `T` with value-free errors.
 pub(crate) fn extract<T: DeserializeOwned>(raw: Raw<'_>) -> Result<T, String> {
-    let secret_text = match raw {
-        Raw::Text(s) => Some(s),
-        _ => None,
-    };
-    T::deserialize(RawDeserializer(raw)).map_err(|e| redact(e.0, secret_text))
+    T::deserialize(RawDeserializer(raw)).map_err(|e| value_free(e, raw))
 }
 
-/// Removes any occurrence of the secret from a message, the last line of defence for custom messages.
-pub(crate) fn redact(message: String, secret: Option<&str>) -> String {
-    match secret {
-        Some(s) if s.len() >= 3 && message.contains(s) => message.replace(s, "[REDACTED]"),
-        _ => message,
+/// The message of `e`, unless it is untrusted and might hold part of the value: then [`WITHHELD`].
+///
+/// A binary value's untrusted messages are always withheld (bytes can be echoed in too many encodings);
+/// a text value's are kept only if they share no run of [`ECHO_RUN`] characters, ignoring ASCII case, with
+/// the value as written, `{:?}`-escaped, `escape_default`-escaped or JSON-escaped, and, for a value shorter
+/// than that, do not contain its trimmed form.
+fn value_free(e: DeError, raw: Raw<'_>) -> String {
+    if !e.untrusted {
+        return e.message;
     }
+    match raw {
+        Raw::Text(value) if !echoes(&e.message, value) => e.message,
+        Raw::Absent => e.message,
+        _ => WITHHELD.to_string(),
+    }
+}
+
+/// The shortest run of a value's characters that counts as an echo.
+pub(crate) const ECHO_RUN: usize = 3;
+
+/// Whether `message` may contain part of `value` (see [`value_free`]).
+fn echoes(message: &str, value: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return false;
+    }
+    let forms = [
+        value.to_string(),
+        value.escape_debug().to_string(),
+        value.escape_default().to_string(),
+        serde_json::Value::String(value.to_string()).to_string(),
+    ];
+    forms.iter().any(|form| {
+        let chars: Vec<char> = form.to_ascii_lowercase().chars().collect();
+        if chars.len() < ECHO_RUN {
+            return message.contains(&trimmed.to_ascii_lowercase());
+        }
+        chars
+            .windows(ECHO_RUN)
+            .any(|w| !w.iter().all(|c| c.is_whitespace()) && message.contains(&w.iter().collect::<String>()))
+    })
 }
 
 struct RawDeserializer<'a>(Raw<'a>);
@@ -98,8 +156,8 @@ impl RawDeserializer<'_> {
     fn text(&self) -> Result<&str, DeError> {
         match self.0 {
             Raw::Text(s) => Ok(s),
-            Raw::Binary(b) => std::str::from_utf8(b).map_err(|_| DeError("the value is not valid UTF-8 text".into())),
-            Raw::Absent => Err(DeError("no value".into())),
+            Raw::Binary(b) => std::str::from_utf8(b).map_err(|_| DeError::new("the value is not valid UTF-8 text")),
+            Raw::Absent => Err(DeError::new("no value")),
         }
     }
 
@@ -110,7 +168,7 @@ impl RawDeserializer<'_> {
         self.text()?
             .trim()
             .parse()
-            .map_err(|e: N::Err| DeError(format!("not a valid {what}: {e}")))
+            .map_err(|e: N::Err| DeError::new(format!("not a valid {what}: {e}")))
     }
 
     /// Parses the text as JSON for structured types, with the error's JSON path but not its input.
@@ -121,7 +179,7 @@ impl RawDeserializer<'_> {
     ) -> Result<V::Value, DeError> {
         let text = self.text()?;
         let value: JsonValue = serde_json::from_str(text).map_err(|e| {
-            DeError(format!(
+            DeError::new(format!(
                 "expected JSON ({:?} error at line {} column {})",
                 e.classify(),
                 e.line(),
@@ -140,7 +198,18 @@ fn from_json<'de, V: Visitor<'de>>(
     value: JsonValue,
     call: impl FnOnce(JsonValue, V) -> Result<V::Value, serde_json::Error>,
 ) -> Result<V::Value, DeError> {
-    call(value, visitor).map_err(|e| DeError(sanitize_json_error(&e.to_string())))
+    call(value, visitor).map_err(|e| {
+        let message = sanitize_json_error(&e.to_string());
+        // Field names: a user type's message can start like anything, so check these like custom ones.
+        if ["missing field", "unknown field", "duplicate field"]
+            .iter()
+            .any(|p| message.starts_with(p))
+        {
+            DeError::untrusted(message)
+        } else {
+            DeError::new(message)
+        }
+    })
 }
 
 /// serde_json's data errors quote values (`invalid type: string "x"`); keep only the safe forms.
@@ -192,8 +261,8 @@ impl<'de> Deserializer<'de> for RawDeserializer<'_> {
         match self.text()?.trim().to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => visitor.visit_bool(true),
             "false" | "0" | "no" | "off" => visitor.visit_bool(false),
-            _ => Err(DeError(
-                "not a valid bool: expected true/false, 1/0, yes/no or on/off".into(),
+            _ => Err(DeError::new(
+                "not a valid bool: expected true/false, 1/0, yes/no or on/off",
             )),
         }
     }
@@ -283,7 +352,7 @@ impl<'de> Deserializer<'de> for RawDeserializer<'_> {
         // A bare word selects a unit variant: `LOG_LEVEL=debug`.
         visitor
             .visit_enum(self.text()?.to_owned().into_deserializer())
-            .map_err(|e: de::value::Error| DeError(sanitize_json_error(&e.to_string())))
+            .map_err(|e: de::value::Error| DeError::new(sanitize_json_error(&e.to_string())))
     }
 
     fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
@@ -335,5 +404,63 @@ mod tests {
         assert!(!e.contains(sentinel), "{e}");
         let e = extract::<SecretString>(Raw::Absent).unwrap_err();
         assert_eq!(e, "no value");
+    }
+
+    /// A user type whose error message echoes its input in the way `how` says.
+    struct Echo<const HOW: u8>;
+
+    impl<'de, const HOW: u8> serde::Deserialize<'de> for Echo<HOW> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let bytes: Vec<u8> = serde_bytes_like(d)?;
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let echo = match HOW {
+                0 => format!("bad token `{}`", text.trim()),
+                1 => format!("bad token {text:?}"),
+                2 => format!("bad token starting {}...", &text.trim()[..6]),
+                3 => format!("bad token {}", text.to_uppercase()),
+                4 => format!("bad bytes {bytes:?}"),
+                _ => "the token must start with `tok_`".to_string(),
+            };
+            Err(de::Error::custom(echo))
+        }
+    }
+
+    fn serde_bytes_like<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Vec<u8>, E> {
+                Ok(v.into_bytes())
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
+
+    #[test]
+    fn custom_messages_never_echo_any_part_of_the_value() {
+        // Issue 17 #5: only an exact copy used to be removed.
+        let sentinel = "  SENTINEL\"quoted\"-9f8e7d\n";
+        let text_echoes = [
+            extract::<Echo<0>>(Raw::Text(sentinel)).err().unwrap(), // trimmed
+            extract::<Echo<1>>(Raw::Text(sentinel)).err().unwrap(), // `{:?}`-escaped
+            extract::<Echo<2>>(Raw::Text(sentinel)).err().unwrap(), // partial
+            extract::<Echo<3>>(Raw::Text(sentinel)).err().unwrap(), // case changed
+        ];
+        for e in &text_echoes {
+            assert_eq!(e, WITHHELD);
+        }
+        // Any custom message about a binary value is withheld.
+        let bytes = [0xde, 0xad, b'S', b'E', b'N', 0xbe, 0xef];
+        assert_eq!(extract::<Echo<4>>(Raw::Binary(&bytes)).err().unwrap(), WITHHELD);
+        assert_eq!(extract::<Echo<9>>(Raw::Binary(&bytes)).err().unwrap(), WITHHELD);
+        // A message that provably shares nothing with the value is kept: it tells the user what to fix.
+        let kept = extract::<Echo<9>>(Raw::Text("xyzzy-0042")).err().unwrap();
+        assert_eq!(kept, "the token must start with `tok_`");
     }
 }

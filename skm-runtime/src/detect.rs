@@ -50,7 +50,7 @@ impl std::str::FromStr for BackendKind {
             "vault" | "openbao" => Ok(BackendKind::Vault),
             "local" => Ok(BackendKind::Local),
             "none" | "" => Ok(BackendKind::None),
-            other => Err(Error::Config(format!(
+            other => Err(Error::config(format!(
                 "unknown backend `{other}`: use one of aws, vault, local, none"
             ))),
         }
@@ -95,7 +95,7 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> Result<Choice, Error> {
     if let Some(explicit) = set("SKM_BACKEND") {
         let kind: BackendKind = explicit.parse()?;
         if !compiled(kind) {
-            return Err(Error::Config(format!(
+            return Err(Error::config(format!(
                 "SKM_BACKEND={kind}, but skm was built without the `{kind}` feature: \
                  enable it with `skm = {{ version = \"*\", features = [\"{kind}\"] }}`"
             )));
@@ -175,7 +175,7 @@ pub async fn build_admin(kind: BackendKind) -> Result<Option<Arc<dyn AdminBacken
         #[cfg(feature = "local")]
         BackendKind::Local => Ok(Some(Arc::new(crate::backend::local::LocalStore::from_env()?))),
         #[allow(unreachable_patterns)]
-        other => Err(Error::Config(format!(
+        other => Err(Error::config(format!(
             "skm was built without the `{other}` feature: enable it in Cargo.toml"
         ))),
     }

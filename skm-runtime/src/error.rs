@@ -14,25 +14,100 @@ pub enum Error {
     #[error(transparent)]
     Load(#[from] LoadError),
     /// skm is configured wrongly (an unknown `SKM_BACKEND`, a missing profile, a backend not compiled in...).
-    #[error("skm configuration: {0}")]
-    Config(String),
-    /// A `.env` file could not be read or parsed.
-    #[error("{0}")]
-    Dotenv(String),
+    #[error(transparent)]
+    Config(ConfigError),
+    /// A `.env` file could not be read or parsed (and a field needed it).
+    #[error(transparent)]
+    Dotenv(#[from] crate::dotenv::DotenvError),
     /// A backend operation outside a load (tooling) failed.
     #[error(transparent)]
     Admin(#[from] crate::backend::AdminError),
-    /// A backend could not be set up (client construction, authentication).
+    /// A backend could not be set up (client construction, authentication), or a hot-reload refresh failed.
     #[error("{backend}: {detail}")]
     Backend {
         /// The backend's name.
         backend: String,
         /// What went wrong.
         detail: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<BoxError>,
     },
 }
 
+/// A boxed error that can cross threads: the cause carried by [`ConfigError`] and [`Error::Backend`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A configuration mistake: what to fix, and the error that revealed it, if any ([`std::error::Error::source`]).
+///
+/// # Example
+/// ```
+/// use skm_runtime::{ConfigError, Error};
+/// let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+/// let e = Error::Config(ConfigError::new("cannot read the key file /k").with_source(io));
+/// assert_eq!(e.to_string(), "skm configuration: cannot read the key file /k");
+/// assert_eq!(std::error::Error::source(&e).unwrap().to_string(), "no such file");
+/// ```
+#[derive(Debug)]
+pub struct ConfigError {
+    message: String,
+    source: Option<BoxError>,
+}
+
+impl ConfigError {
+    /// A mistake described by `message` (never a secret value).
+    pub fn new(message: impl Into<String>) -> Self {
+        ConfigError {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Records the error that revealed the mistake.
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// The message, without the `skm configuration:` prefix.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "skm configuration: {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.source {
+            Some(e) => Some(&**e),
+            None => None,
+        }
+    }
+}
+
+impl From<String> for ConfigError {
+    fn from(message: String) -> Self {
+        ConfigError::new(message)
+    }
+}
+
+impl From<&str> for ConfigError {
+    fn from(message: &str) -> Self {
+        ConfigError::new(message)
+    }
+}
+
 impl Error {
+    /// A configuration error with `message` and no underlying cause.
+    pub fn config(message: String) -> Self {
+        Error::Config(ConfigError::new(message))
+    }
+
     /// The per-field report, if this is a load failure.
     pub fn as_load(&self) -> Option<&LoadError> {
         match self {

@@ -15,7 +15,7 @@ use crate::de::{self, Raw};
 /// # Errors
 /// The text is not a JSON object; the message never contains the text.
 pub fn extract_key(text: &str, key: &str) -> Result<Option<String>, String> {
-    crate::load::extract_key_text(text, key)
+    crate::resolve::extract_key_text(text, key)
 }
 
 /// Converts a source's text into a field of type `T`, as a load does.
@@ -39,7 +39,7 @@ pub fn extract_binary<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 /// # Errors
 /// The profile is not a single safe path segment.
 pub fn check_profile(profile: &str) -> Result<(), String> {
-    crate::load::check_profile(profile).map_err(|e| e.to_string())
+    crate::plan::check_profile(profile).map_err(|e| e.to_string())
 }
 
 /// Substitutes `{profile}` in a `#[secrets(prefix = "...")]` template.
@@ -47,7 +47,7 @@ pub fn check_profile(profile: &str) -> Result<(), String> {
 /// # Errors
 /// The template needs a profile and `profile` is `None`.
 pub fn substitute_profile(prefix: &str, profile: Option<&str>) -> Result<String, String> {
-    crate::spec::substitute_profile(prefix, profile, "Fuzz").map_err(|e| e.to_string())
+    crate::plan::substitute_profile(prefix, profile, "Fuzz").map_err(|e| e.to_string())
 }
 
 /// Parses the text of a `.env` file; returns the `(name, value, line)` entries, sorted by name.
@@ -55,8 +55,12 @@ pub fn substitute_profile(prefix: &str, profile: Option<&str>) -> Result<String,
 /// # Errors
 /// The text is malformed; the message gives a line and column, never the line's text.
 pub fn parse_dotenv(text: &str) -> Result<Vec<(String, String, usize)>, String> {
-    let file = crate::layer::DotenvFile::parse(Path::new("fuzz.env"), text).map_err(|e| e.to_string())?;
-    Ok(file.entries_sorted())
+    use secrecy::ExposeSecret;
+    let file = crate::dotenv::DotenvFile::parse(Path::new("fuzz.env"), text).map_err(|e| e.to_string())?;
+    Ok(file
+        .entries()
+        .map(|e| (e.name().to_string(), e.value().expose_secret().to_string(), e.line()))
+        .collect())
 }
 
 /// The local store's file format (feature `local`).

@@ -1,20 +1,20 @@
-//! The sources below the backend (process env, `.env`, declared defaults) and the figment snapshot
-//! providers that carry each found value with its provenance.
+//! The layers of a load and their figment providers.
 //!
-//! Async backends fetch first; then every source becomes a synchronous figment [`Provider`] whose
-//! [`Metadata`] names the source and, through its interpolater, the exact location of each value
-//! (`env var JWT_SECRET_KEY`, `.env line 3`, `secret auth/jwt key secret`). Figment merges them in
-//! precedence order and tells us, per field, which source won.
+//! Async backends fetch first; then every layer becomes a synchronous figment [`Provider`] (a
+//! [`Snapshot`]) whose [`Metadata`] names the source and, through its interpolater, the exact location of
+//! each value (`JWT_SECRET_KEY`, `.env line 3`, `secret auth/jwt key secret`). Figment merges them in
+//! precedence order and tells the resolve stage, per field, which source won.
+//!
+//! Secret bytes never enter figment: a snapshot maps a field id to a *slot*, the index of the value in
+//! the resolve stage's own zeroizing storage. Figment's dictionaries (which are never wiped) only ever
+//! hold those numbers.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use figment::value::{Dict, Map, Value};
 use figment::{Metadata, Profile, Provider};
-
-use crate::Error;
 
 /// A layer in the precedence order of a [`Loader`](crate::Loader).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,124 +74,10 @@ impl fmt::Debug for EnvSource {
     }
 }
 
-/// A parsed `.env` file: values and the line each was defined on.
-pub(crate) struct DotenvFile {
-    pub(crate) path: PathBuf,
-    entries: HashMap<String, (String, usize)>,
-}
-
-impl DotenvFile {
-    /// Reads `path` with dotenvy without touching the process environment.
-    ///
-    /// `Ok(None)` when the file does not exist: a missing `.env` is normal in production.
-    pub(crate) fn read(path: &Path) -> Result<Option<DotenvFile>, Error> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::Dotenv(format!("cannot read {}: {e}", path.display()))),
-        };
-        Self::parse(path, &text).map(Some)
-    }
-
-    /// Parses the text of the `.env` file at `path` (named in errors only).
-    pub(crate) fn parse(path: &Path, text: &str) -> Result<DotenvFile, Error> {
-        let mut entries = HashMap::new();
-        for item in dotenvy::from_read_iter(text.as_bytes()) {
-            match item {
-                Ok((k, v)) => {
-                    let line = line_of(text, &k);
-                    entries.insert(k, (v, line));
-                }
-                Err(dotenvy::Error::LineParse(bad, index)) => {
-                    // dotenvy's message quotes the whole line, which may hold a secret: give the position only.
-                    let line = text
-                        .lines()
-                        .position(|l| l == bad || l.trim() == bad.trim())
-                        .map_or_else(|| "?".to_string(), |n| (n + 1).to_string());
-                    return Err(Error::Dotenv(format!(
-                        "malformed .env file {}: cannot parse line {line} at column {}; expected `NAME=value`",
-                        path.display(),
-                        index + 1
-                    )));
-                }
-                Err(e) => {
-                    let kind = match e {
-                        dotenvy::Error::Io(_) => "read error",
-                        dotenvy::Error::EnvVar(_) => "invalid variable",
-                        _ => "parse error",
-                    };
-                    return Err(Error::Dotenv(format!("malformed .env file {}: {kind}", path.display())));
-                }
-            }
-        }
-        Ok(DotenvFile {
-            path: path.to_path_buf(),
-            entries,
-        })
-    }
-
-    pub(crate) fn get(&self, name: &str) -> Option<(&str, usize)> {
-        self.entries.get(name).map(|(v, l)| (v.as_str(), *l))
-    }
-
-    /// Every entry as `(name, value, line)`, sorted by name (for [`crate::fuzzing`]).
-    pub(crate) fn entries_sorted(&self) -> Vec<(String, String, usize)> {
-        let mut out: Vec<_> = self
-            .entries
-            .iter()
-            .map(|(k, (v, l))| (k.clone(), v.clone(), *l))
-            .collect();
-        out.sort();
-        out
-    }
-}
-
-/// The 1-based line of the last definition of `name` in a `.env` text (later definitions win).
-fn line_of(text: &str, name: &str) -> usize {
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| {
-            let l = l.trim_start();
-            let l = l.strip_prefix("export ").map_or(l, str::trim_start);
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.trim_start().starts_with('='))
-        })
-        .map(|(i, _)| i + 1)
-        .last()
-        .unwrap_or(0)
-}
-
-/// A found value: text or bytes.
-pub(crate) enum Found {
-    Text(String),
-    Binary(Vec<u8>),
-}
-
-impl Found {
-    /// Moves the value out, leaving an empty one of the same kind.
-    pub(crate) fn take(&mut self) -> Found {
-        match self {
-            Found::Text(s) => Found::Text(std::mem::take(s)),
-            Found::Binary(b) => Found::Binary(std::mem::take(b)),
-        }
-    }
-}
-
-impl Drop for Found {
-    // Intermediate copies of a value are wiped, not just freed.
-    fn drop(&mut self) {
-        use zeroize::Zeroize;
-        match self {
-            Found::Text(s) => s.zeroize(),
-            Found::Binary(b) => b.zeroize(),
-        }
-    }
-}
-
-/// One source's values for one load, as a figment provider.
+/// One layer's values for one load, as a figment provider: field id → slot number.
 ///
 /// Keys are field ids (`db.url` nests as `db` → `url`); the interpolater turns a key path into the exact
-/// location (`JWT_SECRET_KEY`, `line 3`, `auth/jwt#secret`) so that provenance needs no side table.
+/// location (`JWT_SECRET_KEY`, `line 3`, `secret auth/jwt key secret`) so that provenance needs no side table.
 pub(crate) struct Snapshot {
     name: String,
     source: Option<figment::Source>,
@@ -209,13 +95,9 @@ impl Snapshot {
         }
     }
 
-    pub(crate) fn insert(&mut self, field_id: &str, value: Found, location: String) {
-        let mut value = value;
-        let value = match &mut value {
-            Found::Text(s) => Value::from(std::mem::take(s)),
-            Found::Binary(b) => Value::from(std::mem::take(b)),
-        };
-        insert_path(&mut self.data, field_id, value);
+    /// Records that this layer has field `field_id`'s value in slot `slot`, found at `location`.
+    pub(crate) fn insert(&mut self, field_id: &str, slot: usize, location: String) {
+        insert_path(&mut self.data, field_id, Value::from(slot as u64));
         Arc::get_mut(&mut self.locations)
             .expect("locations are shared only after the snapshot is built")
             .insert(field_id.to_string(), location);
@@ -253,28 +135,5 @@ impl Provider for Snapshot {
 
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
         Ok(Profile::Default.collect(self.data.clone()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dotenv_lines_and_errors_are_value_free() {
-        let dir = std::env::temp_dir().join(format!("skm-layer-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let good = dir.join("good.env");
-        std::fs::write(&good, "# comment\nA=1\n\nexport B=\"two\"\nA=3\n").unwrap();
-        let f = DotenvFile::read(&good).unwrap().unwrap();
-        assert_eq!(f.get("A"), Some(("3", 5)));
-        assert_eq!(f.get("B"), Some(("two", 4)));
-        assert!(DotenvFile::read(&dir.join("missing.env")).unwrap().is_none());
-
-        let bad = dir.join("bad.env");
-        std::fs::write(&bad, "A=1\nSENTINEL-abc123 oops\n").unwrap();
-        let e = DotenvFile::read(&bad).err().unwrap().to_string();
-        assert!(e.contains("line 2"), "{e}");
-        assert!(!e.contains("SENTINEL-abc123"), "{e}");
     }
 }

@@ -1,20 +1,31 @@
 //! The runtime of [skm](https://docs.rs/skm): the load pipeline, layering and backends.
 //!
-//! Use it through the `skm` crate, which re-exports everything here together with `#[derive(Secrets)]`.
+//! Use it through the `skm` crate, which re-exports what users need together with `#[derive(Secrets)]`.
 //!
 //! # Contents
-//! - [`spec`]: the declarations the derive emits ([`Secrets`], [`StructSpec`]).
-//! - [`plan`]: which backend paths a load needs, each once.
+//! - The pipeline, one stage per module; data flows one way and each stage imports only earlier ones:
+//!
+//!   | # | stage | file | job |
+//!   |---|---|---|---|
+//!   | 1 | declarations | `spec.rs` (+ `validate.rs`) | static data the derive emits: [`StructSpec`], [`SecretSpec`], [`VersionPin`], [`Validators`] |
+//!   | 2 | plan | `plan.rs` | fields with prefixes and profile resolved ([`ResolvedField`]), duplicate check, one request per (path, version) |
+//!   | 3 | fetch | `fetch.rs` | one [`Backend::fetch`](backend::Backend::fetch) call under [`Loader::deadline`], one result per request, `skm::audit` events; hot-reload refreshes |
+//!   | 4 | resolve | `resolve.rs` (+ `layer.rs`, [`dotenv`]) | one lookup per field and layer, figment merges the layers and picks the one winner; fallback rules |
+//!   | 5 | report | `report.rs`, `error.rs` | provenance ([`Origin`], [`Provenance`]), check results ([`Check`]), per-field errors ([`LoadError`]) |
+//!   | 6 | values | `values.rs` (+ `de.rs`) | the [`Secrets`] trait and typed extraction, with value-free errors |
+//!
+//!   [`Loader`] (`loader.rs`) is the builder and the single pipeline entry that [`Loader::load`],
+//!   [`Loader::load_report`], [`Loader::check_fields`] and every [`Loader::watch`] refresh run.
 //! - [`backend`]: the [`Backend`](backend::Backend) trait, [`MemoryBackend`](backend::MemoryBackend) and
-//!   one module per backend.
-//! - [`Loader`]: fetch, layer (backend → env → `.env` → default) through figment, extract typed values.
-//! - [`detect`]: backend auto-detection from `SKM_BACKEND`, `AWS_REGION`, `VAULT_ADDR`.
-//! - [`Error`]: one error listing every failing field; never a secret value.
-//! - [`Validators`]: `min_len`, `not` and `pattern` checks applied to values at load.
+//!   one module per backend; [`detect`] chooses one from the environment.
+//! - [`dotenv`]: the `.env` reader the loader and the `skm` tool share.
+//! - [`Error`]: one error type whose variants keep their causes ([`std::error::Error::source`]); never a
+//!   secret value.
 //! - [`Rotating`]: a field holding the current and the previous version, for rotation grace.
 //! - [`watch`]: hot reload ([`Loader::watch`]) with stale-on-error and version-checked refreshes.
 //! - [`conformance`]: the test suite every backend passes.
-//! - [`gitcheck`]: a warning when `.env` or the local store sits in a git work tree without being ignored.
+//! - [`gitcheck`]: a warning when `.env` or the local store sits in a git work tree without being ignored;
+//!   the `skm` tool runs it (`skm check`, `skm doctor`), a load never does.
 //!
 //! # Cargo features
 //! | feature | default | what it adds |
@@ -28,25 +39,33 @@ pub mod backend;
 pub mod conformance;
 mod de;
 pub mod detect;
+pub mod dotenv;
 pub mod error;
+mod fetch;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gitcheck;
 mod layer;
-mod load;
+mod loader;
 pub mod plan;
+mod report;
+mod resolve;
 pub mod rotating;
 pub mod spec;
 mod validate;
+mod values;
 pub mod watch;
 
-pub use error::{Attempt, AttemptOutcome, Error, FieldError, FieldProblem, LoadError};
+pub use error::{Attempt, AttemptOutcome, BoxError, ConfigError, Error, FieldError, FieldProblem, LoadError};
 pub use layer::Layer;
-#[doc(hidden)]
-pub use load::Values;
-pub use load::{Check, Loaded, Loader, Origin, Provenance};
+pub use loader::Loader;
+pub use plan::ResolvedField;
+pub use report::{Check, Loaded, Origin, Provenance};
 pub use rotating::Rotating;
-pub use spec::{FieldKind, FieldSpec, ResolvedField, SecretSpec, Secrets, StructSpec, Validators, VersionPin};
+pub use spec::{FieldKind, FieldSpec, SecretSpec, StructSpec, Validators, VersionPin};
+pub use values::Secrets;
+#[doc(hidden)]
+pub use values::Values;
 pub use watch::{Stale, Watch, WatchOptions, WatchStats};
 
 use secrecy::SecretBox;

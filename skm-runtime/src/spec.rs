@@ -1,47 +1,12 @@
-//! Declarations: what `#[derive(Secrets)]` emits, readable without loading anything.
+//! Stage 1, declarations: what `#[derive(Secrets)]` emits, readable without loading anything.
 //!
 //! A [`StructSpec`] is static data: tools (the `skm` CLI, `check`, `template`, `policy`) read it to know
-//! which secrets a service declares, where each lives and which environment variable backs it.
+//! which secrets a service declares, where each lives and which environment variable backs it. This module
+//! imports nothing from later stages; resolving prefixes and profiles into fields is the plan's job
+//! ([`StructSpec::resolve`] lives in [`crate::plan`]).
 
+use std::borrow::Cow;
 use std::fmt;
-
-use crate::load::Values;
-
-/// A struct whose fields are secrets declared with `#[secret(...)]`.
-///
-/// Implemented by `#[derive(Secrets)]`; implementing it by hand is possible but rarely useful.
-///
-/// # Example
-/// With the derive (from the `skm` crate):
-/// ```ignore
-/// use skm::{Secrets, SecretString};
-///
-/// #[derive(Secrets)]
-/// struct AppSecrets {
-///     #[secret(path = "auth/jwt", key = "secret", env = "JWT_SECRET_KEY")]
-///     jwt_secret: SecretString,
-/// }
-///
-/// let spec = <AppSecrets as skm::Secrets>::spec();
-/// assert_eq!(spec.fields[0].name, "jwt_secret");
-/// ```
-/// The facade crate's documentation runs this example.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` does not derive `Secrets`",
-    label = "not a `Secrets` struct",
-    note = "a `#[secret(flatten)]` field must be a struct with `#[derive(Secrets)]`"
-)]
-pub trait Secrets: Sized {
-    /// The declarations of this struct, as static data.
-    fn spec() -> &'static StructSpec;
-
-    /// Builds the struct from resolved values.
-    ///
-    /// Returns `None` when a field failed; the failure is recorded in `values`, which keeps going so that
-    /// one load reports every failing field.
-    #[doc(hidden)]
-    fn from_values(values: &mut Values<'_>) -> Option<Self>;
-}
 
 /// The declarations of one struct.
 #[derive(Debug)]
@@ -89,6 +54,9 @@ pub struct SecretSpec {
     /// The environment / `.env` variable name.
     pub env: Option<&'static str>,
     /// The declared fallback value. Not shown by `Debug`: it may itself be sensitive.
+    ///
+    /// It is compiled into the binary and wins wherever no higher layer has a value, in every environment:
+    /// a compile-time decision, meant for non-secret settings.
     pub default: Option<&'static str>,
     /// The field is an `Option`: absent everywhere means `None`.
     pub optional: bool,
@@ -174,18 +142,26 @@ impl Default for Validators {
 
 /// Which version of a secret a field reads.
 ///
-/// Holds `&'static str` so that declarations can be `static`; tools that build a pin at run time leak the
-/// string once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+/// Labels and ids are a [`Cow<'static, str>`](Cow): the derive emits borrowed literals (so declarations stay
+/// `static`), and tools build pins from run-time strings without leaking them.
+///
+/// # Example
+/// ```
+/// use skm_runtime::spec::VersionPin;
+/// let from_cli = VersionPin::stage(String::from("AWSPREVIOUS"));
+/// assert_eq!(from_cli, VersionPin::stage("AWSPREVIOUS"));
+/// assert_eq!(from_cli.to_string(), "stage AWSPREVIOUS");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 #[non_exhaustive]
 pub enum VersionPin {
     /// The current version (AWS `AWSCURRENT`, Vault's latest).
     #[default]
     Current,
     /// An AWS staging label such as `AWSPREVIOUS`.
-    Stage(&'static str),
+    Stage(Cow<'static, str>),
     /// An AWS version id.
-    Id(&'static str),
+    Id(Cow<'static, str>),
     /// A numbered version (Vault KV v2, the local store).
     Number(u64),
     /// The version before the current one (AWS `AWSPREVIOUS`, Vault latest − 1, the local store's previous),
@@ -198,6 +174,24 @@ impl VersionPin {
     pub fn is_current(&self) -> bool {
         matches!(self, VersionPin::Current)
     }
+
+    /// A staging-label pin from a literal or a run-time string.
+    pub fn stage(label: impl Into<Cow<'static, str>>) -> Self {
+        VersionPin::Stage(label.into())
+    }
+
+    /// A version-id pin from a literal or a run-time string.
+    pub fn id(id: impl Into<Cow<'static, str>>) -> Self {
+        VersionPin::Id(id.into())
+    }
+
+    /// The staging label, if this is a [`VersionPin::Stage`].
+    pub fn as_stage(&self) -> Option<&str> {
+        match self {
+            VersionPin::Stage(s) => Some(s),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for VersionPin {
@@ -209,85 +203,5 @@ impl fmt::Display for VersionPin {
             VersionPin::Number(n) => write!(f, "version {n}"),
             VersionPin::Previous => f.write_str("previous version"),
         }
-    }
-}
-
-/// A declared secret with its nesting and prefixes resolved: what the loader and tools work on.
-#[derive(Debug, Clone)]
-pub struct ResolvedField {
-    /// Dotted field path from the outer struct, e.g. `db.url` for a flattened field.
-    pub id: String,
-    /// The full backend path (prefixes applied, `{profile}` substituted), if declared.
-    pub path: Option<String>,
-    /// The key inside the secret.
-    pub key: Option<&'static str>,
-    /// The environment variable name.
-    pub env: Option<&'static str>,
-    /// The declaration this came from.
-    pub spec: &'static SecretSpec,
-}
-
-impl StructSpec {
-    /// Every secret of this struct and its flattened children, with prefixes applied.
-    ///
-    /// `profile` replaces `{profile}` in prefixes.
-    ///
-    /// # Errors
-    /// A prefix uses `{profile}` and `profile` is `None`.
-    pub fn resolve(&self, profile: Option<&str>) -> Result<Vec<ResolvedField>, crate::Error> {
-        let mut out = Vec::new();
-        self.resolve_into("", &[], profile, &mut out)?;
-        Ok(out)
-    }
-
-    fn resolve_into(
-        &self,
-        id_prefix: &str,
-        prefixes: &[String],
-        profile: Option<&str>,
-        out: &mut Vec<ResolvedField>,
-    ) -> Result<(), crate::Error> {
-        let mut prefixes = prefixes.to_vec();
-        if let Some(p) = self.prefix {
-            prefixes.push(substitute_profile(p, profile, self.name)?);
-        }
-        for field in self.fields {
-            let id = if id_prefix.is_empty() {
-                field.name.to_string()
-            } else {
-                format!("{id_prefix}.{}", field.name)
-            };
-            match &field.kind {
-                FieldKind::Secret(spec) => {
-                    let path = spec.path.map(|p| {
-                        let mut parts: Vec<&str> = prefixes.iter().map(String::as_str).collect();
-                        parts.push(p);
-                        parts.join("/")
-                    });
-                    out.push(ResolvedField {
-                        id,
-                        path,
-                        key: spec.key,
-                        env: spec.env,
-                        spec,
-                    });
-                }
-                FieldKind::Flatten(nested) => nested().resolve_into(&id, &prefixes, profile, out)?,
-            }
-        }
-        Ok(())
-    }
-}
-
-pub(crate) fn substitute_profile(prefix: &str, profile: Option<&str>, owner: &str) -> Result<String, crate::Error> {
-    if !prefix.contains("{profile}") {
-        return Ok(prefix.to_string());
-    }
-    match profile {
-        Some(p) => Ok(prefix.replace("{profile}", p)),
-        None => Err(crate::Error::Config(format!(
-            "`{owner}` has prefix `{prefix}`, which needs a profile: set SKM_PROFILE (e.g. SKM_PROFILE=dev) \
-             or call `Loader::profile(\"dev\")`"
-        ))),
     }
 }

@@ -1,6 +1,8 @@
 //! Hot reload: a handle whose values follow rotation without a restart.
 //!
-//! [`Loader::watch`] loads once, then refreshes in a background task every TTL (default 5 minutes).
+//! [`Loader::watch`] loads once, then refreshes in a background task every TTL (default 5 minutes). The
+//! first load and every refresh run the loader's one pipeline entry: the same duplicate check, the same
+//! [`Loader::deadline`] on every backend call, the same `skm::audit` events.
 //! Where the backend can tell the current version cheaply ([`Backend::current_versions`]), a tick asks for
 //! versions first and refetches only the paths that changed; otherwise it refetches every path and keeps
 //! the new values only if they differ.
@@ -12,7 +14,6 @@
 //!
 //! [`Backend::current_versions`]: crate::backend::Backend::current_versions
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,11 +22,12 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use tokio::sync::{watch, Notify};
 
-use crate::backend::{FailureKind, FetchError, FetchRequest, FetchResult};
-use crate::load::Loaded;
-use crate::plan::Plan;
-use crate::spec::{ResolvedField, Secrets, VersionPin};
-use crate::{Error, Loader, Provenance};
+use crate::error::Error;
+use crate::fetch::Fetched;
+use crate::loader::Loader;
+use crate::plan::ResolvedField;
+use crate::report::{Loaded, Provenance};
+use crate::values::{self, Secrets};
 
 /// How a [`Watch`] refreshes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,7 +166,7 @@ impl<T: Send + Sync + 'static> Watch<T> {
         self.changes
             .changed()
             .await
-            .map_err(|_| Error::Config("the refresh task has stopped".into()))
+            .map_err(|_| Error::config("the refresh task has stopped".into()))
     }
 
     /// Asks for a refresh now instead of at the next TTL.
@@ -188,13 +190,15 @@ impl<T: Send + Sync + 'static> Watch<T> {
 impl Loader {
     /// Loads `T` and keeps it fresh in a background task. Needs a Tokio runtime with timers.
     ///
+    /// The first load and every refresh run the same pipeline as [`Loader::load`]: the same duplicate
+    /// check, [`Loader::deadline`] on every backend call, and the same `skm::audit` events.
+    ///
     /// # Errors
     /// As [`Loader::load`], for the initial load.
     pub async fn watch<T: Secrets + Send + Sync + 'static>(&self, options: WatchOptions) -> Result<Watch<T>, Error> {
-        let spec = T::spec();
-        let fields = spec.resolve(self.resolved_profile()?.as_deref())?;
-        let fetched = self.fetch(&fields).await;
-        let loaded: Loaded<T> = Loader::build(spec, &fields, self.resolve_with(&fields, &fetched)?)?;
+        let fields = self.fields::<T>()?;
+        let pass = self.run(&fields, None).await?;
+        let loaded: Loaded<T> = values::build(&fields, pass.resolved.expect("a first pass always resolves"))?;
         let shared = Arc::new(Shared {
             value: ArcSwap::from_pointee(loaded.value),
             provenance: ArcSwap::from_pointee(loaded.provenance),
@@ -207,7 +211,7 @@ impl Loader {
         let refresher = Refresher {
             loader: self.clone(),
             fields,
-            cache: fetched,
+            cache: pass.fetched,
             shared: shared.clone(),
             tx,
         };
@@ -225,7 +229,7 @@ impl Loader {
 struct Refresher<T> {
     loader: Loader,
     fields: Vec<ResolvedField>,
-    cache: HashMap<FetchRequest, FetchResult>,
+    cache: Fetched,
     shared: Arc<Shared<T>>,
     tx: watch::Sender<u64>,
 }
@@ -266,101 +270,22 @@ impl<T: Secrets + Send + Sync + 'static> Refresher<T> {
         }
     }
 
-    /// One refresh: returns (paths refetched, whether the value changed), or why it failed.
+    /// One refresh through the loader's pipeline: returns (paths refetched, whether the value changed), or
+    /// why it failed.
     async fn tick(&mut self) -> Result<(usize, bool), String> {
-        let Some(backend) = self.loader.backend_ref().cloned() else {
-            return Ok((0, false));
-        };
-        let plan = Plan::new(&self.fields);
-        if plan.is_empty() {
-            return Ok((0, false));
-        }
-        let probed = backend.current_versions(&plan.requests).await;
-        let (to_fetch, deferred): (Vec<FetchRequest>, Vec<FetchRequest>) = match probed {
-            Some(versions) if versions.len() == plan.requests.len() => {
-                let mut changed = Vec::new();
-                for (request, version) in plan.requests.iter().zip(versions) {
-                    let cached = self.cache.get(request);
-                    let cached_version = cached.and_then(|r| r.as_ref().ok()).and_then(|p| p.version.clone());
-                    match version {
-                        Ok(v) if cached_version.as_deref() == Some(v.as_str()) => {}
-                        Err(e) if is_outage(&e) => return Err(format!("{}: {e}", request.path)),
-                        Err(e) if cached.is_some_and(|c| c.as_ref().err() == Some(&e)) => {}
-                        _ => changed.push(request.clone()),
-                    }
-                }
-                (changed, Vec::new())
-            }
-            // No cheap probe: refetch, but a previous version can only move when the current one does, so
-            // previous versions wait until their path's current value is seen to change.
-            _ => plan
-                .requests
-                .iter()
-                .cloned()
-                .partition(|r| r.version != VersionPin::Previous),
-        };
-        let mut next = self.cache.clone();
-        let (mut refetched, mut changed_paths) = self.refetch(&*backend, &to_fetch, &mut next).await?;
-        let previous: Vec<FetchRequest> = deferred
-            .into_iter()
-            .filter(|r| changed_paths.contains(&r.path) || !self.cache.contains_key(r))
-            .collect();
-        let (n, more) = self.refetch(&*backend, &previous, &mut next).await?;
-        refetched += n;
-        changed_paths.extend(more);
-        let changed = !changed_paths.is_empty();
-        if !changed {
-            self.cache = next;
-            return Ok((refetched, false));
-        }
-        let resolved = self
+        let pass = self
             .loader
-            .resolve_with(&self.fields, &next)
+            .run(&self.fields, Some(&self.cache))
+            .await
             .map_err(|e| e.to_string())?;
-        let loaded: Loaded<T> = Loader::build(T::spec(), &self.fields, resolved).map_err(|e| e.to_string())?;
-        self.cache = next;
+        let Some(resolved) = pass.resolved else {
+            self.cache = pass.fetched;
+            return Ok((pass.refetched, false));
+        };
+        let loaded: Loaded<T> = values::build(&self.fields, resolved).map_err(|e| e.to_string())?;
+        self.cache = pass.fetched;
         self.shared.value.store(Arc::new(loaded.value));
         self.shared.provenance.store(Arc::new(loaded.provenance));
-        Ok((refetched, true))
+        Ok((pass.refetched, true))
     }
-
-    /// Fetches `requests` into `next`; returns how many were fetched and the paths whose value changed.
-    async fn refetch(
-        &self,
-        backend: &dyn crate::backend::Backend,
-        requests: &[FetchRequest],
-        next: &mut HashMap<FetchRequest, FetchResult>,
-    ) -> Result<(usize, Vec<String>), String> {
-        if requests.is_empty() {
-            return Ok((0, Vec::new()));
-        }
-        let results = backend.fetch(requests).await;
-        if results.len() != requests.len() {
-            return Err("backend returned the wrong number of results".into());
-        }
-        if let Some((request, Err(e))) = requests
-            .iter()
-            .zip(&results)
-            .find(|(_, r)| matches!(r, Err(e) if is_outage(e)))
-        {
-            return Err(format!("{}: {e}", request.path));
-        }
-        let mut changed = Vec::new();
-        for (request, result) in requests.iter().zip(results) {
-            let same = match (next.get(request), &result) {
-                (Some(Ok(old)), Ok(new)) => old.value.same_as(&new.value),
-                (Some(Err(old)), Err(new)) => old == new,
-                _ => false,
-            };
-            if !same {
-                changed.push(request.path.clone());
-            }
-            next.insert(request.clone(), result);
-        }
-        Ok((requests.len(), changed))
-    }
-}
-
-fn is_outage(e: &FetchError) -> bool {
-    e.kind.is_outage() || e.kind == FailureKind::Other
 }

@@ -143,16 +143,16 @@ async fn round_trip_of_every_operation() {
     assert_eq!((text(&current), version(&current)), ("v7".into(), "7".into()));
     for pin in [
         VersionPin::Previous,
-        VersionPin::Stage("previous"),
-        VersionPin::Stage("AWSPREVIOUS"),
+        VersionPin::stage("previous"),
+        VersionPin::stage("AWSPREVIOUS"),
         VersionPin::Number(6),
-        VersionPin::Id("6"),
+        VersionPin::id("6"),
     ] {
-        let r = get(&store, "rot", pin).await;
+        let r = get(&store, "rot", pin.clone()).await;
         assert_eq!((text(&r), version(&r)), ("v6".into(), "6".into()), "{pin}");
     }
-    for pin in [VersionPin::Stage("current"), VersionPin::Stage("AWSCURRENT")] {
-        assert_eq!(text(&get(&store, "rot", pin).await), "v7", "{pin}");
+    for pin in [VersionPin::stage("current"), VersionPin::stage("AWSCURRENT")] {
+        assert_eq!(text(&get(&store, "rot", pin.clone()).await), "v7", "{pin}");
     }
     assert_eq!(text(&get(&store, "rot", VersionPin::Number(3)).await), "v3");
     let pruned = get(&store, "rot", VersionPin::Number(2)).await;
@@ -160,10 +160,14 @@ async fn round_trip_of_every_operation() {
     assert!(pruned.unwrap_err().detail.contains("versions 3 to 7 are kept"));
     for pin in [
         VersionPin::Number(8),
-        VersionPin::Id("abc"),
-        VersionPin::Stage("AWSPENDING"),
+        VersionPin::id("abc"),
+        VersionPin::stage("AWSPENDING"),
     ] {
-        assert_eq!(kind(&get(&store, "rot", pin).await), FailureKind::NotFound, "{pin}");
+        assert_eq!(
+            kind(&get(&store, "rot", pin.clone()).await),
+            FailureKind::NotFound,
+            "{pin}"
+        );
     }
     let single = get(&store, "plain", VersionPin::Previous).await;
     assert_eq!(kind(&single), FailureKind::NotFound, "one version has no previous");

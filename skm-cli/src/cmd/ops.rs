@@ -19,7 +19,7 @@ pub(crate) async fn get(
 ) -> Result<u8, Fail> {
     let backend = ctx.backend().await?;
     let pin = version.map_or(VersionPin::Current, parse_version);
-    let payload = fetch_one(backend.as_ref(), path, pin)
+    let payload = fetch_one(backend.as_ref(), path, pin.clone())
         .await?
         .ok_or_else(|| Fail::Failed(format!("`{path}` not found in {} ({pin})", backend.name())))?;
     let object = as_object(&payload.value);
@@ -280,7 +280,7 @@ pub(crate) async fn rollback(ctx: &mut Ctx<'_, '_>, path: &str, to: &str) -> Res
         })?;
     let pin = match target.id.parse::<u64>() {
         Ok(n) => VersionPin::Number(n),
-        Err(_) => VersionPin::Id(Box::leak(target.id.clone().into_boxed_str())),
+        Err(_) => VersionPin::id(target.id.clone()),
     };
     let old = fetch_one(backend.as_ref(), path, pin).await?.ok_or_else(|| {
         Fail::Failed(format!(

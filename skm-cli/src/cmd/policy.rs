@@ -248,7 +248,7 @@ fn external_secret(decls: &Declarations, args: &PolicyArgs) -> (String, Vec<Stri
         if let Some(k) = f.key {
             out.push_str(&format!("        property: {}\n", yaml_string(k)));
         }
-        match f.spec.version {
+        match &f.spec.version {
             VersionPin::Current => {}
             VersionPin::Stage(s) => out.push_str(&format!("        version: {}\n", yaml_string(s))),
             // The AWS provider reads `uuid/<id>` as a VersionId.

@@ -35,7 +35,6 @@ pub(crate) async fn fetch_one(
 
 /// Parses a version given on the command line: a number, `previous`, an AWS stage label, or a version id.
 ///
-/// The pin holds `&'static str`, as declarations do; a command parses one, so leaking it is bounded.
 pub(crate) fn parse_version(s: &str) -> VersionPin {
     if let Ok(n) = s.parse::<u64>() {
         return VersionPin::Number(n);
@@ -46,11 +45,10 @@ pub(crate) fn parse_version(s: &str) -> VersionPin {
     if s.eq_ignore_ascii_case("current") {
         return VersionPin::Current;
     }
-    let leaked: &'static str = Box::leak(s.to_string().into_boxed_str());
     if s.starts_with("AWS") && s.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
-        VersionPin::Stage(leaked)
+        VersionPin::stage(s.to_string())
     } else {
-        VersionPin::Id(leaked)
+        VersionPin::id(s.to_string())
     }
 }
 
@@ -238,10 +236,10 @@ mod tests {
     fn versions_parse_by_shape() {
         assert_eq!(parse_version("3"), VersionPin::Number(3));
         assert_eq!(parse_version("previous"), VersionPin::Previous);
-        assert_eq!(parse_version("AWSPREVIOUS"), VersionPin::Stage("AWSPREVIOUS"));
+        assert_eq!(parse_version("AWSPREVIOUS"), VersionPin::stage("AWSPREVIOUS"));
         assert_eq!(
             parse_version("a1b2c3d4-0000-1111-2222-333344445555"),
-            VersionPin::Id("a1b2c3d4-0000-1111-2222-333344445555")
+            VersionPin::id("a1b2c3d4-0000-1111-2222-333344445555")
         );
     }
 }

@@ -120,15 +120,14 @@ impl MemoryBackend {
             .filter(|e| !e.deleted)
             .ok_or_else(|| FetchError::not_found(format!("no secret at `{}`", request.path)))?;
         let n = entry.versions.len();
-        let index = match request.version {
+        let index = match &request.version {
             VersionPin::Current => n,
-            VersionPin::Number(v) => v as usize,
-            VersionPin::Previous | VersionPin::Stage("AWSPREVIOUS") | VersionPin::Stage("previous") => {
-                n.saturating_sub(1)
-            }
-            VersionPin::Stage("AWSCURRENT") | VersionPin::Stage("current") => n,
+            VersionPin::Number(v) => *v as usize,
+            VersionPin::Previous => n.saturating_sub(1),
+            VersionPin::Stage(s) if matches!(&**s, "AWSPREVIOUS" | "previous") => n.saturating_sub(1),
+            VersionPin::Stage(s) if matches!(&**s, "AWSCURRENT" | "current") => n,
             VersionPin::Id(id) => id.parse().unwrap_or(0),
-            VersionPin::Stage(_) => 0,
+            _ => 0,
         };
         if index == 0 || index > n {
             return Err(FetchError::not_found(format!(

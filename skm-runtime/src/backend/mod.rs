@@ -183,8 +183,9 @@ pub enum FailureKind {
 impl FailureKind {
     /// Whether a lower layer may supply the value instead (with a warning, unless the loader is strict).
     ///
-    /// `NotFound` falls back silently; transient and permission problems fall back with a warning;
-    /// an invalid secret never falls back, because the source of truth is wrong.
+    /// `NotFound` falls back silently; transient problems fall back with a warning; forbidden and decryption
+    /// failures are outages too, but the loader fails on them unless `Loader::allow_fallback_on` allows it
+    /// (a configuration error, not an outage); an invalid secret never falls back.
     pub fn is_outage(self) -> bool {
         matches!(
             self,

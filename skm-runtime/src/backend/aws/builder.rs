@@ -151,7 +151,7 @@ impl AwsBackendBuilder {
         }
         let shared = loader.load().await;
         if shared.region().is_none() {
-            return Err(Error::Config(
+            return Err(Error::config(
                 "AWS Secrets Manager needs a region: set AWS_REGION (e.g. AWS_REGION=eu-west-1), add `region` \
                  to the AWS profile, or call `AwsBackend::builder().region(..)`"
                     .into(),

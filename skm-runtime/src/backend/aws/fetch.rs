@@ -56,12 +56,12 @@ pub(super) async fn fetch(backend: &AwsBackend, requests: &[FetchRequest]) -> Ve
     let mut current = Vec::new();
     let mut work = Vec::new();
     for (slot, request) in unique.iter().enumerate() {
-        match request.version {
+        match &request.version {
             VersionPin::Current if !batch_refused => current.push((slot, request.path.clone())),
             VersionPin::Current | VersionPin::Previous | VersionPin::Stage(_) | VersionPin::Id(_) => {
-                work.push(Work::Single(slot, request.path.clone(), request.version));
+                work.push(Work::Single(slot, request.path.clone(), request.version.clone()));
             }
-            VersionPin::Number(n) => {
+            &VersionPin::Number(n) => {
                 results[slot] = Some(Err(FetchError::new(
                     FailureKind::Invalid,
                     format!(

@@ -39,6 +39,7 @@ impl LocalKey {
         getrandom::fill(&mut key.0[..]).map_err(|e| Error::Backend {
             backend: "local store".into(),
             detail: format!("cannot generate a key: {e}"),
+            source: Some(Box::new(e)),
         })?;
         Ok(key)
     }
@@ -66,7 +67,7 @@ impl LocalKey {
                 return Ok(LocalKey(bytes));
             }
         }
-        Err(Error::Config(
+        Err(Error::config(
             "the local store key must be 32 bytes written as base64 (44 characters) or hex (64 characters); \
              generate one with `openssl rand -base64 32`"
                 .into(),

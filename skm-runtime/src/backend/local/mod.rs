@@ -249,7 +249,7 @@ impl LocalStore {
         let store = LocalStore::open(root);
         if let Some(text) = set("SKM_LOCAL_KEY").map(Zeroizing::new) {
             let key = LocalKey::parse(&text)
-                .map_err(|_| Error::Config("SKM_LOCAL_KEY must be 32 bytes as base64 or as 64 hex digits".into()))?;
+                .map_err(|_| Error::config("SKM_LOCAL_KEY must be 32 bytes as base64 or as 64 hex digits".into()))?;
             return Ok(store.key(key));
         }
         if let Some(file) = set("SKM_LOCAL_KEY_FILE") {
@@ -414,10 +414,12 @@ fn to_blob(value: &SecretValue) -> (bool, Blob) {
 /// The version of `entry` that `pin` names.
 fn select<'e>(entry: &'e Entry, path: &str, pin: &VersionPin) -> Result<&'e format::Version, Fail> {
     let last = entry.versions.len().checked_sub(1);
-    let index = match *pin {
-        VersionPin::Current | VersionPin::Stage("current" | "AWSCURRENT") => last,
-        VersionPin::Previous | VersionPin::Stage("previous" | "AWSPREVIOUS") => last.and_then(|l| l.checked_sub(1)),
-        VersionPin::Number(n) => entry.versions.iter().position(|v| v.n == n),
+    let index = match pin {
+        VersionPin::Current => last,
+        VersionPin::Stage(s) if matches!(&**s, "current" | "AWSCURRENT") => last,
+        VersionPin::Previous => last.and_then(|l| l.checked_sub(1)),
+        VersionPin::Stage(s) if matches!(&**s, "previous" | "AWSPREVIOUS") => last.and_then(|l| l.checked_sub(1)),
+        VersionPin::Number(n) => entry.versions.iter().position(|v| v.n == *n),
         VersionPin::Id(id) => match id.parse::<u64>() {
             Ok(n) => entry.versions.iter().position(|v| v.n == n),
             Err(_) => {
@@ -543,9 +545,7 @@ impl Inner {
     }
 
     fn fetch(&self, requests: &[FetchRequest]) -> Vec<FetchResult> {
-        if self.root.is_dir() {
-            self.warn_git();
-        }
+        // No git check here: a load never starts a process (writes and `skm check` / `doctor` warn instead).
         // Each path is decrypted once however many versions of it are asked for.
         let mut entries: HashMap<&str, Result<Entry, FetchError>> = HashMap::new();
         requests
@@ -818,7 +818,7 @@ pub(crate) mod pure {
             VersionPin::Current,
             VersionPin::Previous,
             VersionPin::Number(1),
-            VersionPin::Id("2"),
+            VersionPin::id("2"),
         ] {
             let _ = select(&entry, path, &pin);
         }

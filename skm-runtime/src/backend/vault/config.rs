@@ -46,7 +46,7 @@ impl std::str::FromStr for KvVersion {
         match s.trim().trim_start_matches(['v', 'V']) {
             "1" => Ok(KvVersion::V1),
             "2" => Ok(KvVersion::V2),
-            other => Err(Error::Config(format!(
+            other => Err(Error::config(format!(
                 "SKM_VAULT_KV_VERSION=`{other}` is not a KV version: use 1 or 2, or unset it to detect the mount's"
             ))),
         }
@@ -297,7 +297,7 @@ impl VaultBuilder {
         }
         if let Some(v) = get("VAULT_CLIENT_TIMEOUT") {
             let secs: u64 = v.trim_end_matches('s').parse().map_err(|_| {
-                Error::Config(format!(
+                Error::config(format!(
                     "VAULT_CLIENT_TIMEOUT=`{v}` is not a number of seconds (e.g. 30)"
                 ))
             })?;
@@ -314,7 +314,7 @@ impl VaultBuilder {
                 .parse()
                 .ok()
                 .filter(|n| *n > 0)
-                .ok_or_else(|| Error::Config(format!("SKM_VAULT_CONCURRENCY=`{v}` must be a positive number")))?;
+                .ok_or_else(|| Error::config(format!("SKM_VAULT_CONCURRENCY=`{v}` must be a positive number")))?;
             b.concurrency = n;
         }
         if let Some(v) = get("SKM_VAULT_ALLOW_HTTP") {
@@ -322,7 +322,7 @@ impl VaultBuilder {
         }
         let credential = |name: &str| -> Result<Option<Credential>, Error> {
             match (get(name), get(&format!("{name}_FILE"))) {
-                (Some(_), Some(_)) => Err(Error::Config(format!("set {name} or {name}_FILE, not both"))),
+                (Some(_), Some(_)) => Err(Error::config(format!("set {name} or {name}_FILE, not both"))),
                 (Some(v), None) => Ok(Some(Credential::value(v))),
                 (None, Some(f)) => Ok(Some(Credential::file(f))),
                 (None, None) => Ok(None),
@@ -345,7 +345,7 @@ impl VaultBuilder {
             }
             "approle" => {
                 let missing = |what: &str, var: &str| {
-                    Error::Config(format!(
+                    Error::config(format!(
                         "SKM_VAULT_AUTH=approle needs the {what}: set {var} or {var}_FILE (a file holding it)"
                     ))
                 };
@@ -361,7 +361,7 @@ impl VaultBuilder {
             }
             "kubernetes" | "k8s" => {
                 let role = get("SKM_VAULT_K8S_ROLE").ok_or_else(|| {
-                    Error::Config(
+                    Error::config(
                         "SKM_VAULT_AUTH=kubernetes needs the Vault role: set SKM_VAULT_K8S_ROLE (e.g. `my-service`)"
                             .into(),
                     )
@@ -378,7 +378,7 @@ impl VaultBuilder {
                 b.auth = auth;
             }
             other => {
-                return Err(Error::Config(format!(
+                return Err(Error::config(format!(
                     "SKM_VAULT_AUTH=`{other}` is not supported: use token, approle or kubernetes"
                 )))
             }
@@ -485,13 +485,13 @@ impl VaultBuilder {
     /// Checks the address and returns it parsed; no connection is made.
     pub(crate) fn checked_address(&self) -> Result<url::Url, Error> {
         let url = url::Url::parse(&self.address).map_err(|e| {
-            Error::Config(format!(
+            Error::config(format!(
                 "VAULT_ADDR=`{}` is not a URL ({e}): write e.g. https://vault.internal:8200",
                 self.address
             ))
         })?;
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(Error::Config(
+            return Err(Error::config(
                 "VAULT_ADDR must not contain credentials: pass the token with VAULT_TOKEN".into(),
             ));
         }
@@ -505,7 +505,7 @@ impl VaultBuilder {
                 }
             }
             "http" => {
-                return Err(Error::Config(format!(
+                return Err(Error::config(format!(
                     "refusing to send a Vault token over plain http:// to `{host}`, which is not a loopback \
                      address: use https:// (VAULT_ADDR=https://{host}:{}), or, on a network you trust, opt in \
                      with SKM_VAULT_ALLOW_HTTP=1 (VaultBuilder::allow_insecure_http(true))",
@@ -513,13 +513,13 @@ impl VaultBuilder {
                 )))
             }
             other => {
-                return Err(Error::Config(format!(
+                return Err(Error::config(format!(
                     "VAULT_ADDR scheme `{other}` is not supported: use https:// (or http:// on loopback)"
                 )))
             }
         }
         if host.is_empty() {
-            return Err(Error::Config(format!("VAULT_ADDR=`{}` has no host", self.address)));
+            return Err(Error::config(format!("VAULT_ADDR=`{}` has no host", self.address)));
         }
         Ok(url)
     }
@@ -540,7 +540,7 @@ fn parse_bool(name: &str, v: &str) -> Result<bool, Error> {
     match v.to_ascii_lowercase().as_str() {
         "1" | "t" | "true" | "yes" | "on" => Ok(true),
         "0" | "f" | "false" | "no" | "off" => Ok(false),
-        _ => Err(Error::Config(format!(
+        _ => Err(Error::config(format!(
             "{name}=`{v}` is not a boolean: use true or false"
         ))),
     }
@@ -549,7 +549,7 @@ fn parse_bool(name: &str, v: &str) -> Result<bool, Error> {
 /// The regular files of a CA directory, sorted so that the order is stable.
 fn pem_files_in(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
-        Error::Config(format!(
+        Error::config(format!(
             "VAULT_CAPATH={}: cannot read the directory: {e}",
             dir.display()
         ))

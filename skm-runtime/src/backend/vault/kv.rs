@@ -231,7 +231,13 @@ impl Inner {
     }
 
     /// A fetch failure that names the mount, path and namespace.
-    fn fetch_failure(&self, e: &vaultrs::error::ClientError, kv: KvVersion, path: &str, pin: VersionPin) -> FetchError {
+    fn fetch_failure(
+        &self,
+        e: &vaultrs::error::ClientError,
+        kv: KvVersion,
+        path: &str,
+        pin: &VersionPin,
+    ) -> FetchError {
         let f = VaultFailure::from_client(e);
         let version = match pin {
             VersionPin::Number(n) => format!(" version {n}"),
@@ -270,9 +276,9 @@ impl Inner {
     pub(crate) async fn read(&self, client: &VaultClient, kv: KvVersion, request: &FetchRequest) -> FetchResult {
         let path = clean_path(&request.path).map_err(|e| self.invalid(&request.path, e))?;
         let version =
-            match request.version {
+            match &request.version {
                 VersionPin::Current => None,
-                VersionPin::Number(n) if kv == KvVersion::V2 => Some(n),
+                &VersionPin::Number(n) if kv == KvVersion::V2 => Some(n),
                 VersionPin::Number(_) | VersionPin::Previous if kv == KvVersion::V1 => return Err(self.invalid(
                     path,
                     "a KV v1 mount keeps no versions: remove `version` (or use a plain type instead of `Rotating`), \
@@ -336,7 +342,7 @@ impl Inner {
                         attempt += 1;
                         continue;
                     }
-                    return Err(self.fetch_failure(&e, kv, path, request.version));
+                    return Err(self.fetch_failure(&e, kv, path, &request.version));
                 }
             }
         };
@@ -363,14 +369,14 @@ impl Inner {
         request: &FetchRequest,
     ) -> Result<String, FetchError> {
         let path = clean_path(&request.path).map_err(|e| self.invalid(&request.path, e))?;
-        if let VersionPin::Number(n) = request.version {
+        if let VersionPin::Number(n) = &request.version {
             return Ok(n.to_string());
         }
         let meta = vaultrs::kv2::read_metadata(client, &self.mount, &url_path(path))
             .await
-            .map_err(|e| self.fetch_failure(&e, kv, path, request.version))?;
+            .map_err(|e| self.fetch_failure(&e, kv, path, &request.version))?;
         let current = meta.current_version;
-        match request.version {
+        match &request.version {
             VersionPin::Previous if current <= 1 => Err(FetchError::not_found(format!(
                 "{kv} mount `{}`{}: `{path}` has no previous version",
                 self.mount,

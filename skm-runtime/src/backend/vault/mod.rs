@@ -137,7 +137,7 @@ impl VaultBackend {
         let token = config::token_text(&b.token);
         match &b.auth {
             VaultAuth::Token if token.is_none() => {
-                return Err(Error::Config(
+                return Err(Error::config(
                     "no Vault token: set VAULT_TOKEN, log in with `vault login` (which writes ~/.vault-token), or \
                      set SKM_VAULT_AUTH=approle or kubernetes"
                         .into(),
@@ -145,11 +145,11 @@ impl VaultBackend {
             }
             // A missing credential file is a deployment mistake: say so now rather than at each fetch.
             VaultAuth::AppRole { role_id, secret_id, .. } => {
-                role_id.read("AppRole role id").map_err(Error::Config)?;
-                secret_id.read("AppRole secret id").map_err(Error::Config)?;
+                role_id.read("AppRole role id").map_err(Error::config)?;
+                secret_id.read("AppRole secret id").map_err(Error::config)?;
             }
             VaultAuth::Kubernetes { jwt, .. } => {
-                jwt.read("Kubernetes service-account token").map_err(Error::Config)?;
+                jwt.read("Kubernetes service-account token").map_err(Error::config)?;
             }
             VaultAuth::Token => {}
         }
@@ -172,12 +172,14 @@ impl VaultBackend {
                 "cannot set up the HTTP client: {}",
                 errors::VaultFailure::from_client(&e).describe()
             ),
+            source: Some(Box::new(e)),
         })?;
         // vaultrs's HTTP client follows redirects and resends every header, the token included: use the same
         // client with a redirect policy that applies the transport rule above to every hop.
         base.http.http = redirect::client(&b, &address).map_err(|detail| Error::Backend {
             backend: "Vault".into(),
             detail,
+            source: None,
         })?;
         let mut state = TokenState::empty();
         if let Some(t) = &token {

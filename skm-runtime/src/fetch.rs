@@ -1,0 +1,166 @@
+//! Stage 3, fetch: the plan's requests go to the backend under the loader's deadline, one result per
+//! request is checked, and every request leaves one `skm::audit` event (never a value).
+//!
+//! A first load fetches the whole plan in one [`Backend::fetch`] call. A hot-reload refresh
+//! ([`refresh`]) starts from the last results: where the backend can tell current versions cheaply it
+//! refetches only the paths that moved, otherwise every path, and reports whether anything changed.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use crate::backend::{Backend, FailureKind, FetchError, FetchRequest, FetchResult};
+use crate::spec::VersionPin;
+
+/// The backend's answer for every request of a plan.
+pub(crate) type Fetched = HashMap<FetchRequest, FetchResult>;
+
+/// Runs `call` within `deadline`; `None` when the deadline passed first.
+async fn within<F: Future>(deadline: Option<Duration>, call: F) -> Option<F::Output> {
+    match deadline {
+        Some(d) => tokio::time::timeout(d, call).await.ok(),
+        None => Some(call.await),
+    }
+}
+
+/// Fetches `requests` in one backend call: exactly one result per request, each audited.
+pub(crate) async fn fetch(
+    backend: &dyn Backend,
+    requests: &[FetchRequest],
+    deadline: Option<Duration>,
+) -> Vec<FetchResult> {
+    if requests.is_empty() {
+        return Vec::new();
+    }
+    let started = Instant::now();
+    let results = match within(deadline, backend.fetch(requests)).await {
+        Some(results) if results.len() == requests.len() => results,
+        Some(results) => {
+            let why = format!(
+                "backend returned {} results for {} requests",
+                results.len(),
+                requests.len()
+            );
+            vec![Err(FetchError::new(FailureKind::Other, why)); requests.len()]
+        }
+        None => {
+            let d = deadline.unwrap_or_default();
+            vec![Err(FetchError::unavailable(format!("deadline of {d:?} exceeded"))); requests.len()]
+        }
+    };
+    let latency_ms = started.elapsed().as_millis() as u64;
+    let backend_name = backend.name();
+    tracing::debug!(target: "skm", backend = %backend_name, paths = requests.len(), elapsed_ms = latency_ms, "fetched");
+    for (request, result) in requests.iter().zip(&results) {
+        let (outcome, version) = match result {
+            Ok(p) => ("found".to_string(), p.version.clone().unwrap_or_default()),
+            Err(e) => (e.kind.to_string(), String::new()),
+        };
+        tracing::info!(target: "skm::audit", backend = %backend_name, path = %request.path,
+            pin = %request.version, outcome = %outcome, version = %version, latency_ms, "fetch");
+    }
+    results
+}
+
+/// Fetches every request of a plan.
+pub(crate) async fn all(backend: &dyn Backend, requests: &[FetchRequest], deadline: Option<Duration>) -> Fetched {
+    let results = fetch(backend, requests, deadline).await;
+    requests.iter().cloned().zip(results).collect()
+}
+
+/// The outcome of a refresh: the new results and what moved.
+pub(crate) struct Refreshed {
+    pub(crate) fetched: Fetched,
+    pub(crate) refetched: usize,
+    pub(crate) changed: bool,
+}
+
+/// Refreshes `cache` (the last results for `requests`).
+///
+/// Fails, keeping nothing, when the backend is out (unavailable, throttled, past the deadline, or another
+/// failure): a refresh keeps the last good values rather than falling back to a lower layer.
+pub(crate) async fn refresh(
+    backend: &dyn Backend,
+    requests: &[FetchRequest],
+    deadline: Option<Duration>,
+    cache: &Fetched,
+) -> Result<Refreshed, (String, FetchError)> {
+    let probed = match within(deadline, backend.current_versions(requests)).await {
+        Some(probed) => probed,
+        None => {
+            let d = deadline.unwrap_or_default();
+            let e = FetchError::unavailable(format!("deadline of {d:?} exceeded while probing versions"));
+            return Err((String::from("(version probe)"), e));
+        }
+    };
+    let (to_fetch, deferred): (Vec<FetchRequest>, Vec<FetchRequest>) = match probed {
+        Some(versions) if versions.len() == requests.len() => {
+            let mut changed = Vec::new();
+            for (request, version) in requests.iter().zip(versions) {
+                let cached = cache.get(request);
+                let cached_version = cached.and_then(|r| r.as_ref().ok()).and_then(|p| p.version.clone());
+                match version {
+                    Ok(v) if cached_version.as_deref() == Some(v.as_str()) => {}
+                    Err(e) if is_outage(&e) => return Err((request.path.clone(), e)),
+                    Err(e) if cached.is_some_and(|c| c.as_ref().err() == Some(&e)) => {}
+                    _ => changed.push(request.clone()),
+                }
+            }
+            (changed, Vec::new())
+        }
+        // No cheap probe: refetch, but a previous version can only move when the current one does, so
+        // previous versions wait until their path's current value is seen to change.
+        _ => requests
+            .iter()
+            .cloned()
+            .partition(|r| r.version != VersionPin::Previous),
+    };
+    let mut next = cache.clone();
+    let (mut refetched, mut changed_paths) = refetch(backend, &to_fetch, deadline, &mut next).await?;
+    let previous: Vec<FetchRequest> = deferred
+        .into_iter()
+        .filter(|r| changed_paths.contains(&r.path) || !cache.contains_key(r))
+        .collect();
+    let (n, more) = refetch(backend, &previous, deadline, &mut next).await?;
+    refetched += n;
+    changed_paths.extend(more);
+    Ok(Refreshed {
+        fetched: next,
+        refetched,
+        changed: !changed_paths.is_empty(),
+    })
+}
+
+/// Fetches `requests` into `next`; returns how many were fetched and the paths whose value changed.
+async fn refetch(
+    backend: &dyn Backend,
+    requests: &[FetchRequest],
+    deadline: Option<Duration>,
+    next: &mut Fetched,
+) -> Result<(usize, Vec<String>), (String, FetchError)> {
+    let results = fetch(backend, requests, deadline).await;
+    if let Some((request, Err(e))) = requests
+        .iter()
+        .zip(&results)
+        .find(|(_, r)| matches!(r, Err(e) if is_outage(e)))
+    {
+        return Err((request.path.clone(), e.clone()));
+    }
+    let mut changed = Vec::new();
+    for (request, result) in requests.iter().zip(results) {
+        let same = match (next.get(request), &result) {
+            (Some(Ok(old)), Ok(new)) => old.value.same_as(&new.value),
+            (Some(Err(old)), Err(new)) => old == new,
+            _ => false,
+        };
+        if !same {
+            changed.push(request.path.clone());
+        }
+        next.insert(request.clone(), result);
+    }
+    Ok((requests.len(), changed))
+}
+
+fn is_outage(e: &FetchError) -> bool {
+    e.kind.is_outage() || e.kind == FailureKind::Other
+}

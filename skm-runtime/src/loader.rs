@@ -1,0 +1,362 @@
+//! The [`Loader`]: the builder, and the single pipeline entry that [`Loader::load`],
+//! [`Loader::load_report`], [`Loader::check_fields`] and every [`Loader::watch`] refresh run.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::{Backend, FailureKind, FetchError};
+use crate::error::Error;
+use crate::fetch::{self, Fetched};
+use crate::layer::{EnvSource, Layer};
+use crate::plan::{self, Plan, ResolvedField};
+use crate::report::{Check, Loaded, Resolved};
+use crate::resolve::{self, Sources};
+use crate::values::{self, Secrets};
+
+/// Loads a [`Secrets`] struct from a backend, the process environment, a `.env` file and declared defaults.
+///
+/// Default precedence, highest first: backend → process env → `.env` → default ([`Layer::DEFAULT_ORDER`]).
+/// A secret that is *not found* in the backend falls back silently: env and `.env` are the intended
+/// fallbacks. When the backend is unreachable or throttles and a lower layer has the value, the load
+/// succeeds and logs a warning; [`Loader::strict`] makes that an error. A backend that *denies access* or
+/// *cannot decrypt* is misconfigured, not out: that fails the field unless fallback is allowed for that
+/// kind ([`Loader::allow_fallback_on`], `SKM_ALLOW_FALLBACK`).
+///
+/// A `default = "..."` on a secret field is compiled into the binary: it wins whenever no higher layer has
+/// a value, in every environment the binary runs in. Use it for non-secret settings (ports, hosts), not as
+/// a fallback credential.
+///
+/// Loading never modifies the process environment and never starts a process (the `git` check for an
+/// unignored `.env` is `skm check`'s and `skm doctor`'s job).
+///
+/// # Example
+/// ```
+/// use skm_runtime::{Layer, Loader};
+/// use skm_runtime::backend::MemoryBackend;
+///
+/// let loader = Loader::new()
+///     .backend(MemoryBackend::new())
+///     .precedence([Layer::Env, Layer::Backend, Layer::Default]) // env overrides for local work
+///     .no_dotenv()
+///     .strict(true);
+/// assert_eq!(loader.backend_name().as_deref(), Some("memory"));
+/// ```
+#[derive(Clone)]
+pub struct Loader {
+    backend: Option<Arc<dyn Backend>>,
+    backend_reason: String,
+    order: Vec<Layer>,
+    dotenv: Option<PathBuf>,
+    env: EnvSource,
+    profile: Option<String>,
+    strict: bool,
+    allow_fallback: Vec<FailureKind>,
+    deadline: Option<Duration>,
+}
+
+impl fmt::Debug for Loader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Loader")
+            .field("backend", &self.backend_name())
+            .field("backend_reason", &self.backend_reason)
+            .field("order", &self.order)
+            .field("dotenv", &self.dotenv)
+            .field("env", &self.env)
+            .field("profile", &self.profile)
+            .field("strict", &self.strict)
+            .field("allow_fallback", &self.allow_fallback)
+            .field("deadline", &self.deadline)
+            .finish()
+    }
+}
+
+impl Default for Loader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Loader {
+    /// A loader with no backend: process env, `./.env` and defaults, in the default order.
+    pub fn new() -> Self {
+        Loader {
+            backend: None,
+            backend_reason: "no backend configured".into(),
+            order: Layer::DEFAULT_ORDER.to_vec(),
+            dotenv: Some(PathBuf::from(".env")),
+            env: EnvSource::Process,
+            profile: None,
+            strict: false,
+            allow_fallback: Vec::new(),
+            deadline: None,
+        }
+    }
+
+    /// A loader whose backend is chosen from the environment, as `AppSecrets::load()` does.
+    ///
+    /// Reads `SKM_BACKEND` (`aws`, `vault`, `local`, `none`), which always wins; otherwise `AWS_REGION` or
+    /// `AWS_DEFAULT_REGION` selects AWS, `VAULT_ADDR` selects Vault, an existing local store selects it,
+    /// and else no backend is used. Also reads `SKM_PROFILE` (at load time), `SKM_DOTENV` (the `.env`
+    /// path; empty disables it), `SKM_STRICT` (`1`/`true`) and `SKM_ALLOW_FALLBACK` (a comma-separated list
+    /// of `forbidden`, `decryption`: see [`Loader::allow_fallback_on`]). See the `detect` module for the
+    /// backend rules.
+    ///
+    /// # Errors
+    /// `SKM_BACKEND` or `SKM_ALLOW_FALLBACK` has an unknown value, `SKM_BACKEND` names a backend this build
+    /// lacks, or the backend cannot be set up.
+    pub async fn from_env() -> Result<Self, Error> {
+        let lookup = |name: &str| std::env::var(name).ok();
+        let choice = crate::detect::detect(&lookup)?;
+        tracing::info!(target: "skm", backend = %choice.kind, reason = %choice.reason, "skm backend selected");
+        let mut loader = Loader::new();
+        loader.backend = crate::detect::build(choice.kind).await?;
+        loader.backend_reason = choice.reason;
+        if let Some(path) = lookup("SKM_DOTENV") {
+            loader.dotenv = (!path.is_empty()).then(|| PathBuf::from(path));
+        }
+        if let Some(strict) = lookup("SKM_STRICT") {
+            loader.strict = matches!(strict.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on");
+        }
+        if let Some(kinds) = lookup("SKM_ALLOW_FALLBACK") {
+            for kind in kinds.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+                loader = loader.allow_fallback_on(parse_fallback_kind(kind)?);
+            }
+        }
+        Ok(loader)
+    }
+
+    /// Uses `backend` as the backend layer.
+    pub fn backend(self, backend: impl Backend + 'static) -> Self {
+        self.backend_arc(Arc::new(backend))
+    }
+
+    /// Uses a shared backend as the backend layer.
+    pub fn backend_arc(mut self, backend: Arc<dyn Backend>) -> Self {
+        self.backend_reason = "set explicitly".into();
+        self.backend = Some(backend);
+        self
+    }
+
+    /// Removes the backend: only env, `.env` and defaults are used.
+    pub fn no_backend(mut self) -> Self {
+        self.backend = None;
+        self.backend_reason = "no backend configured".into();
+        self
+    }
+
+    /// The backend's name, if one is configured.
+    pub fn backend_name(&self) -> Option<String> {
+        self.backend.as_ref().map(|b| b.name())
+    }
+
+    /// The backend, if one is configured.
+    pub fn backend_ref(&self) -> Option<&Arc<dyn Backend>> {
+        self.backend.as_ref()
+    }
+
+    /// Sets the precedence, highest first. Layers left out are not consulted.
+    pub fn precedence(mut self, order: impl IntoIterator<Item = Layer>) -> Self {
+        let mut seen = HashSet::new();
+        self.order = order.into_iter().filter(|l| seen.insert(*l)).collect();
+        self
+    }
+
+    /// Reads `.env` from `path` instead of `./.env`. A missing file is fine.
+    pub fn dotenv(mut self, path: impl Into<PathBuf>) -> Self {
+        self.dotenv = Some(path.into());
+        self
+    }
+
+    /// Does not read any `.env` file.
+    pub fn no_dotenv(mut self) -> Self {
+        self.dotenv = None;
+        self
+    }
+
+    /// Reads environment variables from `vars` instead of the process environment.
+    pub fn env_vars<K: Into<String>, V: Into<String>>(mut self, vars: impl IntoIterator<Item = (K, V)>) -> Self {
+        self.env = EnvSource::Map(Arc::new(vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect()));
+        self
+    }
+
+    /// Sets the profile that replaces `{profile}` in prefixes (default: `SKM_PROFILE`).
+    pub fn profile(mut self, profile: impl Into<String>) -> Self {
+        self.profile = Some(profile.into());
+        self
+    }
+
+    /// Strict mode: a backend outage is an error even when a lower layer has the value.
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+
+    /// Lets a lower layer (or `None` for an `Option` field) stand in when the backend fails with `kind`.
+    ///
+    /// Only [`FailureKind::Forbidden`] and [`FailureKind::Decryption`] need this: by default they fail the
+    /// load, because denied access or a wrong key is a configuration mistake that a fallback would hide.
+    /// Outages (unavailable, throttled) fall back with a warning anyway, unless [`Loader::strict`]; strict
+    /// mode wins over this setting. The environment variable `SKM_ALLOW_FALLBACK=forbidden,decryption` does
+    /// the same for [`Loader::from_env`].
+    ///
+    /// # Example
+    /// ```
+    /// use skm_runtime::Loader;
+    /// use skm_runtime::backend::FailureKind;
+    /// let loader = Loader::new().allow_fallback_on(FailureKind::Forbidden);
+    /// assert!(format!("{loader:?}").contains("Forbidden"));
+    /// ```
+    pub fn allow_fallback_on(mut self, kind: FailureKind) -> Self {
+        if !self.allow_fallback.contains(&kind) {
+            self.allow_fallback.push(kind);
+        }
+        self
+    }
+
+    /// Bounds every backend call of a load or a hot-reload refresh; past it, every backend path counts as
+    /// unavailable.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Loads `T`.
+    ///
+    /// # Errors
+    /// [`Error::Load`] lists every field that could not be resolved, with the sources tried;
+    /// [`Error::Config`] and [`Error::Dotenv`] report set-up problems.
+    pub async fn load<T: Secrets>(&self) -> Result<T, Error> {
+        self.load_report().await.map(|l| l.value)
+    }
+
+    /// Loads `T` and reports where each field came from.
+    ///
+    /// # Errors
+    /// As [`Loader::load`].
+    pub async fn load_report<T: Secrets>(&self) -> Result<Loaded<T>, Error> {
+        let fields = self.fields::<T>()?;
+        let pass = self.run(&fields, None).await?;
+        values::build(&fields, pass.resolved.expect("a first pass always resolves"))
+    }
+
+    /// Resolves declared fields without building a struct and without returning any value: for tools
+    /// (`skm check`) that only know the declarations.
+    ///
+    /// Each entry is the field's origin (`None` for an optional field absent everywhere) or why it failed.
+    /// Types are not checked here; a typed [`Loader::load`] does that.
+    ///
+    /// # Errors
+    /// Set-up problems only ([`Error::Config`], [`Error::Dotenv`]); field failures are in the entries.
+    pub async fn check_fields(&self, fields: &[ResolvedField]) -> Result<Check, Error> {
+        let pass = self.run(fields, None).await?;
+        Ok(pass.resolved.expect("a first pass always resolves").check(fields))
+    }
+
+    /// The profile used for `{profile}` in prefixes: [`Loader::profile`], else `SKM_PROFILE`.
+    ///
+    /// # Errors
+    /// The profile is not a single safe path segment.
+    pub fn resolved_profile(&self) -> Result<Option<String>, Error> {
+        let profile = self.profile.clone().or_else(|| self.env.get("SKM_PROFILE"));
+        if let Some(p) = &profile {
+            plan::check_profile(p)?;
+        }
+        Ok(profile)
+    }
+
+    /// `T`'s declarations resolved for this loader's profile.
+    pub(crate) fn fields<T: Secrets>(&self) -> Result<Vec<ResolvedField>, Error> {
+        T::spec().resolve(self.resolved_profile()?.as_deref())
+    }
+
+    /// The pipeline: plan → fetch → resolve → report, for a first load (`prior` is `None`) or a hot-reload
+    /// refresh of the results `prior` holds. The values stage runs on the result.
+    ///
+    /// A refresh whose backend results did not change resolves nothing (`resolved` is `None`); one whose
+    /// backend is out fails with [`Error::Backend`] so that the caller keeps its last good values.
+    pub(crate) async fn run(&self, fields: &[ResolvedField], prior: Option<&Fetched>) -> Result<Pass, Error> {
+        plan::check_unique(fields)?;
+        let backend = self.backend.as_ref().filter(|_| self.order.contains(&Layer::Backend));
+        let plan = match backend {
+            Some(_) => Plan::new(fields),
+            None => Plan::default(),
+        };
+        let (fetched, refetched, changed) = match (backend, prior) {
+            (Some(b), None) => (
+                fetch::all(&**b, &plan.requests, self.deadline).await,
+                plan.requests.len(),
+                true,
+            ),
+            (Some(b), Some(prior)) if !plan.is_empty() => {
+                let r = fetch::refresh(&**b, &plan.requests, self.deadline, prior)
+                    .await
+                    .map_err(|(path, e)| refresh_failed(&**b, &path, e))?;
+                (r.fetched, r.refetched, r.changed)
+            }
+            (_, prior) => (Fetched::new(), 0, prior.is_none()),
+        };
+        if !changed {
+            return Ok(Pass {
+                resolved: None,
+                fetched,
+                refetched,
+            });
+        }
+        let sources = Sources {
+            order: &self.order,
+            backend: self.backend_name(),
+            backend_reason: &self.backend_reason,
+            env: &self.env,
+            dotenv: self.dotenv.as_deref(),
+            strict: self.strict,
+            allow_fallback: &self.allow_fallback,
+            fetched: &fetched,
+        };
+        let (decided, warnings) = resolve::resolve(&sources, fields)?;
+        let resolved = crate::report::assemble(
+            fields,
+            decided,
+            warnings,
+            self.backend_name(),
+            self.backend_reason.clone(),
+            self.strict,
+        );
+        Ok(Pass {
+            resolved: Some(resolved),
+            fetched,
+            refetched,
+        })
+    }
+}
+
+/// One run of the pipeline.
+pub(crate) struct Pass {
+    /// The report, or `None` for a refresh that found nothing new.
+    pub(crate) resolved: Option<Resolved>,
+    /// The backend results, kept by hot reload for the next refresh.
+    pub(crate) fetched: Fetched,
+    /// How many requests went to the backend.
+    pub(crate) refetched: usize,
+}
+
+fn refresh_failed(backend: &dyn Backend, path: &str, e: FetchError) -> Error {
+    Error::Backend {
+        backend: backend.name(),
+        detail: format!("refresh failed at `{path}`: {e}"),
+        source: Some(Box::new(e)),
+    }
+}
+
+/// `SKM_ALLOW_FALLBACK`'s names.
+fn parse_fallback_kind(name: &str) -> Result<FailureKind, Error> {
+    match name.to_ascii_lowercase().as_str() {
+        "forbidden" => Ok(FailureKind::Forbidden),
+        "decryption" => Ok(FailureKind::Decryption),
+        other => Err(Error::config(format!(
+            "SKM_ALLOW_FALLBACK=`{other}`: use a comma-separated list of `forbidden`, `decryption`"
+        ))),
+    }
+}

@@ -1,0 +1,195 @@
+//! Stage 6, values: the [`Secrets`] trait and typed extraction. The generated `from_values` pulls each
+//! field out of [`Values`], which converts the winning raw value to the field's type ([`crate::de`]) and
+//! collects every failure so that one load reports them all.
+
+use std::collections::HashMap;
+
+use serde::de::DeserializeOwned;
+
+use crate::de::{self, Raw};
+use crate::error::{Error, FieldError, FieldProblem, LoadError};
+use crate::plan::ResolvedField;
+use crate::report::{Loaded, Resolution, Resolved};
+use crate::resolve::Found;
+use crate::rotating::Rotating;
+use crate::spec::StructSpec;
+
+/// A struct whose fields are secrets declared with `#[secret(...)]`.
+///
+/// Implemented by `#[derive(Secrets)]`; implementing it by hand is possible but rarely useful.
+///
+/// # Example
+/// With the derive (from the `skm` crate):
+/// ```ignore
+/// use skm::{Secrets, SecretString};
+///
+/// #[derive(Secrets)]
+/// struct AppSecrets {
+///     #[secret(path = "auth/jwt", key = "secret", env = "JWT_SECRET_KEY")]
+///     jwt_secret: SecretString,
+/// }
+///
+/// let spec = <AppSecrets as skm::Secrets>::spec();
+/// assert_eq!(spec.fields[0].name, "jwt_secret");
+/// ```
+/// The facade crate's documentation runs this example.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not derive `Secrets`",
+    label = "not a `Secrets` struct",
+    note = "a `#[secret(flatten)]` field must be a struct with `#[derive(Secrets)]`"
+)]
+pub trait Secrets: Sized {
+    /// The declarations of this struct, as static data.
+    fn spec() -> &'static StructSpec;
+
+    /// Builds the struct from resolved values.
+    ///
+    /// Returns `None` when a field failed; the failure is recorded in `values`, which keeps going so that
+    /// one load reports every failing field.
+    #[doc(hidden)]
+    fn from_values(values: &mut Values<'_>) -> Option<Self>;
+}
+
+/// Builds `T` from resolved fields, collecting every failure.
+pub(crate) fn build<T: Secrets>(fields: &[ResolvedField], resolved: Resolved) -> Result<Loaded<T>, Error> {
+    let mut values = Values {
+        resolutions: &resolved.resolutions,
+        scope: Vec::new(),
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        strict: resolved.strict,
+    };
+    let built = T::from_values(&mut values);
+    let Values { errors, warnings, .. } = values;
+    let mut provenance = resolved.provenance;
+    provenance.warnings.extend(warnings);
+    match built {
+        Some(value) if errors.is_empty() => Ok(Loaded { value, provenance }),
+        _ => Err(Error::Load(LoadError {
+            struct_name: T::spec().name,
+            declared: fields.len(),
+            fields: errors,
+        })),
+    }
+}
+
+fn raw(found: &Found) -> Raw<'_> {
+    match found {
+        Found::Text(s) => Raw::Text(s),
+        Found::Binary(b) => Raw::Binary(b),
+    }
+}
+
+/// Resolved values handed to the generated `from_values`; records every failure.
+#[doc(hidden)]
+pub struct Values<'a> {
+    resolutions: &'a HashMap<String, Resolution>,
+    scope: Vec<&'static str>,
+    errors: Vec<FieldError>,
+    /// Added to the load's provenance (e.g. a previous version that does not convert).
+    warnings: Vec<String>,
+    strict: bool,
+}
+
+impl Values<'_> {
+    fn id(&self, field: &str) -> String {
+        let mut parts = self.scope.clone();
+        parts.push(field);
+        parts.join(".")
+    }
+
+    /// Converts the resolved value of `field` to `T`, recording a failure and returning `None` if it cannot.
+    pub fn take<T: DeserializeOwned>(&mut self, field: &'static str) -> Option<T> {
+        let id = self.id(field);
+        match self.resolutions.get(&id) {
+            None => None,
+            Some(Resolution::Failed(e)) => {
+                self.errors.push(e.clone());
+                None
+            }
+            Some(Resolution::Absent) => de::extract(Raw::Absent).ok(),
+            Some(Resolution::Found {
+                raw: found,
+                origin,
+                field,
+                attempts,
+                ..
+            }) => match de::extract::<T>(raw(found)) {
+                Ok(v) => Some(v),
+                Err(detail) => {
+                    self.errors.push(FieldError {
+                        field: id,
+                        path: field.path.clone(),
+                        key: field.key.map(str::to_string),
+                        env: field.env.map(str::to_string),
+                        type_name: field.spec.type_name,
+                        reason: FieldProblem::WrongType {
+                            expected: field.spec.type_name,
+                            source: origin.to_string(),
+                            detail,
+                        },
+                        attempts: attempts.clone(),
+                    });
+                    None
+                }
+            },
+        }
+    }
+
+    /// Converts a rotating field: its current value as [`Values::take`] does, and the previous version the
+    /// backend returned, if any.
+    ///
+    /// A previous version that does not convert to `T` is dropped with a warning, or in strict mode recorded
+    /// as the field's failure.
+    pub fn take_rotating<T: DeserializeOwned>(&mut self, field: &'static str) -> Option<Rotating<T>> {
+        let current = self.take::<T>(field)?;
+        let id = self.id(field);
+        let Some(Resolution::Found {
+            previous: Some(previous),
+            field: resolved,
+            attempts,
+            ..
+        }) = self.resolutions.get(&id)
+        else {
+            return Some(Rotating::new(current, None));
+        };
+        match de::extract::<T>(raw(&previous.raw)) {
+            Ok(v) => Some(Rotating::new(current, Some(v))),
+            Err(detail) if self.strict => {
+                self.errors.push(FieldError {
+                    field: id,
+                    path: resolved.path.clone(),
+                    key: resolved.key.map(str::to_string),
+                    env: resolved.env.map(str::to_string),
+                    type_name: resolved.spec.type_name,
+                    reason: FieldProblem::WrongType {
+                        expected: resolved.spec.type_name,
+                        source: previous.source.clone(),
+                        detail,
+                    },
+                    attempts: attempts.clone(),
+                });
+                None
+            }
+            Err(detail) => {
+                let what = format!(
+                    "the value from {} is not a valid `{}` ({detail})",
+                    previous.source, resolved.spec.type_name
+                );
+                tracing::warn!(target: "skm", field = %id, problem = %what,
+                    "previous version unusable; rotation grace has only the current version");
+                self.warnings
+                    .push(format!("field `{id}`: {what}; only the current version is used"));
+                Some(Rotating::new(current, None))
+            }
+        }
+    }
+
+    /// Builds the flattened struct `T` stored in `field`.
+    pub fn nested<T: Secrets>(&mut self, field: &'static str) -> Option<T> {
+        self.scope.push(field);
+        let value = T::from_values(self);
+        self.scope.pop();
+        value
+    }
+}
