@@ -4,7 +4,7 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use skm_runtime::backend::{DeleteMode, PutRequest, SecretValue, VersionInfo, VersionPin};
 
-use super::util::{as_object, fetch_one, format_time, key_text, parse_version, with_key};
+use super::util::{as_object, fetch_one, format_time, key_text, parse_version, with_key, write_key, KeyWrite};
 use crate::args::Charset;
 use crate::output::{confirm, read_value, Tone, MASK};
 use crate::safe::display;
@@ -127,6 +127,13 @@ pub(crate) async fn put(
         // Most often a redirect from the wrong file, or a prompt answered by Enter: never store it silently.
         return Err(Fail::Usage(format!("the {what} is empty: nothing written")));
     }
+    // With --create-only the write fails if anything appeared since the read, so nothing can be lost.
+    if let (Some(k), false) = (key, create_only) {
+        let write = write_key(ctx, backend.as_ref(), path, k, value).await?;
+        report_key_write(ctx, &backend.name(), &write);
+        report_write(ctx, path, &write.version, "wrote");
+        return Ok(exit::OK);
+    }
     let value = match key {
         Some(k) => with_key(backend.as_ref(), path, k, value).await?,
         None => SecretValue::text(value),
@@ -141,6 +148,16 @@ pub(crate) async fn put(
     let version = backend.put(request).await?;
     report_write(ctx, path, &version, "wrote");
     Ok(exit::OK)
+}
+
+/// Says plainly when a key write was a read-merge-write that a concurrent writer could have undone.
+fn report_key_write(ctx: &mut Ctx<'_, '_>, backend: &str, write: &KeyWrite) {
+    if !write.atomic {
+        ctx.ui.warn(format!(
+            "{backend} cannot set one key atomically here: the other keys were read and written back, so a \
+             concurrent write to the same secret in between would be lost; run key writes one at a time"
+        ));
+    }
 }
 
 fn report_write(ctx: &mut Ctx<'_, '_>, path: &str, version: &str, verb: &str) {
@@ -328,11 +345,14 @@ pub(crate) async fn rotate(
         }
     }
     let generated = generate(usize::from(length), charset)?;
-    let value = match key {
-        Some(k) => with_key(backend.as_ref(), path, k, generated).await?,
-        None => SecretValue::text(generated),
+    let version = match key {
+        Some(k) => {
+            let write = write_key(ctx, backend.as_ref(), path, k, generated).await?;
+            report_key_write(ctx, &backend.name(), &write);
+            write.version
+        }
+        None => backend.put(PutRequest::new(path, SecretValue::text(generated))).await?,
     };
-    let version = backend.put(PutRequest::new(path, value)).await?;
     report_write(ctx, path, &version, "rotated");
     Ok(exit::OK)
 }

@@ -4,7 +4,9 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use secrecy::ExposeSecret;
-use skm_runtime::backend::{AdminBackend, FailureKind, FetchRequest, SecretPayload, SecretValue, VersionPin};
+use skm_runtime::backend::{
+    AdminBackend, FailureKind, FetchRequest, PutRequest, SecretPayload, SecretValue, VersionPin,
+};
 
 use crate::Fail;
 
@@ -75,6 +77,9 @@ pub(crate) fn object_value(object: &serde_json::Map<String, serde_json::Value>) 
 }
 
 /// Sets `key` in the current value of `path` (a JSON object, or nothing yet), keeping the other keys.
+///
+/// This is a read, a merge and a write: a concurrent writer between the read and the write loses its
+/// update. [`write_key`] avoids that where the backend can; this is its fallback.
 pub(crate) async fn with_key(
     backend: &dyn AdminBackend,
     path: &str,
@@ -83,15 +88,49 @@ pub(crate) async fn with_key(
 ) -> Result<SecretValue, Fail> {
     let mut object = match fetch_one(backend, path, VersionPin::Current).await? {
         None => serde_json::Map::new(),
-        Some(current) => as_object(&current.value).ok_or_else(|| {
-            Fail::Failed(format!(
-                "`{path}` does not hold a JSON object, so key `{key}` cannot be set: write the whole value \
-                 without --key"
-            ))
-        })?,
+        Some(current) => as_object(&current.value).ok_or_else(|| not_an_object(path, key))?,
     };
     object.insert(key.to_string(), serde_json::Value::String(value));
     Ok(object_value(&object))
+}
+
+fn not_an_object(path: &str, key: &str) -> Fail {
+    Fail::Failed(format!(
+        "`{path}` does not hold a JSON object, so key `{key}` cannot be set: write the whole value without --key"
+    ))
+}
+
+/// How a key write went: its new version, and whether a concurrent write could have been lost.
+pub(crate) struct KeyWrite {
+    pub version: String,
+    /// `false` when the backend offers no way to make the read-merge-write atomic.
+    pub atomic: bool,
+}
+
+/// Sets `key` to `value` in the JSON object at `path`, keeping the other keys, without losing a concurrent
+/// writer's update where the backend can guarantee it.
+///
+/// The local store merges under its own lock ([`LocalStore::put_key`]). Other backends read, merge and
+/// write; the result says so, and the caller tells the user plainly.
+///
+/// [`LocalStore::put_key`]: skm_runtime::backend::local::LocalStore::put_key
+pub(crate) async fn write_key(
+    ctx: &crate::Ctx<'_, '_>,
+    backend: &dyn AdminBackend,
+    path: &str,
+    key: &str,
+    value: String,
+) -> Result<KeyWrite, Fail> {
+    #[cfg(feature = "local")]
+    if let Some(store) = ctx.local_store()? {
+        let version = store.put_key(path, key, &value).await?;
+        return Ok(KeyWrite { version, atomic: true });
+    }
+    #[cfg(not(feature = "local"))]
+    let _ = ctx;
+    let merged = with_key(backend, path, key, value).await?;
+    let version = backend.put(PutRequest::new(path, merged)).await?;
+    Ok(KeyWrite { version, atomic: false })
 }
 
 /// `2024-05-01T12:34:56Z` for a time (RFC 3339, UTC, whole seconds).
