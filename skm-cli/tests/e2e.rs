@@ -1022,6 +1022,29 @@ async fn parallel_put_keys(kind: Kind) {
     }
 }
 
+/// `RUST_LOG=trace` shows the AWS SDK's debug logs but never a request body: `put` would log the value.
+#[cfg(feature = "aws")]
+async fn aws_trace_logs_no_values() {
+    let w = World::new(Kind::Aws).await;
+    let manifest = w.path("skm.toml").display().to_string();
+    let out = w
+        .run(
+            Path::new(env!("CARGO_BIN_EXE_skm")),
+            &[("SKM_MANIFEST", &manifest), ("RUST_LOG", "trace")],
+            &["put", "app/traced"],
+            Some("SENTINEL-traced-7e7e"),
+        )
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    // The positive control: the subscriber is there and the SDK logs through it.
+    assert!(out.stderr.contains("aws_smithy"), "no SDK logs at all: {out:?}");
+    assert!(!out.stderr.contains("SENTINEL-traced-7e7e"), "a value reached the log");
+    assert!(
+        !out.stderr.contains("TRACE aws_smithy"),
+        "an SDK target logged at TRACE"
+    );
+}
+
 /// Runs futures concurrently on this task (no extra dependency for a join).
 async fn futures_join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
     let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
@@ -1097,6 +1120,7 @@ fn all_tests() -> Vec<(&'static str, TestFn)> {
         "aws::sentinel" => sentinel(Kind::Aws),
         "aws::migrate_between_backends" => migrate_between_backends(),
         "aws::parallel_put_keys" => parallel_put_keys(Kind::Aws),
+        "aws::trace_logs_no_values" => aws_trace_logs_no_values(),
     ]);
     #[cfg(feature = "vault")]
     tests.extend(tests![
