@@ -244,8 +244,7 @@ async fn watch_rejects_a_duplicate_declaration_like_load() {
     let watch = loader
         .watch::<Duplicate>(WatchOptions::default())
         .await
-        .err()
-        .expect("watch rejects it");
+        .expect_err("watch rejects it");
     assert!(matches!(watch, skm::Error::Config(_)), "{watch:?}");
     assert_eq!(watch.to_string(), load.to_string());
     assert!(load.to_string().contains("both read env var DUP_VAR"), "{load}");

@@ -435,8 +435,8 @@ mod tests {
             fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
                 Ok(v)
             }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Vec<u8>, E> {
-                Ok(v.into_bytes())
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<u8>, E> {
+                Ok(v.as_bytes().to_vec())
             }
         }
         d.deserialize_byte_buf(V)
