@@ -2,12 +2,12 @@
 //! whether `.env` and the local store are kept out of git, and their file permissions.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use serde_json::json;
 use skm_runtime::backend::registry::{self, ProbeLevel};
 use skm_runtime::backend::{FailureKind, FetchRequest};
+use skm_runtime::gitcheck::{self, GitStatus};
 
 use super::util::mode_of;
 use crate::output::Tone;
@@ -15,7 +15,7 @@ use crate::select::env_var;
 use crate::{exit, Ctx, Fail};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Level {
+pub(crate) enum Level {
     Ok,
     Warn,
     Fail,
@@ -228,48 +228,26 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, dotenv: Option<PathBuf>) -> Resul
 }
 
 /// Whether git ignores `path` (and does not track it). Outside a work tree, or without git, nothing to say.
-fn git_ignored(path: &Path) -> (Level, String) {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+///
+/// git runs through [`gitcheck`], locked down: a cleared environment, no hooks, no fsmonitor.
+pub(crate) fn git_ignored(path: &Path) -> (Level, String) {
     let name = path
         .file_name()
         .map(PathBuf::from)
         .unwrap_or_else(|| path.to_path_buf());
-    let inside = Command::new("git")
-        .args(["rev-parse", "--is-inside-work-tree"])
-        .current_dir(dir)
-        .output();
-    match inside {
-        Err(_) => return (Level::Skip, "git is not installed; cannot check ignores".into()),
-        Ok(o) if !o.status.success() => return (Level::Skip, format!("{} is not in a git work tree", path.display())),
-        Ok(_) => {}
-    }
-    let tracked = Command::new("git")
-        .args(["ls-files", "--error-unmatch", "--"])
-        .arg(&name)
-        .current_dir(dir)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if tracked {
-        return (
+    match gitcheck::status(path) {
+        GitStatus::NoGit => (Level::Skip, "git is not installed; cannot check ignores".into()),
+        GitStatus::Outside => (Level::Skip, format!("{} is not in a git work tree", path.display())),
+        GitStatus::Tracked => (
             Level::Fail,
             format!(
                 "{} is tracked by git: `git rm --cached {}` and add it to .gitignore (and rotate what it held)",
                 path.display(),
                 path.display()
             ),
-        );
-    }
-    let ignored = Command::new("git")
-        .args(["check-ignore", "-q", "--"])
-        .arg(&name)
-        .current_dir(dir)
-        .status();
-    match ignored.map(|s| s.code()) {
-        Ok(Some(0)) => (Level::Ok, format!("{} is ignored by git", path.display())),
-        Ok(Some(1)) => (
+        ),
+        GitStatus::Ignored => (Level::Ok, format!("{} is ignored by git", path.display())),
+        GitStatus::NotIgnored => (
             Level::Fail,
             format!(
                 "{} is NOT ignored by git: add `/{}` to .gitignore",
@@ -291,17 +269,23 @@ fn private(path: &Path) -> (Level, String) {
         loose.push((path.to_path_buf(), mode));
     }
     if path.is_dir() {
+        // Symbolic links are neither followed nor judged: a link's own mode means nothing, and following
+        // one could leave the directory or loop forever (`a -> .`, `b -> .`).
         let mut stack = vec![path.to_path_buf()];
         while let Some(dir) = stack.pop() {
             let Ok(entries) = std::fs::read_dir(&dir) else { continue };
             for entry in entries.flatten() {
+                let Ok(kind) = entry.file_type() else { continue };
+                if kind.is_symlink() {
+                    continue;
+                }
                 let p = entry.path();
                 if let Some(m) = mode_of(&p) {
                     if m & 0o077 != 0 {
                         loose.push((p.clone(), m));
                     }
                 }
-                if p.is_dir() {
+                if kind.is_dir() {
                     stack.push(p);
                 }
             }
