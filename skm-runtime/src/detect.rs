@@ -2,13 +2,17 @@
 //!
 //! | variable | effect |
 //! |---|---|
-//! | `SKM_BACKEND` | `aws`, `vault`, `local` or `none`: always wins |
+//! | `SKM_BACKEND` | `aws`, `vault`, `gcp`, `local` or `none`: always wins |
 //! | `AWS_REGION` / `AWS_DEFAULT_REGION` | selects AWS Secrets Manager (if built with the `aws` feature) |
 //! | `VAULT_ADDR` | selects Vault (if built with the `vault` feature) and no AWS region is set |
+//! | `GOOGLE_CLOUD_PROJECT` / `GCP_PROJECT_ID` | selects Google Cloud Secret Manager (if built with the `gcp` feature) when none of the above is set |
 //! | `SKM_LOCAL_PATH` | where the local store lives (default `.skm`); an existing store is selected last |
 //! | `SKM_LOCAL_KEY` / `SKM_LOCAL_KEY_FILE` | the local store's key, or its key file (see `backend::local`) |
 //!
 //! With none of these, no backend is used and secrets come from env, `.env` and defaults.
+//!
+//! The order above is the full detection order. When two cloud signals are present (say `AWS_REGION` and
+//! `GOOGLE_CLOUD_PROJECT`), the first one in the order wins and an `info` log says which one and why.
 
 use std::fmt;
 use std::sync::Arc;
@@ -26,6 +30,8 @@ pub enum BackendKind {
     Aws,
     /// HashiCorp Vault (or OpenBao) KV.
     Vault,
+    /// Google Cloud Secret Manager.
+    Gcp,
     /// The local encrypted store.
     Local,
 }
@@ -36,6 +42,7 @@ impl fmt::Display for BackendKind {
             BackendKind::None => "none",
             BackendKind::Aws => "aws",
             BackendKind::Vault => "vault",
+            BackendKind::Gcp => "gcp",
             BackendKind::Local => "local",
         })
     }
@@ -48,10 +55,11 @@ impl std::str::FromStr for BackendKind {
         match s.trim().to_ascii_lowercase().as_str() {
             "aws" => Ok(BackendKind::Aws),
             "vault" | "openbao" => Ok(BackendKind::Vault),
+            "gcp" | "google" => Ok(BackendKind::Gcp),
             "local" => Ok(BackendKind::Local),
             "none" | "" => Ok(BackendKind::None),
             other => Err(Error::Config(format!(
-                "unknown backend `{other}`: use one of aws, vault, local, none"
+                "unknown backend `{other}`: use one of aws, vault, gcp, local, none"
             ))),
         }
     }
@@ -72,6 +80,7 @@ pub fn compiled(kind: BackendKind) -> bool {
         BackendKind::None => true,
         BackendKind::Aws => cfg!(feature = "aws"),
         BackendKind::Vault => cfg!(feature = "vault"),
+        BackendKind::Gcp => cfg!(feature = "gcp"),
         BackendKind::Local => cfg!(feature = "local"),
     }
 }
@@ -105,9 +114,14 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> Result<Choice, Error> {
             reason: format!("SKM_BACKEND={kind}"),
         });
     }
+    let gcp = gcp_signal(var);
     for region in ["AWS_REGION", "AWS_DEFAULT_REGION"] {
         if set(region).is_some() {
             if compiled(BackendKind::Aws) {
+                if let Some(other) = &gcp {
+                    tracing::info!(target: "skm", "{region} and {other}: using AWS, which comes first in the \
+                        detection order; set SKM_BACKEND=gcp to use Google Cloud Secret Manager");
+                }
                 return Ok(Choice {
                     kind: BackendKind::Aws,
                     reason: format!("{region} is set"),
@@ -118,12 +132,25 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> Result<Choice, Error> {
     }
     if set("VAULT_ADDR").is_some() {
         if compiled(BackendKind::Vault) {
+            if let Some(other) = &gcp {
+                tracing::info!(target: "skm", "VAULT_ADDR and {other}: using Vault, which comes first in the \
+                    detection order; set SKM_BACKEND=gcp to use Google Cloud Secret Manager");
+            }
             return Ok(Choice {
                 kind: BackendKind::Vault,
                 reason: "VAULT_ADDR is set".into(),
             });
         }
         tracing::debug!(target: "skm", "VAULT_ADDR is set but the `vault` feature is off; not using Vault");
+    }
+    if let Some(reason) = gcp {
+        if compiled(BackendKind::Gcp) {
+            return Ok(Choice {
+                kind: BackendKind::Gcp,
+                reason,
+            });
+        }
+        tracing::debug!(target: "skm", "{reason} but the `gcp` feature is off; not using Google Cloud");
     }
     if compiled(BackendKind::Local) {
         let path = set("SKM_LOCAL_PATH").unwrap_or_else(|| ".skm".into());
@@ -136,8 +163,23 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> Result<Choice, Error> {
     }
     Ok(Choice {
         kind: BackendKind::None,
-        reason: "no SKM_BACKEND, AWS region, VAULT_ADDR or local store found".into(),
+        reason: "no SKM_BACKEND, AWS region, VAULT_ADDR, GCP project or local store found".into(),
     })
+}
+
+/// The GCP detection signal (`GOOGLE_CLOUD_PROJECT` / `GCP_PROJECT_ID` is set), with or without the feature.
+fn gcp_signal(var: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    #[cfg(feature = "gcp")]
+    {
+        crate::backend::gcp::detect_signal(var)
+    }
+    #[cfg(not(feature = "gcp"))]
+    {
+        ["GOOGLE_CLOUD_PROJECT", "GCP_PROJECT_ID"]
+            .iter()
+            .find(|n| var(n).is_some_and(|v| !v.trim().is_empty()))
+            .map(|n| format!("{n} is set"))
+    }
 }
 
 fn local_store_exists(path: &str) -> bool {
@@ -172,6 +214,8 @@ pub async fn build_admin(kind: BackendKind) -> Result<Option<Arc<dyn AdminBacken
         BackendKind::Aws => Ok(Some(Arc::new(crate::backend::aws::AwsBackend::from_env().await?))),
         #[cfg(feature = "vault")]
         BackendKind::Vault => Ok(Some(Arc::new(crate::backend::vault::VaultBackend::from_env().await?))),
+        #[cfg(feature = "gcp")]
+        BackendKind::Gcp => Ok(Some(Arc::new(crate::backend::gcp::GcpBackend::from_env().await?))),
         #[cfg(feature = "local")]
         BackendKind::Local => Ok(Some(Arc::new(crate::backend::local::LocalStore::from_env()?))),
         #[allow(unreachable_patterns)]

@@ -17,6 +17,8 @@ pub use crate::spec::VersionPin;
 
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "gcp")]
+pub mod gcp;
 #[cfg(feature = "local")]
 pub mod local;
 pub mod memory;
