@@ -395,6 +395,7 @@ async fn disabled_and_destroyed_versions_say_so() {
     assert_eq!(b.enable_version("states/s", 1).await.unwrap(), VersionState::Enabled);
     let r = b.fetch(&[pin("states/s", VersionPin::Number(1))]).await;
     assert_eq!(text(&r[0]), SENTINEL);
+    // drongo lists versions oldest first (Google: newest first); `versions` orders them newest first.
     let versions = b.versions("states/s").await.unwrap();
     let states: Vec<(String, Vec<String>)> = versions.into_iter().map(|v| (v.id, v.stages)).collect();
     assert_eq!(
@@ -580,6 +581,27 @@ async fn child_process_entry() {
             assert_eq!(cfg.jwt_secret.expose_secret(), "jwt-from-google");
             assert_eq!(cfg.database_url.expose_secret(), "postgres://google@db/app");
         }
+        // `skm migrate --to gcp` from a .env, the backend built from the two variables alone.
+        #[cfg(feature = "cli")]
+        "migrate" => {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let mut io = skm::cli::Io {
+                stdin: &mut std::io::empty(),
+                stdout: &mut out,
+                stderr: &mut err,
+                stdin_tty: false,
+                stdout_tty: false,
+                stderr_tty: false,
+            };
+            let argv = ["secrets", "migrate", "--from", ".env", "--to", "gcp", "--json"];
+            let code = skm::cli::Cli::embedded::<AppSecrets>().execute(argv, &mut io).await;
+            let (out, err) = (String::from_utf8_lossy(&out), String::from_utf8_lossy(&err));
+            assert_eq!(code, skm::cli::exit::OK, "migrate failed:\n{out}\n{err}");
+            assert!(
+                !out.contains("migrated-jwt") && !err.contains("migrated-jwt"),
+                "a value was shown"
+            );
+        }
         "no-project" => {
             let e = GcpBackend::from_env().await.expect_err("no project anywhere");
             assert!(
@@ -647,4 +669,39 @@ async fn from_env_explains_what_is_missing_or_refused() {
         ],
     )
     .await;
+}
+
+#[cfg(feature = "cli")]
+#[tokio::test]
+async fn migrate_to_gcp_writes_what_googles_client_reads() {
+    let drongo = Drongo::start().await;
+    let dir = std::env::temp_dir().join(format!("skm-gcp-child-{}-migrate", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(".env"),
+        "JWT_SECRET_KEY=migrated-jwt\nDATABASE_URL=postgres://migrated@db/app\n",
+    )
+    .unwrap();
+    run_child(
+        "migrate",
+        &[
+            ("GOOGLE_CLOUD_PROJECT", PROJECT.to_string()),
+            ("SKM_GCP_ENDPOINT", drongo.endpoint()),
+        ],
+    )
+    .await;
+    let script = r#"
+out = {}
+for sid in ["auth-jwt", "database-connection"]:
+    r = client.access_secret_version(request={"name": f"projects/{project}/secrets/{sid}/versions/latest"})
+    out[sid] = json.loads(r.payload.data)
+print(json.dumps(out))
+"#;
+    let out = drongo.google_client(PROJECT, script, b"").await;
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json from python");
+    assert_eq!(seen["auth-jwt"], serde_json::json!({"secret": "migrated-jwt"}));
+    assert_eq!(
+        seen["database-connection"],
+        serde_json::json!({"url": "postgres://migrated@db/app"})
+    );
 }
