@@ -705,3 +705,26 @@ print(json.dumps(out))
         serde_json::json!({"url": "postgres://migrated@db/app"})
     );
 }
+
+#[test]
+fn detection_selects_gcp_by_project_variable_after_aws_and_vault() {
+    use skm::detect::{detect, BackendKind};
+    fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    }
+    for vars in [&[("GOOGLE_CLOUD_PROJECT", "p")][..], &[("GCP_PROJECT_ID", "p")][..]] {
+        let choice = detect(&env(vars)).unwrap();
+        assert_eq!(choice.kind, BackendKind::Gcp);
+        assert_eq!(choice.reason, format!("{} is set", vars[0].0));
+    }
+    let explicit = detect(&env(&[("SKM_BACKEND", "gcp"), ("VAULT_ADDR", "http://127.0.0.1:8200")])).unwrap();
+    assert_eq!(explicit.kind, BackendKind::Gcp);
+    // An AWS region comes first in the order, when the `aws` backend is compiled in.
+    let both = detect(&env(&[("AWS_REGION", "eu-west-1"), ("GOOGLE_CLOUD_PROJECT", "p")])).unwrap();
+    let expected = if skm::detect::compiled(BackendKind::Aws) {
+        BackendKind::Aws
+    } else {
+        BackendKind::Gcp
+    };
+    assert_eq!(both.kind, expected);
+}
