@@ -231,6 +231,7 @@ struct Prefixed {
 }
 
 #[derive(Secrets)]
+#[allow(dead_code)] // never loads: the collision is the point
 struct Colliding {
     #[secret(path = "dup/x")]
     a: SecretString,
