@@ -174,6 +174,7 @@ impl GcpBackendBuilder {
         };
         let (project, project_source) = match self.project {
             Some(p) => (p, ProjectSource::Explicit),
+            // With an emulator nothing about credentials is read, so the project must be given.
             None => find_project(&var, !emulator).await?,
         };
         if project.is_empty() || project.contains('/') {
@@ -280,16 +281,24 @@ fn gcloud_dir(var: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
     }
 }
 
-/// The project: `GOOGLE_CLOUD_PROJECT`, `GCP_PROJECT_ID`, the credentials file, gcloud's active
-/// configuration, then (only when credentials would come from it) the metadata server.
+/// The project: `GOOGLE_CLOUD_PROJECT`, `GCP_PROJECT_ID`, then, unless talking to an emulator (which gets no
+/// credentials, so none are looked up), the credentials file, gcloud's active configuration, and (only when
+/// credentials would come from it) the metadata server.
 async fn find_project(
     var: &dyn Fn(&str) -> Option<String>,
-    may_ask_metadata: bool,
+    from_credentials: bool,
 ) -> Result<(String, ProjectSource), Error> {
     for name in ["GOOGLE_CLOUD_PROJECT", "GCP_PROJECT_ID"] {
         if let Some(p) = var(name) {
             return Ok((p.trim().to_string(), ProjectSource::Env(name)));
         }
+    }
+    if !from_credentials {
+        return Err(Error::Config(
+            "an emulator endpoint (SKM_GCP_ENDPOINT=http://...) needs the project in GOOGLE_CLOUD_PROJECT or \
+             GCP_PROJECT_ID, or `GcpBackend::builder().project(..)`"
+                .into(),
+        ));
     }
     let file = var("GOOGLE_APPLICATION_CREDENTIALS")
         .map(PathBuf::from)
@@ -311,7 +320,7 @@ async fn find_project(
     if let Some((p, config)) = gcloud_project(var) {
         return Ok((p, ProjectSource::Gcloud(config)));
     }
-    if file.is_none() && may_ask_metadata {
+    if file.is_none() {
         if let Some(p) = metadata_project(var).await {
             return Ok((p, ProjectSource::MetadataServer));
         }
@@ -415,15 +424,19 @@ mod tests {
             _ => None,
         };
         assert_eq!(
-            find_project(&both, false).await.unwrap().1,
+            find_project(&both, true).await.unwrap().1,
             ProjectSource::Env("GCP_PROJECT_ID")
         );
         let file_only = |n: &str| (n == "GOOGLE_APPLICATION_CREDENTIALS").then(|| f.clone());
-        let (p, source) = find_project(&file_only, false).await.unwrap();
+        let (p, source) = find_project(&file_only, true).await.unwrap();
         assert_eq!(p, "from-file");
         assert_eq!(source, ProjectSource::CredentialsFile(file.clone()));
-        let none = |_: &str| None;
-        let e = find_project(&none, false).await.unwrap_err().to_string();
+        // An emulator reads no credentials file, not even for the project.
+        let e = find_project(&file_only, false).await.unwrap_err().to_string();
+        assert!(e.contains("emulator"), "{e}");
+        // Nothing anywhere; the metadata server is a closed loopback port, so nothing is really contacted.
+        let none = |n: &str| (n == "GCE_METADATA_HOST").then(|| "127.0.0.1:9".to_string());
+        let e = find_project(&none, true).await.unwrap_err().to_string();
         assert!(e.contains("GOOGLE_CLOUD_PROJECT"), "{e}");
     }
 }
