@@ -2,6 +2,7 @@
 //!
 //! - [`Moto`] runs a moto server (AWS Secrets Manager) on a free loopback port.
 //! - [`Bao`] runs an OpenBao dev server (the HashiCorp Vault HTTP API) on a free loopback port.
+//! - [`Drongo`] runs a drongo server (Google Cloud Secret Manager's REST API) on a free loopback port.
 //! - [`Proxy`] sits between a client and a peer: it records and counts requests, and can answer, delay,
 //!   reset or stall them, by rule or at random, to test retries, timeouts and request counts.
 //!
@@ -15,6 +16,7 @@
 #![deny(missing_docs)]
 
 mod bao;
+mod drongo;
 mod http_client;
 pub mod logs;
 mod moto;
@@ -23,6 +25,7 @@ mod process;
 mod proxy;
 
 pub use bao::Bao;
+pub use drongo::Drongo;
 pub use moto::Moto;
 pub use paths::{free_port, venv_bin, workspace_root};
 pub use proxy::{Action, Fault, Proxy, RecordedRequest};

@@ -23,6 +23,8 @@ pub mod aws;
 pub mod aws {
     pub mod policy;
 }
+#[cfg(feature = "gcp")]
+pub mod gcp;
 #[cfg(feature = "local")]
 pub mod local;
 pub mod memory;
