@@ -2,6 +2,8 @@
 //!
 //! - [`Moto`] runs a moto server (AWS Secrets Manager) on a free loopback port.
 //! - [`Bao`] runs an OpenBao dev server (the HashiCorp Vault HTTP API) on a free loopback port.
+//! - [`KeyVault`] serves the Azure Key Vault secrets API and its token endpoint over HTTPS on a free
+//!   loopback port (no emulator exists; Microsoft's own clients are the judge of it).
 //! - [`Proxy`] sits between a client and a peer: it records and counts requests, and can answer, delay,
 //!   reset or stall them, by rule or at random, to test retries, timeouts and request counts.
 //!
@@ -16,6 +18,7 @@
 
 mod bao;
 mod http_client;
+mod keyvault;
 pub mod logs;
 mod moto;
 mod paths;
@@ -23,6 +26,7 @@ mod process;
 mod proxy;
 
 pub use bao::Bao;
+pub use keyvault::{KeyVault, KeyVaultRequest};
 pub use moto::Moto;
 pub use paths::{free_port, venv_bin, workspace_root};
 pub use proxy::{Action, Fault, Proxy, RecordedRequest};
