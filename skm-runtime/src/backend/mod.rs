@@ -17,6 +17,8 @@ pub use crate::spec::VersionPin;
 
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "azure")]
+pub mod azure;
 #[cfg(feature = "local")]
 pub mod local;
 pub mod memory;
