@@ -81,6 +81,7 @@
 //! | `local` | yes | the local encrypted store |
 //! | `aws` | no | AWS Secrets Manager (`aws-sdk-secretsmanager`) |
 //! | `vault` | no | HashiCorp Vault / OpenBao KV (`vaultrs`) |
+//! | `azure` | no | Azure Key Vault (`azure_security_keyvault_secrets`) |
 #![deny(missing_docs)]
 
 pub use skm_derive::Secrets;

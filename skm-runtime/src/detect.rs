@@ -2,9 +2,10 @@
 //!
 //! | variable | effect |
 //! |---|---|
-//! | `SKM_BACKEND` | `aws`, `vault`, `local` or `none`: always wins |
+//! | `SKM_BACKEND` | `aws`, `vault`, `azure`, `local` or `none`: always wins |
 //! | `AWS_REGION` / `AWS_DEFAULT_REGION` | selects AWS Secrets Manager (if built with the `aws` feature) |
 //! | `VAULT_ADDR` | selects Vault (if built with the `vault` feature) and no AWS region is set |
+//! | `AZURE_KEYVAULT_URL` | selects Azure Key Vault (if built with the `azure` feature) and none of the above is set |
 //! | `SKM_LOCAL_PATH` | where the local store lives (default `.skm`); an existing store is selected last |
 //! | `SKM_LOCAL_KEY` / `SKM_LOCAL_KEY_FILE` | the local store's key, or its key file (see `backend::local`) |
 //!
@@ -28,6 +29,8 @@ pub enum BackendKind {
     Vault,
     /// The local encrypted store.
     Local,
+    /// Azure Key Vault.
+    Azure,
 }
 
 impl fmt::Display for BackendKind {
@@ -37,6 +40,7 @@ impl fmt::Display for BackendKind {
             BackendKind::Aws => "aws",
             BackendKind::Vault => "vault",
             BackendKind::Local => "local",
+            BackendKind::Azure => "azure",
         })
     }
 }
@@ -49,9 +53,10 @@ impl std::str::FromStr for BackendKind {
             "aws" => Ok(BackendKind::Aws),
             "vault" | "openbao" => Ok(BackendKind::Vault),
             "local" => Ok(BackendKind::Local),
+            "azure" | "keyvault" | "azure-keyvault" => Ok(BackendKind::Azure),
             "none" | "" => Ok(BackendKind::None),
             other => Err(Error::Config(format!(
-                "unknown backend `{other}`: use one of aws, vault, local, none"
+                "unknown backend `{other}`: use one of aws, vault, azure, local, none"
             ))),
         }
     }
@@ -73,6 +78,7 @@ pub fn compiled(kind: BackendKind) -> bool {
         BackendKind::Aws => cfg!(feature = "aws"),
         BackendKind::Vault => cfg!(feature = "vault"),
         BackendKind::Local => cfg!(feature = "local"),
+        BackendKind::Azure => cfg!(feature = "azure"),
     }
 }
 
@@ -125,6 +131,15 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> Result<Choice, Error> {
         }
         tracing::debug!(target: "skm", "VAULT_ADDR is set but the `vault` feature is off; not using Vault");
     }
+    if let Some(reason) = azure_signal(var) {
+        if compiled(BackendKind::Azure) {
+            return Ok(Choice {
+                kind: BackendKind::Azure,
+                reason,
+            });
+        }
+        tracing::debug!(target: "skm", "AZURE_KEYVAULT_URL is set but the `azure` feature is off; not using Azure");
+    }
     if compiled(BackendKind::Local) {
         let path = set("SKM_LOCAL_PATH").unwrap_or_else(|| ".skm".into());
         if local_store_exists(&path) {
@@ -136,8 +151,22 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> Result<Choice, Error> {
     }
     Ok(Choice {
         kind: BackendKind::None,
-        reason: "no SKM_BACKEND, AWS region, VAULT_ADDR or local store found".into(),
+        reason: "no SKM_BACKEND, AWS region, VAULT_ADDR, AZURE_KEYVAULT_URL or local store found".into(),
     })
+}
+
+/// `AZURE_KEYVAULT_URL` is set (the registry will own this; see `backend::azure::detect_signal`).
+fn azure_signal(var: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    #[cfg(feature = "azure")]
+    {
+        crate::backend::azure::detect_signal(var)
+    }
+    #[cfg(not(feature = "azure"))]
+    {
+        var("AZURE_KEYVAULT_URL")
+            .filter(|v| !v.trim().is_empty())
+            .map(|_| "AZURE_KEYVAULT_URL is set".to_string())
+    }
 }
 
 fn local_store_exists(path: &str) -> bool {
@@ -174,6 +203,8 @@ pub async fn build_admin(kind: BackendKind) -> Result<Option<Arc<dyn AdminBacken
         BackendKind::Vault => Ok(Some(Arc::new(crate::backend::vault::VaultBackend::from_env().await?))),
         #[cfg(feature = "local")]
         BackendKind::Local => Ok(Some(Arc::new(crate::backend::local::LocalStore::from_env()?))),
+        #[cfg(feature = "azure")]
+        BackendKind::Azure => Ok(Some(Arc::new(crate::backend::azure::AzureBackend::from_env()?))),
         #[allow(unreachable_patterns)]
         other => Err(Error::Config(format!(
             "skm was built without the `{other}` feature: enable it in Cargo.toml"

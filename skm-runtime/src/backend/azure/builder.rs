@@ -86,9 +86,11 @@ impl AzureBackendBuilder {
             b.only = Some(kind.parse().map_err(Error::Config)?);
         }
         if let Some(n) = set("SKM_AZURE_CONCURRENCY") {
-            b.concurrency = Some(n.trim().parse().map_err(|_| {
-                Error::Config(format!("SKM_AZURE_CONCURRENCY=`{n}` is not a number of requests"))
-            })?);
+            b.concurrency = Some(
+                n.trim()
+                    .parse()
+                    .map_err(|_| Error::Config(format!("SKM_AZURE_CONCURRENCY=`{n}` is not a number of requests")))?,
+            );
         }
         if let Some(s) = set("SKM_AZURE_TIMEOUT_SECS") {
             b.timeout = Some(Duration::from_secs(s.trim().parse().map_err(|_| {
@@ -125,7 +127,8 @@ impl AzureBackendBuilder {
     pub fn client_secret(self, tenant_id: &str, client_id: &str, secret: &str) -> Self {
         let mut b = self;
         b.only = Some(CredentialKind::Env);
-        b.env.retain(|(k, _)| !k.starts_with("AZURE_") || k == "AZURE_KEYVAULT_URL" || k == "AZURE_AUTHORITY_HOST");
+        b.env
+            .retain(|(k, _)| !k.starts_with("AZURE_") || k == "AZURE_KEYVAULT_URL" || k == "AZURE_AUTHORITY_HOST");
         b.env.push(("AZURE_TENANT_ID".into(), tenant_id.into()));
         b.env.push(("AZURE_CLIENT_ID".into(), client_id.into()));
         b.env.push(("AZURE_CLIENT_SECRET".into(), secret.into()));
@@ -203,11 +206,13 @@ impl AzureBackendBuilder {
                 .connect_timeout(connect)
                 .timeout(total);
             if let Some(path) = &self.ca_cert {
-                let pem = std::fs::read(path).map_err(|e| {
-                    Error::Config(format!("SKM_AZURE_CA_CERT: cannot read {}: {e}", path.display()))
-                })?;
+                let pem = std::fs::read(path)
+                    .map_err(|e| Error::Config(format!("SKM_AZURE_CA_CERT: cannot read {}: {e}", path.display())))?;
                 let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                    Error::Config(format!("SKM_AZURE_CA_CERT: {} holds no PEM certificate: {e}", path.display()))
+                    Error::Config(format!(
+                        "SKM_AZURE_CA_CERT: {} holds no PEM certificate: {e}",
+                        path.display()
+                    ))
                 })?;
                 if certs.is_empty() {
                     return Err(Error::Config(format!(
@@ -242,7 +247,10 @@ impl AzureBackendBuilder {
         };
         // Off Azure the managed-identity endpoint does not answer: give up after a second, without retries.
         let probe_options = ClientOptions {
-            transport: Some(Transport::new(Arc::new(http(Duration::from_secs(1), Duration::from_secs(5))?))),
+            transport: Some(Transport::new(Arc::new(http(
+                Duration::from_secs(1),
+                Duration::from_secs(5),
+            )?))),
             retry: RetryOptions::none(),
             cloud,
             ..Default::default()

@@ -14,9 +14,9 @@ use azure_core::credentials::{AccessToken, Secret, TokenCredential, TokenRequest
 use azure_core::error::ErrorKind;
 use azure_core::http::ClientOptions;
 use azure_identity::{
-    ClientAssertionCredentialOptions, ClientSecretCredential, ClientSecretCredentialOptions,
-    DeveloperToolsCredential, ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
-    WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
+    ClientAssertionCredentialOptions, ClientSecretCredential, ClientSecretCredentialOptions, DeveloperToolsCredential,
+    ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId, WorkloadIdentityCredential,
+    WorkloadIdentityCredentialOptions,
 };
 
 /// One step of the credential chain, as `SKM_AZURE_CREDENTIAL` names it.
@@ -159,14 +159,16 @@ impl ChainCredential {
                             .filter(|n| set(n).is_none())
                             .collect();
                         if missing.is_empty() {
-                            ready(WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
-                                credential_options: ClientAssertionCredentialOptions {
-                                    client_options: config.options.clone(),
+                            ready(WorkloadIdentityCredential::new(Some(
+                                WorkloadIdentityCredentialOptions {
+                                    credential_options: ClientAssertionCredentialOptions {
+                                        client_options: config.options.clone(),
+                                    },
+                                    client_id: set("AZURE_CLIENT_ID"),
+                                    tenant_id: set("AZURE_TENANT_ID"),
+                                    token_file_path: Some(PathBuf::from(file)),
                                 },
-                                client_id: set("AZURE_CLIENT_ID"),
-                                tenant_id: set("AZURE_TENANT_ID"),
-                                token_file_path: Some(PathBuf::from(file)),
-                            })))
+                            )))
                         } else {
                             Step::Unavailable(format!(
                                 "AZURE_FEDERATED_TOKEN_FILE is set but {} not",
@@ -175,12 +177,12 @@ impl ChainCredential {
                         }
                     }
                 },
-                CredentialKind::Managed => ready(ManagedIdentityCredential::new(Some(
-                    ManagedIdentityCredentialOptions {
+                CredentialKind::Managed => {
+                    ready(ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
                         user_assigned_id: set("AZURE_CLIENT_ID").map(UserAssignedId::ClientId),
                         client_options: config.probe_options.clone(),
-                    },
-                ))),
+                    })))
+                }
                 CredentialKind::Cli => ready(DeveloperToolsCredential::new(None)),
             };
             steps.push((kind, step));
@@ -209,7 +211,9 @@ fn ready<T: TokenCredential + 'static>(built: azure_core::Result<Arc<T>>) -> Ste
 /// The first line of an SDK message, without its troubleshooting link: the aggregated error stays readable.
 fn one_line(message: &str) -> String {
     let first = message.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
-    first.trim_end_matches(|c: char| c == '.' || c.is_whitespace()).to_string()
+    first
+        .trim_end_matches(|c: char| c == '.' || c.is_whitespace())
+        .to_string()
 }
 
 #[async_trait]

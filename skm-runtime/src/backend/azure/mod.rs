@@ -75,8 +75,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::{
-    AdminBackend, AdminError, AdminErrorKind, Backend, DeleteMode, FailureKind, FetchError, FetchRequest,
-    FetchResult, ListEntry, PutRequest, SecretPayload, SecretValue, VersionInfo, VersionPin,
+    AdminBackend, AdminError, AdminErrorKind, Backend, DeleteMode, FailureKind, FetchError, FetchRequest, FetchResult,
+    ListEntry, PutRequest, SecretPayload, SecretValue, VersionInfo, VersionPin,
 };
 use crate::Error;
 
@@ -256,7 +256,10 @@ fn describe(e: &azure_core::Error) -> String {
         }
         source = cause.source();
     }
-    text.replace("\nTo troubleshoot, visit https://aka.ms/azsdk/rust/identity/troubleshoot", "")
+    text.replace(
+        "\nTo troubleshoot, visit https://aka.ms/azsdk/rust/identity/troubleshoot",
+        "",
+    )
 }
 
 /// Key Vault's `{"error": {"code", "message", "innererror": {"code"}}}` of an error response.
@@ -504,8 +507,9 @@ impl Backend for AzureBackend {
 
     async fn fetch(&self, requests: &[FetchRequest]) -> Vec<FetchResult> {
         // Names first: a bad or colliding path fails before any request.
-        let problems: HashMap<String, String> =
-            check_names(requests.iter().map(|r| r.path.as_str())).into_iter().collect();
+        let problems: HashMap<String, String> = check_names(requests.iter().map(|r| r.path.as_str()))
+            .into_iter()
+            .collect();
         let mut unique: Vec<&FetchRequest> = Vec::new();
         for request in requests {
             if !problems.contains_key(&request.path) && !unique.contains(&request) {
@@ -520,9 +524,10 @@ impl Backend for AzureBackend {
                 let answer = self.inner.read(&first.path, &name, &first.version).await;
                 let _ = self.inner.warmed.set(());
                 // No credential worked: every other read would run the whole chain again to say the same.
-                let failed_auth = answer.as_ref().err().filter(|e| {
-                    e.kind == FailureKind::Forbidden && e.detail.contains("no Azure credential worked")
-                });
+                let failed_auth = answer
+                    .as_ref()
+                    .err()
+                    .filter(|e| e.kind == FailureKind::Forbidden && e.detail.contains("no Azure credential worked"));
                 if let Some(e) = failed_auth.cloned() {
                     for r in others {
                         answers.insert((*r).clone(), Err(e.clone()));
@@ -560,7 +565,10 @@ impl Backend for AzureBackend {
             .map(|r| match problems.get(&r.path) {
                 Some(problem) => Err(FetchError::new(FailureKind::Invalid, problem.clone())),
                 None => answers.get(r).cloned().unwrap_or_else(|| {
-                    Err(FetchError::new(FailureKind::Other, format!("secret `{}`: read task lost", r.path)))
+                    Err(FetchError::new(
+                        FailureKind::Other,
+                        format!("secret `{}`: read task lost", r.path),
+                    ))
                 }),
             })
             .collect()
@@ -672,10 +680,7 @@ impl AdminBackend for AzureBackend {
                     },
                 };
                 if path.starts_with(prefix) {
-                    let updated = item
-                        .attributes
-                        .and_then(|a| a.updated)
-                        .map(std::time::SystemTime::from);
+                    let updated = item.attributes.and_then(|a| a.updated).map(std::time::SystemTime::from);
                     out.push(ListEntry { path, updated });
                 }
             }
@@ -731,7 +736,11 @@ impl AdminBackend for AzureBackend {
             .await
             .map_err(|e| admin_error(&e, path, &name))?;
         if versions.is_empty() {
-            return Err(AdminError::new(AdminErrorKind::NotFound, path, format!("{} not found", who(path, &name))));
+            return Err(AdminError::new(
+                AdminErrorKind::NotFound,
+                path,
+                format!("{} not found", who(path, &name)),
+            ));
         }
         // The current version is what a read without a version returns; ask rather than trust creation
         // times, which Key Vault keeps in whole seconds.

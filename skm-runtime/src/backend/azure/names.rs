@@ -65,11 +65,7 @@ pub fn check_names<'a>(paths: impl IntoIterator<Item = &'a str>) -> Vec<(String,
     }
     for (name, paths) in by_name {
         if paths.len() > 1 {
-            let list = paths
-                .iter()
-                .map(|p| format!("`{p}`"))
-                .collect::<Vec<_>>()
-                .join(" and ");
+            let list = paths.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(" and ");
             for path in &paths {
                 errors.push((
                     path.to_string(),
@@ -102,6 +98,9 @@ mod tests {
         let errors = check_names(["App/Key", "app-key", "other"]);
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(errors.iter().all(|(_, e)| e.contains("`App/Key` and `app-key`")));
-        assert!(check_names(["a/b", "a/b", "c"]).is_empty(), "the same path twice is no collision");
+        assert!(
+            check_names(["a/b", "a/b", "c"]).is_empty(),
+            "the same path twice is no collision"
+        );
     }
 }

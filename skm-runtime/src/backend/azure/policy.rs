@@ -33,7 +33,11 @@ pub struct RoleAssignments {
 /// assert_eq!(r.json["assignments"][0]["secretName"], "auth-jwt");
 /// assert!(r.az_commands[1].contains("--scope \"$VAULT_ID/secrets/auth-jwt\""));
 /// ```
-pub fn role_assignments(vault: &str, principal: &str, paths: &[&str]) -> Result<RoleAssignments, Vec<(String, String)>> {
+pub fn role_assignments(
+    vault: &str,
+    principal: &str,
+    paths: &[&str],
+) -> Result<RoleAssignments, Vec<(String, String)>> {
     let errors = check_names(paths.iter().copied());
     if !errors.is_empty() {
         return Err(errors);
