@@ -256,10 +256,12 @@ fn describe(e: &azure_core::Error) -> String {
         }
         source = cause.source();
     }
+    // The SDK's wrapping adds words that tell a user of skm nothing.
     text.replace(
         "\nTo troubleshoot, visit https://aka.ms/azsdk/rust/identity/troubleshoot",
         "",
     )
+    .replace("non-transport error occurred which will not be retried: ", "")
 }
 
 /// Key Vault's `{"error": {"code", "message", "innererror": {"code"}}}` of an error response.
