@@ -493,6 +493,13 @@ async fn untrusted_certificate_and_plain_http_fail_fast() {
     );
     let e = AzureBackend::builder().vault_url(kv.plain_url()).build().unwrap_err();
     assert!(e.to_string().contains("https://"), "{e}");
+    let e = builder(&kv).ca_cert("/nonexistent/ca.pem").build().unwrap_err();
+    assert!(
+        e.to_string().contains("SKM_AZURE_CA_CERT") && e.to_string().contains("/nonexistent/ca.pem"),
+        "{e}"
+    );
+    let e = AzureBackend::builder().build().unwrap_err();
+    assert!(e.to_string().contains("AZURE_KEYVAULT_URL"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -512,19 +512,26 @@ impl Backend for AzureBackend {
         let problems: HashMap<String, String> = check_names(requests.iter().map(|r| r.path.as_str()))
             .into_iter()
             .collect();
-        let mut unique: Vec<&FetchRequest> = Vec::new();
-        for request in requests {
-            if !problems.contains_key(&request.path) && !unique.contains(&request) {
-                unique.push(request);
-            }
-        }
+        let mut seen = std::collections::HashSet::new();
+        let unique: Vec<&FetchRequest> = requests
+            .iter()
+            .filter(|r| !problems.contains_key(&r.path) && seen.insert(*r))
+            .collect();
         let mut answers: HashMap<FetchRequest, FetchResult> = HashMap::new();
         let mut rest = unique.as_slice();
         if self.inner.warmed.get().is_none() {
             if let Some((first, others)) = rest.split_first() {
                 let name = secret_name(&first.path).expect("checked above");
                 let answer = self.inner.read(&first.path, &name, &first.version).await;
-                let _ = self.inner.warmed.set(());
+                // An answer from the vault (even a refusal) means the challenge was seen; a connection
+                // failure means it was not, and the next load warms up again.
+                let reached = match &answer {
+                    Ok(_) => true,
+                    Err(e) => !matches!(e.kind, FailureKind::Unavailable | FailureKind::Other),
+                };
+                if reached {
+                    let _ = self.inner.warmed.set(());
+                }
                 // No credential worked: every other read would run the whole chain again to say the same.
                 let failed_auth = answer
                     .as_ref()
