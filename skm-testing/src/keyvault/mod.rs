@@ -23,7 +23,7 @@
 //!   a missing one `404 SecretNotFound`. `nbf` and `exp` are stored and returned, never enforced (Key Vault
 //!   leaves them to the client).
 //!
-//! What it does not imitate: see the crate's closing notes in [`KeyVault`].
+//! What it does not imitate: see [`KeyVault`].
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -135,7 +135,12 @@ pub(crate) fn version_id() -> String {
 /// managed secrets (those backing certificates); RBAC and access policies (any issued token may do anything);
 /// throttling (429); token expiry (tokens live as long as the server); the client-certificate, federated
 /// and managed-identity grants; instance discovery (clients must disable it); `maxresults` above 25 is
-/// refused as Key Vault does, but the page size is the server's.
+/// refused as Key Vault does, but the page size is the server's; the `x-ms-request-id` /
+/// `x-ms-keyvault-*` response headers; `outContentType`; the vault name in the Host header (any host is
+/// this vault); the short "being deleted" phase (`409 ObjectIsBeingDeleted`): deletion is complete at once,
+/// so a reused name gets the steady-state `409 Conflict` / `ObjectIsDeletedButRecoverable`. The challenge's
+/// `authorization` names `login.microsoftonline.com/{tenant}` as Azure's does; clients take only the
+/// tenant from it and get their token from their own authority host (this server).
 ///
 /// # Example
 /// ```no_run
