@@ -90,6 +90,7 @@
 //! | `local` | yes | the local encrypted store |
 //! | `aws` | no | AWS Secrets Manager (`aws-sdk-secretsmanager`) |
 //! | `vault` | no | HashiCorp Vault / OpenBao KV (`vaultrs`) |
+//! | `azure` | no | Azure Key Vault (`azure_security_keyvault_secrets`) |
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

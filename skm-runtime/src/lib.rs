@@ -33,6 +33,7 @@
 //! | `local` | yes | the local encrypted store |
 //! | `aws` | no | AWS Secrets Manager |
 //! | `vault` | no | HashiCorp Vault / OpenBao KV |
+//! | `azure` | no | Azure Key Vault |
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -3,6 +3,8 @@
 //! - [`Moto`] runs a moto server (AWS Secrets Manager) on a free loopback port.
 //! - [`Bao`] runs an OpenBao dev server (the HashiCorp Vault HTTP API) on a free loopback port.
 //! - [`Drongo`] runs a drongo server (Google Cloud Secret Manager's REST API) on a free loopback port.
+//! - [`KeyVault`] serves the Azure Key Vault secrets API and its token endpoint over HTTPS on a free
+//!   loopback port (no emulator exists; Microsoft's own clients are the judge of it).
 //! - [`Proxy`] sits between a client and a peer: it records and counts requests, and can answer, delay,
 //!   reset or stall them, by rule or at random, to test retries, timeouts and request counts.
 //!
@@ -18,6 +20,7 @@
 mod bao;
 mod drongo;
 mod http_client;
+mod keyvault;
 pub mod logs;
 mod moto;
 mod paths;
@@ -26,6 +29,7 @@ mod proxy;
 
 pub use bao::Bao;
 pub use drongo::Drongo;
+pub use keyvault::{KeyVault, KeyVaultRequest};
 pub use moto::Moto;
 pub use paths::{free_port, venv_bin, workspace_root};
 pub use proxy::{Action, Fault, Proxy, RecordedRequest};

@@ -25,6 +25,8 @@ pub mod aws {
 }
 #[cfg(feature = "gcp")]
 pub mod gcp;
+#[cfg(feature = "azure")]
+pub mod azure;
 #[cfg(feature = "local")]
 pub mod local;
 pub mod memory;
