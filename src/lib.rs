@@ -92,6 +92,8 @@ pub use skm_runtime::{
 
 pub use secrecy::{self, ExposeSecret, SecretBox, SecretString};
 
+#[cfg(feature = "cli")]
+pub use skm_cli as cli;
 /// The `skm` tool's commands, to embed for your own struct (feature `cli`).
 ///
 /// A `src/bin/secrets.rs` of one line gives your application `check`, `migrate`, `template`, `policy` and the
@@ -101,8 +103,10 @@ pub use secrecy::{self, ExposeSecret, SecretBox, SecretString};
 ///     skm::cli::run::<my_app::AppSecrets>()
 /// }
 /// ```
-#[cfg(feature = "cli")]
-pub use skm_cli as cli;
+/// Dynamic secrets (Vault / OpenBao leases): [`Leased`](lease::Leased) credentials renewed, re-issued and
+/// revoked in the background (feature `vault`).
+#[cfg(feature = "vault")]
+pub use skm_runtime::lease;
 pub use zeroize::{self, Zeroize};
 
 /// Paths used by the code `#[derive(Secrets)]` generates; not a public API.

@@ -14,6 +14,7 @@
 //! - [`Rotating`]: a field holding the current and the previous version, for rotation grace.
 //! - [`watch`]: hot reload ([`Loader::watch`]) with stale-on-error and version-checked refreshes.
 //! - [`conformance`]: the test suite every backend passes.
+//! - `lease` (feature `vault`): dynamic secrets, `Leased<T>` renewed, re-issued and revoked in the background.
 //! - [`gitcheck`]: a warning when `.env` or the local store sits in a git work tree without being ignored.
 //!
 //! # Cargo features
@@ -33,6 +34,8 @@ pub mod error;
 pub mod fuzzing;
 pub mod gitcheck;
 mod layer;
+#[cfg(feature = "vault")]
+pub mod lease;
 mod load;
 pub mod plan;
 pub mod rotating;

@@ -43,6 +43,8 @@ mod auth;
 mod config;
 mod errors;
 mod kv;
+// Dynamic secrets: `VaultBackend::lease` (see `crate::lease`).
+mod lease;
 mod redirect;
 
 use std::collections::HashMap;
