@@ -80,7 +80,8 @@
 //! |---|---|---|
 //! | `local` | yes | the local encrypted store |
 //! | `aws` | no | AWS Secrets Manager (`aws-sdk-secretsmanager`) |
-//! | `vault` | no | HashiCorp Vault / OpenBao KV (`vaultrs`) |
+//! | `vault` | no | HashiCorp Vault / OpenBao KV (`vaultrs`), dynamic secrets (`lease`) |
+//! | `postgres` | no | the PostgreSQL rotator (`rotation::postgres`) |
 #![deny(missing_docs)]
 
 pub use skm_derive::Secrets;
@@ -107,6 +108,7 @@ pub use skm_cli as cli;
 /// revoked in the background (feature `vault`).
 #[cfg(feature = "vault")]
 pub use skm_runtime::lease;
+pub use skm_runtime::rotation;
 pub use zeroize::{self, Zeroize};
 
 /// Paths used by the code `#[derive(Secrets)]` generates; not a public API.

@@ -14,6 +14,23 @@ use skm::lease::{LeaseErrorKind, LeaseOptions, Leased};
 use skm::{ExposeSecret, SecretString};
 use skm_testing::{Bao, Postgres};
 
+/// Every event of this test binary, from a global subscriber installed before any test logs: a thread-local
+/// one misses events whose call sites another test's thread reached first (tracing caches their interest).
+fn logs() -> &'static skm_testing::logs::Captured {
+    static LOGS: std::sync::OnceLock<skm_testing::logs::Captured> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let captured = skm_testing::logs::Captured::default();
+        let writer = captured.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .try_init()
+            .expect("the only global subscriber of this test binary");
+        captured
+    })
+}
+
 /// What the database engine returns as `data`.
 #[derive(serde::Deserialize)]
 struct DbCredentials {
@@ -24,6 +41,7 @@ struct DbCredentials {
 /// OpenBao with a `database/` mount whose connection `pg` points at `pg`, and a role `app` with the given
 /// TTLs (in seconds).
 async fn peers(default_ttl: u64, max_ttl: u64) -> (Postgres, Bao, VaultBackend) {
+    logs();
     let (pg, bao) = tokio::join!(Postgres::start(), Bao::start());
     let (status, body) = bao
         .api("POST", "sys/mounts/database", json!({"type": "database"}))
@@ -348,7 +366,6 @@ async fn data_that_does_not_fit_the_type_is_refused_and_its_lease_revoked() {
 
 #[tokio::test]
 async fn lease_ids_and_passwords_stay_out_of_logs_debug_and_errors_and_drop_revokes() {
-    let (captured, _guard) = skm_testing::logs::capture();
     let (pg, bao, vault) = peers(2, 4).await;
     let options = LeaseOptions::new()
         .reissue_before(Duration::from_secs(2))
@@ -381,7 +398,7 @@ async fn lease_ids_and_passwords_stay_out_of_logs_debug_and_errors_and_drop_revo
     })
     .await;
 
-    let logs = captured.text();
+    let logs = logs().text();
     assert!(
         logs.contains(&fingerprint),
         "the logs name leases by fingerprint:\n{logs}"

@@ -12,6 +12,8 @@
 //! - [`Error`]: one error listing every failing field; never a secret value.
 //! - [`Validators`]: `min_len`, `not` and `pattern` checks applied to values at load.
 //! - [`Rotating`]: a field holding the current and the previous version, for rotation grace.
+//! - [`rotation`]: rotating a password in its target system ([`rotation::Rotator`]), the AWS rotation
+//!   protocol (feature `aws`) and a PostgreSQL rotator (feature `postgres`).
 //! - [`watch`]: hot reload ([`Loader::watch`]) with stale-on-error and version-checked refreshes.
 //! - [`conformance`]: the test suite every backend passes.
 //! - `lease` (feature `vault`): dynamic secrets, `Leased<T>` renewed, re-issued and revoked in the background.
@@ -22,7 +24,8 @@
 //! |---|---|---|
 //! | `local` | yes | the local encrypted store |
 //! | `aws` | no | AWS Secrets Manager |
-//! | `vault` | no | HashiCorp Vault / OpenBao KV |
+//! | `vault` | no | HashiCorp Vault / OpenBao KV, and dynamic secrets (`lease`) |
+//! | `postgres` | no | the PostgreSQL rotator (`tokio-postgres`) |
 #![deny(missing_docs)]
 
 pub mod backend;
@@ -39,6 +42,7 @@ pub mod lease;
 mod load;
 pub mod plan;
 pub mod rotating;
+pub mod rotation;
 pub mod spec;
 mod validate;
 pub mod watch;
