@@ -105,7 +105,8 @@ impl LeaseOptions {
     /// The server does not say a lease's max TTL: skm uses [`LeaseOptions::max_ttl`] when given, and
     /// otherwise learns the end from the first renewal the server grants less than asked, which happens
     /// between one third and one lease duration before the end; a `reissue_before` longer than that is then
-    /// shortened to "now".
+    /// shortened to "now". New credentials are never replaced in the first half of their life, however long
+    /// the lead, so that a lead longer than the lease cannot make the keeper re-issue in a loop.
     pub fn reissue_before(mut self, lead: Duration) -> Self {
         self.reissue_before = lead;
         self
@@ -274,6 +275,21 @@ struct Held {
 
 impl Held {
     fn new(grant: &Grant, issued: Instant, max_ttl: Option<Duration>) -> Self {
+        if grant.duration.is_zero() {
+            // A lease of 0 s never expires: nothing to renew or replace.
+            let never = issued + Duration::from_secs(100 * 365 * 24 * 3600);
+            return Held {
+                id: grant.id.clone(),
+                fingerprint: fingerprint(&grant.id),
+                duration: grant.duration,
+                renewable: false,
+                expires: never,
+                renew_at: never,
+                hard_end: None,
+                revoke_at: None,
+                failures: 0,
+            };
+        }
         let expires = issued + grant.duration;
         let hard_end = if grant.renewable {
             max_ttl.map(|m| issued + m)
@@ -514,6 +530,13 @@ impl Drop for Keeper {
     }
 }
 
+/// When to replace a lease issued at `issued` that cannot live past `end`: `lead` before the end, but never
+/// in the first half of its life, so that a lead longer than the lease itself cannot re-issue in a loop.
+fn reissue_due(issued: Instant, end: Instant, lead: Duration) -> Instant {
+    let life = end.saturating_duration_since(issued);
+    end.checked_sub(lead).unwrap_or(issued).max(issued + life / 2)
+}
+
 /// Reads `path` once and starts keeping the lease: the constructor backends call.
 pub(crate) async fn start<T>(
     source: Arc<dyn LeaseSource>,
@@ -545,7 +568,7 @@ where
     };
     state.reissue_at = held
         .hard_end
-        .map(|end| end.checked_sub(options.reissue_before).unwrap_or(issued));
+        .map(|end| reissue_due(issued, end, options.reissue_before));
     state.active = Some(held);
     let state = Arc::new(Mutex::new(state));
     let counters = Arc::new(Counters::default());
@@ -791,7 +814,7 @@ async fn reissue<T>(
             }
             s.reissue_at = held
                 .hard_end
-                .map(|end| end.checked_sub(options.reissue_before).unwrap_or(issued).max(issued));
+                .map(|end| reissue_due(issued, end, options.reissue_before));
             s.reissue_failures = 0;
             s.active = Some(held);
             drop(s);
@@ -822,6 +845,44 @@ mod tests {
         assert_eq!(fp.len(), "database/creds/app/#".len() + 8);
         assert_eq!(fp, fingerprint(id), "stable");
         assert_ne!(fp, fingerprint("database/creds/app/other"));
+    }
+
+    #[test]
+    fn a_lead_longer_than_the_lease_waits_for_half_its_life() {
+        let t = Instant::now();
+        let end = t + Duration::from_secs(60);
+        assert_eq!(
+            reissue_due(t, end, Duration::from_secs(10)),
+            t + Duration::from_secs(50)
+        );
+        assert_eq!(
+            reissue_due(t, end, Duration::from_secs(120)),
+            t + Duration::from_secs(30)
+        );
+        assert_eq!(
+            reissue_due(t, end, Duration::from_secs(30)),
+            t + Duration::from_secs(30)
+        );
+    }
+
+    #[test]
+    fn a_lease_without_expiry_is_neither_renewed_nor_replaced_soon() {
+        let grant = Grant {
+            id: "kv/creds/x/abc".into(),
+            duration: Duration::ZERO,
+            renewable: false,
+            data: Value::Null,
+        };
+        let now = Instant::now();
+        let state = State {
+            active: Some(Held::new(&grant, now, None)),
+            retired: Vec::new(),
+            reissue_at: None,
+            reissue_failures: 0,
+            lead: Duration::from_secs(120),
+        };
+        let (at, _) = next_step(&state).expect("a far step");
+        assert!(at > now + Duration::from_secs(365 * 24 * 3600));
     }
 
     #[test]
