@@ -486,16 +486,16 @@ async fn revoke_leases(
         match source.revoke(&lease.id).await {
             Ok(()) => {
                 counters.revocations.fetch_add(1, Ordering::SeqCst);
-                tracing::debug!(target: "skm", lease = %lease.fingerprint, "revoked the lease");
+                tracing::debug!(target: "skm", path = %path, lease = %lease.fingerprint, "revoked the lease");
             }
             Err(e) => {
                 counters.failures.fetch_add(1, Ordering::SeqCst);
-                tracing::warn!(target: "skm", lease = %lease.fingerprint, error = %e, "revoking the lease failed");
+                tracing::warn!(target: "skm", path = %path, lease = %lease.fingerprint, error = %e,
+                    "revoking the lease failed");
                 first_error.get_or_insert(e);
             }
         }
     }
-    let _ = path;
     first_error.map_or(Ok(()), Err)
 }
 
