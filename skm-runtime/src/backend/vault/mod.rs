@@ -53,6 +53,8 @@ mod doctor;
 mod errors;
 mod kv;
 pub mod policy;
+// Dynamic secrets: `VaultBackend::lease` (see `crate::lease`).
+mod lease;
 mod redirect;
 
 use std::collections::HashMap;
