@@ -529,18 +529,33 @@ async fn per_secret_errors_map_to_kinds_and_outages_fall_back_to_env() {
     assert!(e.detail.contains("AccessDeniedException"), "{e}");
     assert!(!b.batch_refused(), "a per-secret refusal is not a refused batch");
 
-    // Forbidden is an outage: the env var covers for it, with a warning.
+    // Forbidden is a configuration error, not an outage (issue 17 #7): by default the env var does not cover
+    // for it, although it has the value.
+    let e = loader(&b)
+        .env_vars([("APP_PLAIN", "from env")])
+        .load::<WithFallback>()
+        .await
+        .err()
+        .expect("forbidden fails the load by default");
+    assert_eq!(
+        e.as_load().unwrap().fields[0].reason,
+        FieldProblem::Backend(FailureKind::Forbidden),
+        "{e}"
+    );
+    // Allowed explicitly, the env var covers for it, with a warning.
     let loaded = loader(&b)
         .env_vars([("APP_PLAIN", "from env")])
+        .allow_fallback_on(FailureKind::Forbidden)
         .load_report::<WithFallback>()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(loaded.value.plain.expose_secret(), "from env");
     let warnings = loaded.provenance.warnings.join("\n");
     assert!(warnings.contains("access denied"), "{warnings}");
-    // Strict mode refuses the fallback.
+    // Strict mode refuses the fallback even when allowed.
     let e = loader(&b)
         .env_vars([("APP_PLAIN", "from env")])
+        .allow_fallback_on(FailureKind::Forbidden)
         .strict(true)
         .load::<WithFallback>()
         .await
