@@ -31,6 +31,8 @@ struct World {
     pg: Postgres,
     #[cfg(feature = "vault")]
     _bao: Option<skm_testing::Bao>,
+    #[cfg(feature = "aws")]
+    _moto: Option<skm_testing::Moto>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -38,6 +40,8 @@ enum Kind {
     Local,
     #[cfg(feature = "vault")]
     Vault,
+    #[cfg(feature = "aws")]
+    Aws,
 }
 
 impl World {
@@ -50,6 +54,8 @@ impl World {
         ];
         #[cfg(feature = "vault")]
         let mut bao = None;
+        #[cfg(feature = "aws")]
+        let mut moto = None;
         match kind {
             Kind::Local => {
                 vars.push(("SKM_BACKEND".into(), "local".into()));
@@ -64,6 +70,17 @@ impl World {
                 vars.push(("VAULT_TOKEN".into(), b.root_token().to_string()));
                 bao = Some(b);
             }
+            #[cfg(feature = "aws")]
+            Kind::Aws => {
+                let m = skm_testing::Moto::start().await;
+                vars.push(("SKM_BACKEND".into(), "aws".into()));
+                vars.push(("AWS_REGION".into(), "eu-west-1".into()));
+                vars.push(("AWS_ENDPOINT_URL".into(), m.endpoint()));
+                vars.push(("AWS_ACCESS_KEY_ID".into(), "test".into()));
+                vars.push(("AWS_SECRET_ACCESS_KEY".into(), "test".into()));
+                vars.push(("AWS_EC2_METADATA_DISABLED".into(), "true".into()));
+                moto = Some(m);
+            }
         }
         let pg = Postgres::start().await;
         pg.execute("CREATE ROLE app LOGIN PASSWORD 'old-app-pw'; CREATE ROLE weak LOGIN PASSWORD 'weak-pw';")
@@ -74,6 +91,8 @@ impl World {
             pg,
             #[cfg(feature = "vault")]
             _bao: bao,
+            #[cfg(feature = "aws")]
+            _moto: moto,
         };
         for (path, value) in [
             (
@@ -157,7 +176,7 @@ async fn rotates_role_and_secret_together(kind: Kind) {
     assert!(out.stdout.contains("PostgreSQL role \"app\""), "{out:?}");
     let stored = w.stored("db/app").await;
     let new = stored["password"].as_str().unwrap().to_string();
-    assert_eq!(new.len(), 24);
+    assert_eq!(new.chars().count(), 24);
     assert_eq!(stored["username"], "app", "the other keys are kept");
     assert!(!stored.contains_key("password.pending"), "{stored:?}");
     assert!(
@@ -290,4 +309,55 @@ async fn vault_rotates_role_and_secret_together() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vault_a_refused_change_keeps_a_working_stored_password() {
     a_refused_change_keeps_a_working_stored_password(Kind::Vault).await;
+}
+
+/// On AWS the rotation service's protocol: AWSPENDING, the role changed and tested, then AWSCURRENT; a
+/// refused change leaves AWSCURRENT (the password the database accepts) alone.
+#[cfg(feature = "aws")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_rotates_through_the_staging_labels() {
+    let w = World::new(Kind::Aws).await;
+    let out = w.rotate("app", "db/app").await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("AWSCURRENT"), "{out:?}");
+    // Read by label: after a stage move, moto's batch read (what a plain `get` uses) still answers with the
+    // first version; AWS answers AWSCURRENT (see the report).
+    let out = w
+        .skm(&[], &["get", "db/app", "--version", "AWSCURRENT", "--reveal"], None)
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let stored: serde_json::Map<String, Value> = serde_json::from_str(out.stdout.trim_end()).unwrap();
+    let new = stored["password"].as_str().unwrap().to_string();
+    assert_ne!(new, "old-app-pw");
+    assert_eq!(stored["username"], "app");
+    w.pg.login("app", &new).await.expect("AWSCURRENT logs in");
+    assert!(w.pg.login("app", "old-app-pw").await.is_err());
+
+    let out = w
+        .skm(
+            &[],
+            &["put", "db/ghost"],
+            Some(r#"{"username":"ghost","password":"ghost-pw"}"#),
+        )
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = w.rotate("ghost", "db/ghost").await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("AWSCURRENT is unchanged"), "{out:?}");
+    let out = w
+        .skm(
+            &[],
+            &[
+                "get",
+                "db/ghost",
+                "--version",
+                "AWSCURRENT",
+                "--reveal",
+                "--key",
+                "password",
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(out.stdout.trim_end(), "ghost-pw", "{out:?}");
 }
