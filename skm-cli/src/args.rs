@@ -117,6 +117,25 @@ pub(crate) enum Command {
         /// Without --key, replace the value even when it is a JSON object (all its keys are lost).
         #[arg(long)]
         force: bool,
+        /// Also change this PostgreSQL role's password: generate, store as pending, ALTER ROLE, test a
+        /// login, then store as current (needs --key).
+        #[cfg(feature = "postgres")]
+        #[arg(long, value_name = "ROLE", requires = "key")]
+        postgres_role: Option<String>,
+        /// The admin connection for --postgres-role, without a password
+        /// (`postgres://admin@127.0.0.1:5432/postgres`; default: SKM_POSTGRES_ADMIN_URL).
+        #[cfg(feature = "postgres")]
+        #[arg(long, value_name = "URL", requires = "postgres_role")]
+        postgres_url: Option<String>,
+        /// The secret holding the admin's password (with --admin-key) or a whole database secret
+        /// (`host`, `port`, `username`, `password`, `dbname`).
+        #[cfg(feature = "postgres")]
+        #[arg(long, value_name = "PATH", requires = "postgres_role")]
+        admin_path: Option<String>,
+        /// The key of --admin-path holding the admin's password.
+        #[cfg(feature = "postgres")]
+        #[arg(long, value_name = "KEY", requires = "admin_path")]
+        admin_key: Option<String>,
     },
     /// Move the declared secrets from a .env file (or another backend) into a backend.
     Migrate(MigrateArgs),

@@ -15,6 +15,7 @@
 //! | `local` | yes | the local encrypted store |
 //! | `aws` | no | AWS Secrets Manager |
 //! | `vault` | no | HashiCorp Vault / OpenBao KV |
+//! | `postgres` | no | `rotate --postgres-role`: a PostgreSQL role's password rotated with its secret |
 //!
 //! # Commands
 //! | command | what it does |
@@ -25,6 +26,7 @@
 //! | `delete PATH [--force \| --recovery-days N]` | deletes |
 //! | `rollback PATH --to VERSION` | writes an old version's value as the new current version |
 //! | `rotate PATH [--key K] --generate N` | writes a random value; prints the version, not the value |
+//! | `rotate PATH --key K --generate N --postgres-role ROLE` | also sets the role's password: pending, `ALTER ROLE`, test, store |
 //! | `migrate [--from .env\|BACKEND] [--to BACKEND] [--dry-run] [--force] [--backup] [--delete-source]` | value-free plan, apply, read back, optionally rewrite `.env` |
 //! | `check` | resolves every declared secret here, shows where each comes from, never a value |
 //! | `template` | writes `.env.example` |

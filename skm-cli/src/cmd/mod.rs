@@ -5,6 +5,8 @@ mod doctor;
 mod manifest;
 mod migrate;
 mod ops;
+#[cfg(feature = "postgres")]
+mod pgrotate;
 mod policy;
 mod template;
 pub(crate) mod util;
@@ -37,12 +39,32 @@ pub(crate) async fn dispatch(ctx: &mut Ctx<'_, '_>, command: Command) -> Result<
         } => ops::delete(ctx, &path, force, recovery_days, yes).await,
         Command::Versions { path } => ops::versions(ctx, &path).await,
         Command::Rollback { path, to } => ops::rollback(ctx, &path, &to).await,
+        #[cfg(feature = "postgres")]
+        Command::Rotate {
+            path,
+            key: Some(key),
+            generate,
+            charset,
+            postgres_role: Some(role),
+            postgres_url,
+            admin_path,
+            admin_key,
+            ..
+        } => {
+            let admin = pgrotate::AdminFrom {
+                url: postgres_url,
+                path: admin_path,
+                key: admin_key,
+            };
+            pgrotate::run(ctx, &path, &key, &role, admin, generate, charset).await
+        }
         Command::Rotate {
             path,
             key,
             generate,
             charset,
             force,
+            ..
         } => ops::rotate(ctx, &path, key.as_deref(), generate, charset, force).await,
         Command::Migrate(args) => migrate::run(ctx, args).await,
         Command::Check {

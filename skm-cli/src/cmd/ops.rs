@@ -151,13 +151,11 @@ pub(crate) async fn put(
     Ok(exit::OK)
 }
 
-/// Says plainly when a key write was a read-merge-write that a concurrent writer could have undone.
+/// Says plainly (once per run) when a key write was a read-merge-write that a concurrent writer could have
+/// undone: the backend has no check-and-set.
 fn report_key_write(ctx: &mut Ctx<'_, '_>, backend: &str, write: &KeyWrite) {
     if !write.atomic {
-        ctx.ui.warn(format!(
-            "{backend} cannot set one key atomically here: the other keys were read and written back, so a \
-             concurrent write to the same secret in between would be lost; run key writes one at a time"
-        ));
+        ctx.ui.warn(super::util::non_atomic_warning(backend));
     }
 }
 

@@ -78,8 +78,8 @@ pub(crate) fn object_value(object: &serde_json::Map<String, serde_json::Value>) 
 
 /// Sets `key` in the current value of `path` (a JSON object, or nothing yet), keeping the other keys.
 ///
-/// This is a read, a merge and a write: a concurrent writer between the read and the write loses its
-/// update. [`write_key`] avoids that where the backend can; this is its fallback.
+/// This is a read and a merge only: the caller writes with `create_only` (so nothing can be lost) or uses
+/// [`write_key`], which checks-and-sets where the backend can.
 pub(crate) async fn with_key(
     backend: &dyn AdminBackend,
     path: &str,
@@ -107,11 +107,19 @@ pub(crate) struct KeyWrite {
     pub atomic: bool,
 }
 
+/// A JSON object secret as read: `None` when the path does not exist yet.
+pub(crate) type Object = serde_json::Map<String, serde_json::Value>;
+
+/// How many times [`update_object`] re-reads and re-merges after a check-and-set conflict before it gives up.
+/// Every round some writer wins, so 50 concurrent writers settle well within it; the backoff spreads them out.
+pub(crate) const CAS_ATTEMPTS: u32 = 100;
+
 /// Sets `key` to `value` in the JSON object at `path`, keeping the other keys, without losing a concurrent
 /// writer's update where the backend can guarantee it.
 ///
-/// The local store merges under its own lock ([`LocalStore::put_key`]). Other backends read, merge and
-/// write; the result says so, and the caller tells the user plainly.
+/// The local store merges under its own lock ([`LocalStore::put_key`]). A backend with check-and-set
+/// ([`AdminBackend::supports_cas`]) goes through [`update_object`]. Others read, merge and write; the result
+/// says so, and the caller tells the user plainly (once).
 ///
 /// [`LocalStore::put_key`]: skm_runtime::backend::local::LocalStore::put_key
 pub(crate) async fn write_key(
@@ -128,9 +136,88 @@ pub(crate) async fn write_key(
     }
     #[cfg(not(feature = "local"))]
     let _ = ctx;
-    let merged = with_key(backend, path, key, value).await?;
-    let version = backend.put(PutRequest::new(path, merged)).await?;
-    Ok(KeyWrite { version, atomic: false })
+    update_object(backend, path, |current| {
+        let mut object = match current {
+            None => serde_json::Map::new(),
+            Some(Ok(object)) => object,
+            Some(Err(())) => return Err(not_an_object(path, key)),
+        };
+        object.insert(key.to_string(), serde_json::Value::String(value.clone()));
+        Ok(object)
+    })
+    .await
+}
+
+/// Read → merge → write of the JSON object at `path`, with check-and-set where the backend has it.
+///
+/// `merge` gets the current object (`None`: no secret yet; `Some(Err(()))`: a value that is not a JSON
+/// object) and returns the object to write, or why not. On a backend with check-and-set the write names the
+/// version read (or must create the path when there was none); a [`FailureKind::Conflict`] (or
+/// `AlreadyExists` for a create) means another writer came first, so it reads again, merges again and
+/// retries, up to [`CAS_ATTEMPTS`] times with jittered exponential backoff. Without check-and-set (or when
+/// the backend reports it unsupported, e.g. a Vault mount found to be KV v1), it writes unchecked and says so
+/// in [`KeyWrite::atomic`].
+pub(crate) async fn update_object<F>(backend: &dyn AdminBackend, path: &str, mut merge: F) -> Result<KeyWrite, Fail>
+where
+    F: FnMut(Option<Result<Object, ()>>) -> Result<Object, Fail>,
+{
+    let mut cas = backend.supports_cas();
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let current = fetch_one(backend, path, VersionPin::Current).await?;
+        let version = current.as_ref().and_then(|p| p.version.clone());
+        let exists = current.is_some();
+        let object = merge(current.map(|p| as_object(&p.value).ok_or(())))?;
+        let mut request = PutRequest::new(path, object_value(&object));
+        // A secret read without a version id cannot be checked-and-set.
+        let checked = cas && (!exists || version.is_some());
+        if checked {
+            request.create_only = !exists;
+            request.expected_version = version;
+        }
+        match backend.put(request).await {
+            // Asked again after the write: a Vault mount of unknown version is known after one request.
+            Ok(version) => {
+                return Ok(KeyWrite {
+                    version,
+                    atomic: checked && backend.supports_cas(),
+                })
+            }
+            Err(e) if checked && matches!(e.kind, FailureKind::Conflict | FailureKind::AlreadyExists) => {
+                if attempt >= CAS_ATTEMPTS {
+                    return Err(Fail::Failed(format!(
+                        "`{path}` kept changing under {attempt} check-and-set attempts on {}: nothing written by \
+                         this run; try again",
+                        backend.name()
+                    )));
+                }
+                backoff(attempt).await;
+            }
+            Err(e) if checked && e.kind == FailureKind::Unsupported => {
+                // E.g. a Vault mount that turned out to be KV v1: no check-and-set there.
+                cas = false;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Sleeps before retry `attempt` (1-based): a random time up to 10 ms × 2^attempt, capped at 500 ms ("full
+/// jitter"), so that writers that collided do not collide again in lockstep.
+async fn backoff(attempt: u32) {
+    let ceiling = 10u64.saturating_mul(1 << attempt.min(16)).min(500);
+    let random = getrandom::u64().unwrap_or(u64::from(attempt).wrapping_mul(7919));
+    let millis = 1 + random % ceiling;
+    tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+}
+
+/// The plain warning for a backend that cannot make a key write atomic; said once per run.
+pub(crate) fn non_atomic_warning(backend: &str) -> String {
+    format!(
+        "{backend} cannot set one key atomically here: the other keys were read and written back, so a \
+         concurrent write to the same secret in between would be lost; run key writes one at a time"
+    )
 }
 
 /// `2024-05-01T12:34:56Z` for a time (RFC 3339, UTC, whole seconds).
@@ -217,6 +304,131 @@ pub(crate) fn mode_of(path: &Path) -> Option<u32> {
 mod tests {
     use super::*;
     use std::time::UNIX_EPOCH;
+
+    /// A backend whose first put is beaten by another writer: the key write must see the conflict, read
+    /// again and keep both keys.
+    #[derive(Debug)]
+    struct Raced {
+        inner: skm_runtime::backend::MemoryBackend,
+        puts: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl skm_runtime::backend::Backend for Raced {
+        fn name(&self) -> String {
+            "raced memory".into()
+        }
+        async fn fetch(&self, requests: &[FetchRequest]) -> Vec<skm_runtime::backend::FetchResult> {
+            self.inner.fetch(requests).await
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl AdminBackend for Raced {
+        async fn put(&self, request: PutRequest) -> Result<String, skm_runtime::backend::AdminError> {
+            if self.puts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                // Another writer lands between our read and our write.
+                let theirs = SecretValue::text(r#"{"a":"1","theirs":"2"}"#);
+                self.inner.put(PutRequest::new(&request.path, theirs)).await?;
+            }
+            self.inner.put(request).await
+        }
+        async fn list(
+            &self,
+            prefix: &str,
+        ) -> Result<Vec<skm_runtime::backend::ListEntry>, skm_runtime::backend::AdminError> {
+            self.inner.list(prefix).await
+        }
+        async fn delete(
+            &self,
+            path: &str,
+            mode: skm_runtime::backend::DeleteMode,
+        ) -> Result<(), skm_runtime::backend::AdminError> {
+            self.inner.delete(path, mode).await
+        }
+        async fn versions(
+            &self,
+            path: &str,
+        ) -> Result<Vec<skm_runtime::backend::VersionInfo>, skm_runtime::backend::AdminError> {
+            self.inner.versions(path).await
+        }
+        fn supports_cas(&self) -> bool {
+            self.inner.supports_cas()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_check_and_set_conflict_is_retried_and_loses_nothing() {
+        let inner = skm_runtime::backend::MemoryBackend::new();
+        inner.insert("app/x", SecretValue::text(r#"{"a":"1"}"#));
+        let raced = Raced {
+            inner: inner.clone(),
+            puts: Default::default(),
+        };
+        let write = update_object(&raced, "app/x", |current| {
+            let mut o = current.unwrap().unwrap();
+            o.insert("ours".into(), serde_json::Value::String("3".into()));
+            Ok(o)
+        })
+        .await
+        .unwrap();
+        assert!(write.atomic);
+        // Two of ours: the one check-and-set refused, and the retry after reading again.
+        assert_eq!(raced.puts.load(std::sync::atomic::Ordering::SeqCst), 2);
+        let now = fetch_one(&raced, "app/x", VersionPin::Current).await.unwrap().unwrap();
+        let object = as_object(&now.value).unwrap();
+        assert_eq!(
+            key_text(&object, "theirs").as_deref(),
+            Some("2"),
+            "the other writer's key was lost"
+        );
+        assert_eq!(key_text(&object, "ours").as_deref(), Some("3"));
+        assert_eq!(write.version, "3");
+    }
+
+    #[tokio::test]
+    async fn a_backend_without_check_and_set_writes_unchecked_and_says_so() {
+        #[derive(Debug)]
+        struct Plain(skm_runtime::backend::MemoryBackend);
+        #[async_trait::async_trait]
+        impl skm_runtime::backend::Backend for Plain {
+            fn name(&self) -> String {
+                "plain".into()
+            }
+            async fn fetch(&self, requests: &[FetchRequest]) -> Vec<skm_runtime::backend::FetchResult> {
+                self.0.fetch(requests).await
+            }
+        }
+        #[async_trait::async_trait]
+        impl AdminBackend for Plain {
+            async fn put(&self, request: PutRequest) -> Result<String, skm_runtime::backend::AdminError> {
+                assert!(request.expected_version.is_none() && !request.create_only);
+                self.0.put(request).await
+            }
+            async fn list(
+                &self,
+                p: &str,
+            ) -> Result<Vec<skm_runtime::backend::ListEntry>, skm_runtime::backend::AdminError> {
+                self.0.list(p).await
+            }
+            async fn delete(
+                &self,
+                p: &str,
+                m: skm_runtime::backend::DeleteMode,
+            ) -> Result<(), skm_runtime::backend::AdminError> {
+                self.0.delete(p, m).await
+            }
+            async fn versions(
+                &self,
+                p: &str,
+            ) -> Result<Vec<skm_runtime::backend::VersionInfo>, skm_runtime::backend::AdminError> {
+                self.0.versions(p).await
+            }
+        }
+        let plain = Plain(skm_runtime::backend::MemoryBackend::new());
+        let write = update_object(&plain, "app/y", |_| Ok(Object::new())).await.unwrap();
+        assert!(!write.atomic);
+    }
 
     #[test]
     fn base64_matches_rfc4648_vectors() {

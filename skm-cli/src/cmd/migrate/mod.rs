@@ -15,7 +15,7 @@ use std::sync::Arc;
 use skm_runtime::backend::registry::{self, Descriptor};
 use skm_runtime::backend::{AdminBackend, PutRequest};
 
-use super::util::{as_object, constant_eq, key_text};
+use super::util::{as_object, constant_eq, key_text, non_atomic_warning, update_object, KeyWrite};
 use crate::args::MigrateArgs;
 use crate::decl::location;
 use crate::dotenv::{backup, EnvFile};
@@ -152,25 +152,40 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, args: MigrateArgs) -> Result<u8, 
     }
     let writes = plan_writes(&rows, &remote, args.force);
     let bar = progress(ctx, writes.len() as u64);
-    for (path, (value, create_only, count)) in writes {
+    let mut unchecked = false;
+    for (path, write) in writes {
         bar.set_message(path.clone());
-        let request = PutRequest {
-            path: path.clone(),
-            value,
-            tags: Vec::new(),
-            description: None,
-            create_only,
-            expected_version: None,
+        let written = match write.keys {
+            // Keys merged into an existing object: read, merge and write again with check-and-set, so a
+            // concurrent writer's keys survive.
+            Some(keys) => merge_keys(dest.as_ref(), &path, &keys).await.map(|w| {
+                unchecked |= !w.atomic;
+                w.version
+            }),
+            None => {
+                let request = PutRequest {
+                    path: path.clone(),
+                    value: write.value,
+                    tags: Vec::new(),
+                    description: None,
+                    create_only: write.create_only,
+                    expected_version: None,
+                };
+                dest.put(request).await.map_err(Fail::from)
+            }
         };
-        match dest.put(request).await {
+        match written {
             Ok(version) => {
                 report.puts += 1;
-                report.written += count;
+                report.written += write.count;
                 report.versions.push((path, version));
             }
-            Err(e) => report.failures.push(format!("write {}", crate::describe_admin(&e))),
+            Err(Fail::Failed(m) | Fail::Usage(m)) => report.failures.push(format!("write {m}")),
         }
         bar.inc(1);
+    }
+    if unchecked {
+        ctx.ui.warn(non_atomic_warning(&dest_name));
     }
     bar.finish_and_clear();
 
@@ -239,6 +254,50 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, args: MigrateArgs) -> Result<u8, 
     } else {
         exit::FAILED
     })
+}
+
+/// Sets `keys` (key, new value, what the plan saw) in the object at `path`, re-reading and re-merging on a
+/// check-and-set conflict; a key whose value changed since the plan is not overwritten.
+async fn merge_keys(
+    dest: &dyn AdminBackend,
+    path: &str,
+    keys: &[(String, String, Option<String>)],
+) -> Result<KeyWrite, Fail> {
+    update_object(dest, path, |current| {
+        let mut object = match current {
+            Some(Ok(object)) => object,
+            None => {
+                return Err(Fail::Failed(format!(
+                    "`{path}`: deleted since the plan; nothing written, run migrate again"
+                )))
+            }
+            Some(Err(())) => {
+                return Err(Fail::Failed(format!(
+                    "`{path}`: no longer a JSON object since the plan; nothing written, run migrate again"
+                )))
+            }
+        };
+        for (key, value, planned) in keys {
+            let now = key_text(&object, key);
+            let unchanged = match (&now, planned) {
+                (None, None) => true,
+                (Some(a), Some(b)) => constant_eq(a.as_bytes(), b.as_bytes()),
+                _ => false,
+            };
+            // Already the value migrated (another run got there first): fine too.
+            let done = now
+                .as_deref()
+                .is_some_and(|a| constant_eq(a.as_bytes(), value.as_bytes()));
+            if !unchanged && !done {
+                return Err(Fail::Failed(format!(
+                    "`{path}` key `{key}`: changed since the plan; nothing written, run migrate again"
+                )));
+            }
+            object.insert(key.clone(), serde_json::Value::String(value.clone()));
+        }
+        Ok(object)
+    })
+    .await
 }
 
 fn progress(ctx: &Ctx<'_, '_>, len: u64) -> indicatif::ProgressBar {

@@ -214,12 +214,26 @@ pub(super) fn compare(row: &Row, remote: Option<&FetchResult>) -> (Status, Strin
     }
 }
 
-/// Per path: the value to write, whether it must not exist yet, and how many declared values it carries.
+/// One write of the apply step.
+pub(super) struct Write {
+    /// The value to write (for a key merge: the merge onto the object the plan read).
+    pub(super) value: SecretValue,
+    /// The path did not exist when planned: the write must create it.
+    pub(super) create_only: bool,
+    /// How many declared values it carries.
+    pub(super) count: usize,
+    /// For keys merged into an existing object: each key, its new value, and what the plan saw there
+    /// (`None`: absent). The apply step merges again onto what it reads, with check-and-set, and refuses to
+    /// overwrite a key that changed since the plan.
+    pub(super) keys: Option<Vec<(String, String, Option<String>)>>,
+}
+
+/// Per path: the write that makes the destination hold the planned values.
 pub(super) fn plan_writes(
     rows: &[Row],
     remote: &BTreeMap<String, FetchResult>,
     force: bool,
-) -> BTreeMap<String, (SecretValue, bool, usize)> {
+) -> BTreeMap<String, Write> {
     let mut by_path: BTreeMap<String, Vec<&Row>> = BTreeMap::new();
     for row in rows.iter().filter(|r| r.writes(force)) {
         if let Some(p) = &row.field.path {
@@ -233,20 +247,30 @@ pub(super) fn plan_writes(
             _ => None,
         };
         let create_only = existing.is_none();
-        let value = match rows[0].local.as_ref() {
-            Some(Local::Whole(v)) => v.clone(),
+        let (value, keys) = match rows[0].local.as_ref() {
+            Some(Local::Whole(v)) => (v.clone(), None),
             _ => {
                 // Keep the keys the destination already has (other services' keys, undeclared ones).
                 let mut object = existing.and_then(as_object).unwrap_or_default();
+                let mut keys = Vec::new();
                 for row in &rows {
                     if let (Some(Local::Key(v)), Some(k)) = (&row.local, row.field.key) {
+                        keys.push((k.to_string(), v.clone(), key_text(&object, k)));
                         object.insert(k.to_string(), serde_json::Value::String(v.clone()));
                     }
                 }
-                object_value(&object)
+                (object_value(&object), (!create_only).then_some(keys))
             }
         };
-        writes.insert(path, (value, create_only, rows.len()));
+        writes.insert(
+            path,
+            Write {
+                value,
+                create_only,
+                count: rows.len(),
+                keys,
+            },
+        );
     }
     writes
 }
