@@ -79,7 +79,11 @@ async fn round_trip(name: &str, env: &[(&str, String)], mapped: &str) {
     assert!(!put.stdout.contains(SENTINEL) && !put.stderr.contains(SENTINEL));
     let put = run(vec!["put", "auth/jwt"], Some("{\"secret\":\"second\"}".into())).await;
     assert_eq!(put.code, 0, "{name} second put: {}", put.stderr);
-    let put = run(vec!["put", "database/connection"], Some("{\"url\":\"postgres://db\"}".into())).await;
+    let put = run(
+        vec!["put", "database/connection"],
+        Some("{\"url\":\"postgres://db\"}".into()),
+    )
+    .await;
     assert_eq!(put.code, 0, "{name} put: {}", put.stderr);
 
     let get = run(vec!["get", "auth/jwt", "--key", "secret", "--reveal"], None).await;
@@ -87,7 +91,11 @@ async fn round_trip(name: &str, env: &[(&str, String)], mapped: &str) {
     assert!(get.stdout.contains("second"), "{name} get: {}", get.stdout);
     let masked = run(vec!["get", "auth/jwt"], None).await;
     assert_eq!(masked.code, 0, "{name} get: {}", masked.stderr);
-    assert!(!masked.stdout.contains("second"), "masked get shows the value: {}", masked.stdout);
+    assert!(
+        !masked.stdout.contains("second"),
+        "masked get shows the value: {}",
+        masked.stdout
+    );
 
     let list = run(vec!["list", "--json"], None).await;
     assert_eq!(list.code, 0, "{name} list: {}", list.stderr);
@@ -101,7 +109,10 @@ async fn round_trip(name: &str, env: &[(&str, String)], mapped: &str) {
     let versions = run(vec!["versions", "auth/jwt", "--json"], None).await;
     assert_eq!(versions.code, 0, "{name} versions: {}", versions.stderr);
     let v: serde_json::Value = serde_json::from_str(&versions.stdout).expect("versions json");
-    let count = v.as_array().map(Vec::len).or_else(|| v["versions"].as_array().map(Vec::len));
+    let count = v
+        .as_array()
+        .map(Vec::len)
+        .or_else(|| v["versions"].as_array().map(Vec::len));
     assert_eq!(count, Some(2), "{name} versions: {}", versions.stdout);
 
     let check = run(vec!["check", "--no-dotenv", "--json"], None).await;
@@ -114,7 +125,11 @@ async fn round_trip(name: &str, env: &[(&str, String)], mapped: &str) {
     let detected = skm(d, env, &["check", "--no-dotenv", "--json"], None).await;
     let c: serde_json::Value = serde_json::from_str(&detected.stdout).expect("check json");
     assert_eq!(c["ok"], true, "{}", detected.stderr);
-    assert!(c["backend_reason"].as_str().unwrap().contains("is set"), "{}", detected.stdout);
+    assert!(
+        c["backend_reason"].as_str().unwrap().contains("is set"),
+        "{}",
+        detected.stdout
+    );
 }
 
 #[tokio::test]
@@ -131,7 +146,12 @@ async fn gcp_through_the_cli() {
     let policy = skm(
         dir.path(),
         &env,
-        &["policy", "--gcp", "--member", "serviceAccount:app@skm-cli.iam.gserviceaccount.com"],
+        &[
+            "policy",
+            "--gcp",
+            "--member",
+            "serviceAccount:app@skm-cli.iam.gserviceaccount.com",
+        ],
         None,
     )
     .await;
@@ -139,19 +159,32 @@ async fn gcp_through_the_cli() {
     let p: serde_json::Value = serde_json::from_str(&policy.stdout).expect("policy json");
     assert_eq!(p["bindings"][0]["resource"], "projects/skm-cli/secrets/auth-jwt");
     assert_eq!(p["bindings"][0]["role"], "roles/secretmanager.secretAccessor");
-    assert!(p["gcloud"][1].as_str().unwrap().contains("database-connection --project=skm-cli"));
+    assert!(p["gcloud"][1]
+        .as_str()
+        .unwrap()
+        .contains("database-connection --project=skm-cli"));
     // `--for gcp` is the same document.
     let same = skm(
         dir.path(),
         &env,
-        &["policy", "--for", "gcp", "--member", "serviceAccount:app@skm-cli.iam.gserviceaccount.com"],
+        &[
+            "policy",
+            "--for",
+            "gcp",
+            "--member",
+            "serviceAccount:app@skm-cli.iam.gserviceaccount.com",
+        ],
         None,
     )
     .await;
     assert_eq!(same.stdout, policy.stdout);
     let eso = skm(dir.path(), &env, &["policy", "--external-secret", "--gcp"], None).await;
     assert_eq!(eso.code, 0, "{}", eso.stderr);
-    assert!(eso.stdout.contains("gcpsm:\n      projectID: \"skm-cli\""), "{}", eso.stdout);
+    assert!(
+        eso.stdout.contains("gcpsm:\n      projectID: \"skm-cli\""),
+        "{}",
+        eso.stdout
+    );
     assert!(eso.stdout.contains("key: \"auth-jwt\""), "{}", eso.stdout);
     let bad = skm(dir.path(), &env, &["policy", "--gcp", "--project", "p; rm -rf /"], None).await;
     assert_eq!(bad.code, 2, "{}", bad.stderr);
@@ -177,7 +210,14 @@ async fn azure_through_the_cli() {
     let policy = skm(
         dir.path(),
         &env,
-        &["policy", "--azure", "--keyvault", "my-vault", "--principal", "0000-abcd"],
+        &[
+            "policy",
+            "--azure",
+            "--keyvault",
+            "my-vault",
+            "--principal",
+            "0000-abcd",
+        ],
         None,
     )
     .await;
@@ -190,6 +230,12 @@ async fn azure_through_the_cli() {
     assert_eq!(eso.code, 0, "{}", eso.stderr);
     assert!(eso.stdout.contains("azurekv:\n      vaultUrl: "), "{}", eso.stdout);
     assert!(eso.stdout.contains("key: \"database-connection\""), "{}", eso.stdout);
-    let bad = skm(dir.path(), &env, &["policy", "--azure", "--principal", "\"; rm -rf /"], None).await;
+    let bad = skm(
+        dir.path(),
+        &env,
+        &["policy", "--azure", "--principal", "\"; rm -rf /"],
+        None,
+    )
+    .await;
     assert_eq!(bad.code, 2, "{}", bad.stderr);
 }

@@ -256,10 +256,7 @@ pub(crate) async fn run(
 
 /// Each declared path's name in the backend `backend`, where the backend maps names: the GCP secret id, the
 /// Key Vault name (with Key Vault's character rules and collisions checked across all paths).
-fn mapped_names<'a>(
-    backend: &str,
-    paths: impl Iterator<Item = &'a str>,
-) -> BTreeMap<String, Result<String, String>> {
+fn mapped_names<'a>(backend: &str, paths: impl Iterator<Item = &'a str>) -> BTreeMap<String, Result<String, String>> {
     let paths: Vec<&str> = paths.collect();
     let mut out = BTreeMap::new();
     match backend {
