@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use skm_runtime::backend::registry;
 
 const EXIT_CODES: &str = "Exit codes: 0 success; 1 a failure (a secret missing or of the wrong type, a conflict \
 left, a verification or backend error); 2 a usage or configuration error.";
@@ -11,8 +12,8 @@ left, a verification or backend error); 2 a usage or configuration error.";
 #[derive(Debug, Parser)]
 #[command(name = "skm", version, about, long_about = None, disable_help_subcommand = true, after_help = EXIT_CODES)]
 pub(crate) struct Cli {
-    /// The backend to use instead of detection (SKM_BACKEND, AWS_REGION, VAULT_ADDR, a local store).
-    #[arg(long, global = true, value_name = "aws|vault|local|none")]
+    /// The backend to use instead of detection (SKM_BACKEND, then each backend's signal; see `skm doctor`).
+    #[arg(long, global = true, value_name = "BACKEND", value_parser = backend_names(), ignore_case = true)]
     pub backend: Option<String>,
 
     /// The declarations, exported by `manifest` (TOML or JSON). The standalone binary needs it for
@@ -181,11 +182,11 @@ pub(crate) enum Command {
 
 #[derive(Debug, Args)]
 pub(crate) struct MigrateArgs {
-    /// The source: a .env file, or a backend name (aws, vault, local). Write `./aws` for a file named `aws`.
+    /// The source: a .env file, or a backend name (as `--backend`). Write `./aws` for a file named `aws`.
     #[arg(long, default_value = ".env", value_name = "FILE|BACKEND")]
     pub from: String,
     /// The destination backend (default: --backend, else detection).
-    #[arg(long, value_name = "aws|vault|local")]
+    #[arg(long, value_name = "BACKEND", value_parser = backend_names(), ignore_case = true)]
     pub to: Option<String>,
     /// Show the plan and write nothing.
     #[arg(long)]
@@ -201,34 +202,21 @@ pub(crate) struct MigrateArgs {
     pub delete_source: bool,
 }
 
+/// `skm policy`. Besides these, [`policy_command`] adds one flag per backend with a policy renderer
+/// (`--aws`, `--vault`, `--gcp`, `--azure`: shorthands for `--for NAME`) and one per renderer option
+/// (`--region`, `--mount`, `--project`, ...), all read from the backend registry.
 #[derive(Debug, Args)]
 #[group(skip)]
-#[command(group(clap::ArgGroup::new("kind").required(true).args(["aws", "vault", "external_secret"])))]
 pub(crate) struct PolicyArgs {
-    /// An AWS IAM policy (JSON).
-    #[arg(long)]
-    pub aws: bool,
-    /// A Vault / OpenBao policy (HCL).
-    #[arg(long)]
-    pub vault: bool,
-    /// An External Secrets Operator ExternalSecret (YAML).
+    /// The backend whose policy to print (as `--backend`; also `--aws`, `--vault`, ...).
+    #[arg(long = "for", value_name = "BACKEND", value_parser = policy_names(), ignore_case = true)]
+    pub for_backend: Option<String>,
+    /// An External Secrets Operator ExternalSecret (YAML) for the backend `--for` names, else the detected one.
     #[arg(long)]
     pub external_secret: bool,
-    /// AWS: the region in the ARNs (default: AWS_REGION, AWS_DEFAULT_REGION, else `*`).
-    #[arg(long)]
-    pub region: Option<String>,
-    /// AWS: the account id in the ARNs (default `*`).
-    #[arg(long)]
-    pub account: Option<String>,
-    /// AWS: the partition (`aws`, `aws-cn`, `aws-us-gov`).
-    #[arg(long, default_value = "aws")]
-    pub partition: String,
-    /// Vault: the KV mount (default: SKM_VAULT_MOUNT, else `secret`).
-    #[arg(long)]
-    pub mount: Option<String>,
-    /// Vault: the KV engine version (default: SKM_VAULT_KV_VERSION, else 2).
-    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=2))]
-    pub kv_version: Option<u8>,
+    /// The registry flags given: backend shorthands and renderer options, by option name.
+    #[arg(skip)]
+    pub registry: RegistryArgs,
     /// ExternalSecret: the metadata name (default: the struct's name in kebab case).
     #[arg(long)]
     pub name: Option<String>,
@@ -270,6 +258,104 @@ pub(crate) enum StoreKind {
     SecretStore,
     #[value(name = "ClusterSecretStore")]
     ClusterSecretStore,
+}
+
+/// What [`policy_command`]'s registry-derived flags held on the command line.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RegistryArgs {
+    /// Backends named by their shorthand flag (`--aws`).
+    pub backends: Vec<&'static str>,
+    /// Renderer options given, by [`PolicyOption::name`](skm_runtime::backend::registry::PolicyOption::name).
+    pub options: Vec<(&'static str, String)>,
+}
+
+/// Every name and alias `--backend` accepts, from the registry.
+fn backend_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(registry::names())
+}
+
+/// The names and aliases of backends that can render a policy.
+fn policy_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(
+        registry::all()
+            .iter()
+            .filter(|d| d.policy.is_some())
+            .flat_map(|d| std::iter::once(d.name).chain(d.aliases.iter().copied())),
+    )
+}
+
+/// The `policy` subcommand with the registry's flags added: `--NAME` per backend with a renderer, and each
+/// renderer option once (backends sharing an option name share the flag).
+pub(crate) fn policy_command(cmd: clap::Command) -> clap::Command {
+    let mut kinds: Vec<&'static str> = vec!["for", "external_secret"];
+    let mut cmd = cmd;
+    let mut seen: Vec<&'static str> = Vec::new();
+    for d in registry::all() {
+        let Some(renderer) = &d.policy else { continue };
+        kinds.push(d.name);
+        cmd = cmd.arg(
+            clap::Arg::new(d.name)
+                .long(d.name)
+                .action(clap::ArgAction::SetTrue)
+                .help(format!(
+                    "{} ({}): the same as `--for {}`",
+                    d.title, renderer.format, d.name
+                )),
+        );
+        for o in renderer.options {
+            if seen.contains(&o.name) {
+                continue;
+            }
+            seen.push(o.name);
+            let env = if o.env.is_empty() {
+                String::new()
+            } else {
+                format!("; default: {}", o.env.join(", "))
+            };
+            cmd = cmd.arg(
+                clap::Arg::new(o.name)
+                    .long(o.name)
+                    .value_name("VALUE")
+                    .help(format!("{}: {}{env}", d.name, o.help)),
+            );
+        }
+    }
+    cmd.group(clap::ArgGroup::new("kind").required(true).multiple(true).args(kinds))
+}
+
+/// Reads [`policy_command`]'s flags back from the matches.
+pub(crate) fn registry_args(m: &clap::ArgMatches) -> RegistryArgs {
+    let mut out = RegistryArgs::default();
+    for d in registry::all() {
+        let Some(renderer) = &d.policy else { continue };
+        if m.get_flag(d.name) {
+            out.backends.push(d.name);
+        }
+        for o in renderer.options {
+            if let Some(v) = m.get_one::<String>(o.name) {
+                if !out.options.iter().any(|(n, _)| *n == o.name) {
+                    out.options.push((o.name, v.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Parses a command line: the derived [`Cli`] plus the registry's `policy` flags.
+pub(crate) fn parse<I, A>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = A>,
+    A: Into<std::ffi::OsString> + Clone,
+{
+    use clap::{CommandFactory, FromArgMatches};
+    let cmd = Cli::command().mut_subcommand("policy", policy_command);
+    let matches = cmd.clone().try_get_matches_from(args)?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd.clone()))?;
+    if let (Command::Policy(args), Some(("policy", m))) = (&mut cli.command, matches.subcommand()) {
+        args.registry = registry_args(m);
+    }
+    Ok(cli)
 }
 
 fn parse_tag(s: &str) -> Result<(String, String), String> {

@@ -65,7 +65,6 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
 use skm_runtime::backend::{AdminBackend, AdminError};
 use skm_runtime::detect::Choice;
 use skm_runtime::Secrets;
@@ -204,7 +203,7 @@ impl Cli {
         I: IntoIterator<Item = A>,
         A: Into<OsString> + Clone,
     {
-        let cli = match args::Cli::try_parse_from(args) {
+        let cli = match args::parse(args) {
             Ok(cli) => cli,
             Err(e) => {
                 let code = if e.use_stderr() { exit::USAGE } else { exit::OK };

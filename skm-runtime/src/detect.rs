@@ -92,9 +92,14 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> Result<Choice, Error> {
     present.sort_by_key(|(d, _)| d.priority);
     let mut present = present.into_iter();
     let Some((winner, reason)) = present.next() else {
+        let signals: Vec<&str> = registry::all()
+            .iter()
+            .filter(|d| d.compiled)
+            .map(|d| d.signal_doc)
+            .collect();
         return Ok(Choice {
             backend: None,
-            reason: "no SKM_BACKEND and no backend's signal (AWS region, VAULT_ADDR, local store) found".into(),
+            reason: format!("no SKM_BACKEND and none of these: {}", signals.join("; ")),
         });
     };
     let losers: Vec<String> = present.map(|(d, r)| format!("{} ({r})", d.name)).collect();

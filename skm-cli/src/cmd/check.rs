@@ -83,7 +83,12 @@ pub(crate) async fn run(
         source: String,
         at: String,
         error: Option<FieldError>,
+        /// The backend's own name for the path where it differs (GCP secret id, Key Vault name).
+        mapped: Option<String>,
+        /// Why the path cannot be a name in the backend (Key Vault's rules, collisions).
+        name_error: Option<String>,
     }
+    let names = mapped_names(choice.name(), decls.fields.iter().filter_map(|f| f.path.as_deref()));
     let mut lines = Vec::new();
     for (field, (id, result)) in decls.fields.iter().zip(&check.fields) {
         let mut line = Line {
@@ -97,7 +102,14 @@ pub(crate) async fn run(
             source: String::new(),
             at: String::new(),
             error: None,
+            mapped: None,
+            name_error: None,
         };
+        match field.path.as_deref().and_then(|p| names.get(p)) {
+            Some(Ok(name)) if Some(name.as_str()) != field.path.as_deref() => line.mapped = Some(name.clone()),
+            Some(Err(e)) => line.name_error = Some(e.clone()),
+            _ => {}
+        }
         match result {
             Ok(Some(origin)) => {
                 line.layer = origin.layer.map(|l| l.to_string());
@@ -131,7 +143,15 @@ pub(crate) async fn run(
             warnings.push(why);
         }
     }
-    let failed = lines.iter().filter(|l| l.error.is_some()).count();
+    for l in &mut lines {
+        if l.name_error.is_some() && l.status == "ok" {
+            l.status = "invalid name";
+        }
+    }
+    let failed = lines
+        .iter()
+        .filter(|l| l.error.is_some() || l.name_error.is_some())
+        .count();
     let backend_name = backend.as_ref().map(|b| b.name());
 
     if ctx.ui.json {
@@ -142,6 +162,8 @@ pub(crate) async fn run(
                     "field": l.id,
                     "env": l.env,
                     "path": l.path,
+                    "backend_name": l.mapped,
+                    "name_error": l.name_error,
                     "key": l.key,
                     "ok": l.error.is_none(),
                     "status": l.status,
@@ -189,10 +211,10 @@ pub(crate) async fn run(
                     (l.id.clone(), Tone::Plain),
                     (l.env.unwrap_or("-").to_string(), Tone::Plain),
                     (
-                        if l.location.is_empty() {
-                            "-".into()
-                        } else {
-                            l.location.clone()
+                        match (&l.mapped, l.location.is_empty()) {
+                            (_, true) => "-".into(),
+                            (Some(m), false) => format!("{} → {m}", l.location),
+                            (None, false) => l.location.clone(),
                         },
                         Tone::Plain,
                     ),
@@ -205,7 +227,11 @@ pub(crate) async fn run(
         for w in &warnings {
             ctx.ui.warn(w);
         }
-        for l in lines.iter().filter(|l| l.error.is_some()) {
+        for l in &lines {
+            if let Some(e) = &l.name_error {
+                let label = ctx.ui.paint("✗", Tone::Bad);
+                ctx.ui.line(format!("{label} {}", display_lines(e)));
+            }
             if let Some(e) = &l.error {
                 let label = ctx.ui.paint("✗", Tone::Bad);
                 ctx.ui.line(format!("{label} {}", display_lines(&e.to_string())));
@@ -226,4 +252,33 @@ pub(crate) async fn run(
         }
     }
     Ok(if failed == 0 { exit::OK } else { exit::FAILED })
+}
+
+/// Each declared path's name in the backend `backend`, where the backend maps names: the GCP secret id, the
+/// Key Vault name (with Key Vault's character rules and collisions checked across all paths).
+fn mapped_names<'a>(backend: &str, paths: impl Iterator<Item = &'a str>) -> BTreeMap<String, Result<String, String>> {
+    let paths: Vec<&str> = paths.collect();
+    let mut out = BTreeMap::new();
+    match backend {
+        #[cfg(feature = "gcp")]
+        "gcp" => {
+            for p in &paths {
+                // The project does not change the id; only full resource names carry their own.
+                let name = skm_runtime::backend::gcp::resolve("-", p).map(|n| n.id().to_string());
+                out.insert(p.to_string(), name);
+            }
+        }
+        #[cfg(feature = "azure")]
+        "azure" => {
+            for p in &paths {
+                out.insert(p.to_string(), skm_runtime::backend::azure::secret_name(p));
+            }
+            for (p, e) in skm_runtime::backend::azure::check_names(paths.iter().copied()) {
+                out.insert(p, Err(e));
+            }
+        }
+        _ => {}
+    }
+    let _ = paths;
+    out
 }

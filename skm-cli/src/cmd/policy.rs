@@ -1,14 +1,16 @@
-//! `policy`: least-privilege access for exactly the declared secrets, as an AWS IAM policy (JSON), a Vault
-//! policy (HCL) or an External Secrets Operator `ExternalSecret` (YAML).
+//! `policy`: least-privilege access for exactly the declared secrets, rendered by the backend's
+//! [`PolicyRenderer`](skm_runtime::backend::registry::PolicyRenderer) from the registry (AWS IAM JSON, Vault
+//! HCL, GCP IAM bindings, Azure role assignments, ...), or an External Secrets Operator `ExternalSecret` (YAML).
 
 use std::collections::BTreeSet;
 
 use serde_json::json;
+use skm_runtime::backend::registry::{self, Descriptor, PolicyBody, PolicyInput};
 use skm_runtime::{ResolvedField, VersionPin};
 
 use crate::args::{PolicyArgs, StoreKind};
 use crate::decl::Declarations;
-use crate::safe::{display, unsafe_char};
+use crate::safe::display;
 use crate::select::env_var;
 use crate::{exit, Ctx, Fail};
 
@@ -20,17 +22,37 @@ pub(crate) fn run(ctx: &mut Ctx<'_, '_>, args: &PolicyArgs) -> Result<u8, Fail> 
         .filter(|f| f.path.is_none())
         .map(|f| f.id.as_str())
         .collect();
-    let (kind, document, notes) = if args.aws {
-        let (doc, notes) = aws(&decls, args)?;
-        ("aws-iam", Document::Json(doc), notes)
-    } else if args.vault {
-        let (doc, notes) = vault(&decls, args)?;
-        ("vault-hcl", Document::Text(doc), notes)
-    } else {
-        let (doc, notes) = external_secret(&decls, args);
-        ("external-secret-yaml", Document::Text(doc), notes)
+    let backend = chosen(args)?;
+    let option = |name: &str| {
+        args.registry
+            .options
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
     };
-    let mut notes = notes;
+    let (kind, document, mut notes) = match backend {
+        Some(d) if !args.external_secret => {
+            let renderer = d
+                .policy
+                .ok_or_else(|| Fail::Usage(format!("{} has no policy renderer", d.title)))?;
+            let paths: Vec<String> = declared_paths(&decls).into_iter().collect();
+            let doc = (renderer.render)(&PolicyInput {
+                struct_name: &decls.struct_name,
+                paths: &paths,
+                option: &option,
+                env: &env_var,
+            })?;
+            let document = match doc.body {
+                PolicyBody::Json(v) => Document::Json(v),
+                PolicyBody::Text(t) => Document::Text(t),
+            };
+            (doc.format, document, doc.notes)
+        }
+        _ => {
+            let (doc, notes) = external_secret(&decls, args, backend, &option)?;
+            ("external-secret-yaml", Document::Text(doc), notes)
+        }
+    };
     if !undeclared.is_empty() {
         notes.push(format!(
             "not covered (no backend path declared, env/.env only): {}",
@@ -59,6 +81,26 @@ pub(crate) fn run(ctx: &mut Ctx<'_, '_>, args: &PolicyArgs) -> Result<u8, Fail> 
     Ok(exit::OK)
 }
 
+/// The backend `--for NAME` or a shorthand flag (`--aws`) names; at most one.
+fn chosen(args: &PolicyArgs) -> Result<Option<&'static Descriptor>, Fail> {
+    let mut named: Vec<&'static Descriptor> = Vec::new();
+    let by_flag = args.registry.backends.iter().copied();
+    for name in args.for_backend.as_deref().into_iter().chain(by_flag) {
+        let d = registry::find(name).ok_or_else(|| Fail::Usage(format!("unknown backend `{}`", display(name))))?;
+        if !named.iter().any(|n| n.name == d.name) {
+            named.push(d);
+        }
+    }
+    match named.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(*one)),
+        many => Err(Fail::Usage(format!(
+            "name one backend to render a policy for, not {}",
+            many.iter().map(|d| d.name).collect::<Vec<_>>().join(" and ")
+        ))),
+    }
+}
+
 enum Document {
     Json(serde_json::Value),
     Text(String),
@@ -68,144 +110,17 @@ fn declared_paths(decls: &Declarations) -> BTreeSet<String> {
     decls.fields.iter().filter_map(|f| f.path.clone()).collect()
 }
 
-/// An IAM policy: `GetSecretValue` on each declared secret, `BatchGetSecretValue` on `*`.
-fn aws(decls: &Declarations, args: &PolicyArgs) -> Result<(serde_json::Value, Vec<String>), Fail> {
-    let region = args
-        .region
-        .clone()
-        .or_else(|| env_var("AWS_REGION").filter(|s| !s.is_empty()))
-        .or_else(|| env_var("AWS_DEFAULT_REGION").filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| "*".into());
-    let account = args.account.clone().unwrap_or_else(|| "*".into());
-    let mut resources = BTreeSet::new();
-    for path in declared_paths(decls) {
-        // `*` and `?` are wildcards in an IAM resource: a path holding one would grant more than one secret.
-        if path.contains(['*', '?']) || path.chars().any(unsafe_char) {
-            return Err(Fail::Usage(format!(
-                "the declared path `{}` holds `*`, `?` or a control character, which would widen an IAM policy \
-                 beyond the declared secret: rename the secret",
-                display(&path)
-            )));
-        }
-        if path.starts_with("arn:") {
-            // A full ARN names one secret; a partial one lacks the suffix, so allow both forms.
-            resources.insert(path.clone());
-            resources.insert(format!("{path}-??????"));
-        } else {
-            // AWS appends `-` and six random characters to every secret's ARN; `?` matches exactly one, so
-            // `name-??????` matches this secret and not `name-other`.
-            resources.insert(format!(
-                "arn:{}:secretsmanager:{region}:{account}:secret:{path}-??????",
-                args.partition
-            ));
-        }
-    }
-    let mut statements = Vec::new();
-    if !resources.is_empty() {
-        statements.push(json!({
-            "Sid": "SkmGetDeclaredSecrets",
-            "Effect": "Allow",
-            "Action": "secretsmanager:GetSecretValue",
-            "Resource": resources.iter().collect::<Vec<_>>(),
-        }));
-        statements.push(json!({
-            "Sid": "SkmBatchGetIsScopedByGetSecretValue",
-            "Effect": "Allow",
-            "Action": "secretsmanager:BatchGetSecretValue",
-            "Resource": "*",
-        }));
-    }
-    let doc = json!({ "Version": "2012-10-17", "Statement": statements });
-    let mut notes = vec![
-        "BatchGetSecretValue has no resource type, so it is granted on `*`; it returns only secrets the caller \
-         may also GetSecretValue, so the first statement is what limits access"
-            .to_string(),
-        "secrets encrypted with a customer-managed KMS key also need kms:Decrypt on that key".to_string(),
-    ];
-    if region == "*" || account == "*" {
-        notes.push("pass --region and --account to pin the ARNs to one region and account".into());
-    }
-    Ok((doc, notes))
-}
-
-/// Why `path` cannot go into a Vault policy as a literal path, if it cannot: `*` (a glob) and `+` (a
-/// segment wildcard) would widen the policy, and braces, quotes or control characters are read differently
-/// by Vault's HCL1 parser than by the HCL2 of other tools.
-fn vault_path_problem(path: &str) -> Option<&'static str> {
-    if path.contains(['*', '+']) {
-        Some("holds `*` or `+`, which are wildcards in a Vault policy: it would grant more than the declared secret")
-    } else if path.contains(['{', '}', '"', '\\']) || path.chars().any(unsafe_char) {
-        Some("holds a brace, a quote, a backslash or a control character, which a Vault policy cannot hold literally")
-    } else {
-        None
-    }
-}
-
-/// A Vault policy: `read` on exactly the declared paths (under `data/` for KV v2).
-fn vault(decls: &Declarations, args: &PolicyArgs) -> Result<(String, Vec<String>), Fail> {
-    let mount = args
-        .mount
-        .clone()
-        .or_else(|| env_var("SKM_VAULT_MOUNT").filter(|s| !s.trim().is_empty()))
-        .unwrap_or_else(|| "secret".into());
-    let mount = mount.trim_matches('/').to_string();
-    if let Some(why) = vault_path_problem(&mount) {
-        return Err(Fail::Usage(format!("the mount `{}` {why}", display(&mount))));
-    }
-    let kv = match args.kv_version {
-        Some(v) => v,
-        None => match env_var("SKM_VAULT_KV_VERSION").map(|v| v.trim().trim_start_matches(['v', 'V']).to_string()) {
-            Some(v) if v == "1" => 1,
-            Some(v) if v == "2" || v.is_empty() => 2,
-            Some(v) => {
-                return Err(Fail::Usage(format!(
-                    "SKM_VAULT_KV_VERSION=`{v}`: use 1 or 2, or pass --kv-version"
-                )));
-            }
-            None => 2,
-        },
-    };
-    let mut out = format!(
-        "# Generated by `skm policy --vault` from `{}`: read on exactly the declared secrets.\n\
-         # KV v{kv} mounted at `{mount}/`{}.\n",
-        display(&decls.struct_name),
-        if kv == 2 {
-            "; reads (pinned versions too) go to `<mount>/data/<path>`"
-        } else {
-            ""
-        }
-    );
-    for path in declared_paths(decls) {
-        if let Some(why) = vault_path_problem(&path) {
-            return Err(Fail::Usage(format!("the declared path `{}` {why}", display(&path))));
-        }
-        let full = if kv == 2 {
-            format!("{mount}/data/{path}")
-        } else {
-            format!("{mount}/{path}")
-        };
-        out.push_str(&format!(
-            "\npath {} {{\n  capabilities = [\"read\"]\n}}\n",
-            hcl_string(&full)
-        ));
-    }
-    let mut notes = vec![format!(
-        "write it with `vault policy write {} policy.hcl` and attach it to the application's role",
-        kebab(&decls.struct_name)
-    )];
-    if kv == 2 {
-        // Kept out of the policy itself: only services that hot-reload need it.
-        notes.push(format!(
-            "hot reload (`Loader::watch`) checks versions without reading values: it also needs `read` on \
-             `{mount}/metadata/<path>` for the same paths"
-        ));
-    }
-    Ok((out, notes))
-}
-
 /// An External Secrets Operator `ExternalSecret` that syncs the declared secrets into a Kubernetes Secret whose
 /// keys are the env var names, so that `envFrom` gives the application the same variables as `.env`.
-fn external_secret(decls: &Declarations, args: &PolicyArgs) -> (String, Vec<String>) {
+///
+/// For a backend whose names differ from the declared paths (GCP, Azure), `--for` maps each `remoteRef.key`
+/// to the backend's name and adds the store's provider block (`gcpsm`, `azurekv`) as a first document.
+fn external_secret(
+    decls: &Declarations,
+    args: &PolicyArgs,
+    backend: Option<&'static Descriptor>,
+    option: &dyn Fn(&str) -> Option<String>,
+) -> Result<(String, Vec<String>), Fail> {
     let name = args.name.clone().unwrap_or_else(|| kebab(&decls.struct_name));
     let store_kind = match args.store_kind {
         StoreKind::SecretStore => "SecretStore",
@@ -213,13 +128,26 @@ fn external_secret(decls: &Declarations, args: &PolicyArgs) -> (String, Vec<Stri
     };
     let mut notes = Vec::new();
     let mut out = format!(
-        "# Generated by `skm policy --external-secret` from `{}`.\n\
-         apiVersion: external-secrets.io/v1\n\
+        "# Generated by `skm policy --external-secret` from `{}`.\n",
+        display(&decls.struct_name),
+    );
+    let provider = backend.map(|d| d.name);
+    if let Some(block) = store_block(provider, option, &mut notes)? {
+        out.push_str(&format!(
+            "apiVersion: external-secrets.io/v1\nkind: {store_kind}\nmetadata:\n  name: {}\n",
+            yaml_string(&args.store)
+        ));
+        if let (Some(ns), StoreKind::SecretStore) = (&args.namespace, args.store_kind) {
+            out.push_str(&format!("  namespace: {}\n", yaml_string(ns)));
+        }
+        out.push_str(&format!("spec:\n  provider:\n{block}---\n"));
+    }
+    out.push_str(&format!(
+        "apiVersion: external-secrets.io/v1\n\
          kind: ExternalSecret\n\
          metadata:\n  name: {}\n",
-        display(&decls.struct_name),
         yaml_string(&name)
-    );
+    ));
     if let Some(ns) = &args.namespace {
         out.push_str(&format!("  namespace: {}\n", yaml_string(ns)));
     }
@@ -237,42 +165,101 @@ fn external_secret(decls: &Declarations, args: &PolicyArgs) -> (String, Vec<Stri
     }
     for f in with_path {
         let secret_key = f.env.map_or_else(|| f.id.clone(), str::to_string);
+        let key = remote_key(provider, f.path.as_deref().unwrap_or_default())?;
         out.push_str(&format!(
             "    - secretKey: {}\n      remoteRef:\n",
             yaml_string(&secret_key)
         ));
-        out.push_str(&format!(
-            "        key: {}\n",
-            yaml_string(f.path.as_deref().unwrap_or_default())
-        ));
+        out.push_str(&format!("        key: {}\n", yaml_string(&key)));
         if let Some(k) = f.key {
             out.push_str(&format!("        property: {}\n", yaml_string(k)));
         }
-        match &f.spec.version {
-            VersionPin::Current => {}
-            VersionPin::Stage(s) => out.push_str(&format!("        version: {}\n", yaml_string(s))),
-            // The AWS provider reads `uuid/<id>` as a VersionId.
-            VersionPin::Id(id) => out.push_str(&format!("        version: {}\n", yaml_string(&format!("uuid/{id}")))),
-            VersionPin::Number(n) => out.push_str(&format!("        version: {}\n", yaml_string(&n.to_string()))),
-            other => notes.push(format!(
+        match (&f.spec.version, provider) {
+            (VersionPin::Current, _) => {}
+            (VersionPin::Stage(s), _) => out.push_str(&format!("        version: {}\n", yaml_string(s))),
+            // The AWS provider reads `uuid/<id>` as a VersionId; Azure and GCP take the id or number as is.
+            (VersionPin::Id(id), Some("azure" | "gcp")) => {
+                out.push_str(&format!("        version: {}\n", yaml_string(id)))
+            }
+            (VersionPin::Id(id), _) => {
+                out.push_str(&format!("        version: {}\n", yaml_string(&format!("uuid/{id}"))))
+            }
+            (VersionPin::Number(n), _) => out.push_str(&format!("        version: {}\n", yaml_string(&n.to_string()))),
+            (other, _) => notes.push(format!(
                 "field `{}` is pinned to the {other}, which an ExternalSecret cannot express: it reads the current one",
                 f.id
             )),
         }
     }
-    (out, notes)
+    Ok((out, notes))
+}
+
+/// The `remoteRef.key` of a declared path: the backend's own name for it where that differs.
+fn remote_key(provider: Option<&str>, path: &str) -> Result<String, Fail> {
+    match provider {
+        #[cfg(feature = "gcp")]
+        Some("gcp") => skm_runtime::backend::gcp::resolve("PROJECT", path)
+            .map(|n| n.id().to_string())
+            .map_err(Fail::Usage),
+        #[cfg(feature = "azure")]
+        Some("azure") => skm_runtime::backend::azure::secret_name(path).map_err(Fail::Usage),
+        _ => Ok(path.to_string()),
+    }
+}
+
+/// The SecretStore's `spec.provider` block (indented for it) for backends whose store skm can describe.
+fn store_block(
+    provider: Option<&str>,
+    option: &dyn Fn(&str) -> Option<String>,
+    notes: &mut Vec<String>,
+) -> Result<Option<String>, Fail> {
+    let get = |name: &str, vars: &[&str]| {
+        option(name)
+            .or_else(|| vars.iter().find_map(|v| env_var(v)))
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    match provider {
+        Some("gcp") => {
+            let project = get("project", &["GOOGLE_CLOUD_PROJECT", "GCP_PROJECT_ID"]).unwrap_or_else(|| {
+                notes.push("pass --project (or set GOOGLE_CLOUD_PROJECT) to replace `PROJECT_ID`".into());
+                "PROJECT_ID".into()
+            });
+            notes.push(
+                "the gcpsm store authenticates as the controller's workload identity unless you add `auth`".into(),
+            );
+            Ok(Some(format!(
+                "    gcpsm:\n      projectID: {}\n",
+                yaml_string(&project)
+            )))
+        }
+        Some("azure") => {
+            let vault = get("keyvault", &["AZURE_KEYVAULT_URL"]).unwrap_or_else(|| {
+                notes.push("pass --keyvault (or set AZURE_KEYVAULT_URL) to replace `VAULT_NAME`".into());
+                "VAULT_NAME".into()
+            });
+            let url = if vault.contains("://") {
+                vault
+            } else {
+                format!("https://{vault}.vault.azure.net")
+            };
+            notes.push(
+                "the azurekv store uses workload identity (the controller's service account unless you add \
+                 `serviceAccountRef`)"
+                    .into(),
+            );
+            Ok(Some(format!(
+                "    azurekv:\n      vaultUrl: {}\n      authType: WorkloadIdentity\n",
+                yaml_string(&url)
+            )))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// A double-quoted YAML scalar. JSON string syntax is valid YAML, and quoting every value keeps `yes`,
 /// `1e3` or `null` strings from being read as other types.
 fn yaml_string(s: &str) -> String {
-    serde_json::Value::String(s.to_string()).to_string()
-}
-
-/// A quoted HCL string. JSON's escapes (`\"`, `\\`, `\n`, `\uXXXX`) mean the same to HCL1 (Vault) and
-/// HCL2; `${` would not (HCL1 keeps `$${` as is, HCL2 unescapes it), which is why [`vault_path_problem`]
-/// refuses braces instead of escaping them.
-fn hcl_string(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
 
@@ -302,10 +289,5 @@ mod tests {
     fn names_and_quoting() {
         assert_eq!(kebab("AppSecrets"), "app-secrets");
         assert_eq!(yaml_string("yes"), "\"yes\"");
-        assert_eq!(hcl_string("secret/data/a"), "\"secret/data/a\"");
-        assert!(vault_path_problem("app/+/db").is_some());
-        assert!(vault_path_problem("app/*").is_some());
-        assert!(vault_path_problem("app/${x}").is_some());
-        assert!(vault_path_problem("app/db").is_none());
     }
 }

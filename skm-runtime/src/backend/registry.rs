@@ -12,8 +12,14 @@
 //! | 0 | `SKM_BACKEND=<name or alias>` (`none` for no backend) | that one; an error if it is not compiled in |
 //! | 1 | `AWS_REGION` or `AWS_DEFAULT_REGION` is set | `aws` |
 //! | 2 | `VAULT_ADDR` is set | `vault` |
-//! | 3 | a local store exists at `SKM_LOCAL_PATH` (default `.skm`) | `local` |
+//! | 3 | `AZURE_KEYVAULT_URL` is set | `azure` |
+//! | 4 | `GOOGLE_CLOUD_PROJECT` or `GCP_PROJECT_ID` is set | `gcp` |
+//! | 5 | a local store exists at `SKM_LOCAL_PATH` (default `.skm`) | `local` |
 //! | – | nothing matched | no backend: env, `.env` and defaults only |
+//!
+//! Azure comes before GCP because `AZURE_KEYVAULT_URL` names a secret store and is set for no other purpose,
+//! while a project variable is ambient: gcloud users and Google's other client libraries export
+//! `GOOGLE_CLOUD_PROJECT` on machines that keep their secrets elsewhere. The weaker signal loses.
 //!
 //! Only backends compiled into this build take part in auto-detection. When more than one signal is present
 //! (e.g. `AWS_REGION` and `VAULT_ADDR`, common on a developer machine), the lowest [`Descriptor::priority`]
@@ -24,7 +30,7 @@
 //! ```
 //! use skm_runtime::backend::registry;
 //! let names: Vec<&str> = registry::all().iter().map(|d| d.name).collect();
-//! assert_eq!(names, ["aws", "vault", "local"]);
+//! assert_eq!(names, ["aws", "vault", "azure", "gcp", "local"]);
 //! assert_eq!(registry::find("OpenBao").unwrap().name, "vault");
 //! assert!(registry::find("nope").is_none());
 //! ```
@@ -271,7 +277,7 @@ fn set(var: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
     var(name).filter(|v| !v.trim().is_empty())
 }
 
-static REGISTRY: [Descriptor; 3] = [
+static REGISTRY: [Descriptor; 5] = [
     Descriptor {
         name: "aws",
         aliases: &["aws-secrets-manager", "secretsmanager"],
@@ -320,12 +326,72 @@ static REGISTRY: [Descriptor; 3] = [
         policy: Some(super::vault::policy::RENDERER),
     },
     Descriptor {
+        name: "azure",
+        aliases: &["azure-keyvault", "keyvault", "akv"],
+        title: "Azure Key Vault",
+        feature: "azure",
+        compiled: cfg!(feature = "azure"),
+        priority: 3,
+        signal_doc: "AZURE_KEYVAULT_URL is set",
+        #[cfg(feature = "azure")]
+        signal: |var| super::azure::detect_signal(var),
+        // The same rule, for a build without the module: the signal is still reported (and then refused).
+        #[cfg(not(feature = "azure"))]
+        signal: |var| set(var, "AZURE_KEYVAULT_URL").map(|_| "AZURE_KEYVAULT_URL is set".to_string()),
+        #[cfg(feature = "azure")]
+        build: super::azure::registry_build,
+        #[cfg(not(feature = "azure"))]
+        build: |_| {
+            Box::pin(async { Err(find("azure").map_or_else(|| Error::config("azure".into()), |d| d.not_compiled())) })
+        },
+        #[cfg(feature = "azure")]
+        doctor: super::azure::doctor,
+        #[cfg(not(feature = "azure"))]
+        doctor: no_probes,
+        #[cfg(feature = "azure")]
+        policy: Some(super::azure::policy::RENDERER),
+        #[cfg(not(feature = "azure"))]
+        policy: None,
+    },
+    Descriptor {
+        name: "gcp",
+        aliases: &["google", "gcp-secret-manager"],
+        title: "Google Cloud Secret Manager",
+        feature: "gcp",
+        compiled: cfg!(feature = "gcp"),
+        priority: 4,
+        signal_doc: "GOOGLE_CLOUD_PROJECT or GCP_PROJECT_ID is set",
+        #[cfg(feature = "gcp")]
+        signal: |var| super::gcp::detect_signal(var),
+        #[cfg(not(feature = "gcp"))]
+        signal: |var| {
+            ["GOOGLE_CLOUD_PROJECT", "GCP_PROJECT_ID"]
+                .into_iter()
+                .find(|n| set(var, n).is_some())
+                .map(|n| format!("{n} is set"))
+        },
+        #[cfg(feature = "gcp")]
+        build: super::gcp::registry_build,
+        #[cfg(not(feature = "gcp"))]
+        build: |_| {
+            Box::pin(async { Err(find("gcp").map_or_else(|| Error::config("gcp".into()), |d| d.not_compiled())) })
+        },
+        #[cfg(feature = "gcp")]
+        doctor: super::gcp::doctor,
+        #[cfg(not(feature = "gcp"))]
+        doctor: no_probes,
+        #[cfg(feature = "gcp")]
+        policy: Some(super::gcp::policy::RENDERER),
+        #[cfg(not(feature = "gcp"))]
+        policy: None,
+    },
+    Descriptor {
         name: "local",
         aliases: &["local-store"],
         title: "the local encrypted store",
         feature: "local",
         compiled: cfg!(feature = "local"),
-        priority: 3,
+        priority: 5,
         signal_doc: "a local store exists at SKM_LOCAL_PATH (default .skm)",
         signal: |var| {
             let path = set(var, "SKM_LOCAL_PATH").unwrap_or_else(|| ".skm".into());

@@ -83,7 +83,7 @@ use crate::Error;
 mod builder;
 mod credential;
 mod names;
-mod policy;
+pub mod policy;
 
 pub use builder::AzureBackendBuilder;
 pub use credential::CredentialKind;
@@ -781,4 +781,46 @@ impl AdminBackend for AzureBackend {
             })
             .collect())
     }
+}
+
+/// The registry's builder: the environment's variables through [`AzureBackendBuilder::from_vars`].
+pub(crate) fn registry_build(
+    env: super::registry::Env,
+) -> super::registry::BoxFuture<Result<Arc<dyn AdminBackend>, Error>> {
+    Box::pin(async move {
+        let backend = AzureBackendBuilder::from_vars(&|n| env(n))?.build()?;
+        Ok(Arc::new(backend) as Arc<dyn AdminBackend>)
+    })
+}
+
+/// The registry's `doctor`: [`AzureBackend::doctor`] as probes (the vault, the credential that worked,
+/// reachability).
+pub(crate) fn doctor(env: super::registry::Env) -> super::registry::BoxFuture<Vec<super::registry::Probe>> {
+    use super::registry::{Probe, ProbeLevel};
+    Box::pin(async move {
+        let backend = match AzureBackendBuilder::from_vars(&|n| env(n)).and_then(AzureBackendBuilder::build) {
+            Ok(b) => b,
+            Err(e) => return vec![Probe::new("azure configuration", ProbeLevel::Fail, e.to_string())],
+        };
+        // The SDK bounds each request (connect 5 s, request 10 s, 3 retries); this bounds the whole probe.
+        let Ok(report) = tokio::time::timeout(std::time::Duration::from_secs(60), backend.doctor()).await else {
+            return vec![Probe::new(
+                "azure reachability",
+                ProbeLevel::Fail,
+                format!("{} did not answer within 60 s", backend.vault_url()),
+            )];
+        };
+        let credential = match report.credential {
+            Some(c) => Probe::new("azure credential", ProbeLevel::Ok, c.to_string()),
+            None if report.outcome.is_ok() => {
+                Probe::new("azure credential", ProbeLevel::Ok, "a credential given to the builder")
+            }
+            None => Probe::new("azure credential", ProbeLevel::Fail, "no credential returned a token"),
+        };
+        let reach = match &report.outcome {
+            Ok(s) => Probe::new("azure vault", ProbeLevel::Ok, format!("{}: {s}", report.vault_url)),
+            Err(e) => Probe::new("azure vault", ProbeLevel::Fail, format!("{}: {e}", report.vault_url)),
+        };
+        vec![reach, credential]
+    })
 }

@@ -3,6 +3,98 @@
 use serde_json::{json, Value};
 
 use super::names::{check_names, secret_name};
+use crate::backend::registry::{PolicyBody, PolicyDocument, PolicyInput, PolicyOption, PolicyRenderer};
+use crate::Error;
+
+/// The registry's renderer (`skm policy --azure`): [`role_assignments`] in one JSON document, its `az`
+/// commands under `"az"`.
+pub const RENDERER: PolicyRenderer = PolicyRenderer {
+    format: "azure-rbac",
+    options: &[
+        PolicyOption {
+            // Not `vault`: `skm policy --vault` is the Vault backend's policy.
+            name: "keyvault",
+            env: &["AZURE_KEYVAULT_URL"],
+            help: "the vault's name or URL (default `VAULT_NAME`, a placeholder)",
+        },
+        PolicyOption {
+            name: "principal",
+            env: &[],
+            help: "the principal's object id (default the shell variable `$PRINCIPAL_ID`)",
+        },
+    ],
+    render,
+};
+
+/// Renders [`role_assignments`] for the registry: the assignments JSON with the `az` commands under `"az"`.
+///
+/// # Errors
+/// [`Error::Config`] for paths that cannot be Key Vault names or collide (all of them listed), a vault that
+/// is not a vault name or URL, or a principal that is neither an object id nor a `$VARIABLE`.
+///
+/// # Example
+/// ```
+/// use skm_runtime::backend::azure::policy::render;
+/// use skm_runtime::backend::registry::{PolicyBody, PolicyInput};
+/// let paths = ["auth/jwt".to_string()];
+/// let option = |name: &str| (name == "keyvault").then(|| "https://my-vault.vault.azure.net".to_string());
+/// let doc = render(&PolicyInput { struct_name: "App", paths: &paths, option: &option, env: &|_| None })?;
+/// let PolicyBody::Json(json) = doc.body else { unreachable!() };
+/// assert_eq!(json["assignments"][0]["secretName"], "auth-jwt");
+/// assert!(json["az"][1].as_str().unwrap().starts_with("az role assignment create"));
+/// # Ok::<(), skm_runtime::Error>(())
+/// ```
+pub fn render(input: &PolicyInput<'_>) -> Result<PolicyDocument, Error> {
+    input.checked_struct_name()?;
+    let given = input.get("keyvault", &["AZURE_KEYVAULT_URL"]);
+    let vault = given.clone().unwrap_or_else(|| "VAULT_NAME".into());
+    // The vault's name and the principal go into shell commands: allow only what they can be.
+    let name_part = vault
+        .trim_start_matches("https://")
+        .split(['.', '/', ':'])
+        .next()
+        .unwrap_or_default();
+    let url_ok = vault
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '/' | ':' | '_'));
+    if name_part.is_empty() || !url_ok || !name_part.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(Error::config(format!(
+            "the vault `{}` is not a Key Vault name or URL (`my-vault`, `https://my-vault.vault.azure.net`)",
+            vault.escape_debug()
+        )));
+    }
+    let principal = input.get("principal", &[]);
+    let shown = principal.clone().unwrap_or_else(|| "$PRINCIPAL_ID".into());
+    let variable = shown.strip_prefix('$').is_some_and(|v| {
+        v.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    });
+    if !variable && (shown.is_empty() || !shown.chars().all(|c| c.is_ascii_hexdigit() || c == '-')) {
+        return Err(Error::config(format!(
+            "the principal `{}` is neither an object id (hex digits and `-`) nor a shell variable (`$PRINCIPAL_ID`)",
+            shown.escape_debug()
+        )));
+    }
+    let paths: Vec<&str> = input.paths.iter().map(String::as_str).collect();
+    let r = role_assignments(&vault, &shown, &paths)
+        .map_err(|errors| Error::config(errors.into_iter().map(|(_, e)| e).collect::<Vec<_>>().join("; ")))?;
+    let mut notes = vec![format!(
+        "assigns \"{SECRETS_USER_ROLE}\" scoped to each declared secret; the vault must use Azure RBAC (not access policies)"
+    )];
+    if given.is_none() {
+        notes.push("pass --keyvault (or set AZURE_KEYVAULT_URL) to replace the `VAULT_NAME` placeholder".into());
+    }
+    if principal.is_none() {
+        notes.push("pass --principal, or set PRINCIPAL_ID in the shell that runs the `az` commands".into());
+    }
+    let mut json = r.json;
+    json["az"] = Value::from(r.az_commands);
+    Ok(PolicyDocument {
+        format: RENDERER.format,
+        body: PolicyBody::Json(json),
+        notes,
+    })
+}
 
 /// The built-in role that may read secret values (data action
 /// `Microsoft.KeyVault/vaults/secrets/getSecret/action`, plus `readMetadata` for `Rotating` fields).

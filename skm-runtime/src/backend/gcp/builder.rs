@@ -248,7 +248,7 @@ fn check_endpoint(endpoint: &str) -> Result<String, Error> {
 }
 
 /// Where Application Default Credentials come from, as Google's libraries search (AIP-4110).
-fn adc_source(var: &dyn Fn(&str) -> Option<String>) -> String {
+fn adc_source(var: &(dyn Fn(&str) -> Option<String> + Sync)) -> String {
     let describe = |path: PathBuf, how: &str| {
         let kind = std::fs::read(&path)
             .ok()
@@ -266,11 +266,11 @@ fn adc_source(var: &dyn Fn(&str) -> Option<String>) -> String {
     }
 }
 
-fn well_known_adc(var: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+fn well_known_adc(var: &(dyn Fn(&str) -> Option<String> + Sync)) -> Option<PathBuf> {
     gcloud_dir(var).map(|d| d.join("application_default_credentials.json"))
 }
 
-fn gcloud_dir(var: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+fn gcloud_dir(var: &(dyn Fn(&str) -> Option<String> + Sync)) -> Option<PathBuf> {
     if let Some(dir) = var("CLOUDSDK_CONFIG") {
         return Some(PathBuf::from(dir));
     }
@@ -285,7 +285,7 @@ fn gcloud_dir(var: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
 /// credentials, so none are looked up), the credentials file, gcloud's active configuration, and (only when
 /// credentials would come from it) the metadata server.
 async fn find_project(
-    var: &dyn Fn(&str) -> Option<String>,
+    var: &(dyn Fn(&str) -> Option<String> + Sync),
     from_credentials: bool,
 ) -> Result<(String, ProjectSource), Error> {
     for name in ["GOOGLE_CLOUD_PROJECT", "GCP_PROJECT_ID"] {
@@ -333,7 +333,7 @@ async fn find_project(
 }
 
 /// `core/project` of gcloud's active configuration.
-fn gcloud_project(var: &dyn Fn(&str) -> Option<String>) -> Option<(String, PathBuf)> {
+fn gcloud_project(var: &(dyn Fn(&str) -> Option<String> + Sync)) -> Option<(String, PathBuf)> {
     let dir = gcloud_dir(var)?;
     let active = var("CLOUDSDK_ACTIVE_CONFIG_NAME")
         .or_else(|| std::fs::read_to_string(dir.join("active_config")).ok())
@@ -358,7 +358,7 @@ fn gcloud_project(var: &dyn Fn(&str) -> Option<String>) -> Option<(String, PathB
 }
 
 /// The metadata server's project id, if one answers within [`METADATA_TIMEOUT`].
-async fn metadata_project(var: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+async fn metadata_project(var: &(dyn Fn(&str) -> Option<String> + Sync)) -> Option<String> {
     let host = var("GCE_METADATA_HOST").unwrap_or_else(|| "metadata.google.internal".into());
     let url = format!("http://{host}/computeMetadata/v1/project/project-id");
     let client = reqwest::Client::builder().timeout(METADATA_TIMEOUT).build().ok()?;

@@ -88,7 +88,7 @@ mod builder;
 mod error;
 mod fetch;
 mod names;
-mod policy;
+pub mod policy;
 
 pub use builder::{GcpBackendBuilder, ProjectSource, DEFAULT_ENDPOINT, DEFAULT_MAX_ATTEMPTS};
 pub use names::{resolve, secret_id, SecretName};
@@ -379,4 +379,57 @@ impl AdminBackend for GcpBackend {
     async fn versions(&self, path: &str) -> Result<Vec<VersionInfo>, AdminError> {
         admin::versions(self, path).await
     }
+}
+
+/// The registry's builder: [`GcpBackend::from_env`].
+pub(crate) fn registry_build(
+    _env: super::registry::Env,
+) -> super::registry::BoxFuture<Result<Arc<dyn AdminBackend>, Error>> {
+    Box::pin(async move { Ok(Arc::new(GcpBackend::from_env().await?) as Arc<dyn AdminBackend>) })
+}
+
+/// How long `skm doctor` waits for the probe before reporting the endpoint as not answering.
+const DOCTOR_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The registry's `doctor`: [`GcpBackend::doctor`] as probes (project and its source, credentials source,
+/// reachability).
+pub(crate) fn doctor(_env: super::registry::Env) -> super::registry::BoxFuture<Vec<super::registry::Probe>> {
+    use super::registry::{Probe, ProbeLevel};
+    Box::pin(async move {
+        let backend = match GcpBackend::from_env().await {
+            Ok(b) => b,
+            Err(e) => return vec![Probe::new("gcp configuration", ProbeLevel::Fail, e.to_string())],
+        };
+        let Ok(report) = tokio::time::timeout(DOCTOR_TIMEOUT, backend.doctor()).await else {
+            return vec![Probe::new(
+                "gcp reachability",
+                ProbeLevel::Fail,
+                format!(
+                    "{} did not answer within {} s",
+                    backend.endpoint(),
+                    DOCTOR_TIMEOUT.as_secs()
+                ),
+            )];
+        };
+        vec![
+            Probe::new(
+                "gcp project",
+                ProbeLevel::Ok,
+                format!("{} ({})", report.project, report.project_source),
+            ),
+            Probe::new("gcp credentials", ProbeLevel::Ok, report.credentials_source.clone()),
+            match &report.reachable {
+                Ok(rtt) => Probe::new(
+                    "gcp reachability",
+                    ProbeLevel::Ok,
+                    format!("{} answered in {} ms", report.endpoint, rtt.as_millis()),
+                ),
+                Err(why) => Probe::new(
+                    "gcp reachability",
+                    ProbeLevel::Fail,
+                    format!("{}: {why}", report.endpoint),
+                ),
+            },
+        ]
+    })
 }

@@ -1,4 +1,4 @@
-//! The IAM bindings a service needs to load its declared secrets: `roles/secretmanager.secretAccessor` on
+//! The IAM bindings a service needs to load its declared secrets (`skm policy --gcp`): `roles/secretmanager.secretAccessor` on
 //! exactly those secrets, nothing project-wide.
 
 use std::collections::BTreeMap;
@@ -6,6 +6,84 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::names::resolve;
+use crate::backend::registry::{PolicyBody, PolicyDocument, PolicyInput, PolicyOption, PolicyRenderer};
+use crate::Error;
+
+/// The registry's renderer (`skm policy --gcp`): [`policy`]'s bindings and `gcloud` commands in one JSON
+/// document, `{"bindings": [...], "gcloud": [...]}`.
+pub const RENDERER: PolicyRenderer = PolicyRenderer {
+    format: "gcp-iam",
+    options: &[
+        PolicyOption {
+            name: "project",
+            env: &["GOOGLE_CLOUD_PROJECT", "GCP_PROJECT_ID"],
+            help: "the project the secrets live in (default `PROJECT_ID`, a placeholder)",
+        },
+        PolicyOption {
+            name: "member",
+            env: &[],
+            help: "the IAM member granted access, e.g. `serviceAccount:app@p.iam.gserviceaccount.com`",
+        },
+    ],
+    render,
+};
+
+/// Renders [`policy`] for the registry: one JSON document holding the bindings and the `gcloud` commands.
+///
+/// # Errors
+/// [`Error::Config`] for a path that cannot name a secret, a project that is not a project id
+/// (letters, digits, `-`, `.`, `:`), or a member holding a control character.
+///
+/// # Example
+/// ```
+/// use skm_runtime::backend::gcp::policy::render;
+/// use skm_runtime::backend::registry::{PolicyBody, PolicyInput};
+/// let paths = ["auth/jwt".to_string()];
+/// let option = |name: &str| (name == "project").then(|| "my-project".to_string());
+/// let doc = render(&PolicyInput { struct_name: "App", paths: &paths, option: &option, env: &|_| None })?;
+/// let PolicyBody::Json(json) = doc.body else { unreachable!() };
+/// assert_eq!(json["bindings"][0]["resource"], "projects/my-project/secrets/auth-jwt");
+/// assert!(json["gcloud"][0].as_str().unwrap().starts_with("gcloud secrets add-iam-policy-binding auth-jwt"));
+/// # Ok::<(), skm_runtime::Error>(())
+/// ```
+pub fn render(input: &PolicyInput<'_>) -> Result<PolicyDocument, Error> {
+    input.checked_struct_name()?;
+    let given = input.get("project", &["GOOGLE_CLOUD_PROJECT", "GCP_PROJECT_ID"]);
+    let project = given.clone().unwrap_or_else(|| "PROJECT_ID".into());
+    // The project goes unquoted into a shell command and into resource names.
+    if !project
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':'))
+    {
+        return Err(Error::config(format!(
+            "the project `{}` is not a GCP project id (letters, digits, `-`, `.`, `:`)",
+            project.escape_debug()
+        )));
+    }
+    let member = input.get("member", &[]);
+    if member.as_deref().is_some_and(|m| m.chars().any(char::is_control)) {
+        return Err(Error::config("the member holds a control character".into()));
+    }
+    let p = policy(&project, input.paths.iter().map(String::as_str), member.as_deref()).map_err(Error::config)?;
+    let mut notes = vec![format!(
+        "grants {ACCESSOR_ROLE} on each declared secret, nothing project-wide; `Rotating` fields need no more"
+    )];
+    if given.is_none() {
+        notes.push("pass --project (or set GOOGLE_CLOUD_PROJECT) to replace the `PROJECT_ID` placeholder".into());
+    }
+    if member.is_none() {
+        notes.push(format!(
+            "pass --member to replace the `{PLACEHOLDER_MEMBER}` placeholder"
+        ));
+    }
+    let mut json = p.json;
+    json["gcloud"] = Value::from(p.gcloud);
+    Ok(PolicyDocument {
+        format: RENDERER.format,
+        body: PolicyBody::Json(json),
+        notes,
+    })
+}
 
 /// The role that allows `secretmanager.versions.access` (reading payloads) and nothing else.
 pub const ACCESSOR_ROLE: &str = "roles/secretmanager.secretAccessor";
