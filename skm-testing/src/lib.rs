@@ -3,7 +3,8 @@
 //! - [`Moto`] runs a moto server (AWS Secrets Manager) on a free loopback port.
 //! - [`Bao`] runs an OpenBao dev server (the HashiCorp Vault HTTP API) on a free loopback port.
 //! - [`Proxy`] sits between a client and a peer: it records and counts requests, and can answer, delay,
-//!   reset or stall them, by rule or at random, to test retries, timeouts and request counts.
+//!   reset or stall them, by rule or at random, to test retries, timeouts and request counts; with
+//!   [`Quotas`] it enforces a provider's per-operation rate limits and answers as the provider does.
 //!
 //! The peers are the binaries in the workspace's `.venv` (installed by `./scripts/test`). When one is
 //! missing, starting it panics: a backend test must fail, never silently pass, without its peer.
@@ -21,11 +22,13 @@ mod moto;
 mod paths;
 mod process;
 mod proxy;
+mod quota;
 
 pub use bao::Bao;
 pub use moto::Moto;
 pub use paths::{free_port, venv_bin, workspace_root};
 pub use proxy::{Action, Fault, Proxy, RecordedRequest};
+pub use quota::{drain_time, over_quota, quota_operation, OperationCount, Provider, Quotas, Rate};
 
 /// Re-exported so that tests can build an [`Action::Respond`] and read a [`RecordedRequest`] without
 /// depending on `bytes` and `http` themselves.
