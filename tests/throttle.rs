@@ -10,10 +10,10 @@ use std::sync::Once;
 use std::time::Duration;
 
 use skm::backend::aws::aws_sdk_secretsmanager::config::retry::RetryConfig;
-use skm::backend::aws::AwsBackend;
+use skm::backend::aws::{AwsBackend, FetchStrategy};
 use skm::backend::{AdminBackend, FailureKind, PutRequest, SecretValue};
-use skm::{ExposeSecret, FieldProblem, Loader, SecretString, Secrets};
-use skm_testing::{Moto, Proxy, Quotas, Rate};
+use skm::{ExposeSecret, FieldProblem, Loader, SecretString, Secrets, WatchOptions};
+use skm_testing::{Moto, OperationCount, Proxy, Quotas, Rate};
 
 /// Secrets in [`Fleet`]: two `BatchGetSecretValue` chunks (20 + 5).
 const SECRETS: usize = 25;
@@ -188,4 +188,108 @@ async fn a_fleet_over_quota_gets_whole_structs_or_errors_naming_the_throttled_fi
     assert!(batch.throttled > 0, "{counts:?}");
     // Throttled calls never reached moto: at most the burst got through.
     assert!(batch.total - batch.throttled <= 3, "{batch:?}");
+}
+
+/// The default (adaptive) strategy: a throttled batch moves its ids to `GetSecretValue` at once (no SDK
+/// retry on the batch call), the load succeeds, and batching pauses for the next load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_batch_falls_back_to_single_gets_and_the_load_succeeds() {
+    let moto = seeded_moto().await;
+    let proxy = Proxy::start(&moto.endpoint()).await;
+    // One batch call, then none: the second chunk is throttled.
+    proxy.set_quotas(Quotas::aws(1.0).with(
+        "BatchGetSecretValue",
+        Rate {
+            per_second: 0.001,
+            burst: 1.0,
+        },
+    ));
+    let b = instance(&proxy.url(), 5).await;
+    assert_eq!(b.strategy(), FetchStrategy::Adaptive);
+
+    let t = loader(&b).load::<Fleet>().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(values(&t), expected());
+    let counts = proxy.quota_counts();
+    println!("throttled batch: {counts:?}");
+    // Two chunks (20 + 5): one answered, one throttled once and not retried; its ids read one by one.
+    assert_eq!(counts["BatchGetSecretValue"], OperationCount { total: 2, throttled: 1 });
+    let singles = counts["GetSecretValue"];
+    assert!(singles.total == 5 || singles.total == 20, "{counts:?}");
+    assert_eq!(singles.throttled, 0);
+    assert!(b.batch_paused());
+
+    // While paused, the next load goes straight to single gets.
+    proxy.clear();
+    let t = loader(&b).load::<Fleet>().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(values(&t), expected());
+    let counts = proxy.quota_counts();
+    assert!(!counts.contains_key("BatchGetSecretValue"), "{counts:?}");
+    assert_eq!(counts["GetSecretValue"].total, SECRETS);
+
+    // A fixed batch strategy retries the throttled batch through the SDK instead, and fails when the
+    // quota never refills within its attempts.
+    proxy.clear();
+    let fixed = instance(&proxy.url(), 2).await.with_strategy(FetchStrategy::Batch);
+    let Err(e) = loader(&fixed).load::<Fleet>().await else {
+        panic!("the batch quota is spent: the load must fail");
+    };
+    let counts = proxy.quota_counts();
+    assert!(!counts.contains_key("GetSecretValue"), "{counts:?}");
+    // The bucket was refilled by clear(): one chunk is answered, the other is throttled twice (2 attempts).
+    assert_eq!(
+        counts["BatchGetSecretValue"],
+        OperationCount { total: 3, throttled: 2 },
+        "{counts:?}"
+    );
+    let failed = e.as_load().map_or(0, |l| l.fields.len());
+    assert!(
+        failed == 5 || failed == 20,
+        "the throttled chunk's fields, all of them: {e}"
+    );
+}
+
+/// Hot reload under the default strategy checks versions with `DescribeSecret` (the 40,000/s quota) and
+/// refetches only what changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_reload_checks_versions_with_describe_secret_and_refetches_only_changes() {
+    let moto = seeded_moto().await;
+    let proxy = Proxy::start(&moto.endpoint()).await;
+    proxy.set_quotas(Quotas::aws(1.0));
+    let b = instance(&proxy.url(), 5).await;
+    let watch = loader(&b)
+        .watch::<Fleet>(WatchOptions::ttl(Duration::from_millis(150)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    watch.wait_ticks(1).await;
+    proxy.clear();
+    watch.wait_ticks(2).await;
+    let counts = proxy.quota_counts();
+    assert_eq!(
+        counts["DescribeSecret"].total, SECRETS,
+        "one check per secret per tick: {counts:?}"
+    );
+    assert!(
+        !counts.contains_key("BatchGetSecretValue"),
+        "no value fetched: {counts:?}"
+    );
+    assert!(!counts.contains_key("GetSecretValue"), "no value fetched: {counts:?}");
+
+    let admin = instance(&moto.endpoint(), 1).await;
+    admin
+        .put(PutRequest::new(
+            "fleet/s07",
+            SecretValue::text("fleet-value-07-rotated"),
+        ))
+        .await
+        .expect("put");
+    proxy.clear();
+    let ticks = watch.stats().ticks;
+    watch.wait_ticks(ticks + 2).await;
+    assert_eq!(
+        watch.with(|t| t.s07.expose_secret().to_string()),
+        "fleet-value-07-rotated"
+    );
+    let counts = proxy.quota_counts();
+    let fetched = counts.get("BatchGetSecretValue").map_or(0, |c| c.total);
+    assert_eq!(fetched, 1, "only the changed secret is fetched: {counts:?}");
 }

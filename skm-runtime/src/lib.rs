@@ -52,9 +52,9 @@ mod fetch;
 pub mod fuzzing;
 pub mod gitcheck;
 mod layer;
-mod loader;
 #[cfg(feature = "vault")]
 pub mod lease;
+mod loader;
 pub mod plan;
 mod report;
 mod resolve;
