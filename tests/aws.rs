@@ -594,7 +594,10 @@ async fn a_stalled_endpoint_is_cut_off_by_the_loader_deadline() {
 async fn throttling_after_retries_is_throttled_and_5xx_is_retried() {
     let moto = moto().await;
     let proxy = Proxy::start(&moto.endpoint()).await;
+    // The fixed batch strategy: the SDK's retries are what a throttled batch meets (the adaptive default
+    // moves it to single gets instead; see tests/throttle.rs).
     let b = builder(&proxy.url())
+        .strategy(skm::backend::aws::FetchStrategy::Batch)
         .max_attempts(2)
         .retry_config(
             skm::backend::aws::aws_sdk_secretsmanager::config::retry::RetryConfig::standard()
@@ -963,8 +966,9 @@ async fn watch_sees_a_put_within_one_ttl_and_rotation_keeps_the_previous() {
     watch.refresh_now();
     watch.wait_ticks(1).await;
     let counts = proxy.counts();
-    assert_eq!(proxy.count_of("secretsmanager.BatchGetSecretValue"), 1, "{counts:?}");
-    // The previous version (AWSPREVIOUS) can only move with the current one: not refetched.
+    // The default strategy checks versions with DescribeSecret (one per secret) and fetches no value.
+    assert_eq!(proxy.count_of("secretsmanager.DescribeSecret"), 2, "{counts:?}");
+    assert_eq!(proxy.count_of("secretsmanager.BatchGetSecretValue"), 0, "{counts:?}");
     assert_eq!(proxy.count_of("secretsmanager.GetSecretValue"), 0, "{counts:?}");
     assert_eq!(watch.stats().changes, 0);
 

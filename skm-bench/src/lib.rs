@@ -8,6 +8,7 @@
 //! | [`read`] | 3. Read path: a field read after load and through a `Watch` (also `cargo bench --bench read`) |
 //! | [`derive_cost`] | 4. Derive compile cost: 200 fields, `#[derive(Secrets)]` vs `#[derive(Deserialize)]` |
 //! | [`cold`] | 5. Cold start: the quickstart's shape vs `dotenvy` + `std::env::var` |
+//! | [`fleet`] | 6. Fleet start: N instances at once under AWS's quotas, per fetch strategy; hot reload's quota share |
 //!
 //! The network benchmarks run the real peers of the test suite (moto, OpenBao from `.venv`) behind
 //! skm-testing's proxy, which adds a fixed latency to every request: the round-trip time (RTT).
@@ -20,6 +21,8 @@ use std::time::Duration;
 pub mod aws;
 pub mod cold;
 pub mod derive_cost;
+#[cfg(feature = "aws")]
+pub mod fleet;
 pub mod read;
 pub mod report;
 pub mod stats;

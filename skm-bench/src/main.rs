@@ -1,4 +1,4 @@
-//! `cargo run --release -p skm-bench [-- --quick] [-- --only aws,vault,read,derive,cold] [-- --out FILE]`
+//! `cargo run --release -p skm-bench [-- --quick] [-- --only aws,vault,read,derive,cold,fleet] [-- --out FILE]`
 //!
 //! Runs the benchmarks, prints the report and writes it to `BENCHMARKS.md` at the workspace root (a run with
 //! `--quick` or `--only` writes `target/skm-bench/BENCHMARKS.partial.md` instead, unless `--out` says where).
@@ -19,7 +19,7 @@ struct Benchmark {
     targets: &'static [(&'static str, &'static str)],
 }
 
-const BENCHMARKS: [Benchmark; 5] = [
+const BENCHMARKS: [Benchmark; 6] = [
     Benchmark {
         name: "aws",
         title: "1. AWS load (moto behind the latency proxy)",
@@ -52,9 +52,23 @@ const BENCHMARKS: [Benchmark; 5] = [
         title: "5. Cold start on the embedded default",
         targets: &[("cold start: skm / hand-written process wall time", "≤ 2×")],
     },
+    Benchmark {
+        name: "fleet",
+        title: "6. Fleet start under AWS's quotas",
+        targets: &[
+            (
+                "fleet: skm default / best fixed strategy, failed loads",
+                "≤ 1.2×, 0 failed",
+            ),
+            (
+                "hot reload: skm default's quota share per instance is the least",
+                "fewest among the strategies",
+            ),
+        ],
+    },
 ];
 
-const USAGE: &str = "usage: skm-bench [--quick] [--only aws,vault,read,derive,cold] [--out FILE]";
+const USAGE: &str = "usage: skm-bench [--quick] [--only aws,vault,read,derive,cold,fleet] [--out FILE]";
 
 struct Args {
     quick: bool,
@@ -87,7 +101,7 @@ fn parse_args() -> Result<Args, String> {
                 for name in &list {
                     if !BENCHMARKS.iter().any(|b| b.name == name) {
                         return Err(format!(
-                            "unknown benchmark `{name}`: use aws, vault, read, derive, cold"
+                            "unknown benchmark `{name}`: use aws, vault, read, derive, cold, fleet"
                         ));
                     }
                 }
@@ -113,6 +127,8 @@ fn run_one(name: &str, settings: &Settings) -> Section {
         "read" => skm_bench::read::run(settings.quick),
         "derive" => skm_bench::derive_cost::run(settings),
         "cold" => skm_bench::cold::run(settings),
+        #[cfg(feature = "aws")]
+        "fleet" => skm_bench::fleet::run(settings),
         other => panic!("skm-bench was built without the `{other}` feature"),
     }
 }
@@ -143,7 +159,7 @@ fn main() -> ExitCode {
     let mut failed = false;
     // Run order: the compile-cost benchmark last, so that its builds (and the disk writes they leave behind)
     // cannot disturb the timing of the others. The report keeps the numbered order.
-    let order = ["aws", "vault", "read", "cold", "derive"];
+    let order = ["aws", "vault", "fleet", "read", "cold", "derive"];
     let mut benchmarks: Vec<&Benchmark> = BENCHMARKS.iter().collect();
     benchmarks.sort_by_key(|b| order.iter().position(|n| *n == b.name));
     for &Benchmark { name, title, targets } in benchmarks {

@@ -7,7 +7,8 @@
 //!   loopback port (no emulator exists; Microsoft's own clients are the judge of it).
 //! - [`Postgres`] runs a throw-away PostgreSQL cluster (password logins over TCP) on a free loopback port.
 //! - [`Proxy`] sits between a client and a peer: it records and counts requests, and can answer, delay,
-//!   reset or stall them, by rule or at random, to test retries, timeouts and request counts.
+//!   reset or stall them, by rule or at random, to test retries, timeouts and request counts; with
+//!   [`Quotas`] it enforces a provider's per-operation rate limits and answers as the provider does.
 //!
 //! The peers are the binaries in the workspace's `.venv` (installed by `./scripts/test`). When one is
 //! missing, starting it panics: a backend test must fail, never silently pass, without its peer.
@@ -28,6 +29,7 @@ mod paths;
 mod postgres;
 mod process;
 mod proxy;
+mod quota;
 
 pub use bao::Bao;
 pub use drongo::Drongo;
@@ -36,6 +38,7 @@ pub use moto::Moto;
 pub use paths::{free_port, venv_bin, workspace_root};
 pub use postgres::{describe as describe_pg_error, Postgres};
 pub use proxy::{Action, Fault, Proxy, RecordedRequest};
+pub use quota::{drain_time, over_quota, quota_operation, OperationCount, Provider, Quotas, Rate};
 /// Re-exported so that tests use the same PostgreSQL client as [`Postgres::connect`].
 pub use tokio_postgres;
 

@@ -24,6 +24,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::quota::{OperationCount, QuotaState, Quotas};
+
 /// One request as the proxy received it.
 #[derive(Clone, Debug)]
 pub struct RecordedRequest {
@@ -200,6 +202,7 @@ impl Faults {
 
 struct Settings {
     requests: Vec<RecordedRequest>,
+    quota: Option<QuotaState>,
     rule: Option<Rule>,
     latency: Duration,
     faults: Faults,
@@ -264,6 +267,7 @@ impl Proxy {
             client: Client::builder(TokioExecutor::new()).build_http(),
             settings: Mutex::new(Settings {
                 requests: Vec::new(),
+                quota: None,
                 rule: None,
                 latency: Duration::ZERO,
                 faults: Faults {
@@ -326,10 +330,48 @@ impl Proxy {
         let mut settings = self.state.settings();
         settings.requests.clear();
         settings.faults.injected = 0;
+        if let Some(quota) = settings.quota.as_mut() {
+            quota.reset();
+        }
         drop(settings);
         self.state
             .max_in_flight
             .store(self.state.in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+
+    /// Enforces `quotas` from now on: each request of a limited operation (see
+    /// [`quota_operation`](crate::quota_operation)) takes a token from its bucket, and a request finding none
+    /// is answered as the provider answers over-quota calls (AWS: 400 `ThrottlingException`; GCP: 429
+    /// `RESOURCE_EXHAUSTED`) without reaching the target or the rule. Buckets start full; counters start at 0.
+    ///
+    /// ```no_run
+    /// # async fn demo(moto: skm_testing::Moto) {
+    /// use skm_testing::{Proxy, Quotas};
+    /// let proxy = Proxy::start(&moto.endpoint()).await;
+    /// proxy.set_quotas(Quotas::aws(0.01)); // BatchGetSecretValue 1/s, GetSecretValue 100/s, ...
+    /// // ... run clients against proxy.url() ...
+    /// let batch = proxy.quota_counts().get("BatchGetSecretValue").copied().unwrap_or_default();
+    /// println!("{} batch calls, {} throttled", batch.total, batch.throttled);
+    /// # }
+    /// ```
+    pub fn set_quotas(&self, quotas: Quotas) {
+        self.state.settings().quota = Some(QuotaState::new(quotas));
+    }
+
+    /// Stops enforcing quotas (and forgets their counters).
+    pub fn clear_quotas(&self) {
+        self.state.settings().quota = None;
+    }
+
+    /// Requests and throttled requests per quota operation since [`Proxy::set_quotas`] or
+    /// [`Proxy::clear`] (empty without quotas). Operations no quota limits are counted too.
+    pub fn quota_counts(&self) -> BTreeMap<String, OperationCount> {
+        self.state
+            .settings()
+            .quota
+            .as_ref()
+            .map(QuotaState::counts)
+            .unwrap_or_default()
     }
 
     /// Decides what to do with each request from now on (replacing any previous rule). The rule runs
@@ -467,12 +509,17 @@ async fn handle(
     };
     let _in_flight = InFlight::enter(&state);
 
-    let (rule, latency) = {
+    let (rule, latency, over_quota) = {
         let mut settings = state.settings();
         settings.requests.push(recorded.clone());
-        (settings.rule.clone(), settings.latency)
+        let over_quota = settings.quota.as_mut().and_then(|quota| quota.admit(&recorded));
+        (settings.rule.clone(), settings.latency, over_quota)
     };
-    let mut action = rule.map_or(Action::Forward, |rule| rule(&recorded));
+    // Over quota, the provider answers before anything else happens to the request.
+    let mut action = match over_quota {
+        Some(answer) => answer,
+        None => rule.map_or(Action::Forward, |rule| rule(&recorded)),
+    };
     if matches!(action, Action::Forward) {
         if let Some(fault) = state.settings().faults.draw() {
             action = fault.action(&recorded);

@@ -11,7 +11,10 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
-use skm_testing::{venv_bin, Action, Bao, Fault, Moto, Proxy, RecordedRequest};
+use skm_testing::{
+    drain_time, quota_operation, venv_bin, Action, Bao, Fault, Moto, OperationCount, Provider, Proxy, Quotas, Rate,
+    RecordedRequest,
+};
 
 /// What a test client saw: the answer, or the transport error.
 type Exchange = Result<(u16, HeaderMap, Bytes), String>;
@@ -322,4 +325,150 @@ async fn random_faults_are_reproducible_from_the_seed() {
     assert!((8..=32).contains(&injected), "about half of 40 requests: {injected}");
     let kinds: std::collections::BTreeSet<&str> = first.iter().map(String::as_str).collect();
     assert_eq!(kinds, ["200", "429", "500", "503", "reset"].into());
+}
+
+#[tokio::test]
+async fn aws_quotas_throttle_per_operation_as_aws_does_in_front_of_moto() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(&moto.endpoint()).await;
+    // Batch: 2 at once, then 1 per 100 s (none more during the test); Describe: plenty.
+    proxy.set_quotas(Quotas::aws(1.0).with(
+        "BatchGetSecretValue",
+        Rate {
+            per_second: 0.01,
+            burst: 2.0,
+        },
+    ));
+    let created = secrets_manager(
+        &proxy.url(),
+        "CreateSecret",
+        json!({"Name": "q/a", "SecretString": "x"}),
+    )
+    .await;
+    assert_eq!(status_of(&created), 200, "{created:?}");
+
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let answer = secrets_manager(&proxy.url(), "BatchGetSecretValue", json!({"SecretIdList": ["q/a"]})).await;
+        statuses.push(status_of(&answer));
+        if status_of(&answer) == 400 {
+            let (_, headers, _) = answer.as_ref().unwrap();
+            assert_eq!(headers["content-type"], "application/x-amz-json-1.1");
+            assert_eq!(headers["x-amzn-errortype"], "ThrottlingException");
+            assert_eq!(
+                json_of(&answer),
+                json!({"__type": "ThrottlingException", "message": "Rate exceeded"})
+            );
+        }
+    }
+    assert_eq!(statuses, [200, 200, 400, 400, 400]);
+    // Another operation has its own bucket.
+    let described = secrets_manager(&proxy.url(), "DescribeSecret", json!({"SecretId": "q/a"})).await;
+    assert_eq!(status_of(&described), 200, "{described:?}");
+
+    let counts = proxy.quota_counts();
+    assert_eq!(counts["BatchGetSecretValue"], OperationCount { total: 5, throttled: 3 });
+    assert_eq!(counts["DescribeSecret"], OperationCount { total: 1, throttled: 0 });
+    // CreateSecret has no quota in the bed, but is counted.
+    assert_eq!(counts["CreateSecret"], OperationCount { total: 1, throttled: 0 });
+    // Throttled calls never reach moto: moto saw 2 batch calls; the proxy recorded all 5.
+    assert_eq!(proxy.count_of("secretsmanager.BatchGetSecretValue"), 5);
+
+    // clear() refills the buckets and zeroes the counters.
+    proxy.clear();
+    assert!(proxy.quota_counts().is_empty());
+    let again = secrets_manager(&proxy.url(), "BatchGetSecretValue", json!({"SecretIdList": ["q/a"]})).await;
+    assert_eq!(status_of(&again), 200);
+}
+
+#[tokio::test]
+async fn a_bucket_refills_at_its_rate() {
+    let (_stub, proxy) = proxy_in_front_of_a_stub().await;
+    proxy.set_quotas(Quotas::none(Provider::Aws).with(
+        "GetSecretValue",
+        Rate {
+            per_second: 20.0,
+            burst: 1.0,
+        },
+    ));
+    let url = proxy.url();
+    let get = || secrets_manager(&url, "GetSecretValue", json!({"SecretId": "s"}));
+    assert_eq!(status_of(&get().await), 200);
+    assert_eq!(status_of(&get().await), 400);
+    // One token per 50 ms.
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(status_of(&get().await), 200);
+    assert_eq!(
+        proxy.quota_counts()["GetSecretValue"],
+        OperationCount { total: 3, throttled: 1 }
+    );
+}
+
+#[tokio::test]
+async fn gcp_quotas_answer_429_resource_exhausted_per_quota_group() {
+    let (_stub, proxy) = proxy_in_front_of_a_stub().await;
+    proxy.set_quotas(Quotas::gcp(1.0).with(
+        "gcp.read",
+        Rate {
+            per_second: 0.001,
+            burst: 1.0,
+        },
+    ));
+    let base = proxy.url();
+    let access = format!("{base}/v1/projects/p/secrets/db/versions/latest:access");
+    let read = format!("{base}/v1/projects/p/secrets/db");
+    assert_eq!(status_of(&send(Method::GET, &read, &[], "").await), 200);
+    let over = send(Method::GET, &read, &[], "").await;
+    assert_eq!(status_of(&over), 429);
+    let (_, headers, _) = over.as_ref().unwrap();
+    assert_eq!(headers["content-type"], "application/json; charset=UTF-8");
+    let error = &json_of(&over)["error"];
+    assert_eq!(error["code"], 429);
+    assert_eq!(error["status"], "RESOURCE_EXHAUSTED");
+    assert!(error["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Quota exceeded for quota metric 'Read requests'"));
+    // Access requests are another group, with 90,000/min.
+    for _ in 0..3 {
+        assert_eq!(status_of(&send(Method::GET, &access, &[], "").await), 200);
+    }
+    let counts = proxy.quota_counts();
+    assert_eq!(counts["gcp.read"], OperationCount { total: 2, throttled: 1 });
+    assert_eq!(counts["gcp.access"], OperationCount { total: 3, throttled: 0 });
+}
+
+#[test]
+fn quota_operations_and_scaled_defaults() {
+    let request = |method: &str, path: &str, target: Option<&str>| RecordedRequest {
+        method: method.into(),
+        path: path.into(),
+        target: target.map(str::to_string),
+        headers: HeaderMap::new(),
+        body: Bytes::new(),
+    };
+    let op = |r: RecordedRequest| quota_operation(&r);
+    assert_eq!(
+        op(request("POST", "/", Some("secretsmanager.DescribeSecret"))).as_deref(),
+        Some("DescribeSecret")
+    );
+    assert_eq!(
+        op(request("POST", "/v1/projects/p/secrets/s:addVersion", None)).as_deref(),
+        Some("gcp.write")
+    );
+    assert_eq!(
+        op(request("GET", "/v1/projects/p/secrets/s/versions?x=1", None)).as_deref(),
+        Some("gcp.read")
+    );
+    assert_eq!(op(request("GET", "/v1/secret/data/app", None)), None);
+
+    let aws = Quotas::aws(0.5);
+    assert_eq!(aws.rate("BatchGetSecretValue"), Some(Rate::per_second(50.0)));
+    assert_eq!(aws.rate("GetSecretValue"), Some(Rate::per_second(5_000.0)));
+    assert_eq!(aws.rate("DescribeSecret"), Some(Rate::per_second(20_000.0)));
+    // Scaled below one request, a bucket still holds one.
+    assert_eq!(Quotas::aws(0.001).rate("BatchGetSecretValue").unwrap().burst, 1.0);
+    let gcp = Quotas::gcp(1.0).rate("gcp.access").unwrap();
+    assert_eq!((gcp.per_second, gcp.burst), (1_500.0, 90_000.0));
+    assert_eq!(drain_time(Rate::per_second(100.0), 600), Duration::from_secs(5));
 }

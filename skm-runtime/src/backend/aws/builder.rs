@@ -38,6 +38,7 @@ pub struct AwsBackendBuilder {
     credentials: Option<SharedCredentialsProvider>,
     retry: Option<RetryConfig>,
     max_attempts: Option<u32>,
+    strategy: Option<super::FetchStrategy>,
     timeout: Option<TimeoutConfig>,
     max_concurrency: Option<usize>,
     allow_insecure_http: bool,
@@ -138,6 +139,14 @@ impl AwsBackendBuilder {
         self
     }
 
+    /// How current versions are read: [`FetchStrategy::Adaptive`](super::FetchStrategy::Adaptive) (the
+    /// default) batches while the batch quota lasts and moves to single gets when throttled;
+    /// [`Batch`](super::FetchStrategy::Batch) and [`Single`](super::FetchStrategy::Single) fix one way.
+    pub fn strategy(mut self, strategy: super::FetchStrategy) -> Self {
+        self.strategy = Some(strategy);
+        self
+    }
+
     /// Resolves the configuration and builds the backend.
     ///
     /// Contacts nothing when a region is configured: credentials are resolved on the first request. When
@@ -212,7 +221,9 @@ impl AwsBackendBuilder {
             config = config.retry_config(retry);
         }
         let backend = AwsBackend::from_client(Client::from_conf(config.build()));
-        Ok(backend.with_max_concurrency(self.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY)))
+        Ok(backend
+            .with_max_concurrency(self.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY))
+            .with_strategy(self.strategy.unwrap_or_default()))
     }
 }
 

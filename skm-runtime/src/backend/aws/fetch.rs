@@ -1,10 +1,13 @@
 //! The read path: deduplicate, batch current versions 20 at a time, fetch pinned versions one by one, all
-//! with a bound on requests in flight.
+//! with a bound on requests in flight; under [`FetchStrategy::Adaptive`], a throttled batch moves its ids to
+//! single gets (a quota 100 times larger) and batching pauses for [`BATCH_COOLDOWN`].
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
+use aws_sdk_secretsmanager::config::retry::RetryConfig;
 use aws_sdk_secretsmanager::primitives::Blob;
 use aws_sdk_secretsmanager::types::SecretValueEntry;
 use aws_sdk_secretsmanager::Client;
@@ -12,11 +15,16 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::error::Failure;
-use super::AwsBackend;
+use super::{AwsBackend, FetchStrategy};
 use crate::backend::{FailureKind, FetchError, FetchRequest, FetchResult, SecretPayload, SecretValue, VersionPin};
 
 /// `BatchGetSecretValue` accepts at most 20 ids (moto does not enforce it; AWS does).
 pub(super) const BATCH_LIMIT: usize = 20;
+
+/// After a throttled `BatchGetSecretValue`, an adaptive backend reads current versions with `GetSecretValue`
+/// for this long before it tries a batch again: long enough for a deploy's burst to pass, short enough that a
+/// later hot reload batches again.
+pub const BATCH_COOLDOWN: Duration = Duration::from_secs(30);
 
 /// A batch answer may in principle be paged; never follow more pages than this for one chunk.
 const MAX_BATCH_PAGES: usize = 20;
@@ -35,6 +43,9 @@ enum Done {
     Results(Vec<(usize, FetchResult)>),
     /// The caller may not call `BatchGetSecretValue`: fetch these one by one instead.
     BatchRefused(Vec<(usize, String)>, Failure),
+    /// `BatchGetSecretValue` was throttled (or failed transiently) under the adaptive strategy: fetch these
+    /// one by one instead.
+    BatchThrottled(Vec<(usize, String)>, Failure),
 }
 
 pub(super) async fn fetch(backend: &AwsBackend, requests: &[FetchRequest]) -> Vec<FetchResult> {
@@ -52,7 +63,10 @@ pub(super) async fn fetch(backend: &AwsBackend, requests: &[FetchRequest]) -> Ve
         .collect();
 
     let mut results: Vec<Option<FetchResult>> = vec![None; unique.len()];
-    let batch_refused = backend.batch_refused.load(Ordering::Relaxed);
+    let adaptive = backend.strategy == FetchStrategy::Adaptive;
+    let batch_refused = backend.batch_refused.load(Ordering::Relaxed)
+        || backend.strategy == FetchStrategy::Single
+        || (adaptive && backend.batch_paused());
     let mut current = Vec::new();
     let mut work = Vec::new();
     for (slot, request) in unique.iter().enumerate() {
@@ -79,7 +93,7 @@ pub(super) async fn fetch(backend: &AwsBackend, requests: &[FetchRequest]) -> Ve
     let limit = Arc::new(Semaphore::new(backend.max_concurrency));
     let mut tasks = JoinSet::new();
     for item in batches {
-        spawn(&mut tasks, &backend.client, &limit, item);
+        spawn(&mut tasks, &backend.client, &limit, item, adaptive);
     }
     while let Some(joined) = tasks.join_next().await {
         match joined {
@@ -101,6 +115,22 @@ pub(super) async fn fetch(backend: &AwsBackend, requests: &[FetchRequest]) -> Ve
                         &backend.client,
                         &limit,
                         Work::Single(slot, id, VersionPin::Current),
+                        adaptive,
+                    );
+                }
+            }
+            Ok(Done::BatchThrottled(chunk, why)) => {
+                if why.kind == FailureKind::Throttled && backend.pause_batches() {
+                    tracing::info!(target: "skm", cooldown_s = BATCH_COOLDOWN.as_secs(),
+                        "BatchGetSecretValue throttled; reading with GetSecretValue for a while");
+                }
+                for (slot, id) in chunk {
+                    spawn(
+                        &mut tasks,
+                        &backend.client,
+                        &limit,
+                        Work::Single(slot, id, VersionPin::Current),
+                        adaptive,
                     );
                 }
             }
@@ -118,14 +148,14 @@ pub(super) async fn fetch(backend: &AwsBackend, requests: &[FetchRequest]) -> Ve
     slot_of.into_iter().map(|slot| results[slot].clone()).collect()
 }
 
-fn spawn(tasks: &mut JoinSet<Done>, client: &Client, limit: &Arc<Semaphore>, item: Work) {
+fn spawn(tasks: &mut JoinSet<Done>, client: &Client, limit: &Arc<Semaphore>, item: Work, adaptive: bool) {
     let client = client.clone();
     let limit = limit.clone();
     tasks.spawn(async move {
         // The semaphore is never closed, so acquiring only waits.
         let _permit = limit.acquire_owned().await.expect("semaphore is never closed");
         match item {
-            Work::Batch(chunk) => batch(&client, chunk).await,
+            Work::Batch(chunk) => batch(&client, chunk, adaptive).await,
             Work::Single(slot, id, version) => Done::Results(vec![(slot, single(&client, &id, version).await)]),
         }
     });
@@ -150,24 +180,39 @@ async fn single(client: &Client, id: &str, version: VersionPin) -> FetchResult {
 }
 
 /// `BatchGetSecretValue` for one chunk, answers matched back to the ids asked for.
-async fn batch(client: &Client, chunk: Vec<(usize, String)>) -> Done {
+///
+/// Adaptive: one attempt only. The SDK would retry a throttled batch after 1 s, 2 s, 4 s... against the
+/// smallest quota (100/s per region); single gets have 10,000/s, so the ids go there at once instead.
+async fn batch(client: &Client, chunk: Vec<(usize, String)>, adaptive: bool) -> Done {
     let ids: Vec<String> = chunk.iter().map(|(_, id)| id.clone()).collect();
     let mut entries: Vec<SecretValueEntry> = Vec::new();
     let mut errors: HashMap<String, Failure> = HashMap::new();
     let mut token: Option<String> = None;
     for _ in 0..MAX_BATCH_PAGES {
-        let answer = client
+        let call = client
             .batch_get_secret_value()
             .set_secret_id_list(Some(ids.clone()))
-            .set_next_token(token.take())
-            .send()
-            .await;
+            .set_next_token(token.take());
+        let answer = if adaptive {
+            call.customize()
+                .config_override(
+                    aws_sdk_secretsmanager::config::Builder::default().retry_config(RetryConfig::disabled()),
+                )
+                .send()
+                .await
+        } else {
+            call.send().await
+        };
         let out = match answer {
             Ok(out) => out,
             Err(e) => {
                 let failure = Failure::from_sdk(&e);
                 if failure.is_access_denied() || failure.is_unknown_operation() {
                     return Done::BatchRefused(chunk, failure);
+                }
+                // Single gets retry with the SDK's backoff (and the whole chunk goes, even from a later page).
+                if adaptive && matches!(failure.kind, FailureKind::Throttled | FailureKind::Unavailable) {
+                    return Done::BatchThrottled(chunk, failure);
                 }
                 let error = FetchError::new(failure.kind, failure.detail);
                 return Done::Results(chunk.into_iter().map(|(slot, _)| (slot, Err(error.clone()))).collect());

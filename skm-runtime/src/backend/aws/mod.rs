@@ -19,9 +19,23 @@
 //! endpoint does not know it (`UnknownOperationException` from an older emulator), the backend falls back
 //! to `GetSecretValue` per secret, logs a warning once, and keeps doing so for its lifetime.
 //!
-//! Hot reload ([`Loader::watch`](crate::Loader::watch)) refetches with the same batches: the backend does not
-//! implement [`Backend::current_versions`], because `DescribeSecret` per secret costs more requests than one
-//! `BatchGetSecretValue` per 20 secrets and would need another IAM action.
+//! # At fleet scale: the adaptive default
+//! AWS limits each operation per account and region: `BatchGetSecretValue` 100/s (not adjustable),
+//! `GetSecretValue` 10,000/s, `DescribeSecret` 40,000/s. Batching is best for one process (5 requests for
+//! 100 secrets), but a deploy that starts 2,000 instances at once needs 10,000 batch calls: 100 s of the
+//! batch quota, against 20 s of the single-get quota. The default, [`FetchStrategy::Adaptive`], therefore:
+//! - batches while the batch quota lasts, with no SDK retry on the batch call itself;
+//! - when a batch is throttled (or fails transiently), reads that chunk's secrets with concurrent
+//!   `GetSecretValue` calls at once, and reads current versions that way for [`BATCH_COOLDOWN`] (30 s),
+//!   then tries batches again; single gets keep the SDK's retries (exponential backoff with full jitter,
+//!   from 1 s for throttling), so a fleet spreads out instead of retrying in step;
+//! - on hot reload, checks for changes with `DescribeSecret` (the 40,000/s quota; no value crosses the
+//!   network) and fetches only the secrets whose version moved. Without `secretsmanager:DescribeSecret` it
+//!   logs a warning once and refetches values as before.
+//!
+//! [`AwsBackendBuilder::strategy`] (or [`AwsBackend::with_strategy`]) fixes the behaviour instead:
+//! [`FetchStrategy::Batch`] always batches (and the SDK retries throttled batches), [`FetchStrategy::Single`]
+//! always uses `GetSecretValue`. Tune concurrency with [`AwsBackendBuilder::max_concurrency`].
 //!
 //! Retries are the SDK's standard mode (exponential backoff with jitter, for throttling, 5xx and transient
 //! network errors) with [`DEFAULT_MAX_ATTEMPTS`] (5) attempts instead of the SDK's 3
@@ -55,8 +69,9 @@
 //! # IAM permissions
 //! Loading needs `secretsmanager:BatchGetSecretValue` on `*` (it has no resource) and
 //! `secretsmanager:GetSecretValue` on each secret; without the first, loading still works, one request
-//! per secret. `ListSecrets` is not needed (it is only for batches by filter, which skm does not use), nor
-//! is `DescribeSecret`. Secrets encrypted with a customer-managed KMS key also need `kms:Decrypt` on it.
+//! per secret. `ListSecrets` is not needed (it is only for batches by filter, which skm does not use).
+//! Hot reload with the default strategy also uses `secretsmanager:DescribeSecret` on each secret (optional:
+//! without it, a refresh refetches values). Secrets encrypted with a customer-managed KMS key also need `kms:Decrypt` on it.
 //!
 //! ```json
 //! {
@@ -74,7 +89,8 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
@@ -82,7 +98,8 @@ use aws_sdk_secretsmanager::Client;
 #[cfg(doc)]
 use super::SecretValue;
 use super::{
-    AdminBackend, AdminError, Backend, DeleteMode, FetchRequest, FetchResult, ListEntry, PutRequest, VersionInfo,
+    AdminBackend, AdminError, Backend, DeleteMode, FetchError, FetchRequest, FetchResult, ListEntry, PutRequest,
+    VersionInfo,
 };
 use crate::Error;
 
@@ -92,10 +109,32 @@ mod doctor;
 mod error;
 mod fetch;
 pub mod policy;
+mod versions;
 
 pub(crate) use doctor::{doctor, registry_build};
 
 pub use builder::AwsBackendBuilder;
+pub use fetch::BATCH_COOLDOWN;
+
+/// How the backend reads current versions (see the [module documentation](self#at-fleet-scale-the-adaptive-default)).
+///
+/// ```
+/// use skm_runtime::backend::aws::{AwsBackend, FetchStrategy};
+/// let builder = AwsBackend::builder().strategy(FetchStrategy::Single);
+/// assert_eq!(FetchStrategy::default(), FetchStrategy::Adaptive);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum FetchStrategy {
+    /// Batch while the batch quota lasts; a throttled batch moves to concurrent single gets for
+    /// [`BATCH_COOLDOWN`]; hot reload checks versions with `DescribeSecret`.
+    #[default]
+    Adaptive,
+    /// Always `BatchGetSecretValue` (20 ids a call); the SDK retries throttled calls. Hot reload refetches.
+    Batch,
+    /// Always `GetSecretValue`, one call per secret. Hot reload refetches.
+    Single,
+}
 
 /// The AWS SDK configuration crate this backend is built on, re-exported so that
 /// [`AwsBackend::from_client`] needs no separate dependency (and no version to keep in step).
@@ -130,6 +169,11 @@ pub struct AwsBackend {
     client: Client,
     max_concurrency: usize,
     batch_refused: Arc<AtomicBool>,
+    strategy: FetchStrategy,
+    /// Until when an adaptive backend reads current versions one by one after a throttled batch.
+    batch_paused_until: Arc<Mutex<Option<Instant>>>,
+    /// `DescribeSecret` was refused: hot reload refetches values.
+    describe_refused: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for AwsBackend {
@@ -138,6 +182,7 @@ impl fmt::Debug for AwsBackend {
             .field("region", &self.region())
             .field("max_concurrency", &self.max_concurrency)
             .field("batch_refused", &self.batch_refused())
+            .field("strategy", &self.strategy)
             .finish_non_exhaustive()
     }
 }
@@ -172,7 +217,34 @@ impl AwsBackend {
             client,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             batch_refused: Arc::new(AtomicBool::new(false)),
+            strategy: FetchStrategy::default(),
+            batch_paused_until: Arc::new(Mutex::new(None)),
+            describe_refused: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Sets how current versions are read (default [`FetchStrategy::Adaptive`]).
+    pub fn with_strategy(mut self, strategy: FetchStrategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// The strategy in use.
+    pub fn strategy(&self) -> FetchStrategy {
+        self.strategy
+    }
+
+    /// Whether an adaptive backend is reading current versions one by one after a throttled batch.
+    pub fn batch_paused(&self) -> bool {
+        let until = *self.batch_paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        until.is_some_and(|t| Instant::now() < t)
+    }
+
+    /// Pauses batching for [`BATCH_COOLDOWN`]; `true` if it was not paused already (to log once).
+    fn pause_batches(&self) -> bool {
+        let was = self.batch_paused();
+        *self.batch_paused_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + BATCH_COOLDOWN);
+        !was
     }
 
     /// Sets how many requests one fetch keeps in flight (at least 1; default 8).
@@ -208,6 +280,12 @@ impl Backend for AwsBackend {
 
     async fn fetch(&self, requests: &[FetchRequest]) -> Vec<FetchResult> {
         fetch::fetch(self, requests).await
+    }
+
+    /// Adaptive only: `DescribeSecret` per distinct secret (the 40,000/s quota), so that hot reload
+    /// refetches only what changed; `None` (refetch) for the fixed strategies or without the permission.
+    async fn current_versions(&self, requests: &[FetchRequest]) -> Option<Vec<Result<String, FetchError>>> {
+        versions::current_versions(self, requests).await
     }
 }
 
