@@ -23,10 +23,11 @@ pub mod aws;
 pub mod aws {
     pub mod policy;
 }
-#[cfg(feature = "gcp")]
-pub mod gcp;
 #[cfg(feature = "azure")]
 pub mod azure;
+pub mod fanout;
+#[cfg(feature = "gcp")]
+pub mod gcp;
 #[cfg(feature = "local")]
 pub mod local;
 pub mod memory;
