@@ -1,18 +1,17 @@
-//! The read path: deduplicate, batch current versions 20 at a time, fetch pinned versions one by one, all
-//! with a bound on requests in flight.
+//! The read path: batch current versions 20 at a time, fetch pinned versions (and, where the caller may not
+//! batch, current ones) one by one through the shared [`fanout`](crate::backend::fanout), all with a bound on
+//! requests in flight.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use aws_sdk_secretsmanager::primitives::Blob;
 use aws_sdk_secretsmanager::types::SecretValueEntry;
 use aws_sdk_secretsmanager::Client;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 use super::error::Failure;
 use super::AwsBackend;
+use crate::backend::fanout::FanOut;
 use crate::backend::{FailureKind, FetchError, FetchRequest, FetchResult, SecretPayload, SecretValue, VersionPin};
 
 /// `BatchGetSecretValue` accepts at most 20 ids (moto does not enforce it; AWS does).
@@ -21,45 +20,25 @@ pub(super) const BATCH_LIMIT: usize = 20;
 /// A batch answer may in principle be paged; never follow more pages than this for one chunk.
 const MAX_BATCH_PAGES: usize = 20;
 
-/// One unit of work, run as its own task.
-enum Work {
-    /// Current versions of up to [`BATCH_LIMIT`] secrets, by their slot in the unique requests.
-    Batch(Vec<(usize, String)>),
-    /// One secret, any version.
-    Single(usize, String, VersionPin),
-}
-
-/// What a task reports back.
-enum Done {
-    /// Results per unique slot.
+/// What a `BatchGetSecretValue` chunk answered.
+enum Batched {
+    /// Results per request slot.
     Results(Vec<(usize, FetchResult)>),
     /// The caller may not call `BatchGetSecretValue`: fetch these one by one instead.
-    BatchRefused(Vec<(usize, String)>, Failure),
+    Refused(Vec<(usize, String)>, Failure),
 }
 
 pub(super) async fn fetch(backend: &AwsBackend, requests: &[FetchRequest]) -> Vec<FetchResult> {
-    // Identical requests cost one lookup; each gets its own copy of the answer.
-    let mut slots: HashMap<&FetchRequest, usize> = HashMap::new();
-    let mut unique: Vec<&FetchRequest> = Vec::new();
-    let slot_of: Vec<usize> = requests
-        .iter()
-        .map(|r| {
-            *slots.entry(r).or_insert_with(|| {
-                unique.push(r);
-                unique.len() - 1
-            })
-        })
-        .collect();
-
-    let mut results: Vec<Option<FetchResult>> = vec![None; unique.len()];
+    // The plan asks for each (path, version) once, so every request is read as it comes.
+    let mut results: Vec<Option<FetchResult>> = vec![None; requests.len()];
     let batch_refused = backend.batch_refused.load(Ordering::Relaxed);
     let mut current = Vec::new();
-    let mut work = Vec::new();
-    for (slot, request) in unique.iter().enumerate() {
+    let mut singles: Vec<(usize, String, VersionPin)> = Vec::new();
+    for (slot, request) in requests.iter().enumerate() {
         match &request.version {
             VersionPin::Current if !batch_refused => current.push((slot, request.path.clone())),
             VersionPin::Current | VersionPin::Previous | VersionPin::Stage(_) | VersionPin::Id(_) => {
-                work.push(Work::Single(slot, request.path.clone(), request.version.clone()));
+                singles.push((slot, request.path.clone(), request.version.clone()));
             }
             &VersionPin::Number(n) => {
                 results[slot] = Some(Err(FetchError::new(
@@ -72,63 +51,42 @@ pub(super) async fn fetch(backend: &AwsBackend, requests: &[FetchRequest]) -> Ve
             }
         }
     }
-    // Batches first so that the biggest pieces of work start earliest.
-    let mut batches: Vec<Work> = current.chunks(BATCH_LIMIT).map(|c| Work::Batch(c.to_vec())).collect();
-    batches.append(&mut work);
 
-    let limit = Arc::new(Semaphore::new(backend.max_concurrency));
-    let mut tasks = JoinSet::new();
-    for item in batches {
-        spawn(&mut tasks, &backend.client, &limit, item);
-    }
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(Done::Results(done)) => {
+    // The SDK retries each call with its own policy, so the shared fan-out only bounds and orders them.
+    let fan = FanOut::new(backend.max_concurrency);
+    let chunks: Vec<Vec<(usize, String)>> = current.chunks(BATCH_LIMIT).map(<[_]>::to_vec).collect();
+    for answer in fan.map(chunks, |chunk| batch(&backend.client, chunk)).await {
+        match answer {
+            Batched::Results(done) => {
                 for (slot, result) in done {
                     results[slot] = Some(result);
                 }
             }
-            Ok(Done::BatchRefused(chunk, why)) => {
+            Batched::Refused(chunk, why) => {
                 // Remembered for this backend: every later fetch goes straight to GetSecretValue.
                 if !backend.batch_refused.swap(true, Ordering::Relaxed) {
                     tracing::warn!(target: "skm", reason = %why.detail,
                         "BatchGetSecretValue refused; using GetSecretValue per secret from now on \
                          (grant secretsmanager:BatchGetSecretValue to load in fewer requests)");
                 }
-                for (slot, id) in chunk {
-                    spawn(
-                        &mut tasks,
-                        &backend.client,
-                        &limit,
-                        Work::Single(slot, id, VersionPin::Current),
-                    );
-                }
+                singles.extend(chunk.into_iter().map(|(slot, id)| (slot, id, VersionPin::Current)));
             }
-            // A panic in a task is a bug: surface it rather than turn it into a fetch error.
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            // Cancelled: only when the runtime shuts down; the slots stay empty and are reported below.
-            Err(_) => {}
         }
     }
 
-    let results: Vec<FetchResult> = results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(FetchError::new(FailureKind::Other, "the request was cancelled"))))
-        .collect();
-    slot_of.into_iter().map(|slot| results[slot].clone()).collect()
-}
+    let answers = fan
+        .fetch(singles.iter(), |(_, id, version)| {
+            single(&backend.client, id, version.clone())
+        })
+        .await;
+    for ((slot, _, _), answer) in singles.iter().zip(answers) {
+        results[*slot] = Some(answer);
+    }
 
-fn spawn(tasks: &mut JoinSet<Done>, client: &Client, limit: &Arc<Semaphore>, item: Work) {
-    let client = client.clone();
-    let limit = limit.clone();
-    tasks.spawn(async move {
-        // The semaphore is never closed, so acquiring only waits.
-        let _permit = limit.acquire_owned().await.expect("semaphore is never closed");
-        match item {
-            Work::Batch(chunk) => batch(&client, chunk).await,
-            Work::Single(slot, id, version) => Done::Results(vec![(slot, single(&client, &id, version).await)]),
-        }
-    });
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(FetchError::new(FailureKind::Other, "the request got no answer"))))
+        .collect()
 }
 
 /// `GetSecretValue` for one secret.
@@ -150,7 +108,7 @@ async fn single(client: &Client, id: &str, version: VersionPin) -> FetchResult {
 }
 
 /// `BatchGetSecretValue` for one chunk, answers matched back to the ids asked for.
-async fn batch(client: &Client, chunk: Vec<(usize, String)>) -> Done {
+async fn batch(client: &Client, chunk: Vec<(usize, String)>) -> Batched {
     let ids: Vec<String> = chunk.iter().map(|(_, id)| id.clone()).collect();
     let mut entries: Vec<SecretValueEntry> = Vec::new();
     let mut errors: HashMap<String, Failure> = HashMap::new();
@@ -167,10 +125,10 @@ async fn batch(client: &Client, chunk: Vec<(usize, String)>) -> Done {
             Err(e) => {
                 let failure = Failure::from_sdk(&e);
                 if failure.is_access_denied() || failure.is_unknown_operation() {
-                    return Done::BatchRefused(chunk, failure);
+                    return Batched::Refused(chunk, failure);
                 }
                 let error = FetchError::new(failure.kind, failure.detail);
-                return Done::Results(chunk.into_iter().map(|(slot, _)| (slot, Err(error.clone()))).collect());
+                return Batched::Results(chunk.into_iter().map(|(slot, _)| (slot, Err(error.clone()))).collect());
             }
         };
         entries.extend(out.secret_values.unwrap_or_default());
@@ -198,7 +156,7 @@ async fn batch(client: &Client, chunk: Vec<(usize, String)>) -> Done {
             (slot, result)
         })
         .collect();
-    Done::Results(results)
+    Batched::Results(results)
 }
 
 /// Whether a requested SecretId names the secret `name` / `arn`: by name, full ARN, or partial ARN (the
