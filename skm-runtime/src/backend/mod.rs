@@ -25,6 +25,7 @@ pub mod aws {
 }
 #[cfg(feature = "azure")]
 pub mod azure;
+pub mod fanout;
 #[cfg(feature = "gcp")]
 pub mod gcp;
 #[cfg(feature = "local")]

@@ -1,14 +1,12 @@
 //! The read path: one `AccessSecretVersion` per distinct request, all in flight at once up to the
 //! backend's bound (Secret Manager has no batch read).
 
+use crate::backend::fanout::FanOut;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use google_cloud_gax::error::rpc::Code;
 use google_cloud_secretmanager_v1::client::SecretManagerService;
 use google_cloud_secretmanager_v1::model::secret_version::State;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 use super::error::Failure;
 use super::names::{resolve_all, SecretName};
@@ -113,38 +111,34 @@ pub(super) async fn fetch(backend: &GcpBackend, requests: &[FetchRequest]) -> Ve
         }
     }
 
-    let limit = Arc::new(Semaphore::new(backend.inner.max_concurrency));
-    let mut tasks: JoinSet<Vec<(usize, FetchResult)>> = JoinSet::new();
-    for job in jobs {
-        // Pinned versions are independent requests: give each its own task so they run side by side.
-        for (slot, pin) in job.pinned {
-            let (client, limit, name) = (backend.inner.client.clone(), limit.clone(), job.name.clone());
-            tasks.spawn(async move {
-                let _permit = limit.acquire_owned().await.expect("semaphore is never closed");
-                vec![(slot, access(&client, &name, &pin).await.map(|(payload, _)| payload))]
-            });
-        }
-        if job.current.is_none() && job.previous.is_none() {
-            continue;
-        }
-        let (client, limit) = (backend.inner.client.clone(), limit.clone());
-        tasks.spawn(async move {
-            let _permit = limit.acquire_owned().await.expect("semaphore is never closed");
-            current_and_previous(&client, &job.name, job.current, job.previous).await
-        });
+    // Pinned versions are independent requests: each is its own unit so they run side by side. Google's
+    // client retries each call, so the shared fan-out only bounds and orders them.
+    enum Unit {
+        Pinned(usize, SecretName, String),
+        Latest(SecretName, Option<usize>, Option<usize>),
     }
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(done) => {
-                for (slot, result) in done {
-                    results[slot] = Some(result);
-                }
-            }
-            // A panic in a task is a bug: surface it rather than turn it into a fetch error.
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            // Cancelled: only when the runtime shuts down; the slots stay empty and are reported below.
-            Err(_) => {}
+    let mut units = Vec::new();
+    for job in jobs {
+        for (slot, pin) in job.pinned {
+            units.push(Unit::Pinned(slot, job.name.clone(), pin));
         }
+        if job.current.is_some() || job.previous.is_some() {
+            units.push(Unit::Latest(job.name, job.current, job.previous));
+        }
+    }
+    let client = &backend.inner.client;
+    let answers = FanOut::new(backend.inner.max_concurrency)
+        .map(units, |unit| async move {
+            match unit {
+                Unit::Pinned(slot, name, pin) => {
+                    vec![(slot, access(client, &name, &pin).await.map(|(payload, _)| payload))]
+                }
+                Unit::Latest(name, current, previous) => current_and_previous(client, &name, current, previous).await,
+            }
+        })
+        .await;
+    for (slot, result) in answers.into_iter().flatten() {
+        results[slot] = Some(result);
     }
     let results: Vec<FetchResult> = results
         .into_iter()

@@ -13,8 +13,6 @@ pub(crate) struct VaultFailure {
     pub message: String,
     /// No answer arrived: refused, reset, TLS failure or timeout.
     pub transport: bool,
-    /// The request timed out: a stalled connection or server, retried like other transport failures.
-    pub timeout: bool,
 }
 
 impl VaultFailure {
@@ -23,7 +21,6 @@ impl VaultFailure {
             status: Some(status),
             message,
             transport: false,
-            timeout: false,
         }
     }
 
@@ -32,16 +29,14 @@ impl VaultFailure {
             status: None,
             message,
             transport: false,
-            timeout: false,
         }
     }
 
-    fn unreachable(message: String, timeout: bool) -> Self {
+    fn unreachable(message: String) -> Self {
         VaultFailure {
             status: None,
             message,
             transport: true,
-            timeout,
         }
     }
 
@@ -73,15 +68,6 @@ impl VaultFailure {
             FailureKind::Forbidden => AdminErrorKind::Forbidden,
             FailureKind::Unavailable | FailureKind::Throttled => AdminErrorKind::Unavailable,
             _ => AdminErrorKind::Other,
-        }
-    }
-
-    /// Whether trying again soon may succeed: throttling, a server error, a refused or reset connection, or a
-    /// timeout (a stalled connection usually answers on a new one).
-    pub(crate) fn retryable(&self) -> bool {
-        match self.status {
-            Some(code) => matches!(code, 429 | 500 | 502 | 503 | 504),
-            None => self.transport,
         }
     }
 
@@ -132,19 +118,13 @@ fn from_rest(e: &rustify::errors::ClientError) -> VaultFailure {
                 }
                 cur = err.source();
             }
-            let timeout = chain.iter().any(|t| t.contains("timed out"));
-            VaultFailure::unreachable(
-                format!(
-                    "cannot reach Vault ({method} {}): {}",
-                    strip_query(url),
-                    chain.join(": ")
-                ),
-                timeout,
-            )
+            VaultFailure::unreachable(format!(
+                "cannot reach Vault ({method} {}): {}",
+                strip_query(url),
+                chain.join(": ")
+            ))
         }
-        R::ResponseError { .. } => {
-            VaultFailure::unreachable("cannot reach Vault: the answer was cut off".into(), false)
-        }
+        R::ResponseError { .. } => VaultFailure::unreachable("cannot reach Vault: the answer was cut off".into()),
         // Parse errors carry the body in `content`: report only that the answer was unexpected.
         R::ResponseParseError { .. } | R::ResponseConversionError { .. } => {
             VaultFailure::other("Vault's answer could not be parsed (is VAULT_ADDR a Vault server?)".into())

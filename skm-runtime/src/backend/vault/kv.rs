@@ -23,19 +23,6 @@ use crate::backend::{
     SecretPayload, SecretValue, VersionInfo, VersionPin,
 };
 
-/// The first delay before retrying a read that failed transiently; doubles at each retry.
-const RETRY_BASE: Duration = Duration::from_millis(100);
-
-/// The delay before retry `attempt` (from 0): half of `RETRY_BASE * 2^attempt` plus a random part of the other
-/// half, so that clients failing together do not retry together.
-fn backoff(attempt: u32) -> Duration {
-    use std::hash::{BuildHasher, Hasher};
-    let cap = RETRY_BASE * 2u32.pow(attempt.min(6));
-    // Each `RandomState` is seeded differently: enough randomness for jitter without a dependency.
-    let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
-    cap / 2 + cap.mul_f64((random % 1024) as f64 / 2048.0)
-}
-
 /// The entry that marks a value skm stored on behalf of a non-map secret.
 pub(crate) const ENCODING_KEY: &str = "_skm_encoding";
 /// The entry holding that value: the name other tools use for single-value secrets.
@@ -225,6 +212,12 @@ pub(crate) fn parse_time(s: &str) -> Option<SystemTime> {
 }
 
 impl Inner {
+    /// The fan-out for reads: `concurrency` in flight, a transient failure retried `retries` times after
+    /// about 100, 200, 400, 800 ms with jitter.
+    pub(crate) fn fan_out(&self) -> crate::backend::fanout::FanOut {
+        crate::backend::fanout::FanOut::new(self.concurrency).max_attempts(self.retries.saturating_add(1))
+    }
+
     /// The mount's KV version: fixed by configuration, or detected once and remembered.
     pub(crate) async fn kv_version(&self, client: &VaultClient) -> KvVersion {
         if let Some(v) = *self.kv.read().unwrap_or_else(|p| p.into_inner()) {
@@ -351,40 +344,24 @@ impl Inner {
                 }
             };
         let encoded = url_path(path);
-        let mut attempt = 0;
-        let (data, version) = loop {
-            let answer = match kv {
-                KvVersion::V2 => {
-                    let endpoint = ReadSecretRequest::builder()
-                        .mount(self.mount.as_str())
-                        .path(encoded.as_str())
-                        .version(version)
-                        .build()
-                        .map_err(|e| self.invalid(path, e))?;
-                    vaultrs::api::exec_with_result(client, endpoint)
-                        .await
-                        .map(|r| (r.data, Some(r.metadata.version.to_string())))
-                }
-                KvVersion::V1 => vaultrs::kv1::get_raw(client, &self.mount, &encoded)
+        let answer = match kv {
+            KvVersion::V2 => {
+                let endpoint = ReadSecretRequest::builder()
+                    .mount(self.mount.as_str())
+                    .path(encoded.as_str())
+                    .version(version)
+                    .build()
+                    .map_err(|e| self.invalid(path, e))?;
+                vaultrs::api::exec_with_result(client, endpoint)
                     .await
-                    .map(|r| (r.data, None)),
-            };
-            match answer {
-                Ok(found) => break found,
-                Err(e) => {
-                    let f = VaultFailure::from_client(&e);
-                    if attempt < self.retries && f.retryable() {
-                        // Short and bounded: a load at startup should not hang on a struggling server.
-                        tracing::debug!(target: "skm", path, attempt, timeout = f.timeout, failure = %f.describe(),
-                            "retrying a Vault read");
-                        tokio::time::sleep(backoff(attempt)).await;
-                        attempt += 1;
-                        continue;
-                    }
-                    return Err(self.fetch_failure(&e, kv, path, &request.version));
-                }
+                    .map(|r| (r.data, Some(r.metadata.version.to_string())))
             }
+            KvVersion::V1 => vaultrs::kv1::get_raw(client, &self.mount, &encoded)
+                .await
+                .map(|r| (r.data, None)),
         };
+        // Transient failures come back as unavailable or throttled, which the fan-out retries.
+        let (data, version) = answer.map_err(|e| self.fetch_failure(&e, kv, path, &request.version))?;
         if data.is_null() {
             return Err(FetchError::not_found(format!(
                 "{kv} mount `{}`{}: `{path}` has no data",

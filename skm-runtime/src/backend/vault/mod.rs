@@ -6,9 +6,10 @@
 //! - A Vault secret is a map: `#[secret(path = "auth/jwt", key = "secret")]` reads one entry, and a field
 //!   without `key` receives the whole map (deserialized into a struct-typed field).
 //! - `#[secret(..., version = 3)]` reads version 3 on KV v2. AWS-style stages and version ids are refused.
-//! - One fetch reads each distinct path once, with at most 64 reads in flight (`SKM_VAULT_CONCURRENCY`).
+//! - One fetch reads each request (the plan de-duplicates) with at most 64 reads in flight (`SKM_VAULT_CONCURRENCY`).
 //!   A read that fails transiently (429, 5xx, a refused or reset connection, a timeout) is retried 4 times,
-//!   after about 100, 200, 400 and 800 ms with jitter ([`VaultBuilder::retries`]).
+//!   after about 100, 200, 400 and 800 ms with jitter ([`VaultBuilder::retries`]), by the shared
+//!   [`fanout`](crate::backend::fanout).
 //! - A value written through skm that is not a JSON object is stored as `{"value": ..., "_skm_encoding":
 //!   "text"}` (bytes: `"base64"`), which other tools read as the usual `value` entry and skm reads back as
 //!   written.
@@ -57,14 +58,13 @@ pub mod policy;
 mod lease;
 mod redirect;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
-use tokio::sync::{Notify, Semaphore};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 use vaultrs::client::{VaultClient, VaultClientSettings};
 
 pub use builder::VaultBuilder;
@@ -73,8 +73,8 @@ pub use doctor::TokenLookup;
 pub(crate) use doctor::{doctor, registry_build};
 
 use crate::backend::{
-    AdminBackend, AdminError, Backend, DeleteMode, FailureKind, FetchError, FetchRequest, FetchResult, ListEntry,
-    PutRequest, VersionInfo,
+    AdminBackend, AdminError, Backend, DeleteMode, FetchError, FetchRequest, FetchResult, ListEntry, PutRequest,
+    VersionInfo,
 };
 use crate::Error;
 use auth::{client_with_token, TokenState};
@@ -282,46 +282,11 @@ impl Backend for VaultBackend {
             Err(e) => return vec![Err(e); requests.len()],
         };
         let kv = self.inner.kv_version(&client).await;
-        // Each distinct (path, version) is read once, however many requests name it.
-        let mut distinct: Vec<&FetchRequest> = Vec::new();
-        let mut slot_of: HashMap<&FetchRequest, usize> = HashMap::new();
-        let slots: Vec<usize> = requests
-            .iter()
-            .map(|r| {
-                *slot_of.entry(r).or_insert_with(|| {
-                    distinct.push(r);
-                    distinct.len() - 1
-                })
-            })
-            .collect();
-        let limit = Arc::new(Semaphore::new(self.inner.concurrency));
-        let mut tasks = JoinSet::new();
-        for (slot, request) in distinct.iter().enumerate() {
-            let (inner, client, limit, request) =
-                (self.inner.clone(), client.clone(), limit.clone(), (*request).clone());
-            tasks.spawn(async move {
-                let _permit = limit.acquire_owned().await;
-                (slot, inner.read(&client, kv, &request).await)
-            });
-        }
-        let mut answers: Vec<Option<FetchResult>> = (0..distinct.len()).map(|_| None).collect();
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok((slot, result)) => answers[slot] = Some(result),
-                Err(e) => tracing::error!(target: "skm", error = %e, "a Vault read task failed"),
-            }
-        }
-        slots
-            .into_iter()
-            .map(|slot| {
-                answers[slot].clone().unwrap_or_else(|| {
-                    Err(FetchError::new(
-                        FailureKind::Other,
-                        "the Vault read task failed (see the logs)",
-                    ))
-                })
-            })
-            .collect()
+        // The plan asks for each (path, version) once; a read failing transiently is retried.
+        self.inner
+            .fan_out()
+            .fetch(requests, |request| self.inner.read(&client, kv, request))
+            .await
     }
 
     /// KV v2 metadata gives the current version without reading the value, so a hot-reload tick on
@@ -336,24 +301,12 @@ impl Backend for VaultBackend {
         if kv == KvVersion::V1 {
             return None;
         }
-        let limit = Arc::new(Semaphore::new(self.inner.concurrency));
-        let mut tasks = JoinSet::new();
-        for (slot, request) in requests.iter().enumerate() {
-            let (inner, client, limit, request) = (self.inner.clone(), client.clone(), limit.clone(), request.clone());
-            tasks.spawn(async move {
-                let _permit = limit.acquire_owned().await;
-                (slot, inner.current_version(&client, kv, &request).await)
-            });
-        }
-        let mut answers: Vec<Result<String, FetchError>> = (0..requests.len())
-            .map(|_| Err(FetchError::new(FailureKind::Other, "the Vault metadata task failed")))
-            .collect();
-        while let Some(joined) = tasks.join_next().await {
-            if let Ok((slot, result)) = joined {
-                answers[slot] = result;
-            }
-        }
-        Some(answers)
+        Some(
+            self.inner
+                .fan_out()
+                .fetch(requests, |request| self.inner.current_version(&client, kv, request))
+                .await,
+        )
     }
 }
 
