@@ -612,7 +612,10 @@ async fn child_process_entry() {
         }
         "plain-http-elsewhere" => {
             let e = GcpBackend::from_env().await.expect_err("plain http off loopback");
-            assert!(matches!(&e, skm::Error::Config(c) if c.message().contains("non-loopback")), "{e}");
+            assert!(
+                matches!(&e, skm::Error::Config(c) if c.message().contains("non-loopback")),
+                "{e}"
+            );
         }
         other => panic!("unknown SKM_GCP_CHILD mode {other}"),
     }
@@ -717,7 +720,11 @@ fn detection_selects_gcp_by_project_variable_after_aws_and_vault() {
     for vars in [&[("GOOGLE_CLOUD_PROJECT", "p")][..], &[("GCP_PROJECT_ID", "p")][..]] {
         let choice = detect(&env(vars)).unwrap();
         assert_eq!(choice.name(), "gcp");
-        assert!(choice.reason.starts_with(&format!("{} is set", vars[0].0)), "{}", choice.reason);
+        assert!(
+            choice.reason.starts_with(&format!("{} is set", vars[0].0)),
+            "{}",
+            choice.reason
+        );
     }
     let explicit = detect(&env(&[("SKM_BACKEND", "gcp"), ("VAULT_ADDR", "http://127.0.0.1:8200")])).unwrap();
     assert_eq!(explicit.name(), "gcp");

@@ -384,8 +384,8 @@ async fn memory_backend_passes_the_conformance_suite() {
 
 #[test]
 fn detection_order() {
-    use skm::backend::registry;
     use skm::__private::detect::detect;
+    use skm::backend::registry;
     // A store path that never exists, so a `.skm/` left in the working directory cannot change the answer.
     let with = |vars: &'static [(&'static str, &'static str)]| {
         move |n: &str| {

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use serde_json::json;
 use skm_runtime::{Error, FieldError, FieldProblem, Loader};
 
-
 use super::doctor::{git_ignored, Level};
 use crate::decl::location;
 use crate::output::Tone;

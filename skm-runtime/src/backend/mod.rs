@@ -23,10 +23,10 @@ pub mod aws;
 pub mod aws {
     pub mod policy;
 }
-#[cfg(feature = "gcp")]
-pub mod gcp;
 #[cfg(feature = "azure")]
 pub mod azure;
+#[cfg(feature = "gcp")]
+pub mod gcp;
 #[cfg(feature = "local")]
 pub mod local;
 pub mod memory;
@@ -271,6 +271,13 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// entry per request, in order.
     async fn current_versions(&self, requests: &[FetchRequest]) -> Option<Vec<Result<String, FetchError>>> {
         let _ = requests;
+        None
+    }
+
+    /// The backend as [`Any`](std::any::Any), so that the loader can reach what only some backends offer
+    /// (Vault's leases for `#[secret(dynamic = "...")]` fields). `None`, the default, offers nothing.
+    #[doc(hidden)]
+    fn as_any(&self) -> Option<&(dyn std::any::Any + Send + Sync)> {
         None
     }
 }
