@@ -265,7 +265,7 @@ impl Loader {
         let leases =
             crate::lease::issue_fields(self.backend.as_ref(), &T::spec().leased_fields(), self.lease_options).await;
         #[cfg(not(feature = "vault"))]
-        let leases = ();
+        let leases = values::Leases;
         values::build(&fields, pass.resolved.expect("a first pass always resolves"), leases)
     }
 

@@ -55,7 +55,8 @@ pub trait Secrets: Sized {
 pub(crate) type Leases = HashMap<String, Result<crate::lease::Issued, FieldError>>;
 /// Without the `vault` feature no field can be leased.
 #[cfg(not(feature = "vault"))]
-pub(crate) type Leases = ();
+#[derive(Default)]
+pub(crate) struct Leases;
 
 /// Builds `T` from resolved fields and issued leases, collecting every failure.
 ///
@@ -78,7 +79,7 @@ pub(crate) fn build<T: Secrets>(
         leased_origins: Vec::new(),
     };
     #[cfg(not(feature = "vault"))]
-    let () = leases;
+    let Leases = leases;
     let built = T::from_values(&mut values);
     #[cfg(feature = "vault")]
     let Values {
