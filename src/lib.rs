@@ -125,6 +125,9 @@ pub use skm_cli as cli;
 /// revoked in the background (feature `vault`).
 #[cfg(feature = "vault")]
 pub use skm_runtime::lease;
+/// A `#[secret(dynamic = "database/creds/app")]` field: credentials whose lease is kept alive (feature `vault`).
+#[cfg(feature = "vault")]
+pub use skm_runtime::lease::{LeaseOptions, Leased};
 pub use skm_runtime::rotation;
 pub use zeroize::{self, Zeroize};
 
@@ -134,6 +137,7 @@ pub use zeroize::{self, Zeroize};
 #[doc(hidden)]
 pub mod __private {
     pub use core::option::Option::{self, None, Some};
+    pub use skm_runtime::spec::LeasedSpec;
     pub use skm_runtime::{conformance, detect, plan, spec};
     pub use skm_runtime::{
         Error, FieldKind, FieldSpec, Loader, SecretSpec, Secrets, StructSpec, Validators, Values, VersionPin,

@@ -412,3 +412,243 @@ async fn lease_ids_and_passwords_stay_out_of_logs_debug_and_errors_and_drop_revo
         assert!(!debug.contains(creds.password.expose_secret()));
     }
 }
+
+/// A service's secrets: a leased database credential next to a KV secret, loaded in one `load()`.
+#[derive(skm::Secrets)]
+struct Service {
+    #[secret(dynamic = "database/creds/app")]
+    db: Leased<DbCredentials>,
+    #[secret(path = "svc/api", key = "key")]
+    api_key: SecretString,
+}
+
+/// The same with a role the narrow token may not read.
+#[derive(skm::Secrets)]
+#[allow(dead_code)]
+struct DeniedService {
+    #[secret(dynamic = "database/creds/other")]
+    db: Leased<DbCredentials>,
+    #[secret(path = "svc/api", key = "key")]
+    api_key: SecretString,
+}
+
+async fn put_api_key(bao: &Bao) {
+    let (status, body) = bao
+        .api(
+            "POST",
+            "secret/data/svc/api",
+            json!({"data": {"key": "kv-sentinel-value"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_derived_struct_loads_a_leased_credential_and_a_kv_secret_in_one_load() {
+    let (pg, bao, vault) = peers(2, 4).await;
+    put_api_key(&bao).await;
+    let loader = skm::Loader::new().backend(vault).no_dotenv().lease_options(
+        LeaseOptions::new()
+            .reissue_before(Duration::from_secs(2))
+            .overlap(Duration::from_millis(800)),
+    );
+    let started = Instant::now();
+    let loaded = loader.load_report::<Service>().await.unwrap();
+    println!(
+        "lease timing: load with one lease and one KV secret took {:?}",
+        started.elapsed()
+    );
+    let mut service = loaded.value;
+    assert_eq!(service.api_key.expose_secret(), "kv-sentinel-value");
+    let first = service.db.current();
+    login(&pg, &first).await.expect("the leased credentials log in");
+
+    // Provenance names the dynamic path and the lease's fingerprint, never its id.
+    let origin = loaded.provenance.get("db").expect("the leased field has an origin");
+    let fingerprint = service.db.fingerprint().unwrap();
+    assert!(origin.location.contains("database/creds/app"), "{origin}");
+    assert!(origin.location.contains(&fingerprint), "{origin}");
+    let (_, listed) = bao.api("LIST", "sys/leases/lookup/database/creds/app/", None).await;
+    let id = listed["data"]["keys"][0].as_str().expect("one lease").to_string();
+    assert!(!origin.to_string().contains(&id), "{origin}");
+    assert!(!loaded.provenance.to_string().contains(&id));
+
+    // Before the 4 s max TTL, new credentials come through `changed()`; the old ones work for the overlap.
+    let waited = Instant::now();
+    tokio::time::timeout(Duration::from_secs(8), service.db.changed())
+        .await
+        .expect("re-issued before the max TTL")
+        .unwrap();
+    println!(
+        "lease timing: derived field re-issued {:?} after load (max TTL 4 s, lead 2 s)",
+        waited.elapsed() + (waited - started)
+    );
+    let second = service.db.current();
+    assert_ne!(first.username, second.username);
+    login(&pg, &second).await.expect("the new credentials log in");
+    login(&pg, &first)
+        .await
+        .expect("the old credentials still work during the overlap");
+
+    // Audit events for issue and re-issue, on `skm::audit`.
+    let logs = logs().text();
+    assert!(logs.contains("skm::audit") && logs.contains("lease issued"), "{logs}");
+    assert!(logs.contains("lease re-issued"), "{logs}");
+    assert!(!logs.contains(&id), "a lease id in the logs");
+    assert!(!logs.contains(second.password.expose_secret()));
+
+    // Shutdown: revoke every lease of the struct; the role is dropped.
+    service.db.revoke().await.unwrap();
+    assert!(
+        login(&pg, &second).await.is_err(),
+        "revoked credentials must not log in"
+    );
+    assert!(!pg.role_exists(&second.username).await);
+    assert!(logs_after_revoke().contains("lease revoked"));
+}
+
+fn logs_after_revoke() -> String {
+    logs().text()
+}
+
+#[tokio::test]
+async fn dropping_a_loaded_struct_revokes_its_leases() {
+    let (pg, bao, vault) = peers(60, 120).await;
+    put_api_key(&bao).await;
+    let loader = skm::Loader::new().backend(vault).no_dotenv();
+    let service: Service = loader.load().await.unwrap();
+    let creds = service.db.current();
+    login(&pg, &creds).await.unwrap();
+    drop(service);
+    let took = wait_until_async("the drop's revocation", Duration::from_secs(5), || async {
+        !pg.role_exists(&creds.username).await
+    })
+    .await;
+    println!("lease timing: role dropped {took:?} after the struct was dropped");
+    assert!(login(&pg, &creds).await.is_err());
+}
+
+#[tokio::test]
+async fn a_denied_role_fails_the_load_naming_the_field_and_path() {
+    let (_pg, bao, _vault) = peers(60, 120).await;
+    put_api_key(&bao).await;
+    role(&bao, "other", 60, 120).await;
+    let policy = r#"path "database/creds/app" { capabilities = ["read"] }
+path "secret/data/svc/*" { capabilities = ["read"] }
+path "sys/leases/*" { capabilities = ["update"] }"#;
+    bao.bao_with_stdin(&["policy", "write", "app-only", "-"], policy.as_bytes())
+        .await;
+    let (status, body) = bao
+        .api(
+            "POST",
+            "auth/token/create",
+            json!({"policies": ["app-only"], "ttl": "1h"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["auth"]["client_token"].as_str().unwrap().to_string();
+    let narrow = VaultBuilder::new(bao.addr()).token(&token).build().await.unwrap();
+
+    let err = skm::Loader::new()
+        .backend(narrow.clone())
+        .no_dotenv()
+        .load::<DeniedService>()
+        .await
+        .err()
+        .expect("a denied role fails the load");
+    let text = err.to_string();
+    assert!(text.contains("field `db`"), "{text}");
+    assert!(text.contains("database/creds/other"), "{text}");
+    assert!(text.contains("access denied"), "{text}");
+    assert!(!text.contains("api_key"), "only the failing field is listed: {text}");
+    assert!(!text.contains(&token), "{text}");
+    let skm::Error::Load(load) = &err else {
+        panic!("a load error: {err}");
+    };
+    assert_eq!(load.fields.len(), 1, "{text}");
+    assert_eq!(
+        load.fields[0].reason,
+        skm::FieldProblem::Backend(skm::backend::FailureKind::Forbidden)
+    );
+
+    // No Vault backend: a clear field error, not a panic.
+    let err = skm::Loader::new()
+        .no_dotenv()
+        .env_vars([("UNUSED", "x")])
+        .load::<Service>()
+        .await
+        .err()
+        .expect("no Vault backend fails the load")
+        .to_string();
+    assert!(err.contains("field `db`") && err.contains("needs a Vault"), "{err}");
+
+    // With the allowed role but a failing KV field, the issued lease is revoked (no user left behind).
+    let err = skm::Loader::new()
+        .backend(narrow)
+        .no_dotenv()
+        .load::<MissingKv>()
+        .await
+        .err()
+        .expect("a missing KV secret fails the load");
+    assert!(err.to_string().contains("field `other`"), "{err}");
+    wait_until_async("the unused lease's revocation", Duration::from_secs(5), || async {
+        let (status, body) = bao.api("LIST", "sys/leases/lookup/database/creds/app/", None).await;
+        status == 404 || body["data"]["keys"].as_array().is_none_or(|k| k.is_empty())
+    })
+    .await;
+}
+
+#[derive(skm::Secrets)]
+#[allow(dead_code)]
+struct MissingKv {
+    #[secret(dynamic = "database/creds/app")]
+    db: Leased<DbCredentials>,
+    #[secret(path = "svc/absent", key = "key")]
+    other: SecretString,
+}
+
+/// The README's "Dynamic database credentials (Vault)" block, compiled (not run: it needs the environment).
+#[allow(dead_code)]
+mod readme_service {
+    use skm::{ExposeSecret, Leased, SecretString, Secrets};
+
+    #[derive(serde::Deserialize)]
+    struct DbCredentials {
+        username: String,
+        password: SecretString,
+    }
+
+    #[derive(Secrets)]
+    struct Service {
+        #[secret(dynamic = "database/creds/app")]
+        db: Leased<DbCredentials>,
+        #[secret(path = "svc/api", key = "key")]
+        api_key: SecretString,
+    }
+
+    struct Pool;
+    impl Pool {
+        async fn reconnect(&self, _user: &str, _password: &str) -> Result<(), Box<dyn std::error::Error>> {
+            Ok(())
+        }
+    }
+    async fn connect(_user: &str, _password: &str) -> Result<Pool, Box<dyn std::error::Error>> {
+        Ok(Pool)
+    }
+
+    async fn service() -> Result<(), Box<dyn std::error::Error>> {
+        let mut secrets = Service::load().await?; // SKM_BACKEND=vault, VAULT_ADDR, VAULT_TOKEN
+        let creds = secrets.db.current();
+        let pool = connect(&creds.username, creds.password.expose_secret()).await?;
+
+        // In a maintenance task: rebuild the pool when new credentials are issued.
+        while secrets.db.changed().await.is_ok() {
+            let creds = secrets.db.current();
+            pool.reconnect(&creds.username, creds.password.expose_secret()).await?;
+        }
+
+        // Shutdown: revoke every lease the struct holds, so no database user outlives the service.
+        secrets.db.revoke().await?;
+        Ok(())
+    }
+}

@@ -87,6 +87,13 @@ impl<'a> Field<'a> {
         rotating_inner(self.ty)
     }
 
+    /// For a `Leased<T>` field: `Some(Some(T))`, or `Some(None)` when the segment lacks exactly one type
+    /// argument. Matched by name, as `Rotating` is.
+    pub fn leased(&self) -> Option<Option<&'a Type>> {
+        let segment = last_segment(self.ty).filter(|s| s.ident == "Leased")?;
+        Some(single_type_argument(segment))
+    }
+
     /// Whether the type is `Option<Rotating<...>>`, which the loader does not support.
     pub fn is_option_of_rotating(&self) -> bool {
         let Some(segment) = last_segment(self.ty).filter(|s| s.ident == "Option") else {

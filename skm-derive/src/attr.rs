@@ -26,6 +26,7 @@ const FIELD_OPTIONS: &[&str] = &[
     "min_len",
     "not",
     "pattern",
+    "dynamic",
 ];
 
 /// The options of `#[secrets(...)]`.
@@ -59,6 +60,7 @@ pub struct FieldAttrs<'a> {
     pub min_len: Option<Opt<u64>>,
     pub not: Option<Opt<Vec<String>>>,
     pub pattern: Option<Opt<String>>,
+    pub dynamic: Option<Opt<String>>,
 }
 
 impl FieldAttrs<'_> {
@@ -76,6 +78,18 @@ impl FieldAttrs<'_> {
         names.extend(self.plain.as_ref().map(|o| &o.name));
         names.extend(self.version.as_ref().map(|o| &o.name));
         names.extend(self.validator_options());
+        names.extend(self.dynamic.as_ref().map(|o| &o.name));
+        names
+    }
+
+    /// The names of every option set other than `dynamic`, for the checks of a leased field.
+    pub fn non_dynamic_options(&self) -> Vec<&Ident> {
+        let mut names: Vec<&Ident> = self
+            .non_flatten_options()
+            .into_iter()
+            .filter(|n| *n != "dynamic")
+            .collect();
+        names.extend(self.flatten.as_ref().map(|o| &o.name));
         names
     }
 
@@ -251,6 +265,12 @@ fn parse_field_option(cx: &Ctxt, meta: &ParseNestedMeta, out: &mut FieldAttrs) -
                 if check_pattern(cx, &lit) {
                     set(cx, "secret", &mut out.pattern, &name, lit.value(), lit.span());
                 }
+            }
+        }
+        // #[secret(dynamic = "database/creds/app")]
+        "dynamic" => {
+            if let Some(lit) = string_value(cx, meta, &name, "dynamic = \"database/creds/app\"")? {
+                set(cx, "secret", &mut out.dynamic, &name, lit.value(), lit.span());
             }
         }
         _ => {
@@ -571,6 +591,7 @@ fn did_you_mean<'k>(written: &str, known: &[&'k str]) -> Option<&'k str> {
         "version_number" => Some("version"),
         "default_value" | "fallback" => Some("default"),
         "nested" | "inline" => Some("flatten"),
+        "lease" | "leased" | "dynamic_path" | "creds" | "credentials" => Some("dynamic"),
         "min_length" | "minlen" | "min_size" | "min_chars" => Some("min_len"),
         "regex" | "matches" | "format" => Some("pattern"),
         "reject" | "deny" | "not_in" | "forbid" | "forbidden" | "placeholders" => Some("not"),

@@ -91,7 +91,16 @@ fn impl_struct(input: &Input) -> TokenStream {
 fn field_spec(field: &Field) -> TokenStream {
     let name = field.ident.unraw().to_string();
     let attrs = &field.attrs;
-    let kind = if attrs.flatten.is_some() {
+    let kind = if let Some(dynamic) = &attrs.dynamic {
+        let path = &dynamic.value;
+        let type_name = type_name(field.ty);
+        quote! {
+            ::skm::__private::FieldKind::Leased(::skm::__private::LeasedSpec {
+                path: #path,
+                type_name: #type_name,
+            })
+        }
+    } else if attrs.flatten.is_some() {
         let ty = field.ty;
         // Spanned on the type so that "`T: Secrets` is not satisfied" points at it.
         quote_spanned! {ty.span()=>
@@ -168,8 +177,8 @@ fn validators(field: &Field) -> TokenStream {
 /// (`SecretString`, `SecretBox<T>`, ...) by default, anything deserializable with `plain`.
 fn assert_type(field: &Field) -> TokenStream {
     let ty = field.ty;
-    if field.attrs.flatten.is_some() {
-        // `nested::<T>` already requires `T: Secrets`.
+    if field.attrs.flatten.is_some() || field.attrs.dynamic.is_some() {
+        // `nested::<T>` already requires `T: Secrets`; `take_leased::<T>` requires `T: DeserializeOwned`.
         TokenStream::new()
     } else if field.attrs.plain.is_some() {
         // A plain `Rotating<T>` converts each version to `T`.
@@ -186,6 +195,8 @@ fn take(field: &Field) -> TokenStream {
     let name = field.ident.unraw().to_string();
     if field.attrs.flatten.is_some() {
         quote_spanned!(ty.span()=> __values.nested::<#ty>(#name))
+    } else if let (Some(_), Some(Some(inner))) = (&field.attrs.dynamic, field.leased()) {
+        quote_spanned!(ty.span()=> __values.take_leased::<#inner>(#name))
     } else if let Some(Some(inner)) = field.rotating() {
         quote_spanned!(ty.span()=> __values.take_rotating::<#inner>(#name))
     } else {

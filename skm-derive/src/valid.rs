@@ -31,6 +31,21 @@ fn check_field(cx: &Ctxt, field: &Field) {
         return;
     }
 
+    if let Some(dynamic) = &attrs.dynamic {
+        check_dynamic(cx, field, dynamic);
+        return;
+    }
+    if field.leased().is_some() && !attrs.invalid {
+        cx.error_spanned_by(
+            field.ty,
+            format!(
+                "field `{name}` is `Leased`, which needs `dynamic`: its credentials are issued by a secrets engine; \
+                 write `#[secret(dynamic = \"database/creds/app\")]`"
+            ),
+        );
+        return;
+    }
+
     if attrs.flatten.is_some() {
         // A nested struct declares its own sources; options here would be silently ignored.
         let validators = attrs.validator_options();
@@ -99,6 +114,52 @@ fn check_field(cx: &Ctxt, field: &Field) {
     }
     check_version(cx, field);
     check_rotating(cx, field);
+}
+
+/// A `#[secret(dynamic = "...")]` field: a `Leased<T>`, issued by a secrets engine, with no other option.
+fn check_dynamic(cx: &Ctxt, field: &Field, dynamic: &Opt<String>) {
+    // Every other option describes a stored value; a leased field's credentials are issued at `dynamic`.
+    for option in field.attrs.non_dynamic_options() {
+        cx.error_at(
+            option.span(),
+            format!(
+                "`{option}` cannot be used with `dynamic`: a leased field's credentials are issued by the secrets \
+                 engine at `dynamic`, not read from a stored secret; remove `{option}`"
+            ),
+        );
+    }
+    let value = &dynamic.value;
+    let problem = if value.is_empty() {
+        Some("`dynamic` is empty")
+    } else if value.chars().any(char::is_whitespace) {
+        Some("`dynamic` must not contain whitespace")
+    } else if value.starts_with('/') || value.ends_with('/') || value.contains("//") {
+        Some("`dynamic` must not start or end with `/` or contain `//`")
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        cx.error_at(
+            dynamic.span,
+            format!("{problem}: write a credentials endpoint such as `dynamic = \"database/creds/app\"`"),
+        );
+    }
+    match field.leased() {
+        Some(Some(_)) => {}
+        Some(None) => cx.error_spanned_by(
+            field.ty,
+            "`Leased` needs the type of its credentials: write `Leased<DbCredentials>`, where `DbCredentials` \
+             derives `Deserialize` from the engine's data (`username`, `password`)",
+        ),
+        None => cx.error_spanned_by(
+            field.ty,
+            format!(
+                "field `{}` has `dynamic`, so it holds leased credentials: declare it `Leased<T>`, e.g. \
+                 `{}: Leased<DbCredentials>` with `DbCredentials` deriving `Deserialize`",
+                field.ident, field.ident
+            ),
+        ),
+    }
 }
 
 /// A `Rotating<T>` field reads the current and the previous version of a backend secret.

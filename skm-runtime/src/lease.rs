@@ -486,7 +486,7 @@ async fn revoke_leases(
         match source.revoke(&lease.id).await {
             Ok(()) => {
                 counters.revocations.fetch_add(1, Ordering::SeqCst);
-                tracing::debug!(target: "skm", path = %path, lease = %lease.fingerprint, "revoked the lease");
+                tracing::info!(target: "skm::audit", path = %path, lease = %lease.fingerprint, "lease revoked");
             }
             Err(e) => {
                 counters.failures.fetch_add(1, Ordering::SeqCst);
@@ -556,9 +556,95 @@ where
             return Err(e);
         }
     };
-    let held = Held::new(&grant, issued, options.max_ttl);
-    tracing::debug!(target: "skm", lease = %held.fingerprint, ttl_s = grant.duration.as_secs(),
-        renewable = grant.renewable, "issued leased credentials");
+    Ok(begin(source, path, options, &grant, issued, value))
+}
+
+/// Credentials issued by the loader's lease step, not yet handed to a typed [`Leased<T>`] (the values stage
+/// does that with [`Issued::adopt`]). Dropped unadopted (another field failed the load, or the data does not
+/// fit `T`), its lease is revoked in the background, best effort.
+pub(crate) struct Issued {
+    source: Arc<dyn LeaseSource>,
+    path: String,
+    grant: Option<Grant>,
+    issued: Instant,
+    options: LeaseOptions,
+}
+
+impl Issued {
+    /// Reads `path` once.
+    pub(crate) async fn issue(
+        source: Arc<dyn LeaseSource>,
+        path: &str,
+        options: LeaseOptions,
+    ) -> Result<Issued, LeaseError> {
+        let issued = Instant::now();
+        let grant = source.issue(path).await?;
+        Ok(Issued {
+            source,
+            path: path.to_string(),
+            grant: Some(grant),
+            issued,
+            options,
+        })
+    }
+
+    /// The lease's fingerprint.
+    pub(crate) fn fingerprint(&self) -> String {
+        self.grant.as_ref().map(|g| fingerprint(&g.id)).unwrap_or_default()
+    }
+
+    /// Decodes the credentials as `T` and starts keeping the lease.
+    pub(crate) fn adopt<T>(mut self) -> Result<Leased<T>, LeaseError>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        let grant = self.grant.as_ref().expect("adopted once");
+        // On a mismatch the grant stays in `self`, whose drop revokes it.
+        let value = decode::<T>(&self.path, grant.data.clone())?;
+        let grant = self.grant.take().expect("adopted once");
+        Ok(begin(
+            self.source.clone(),
+            &self.path,
+            self.options,
+            &grant,
+            self.issued,
+            value,
+        ))
+    }
+}
+
+impl Drop for Issued {
+    fn drop(&mut self) {
+        let Some(grant) = self.grant.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (source, path) = (self.source.clone(), self.path.clone());
+        let counters = Counters::default();
+        runtime.spawn(async move {
+            let held = Held::new(&grant, Instant::now(), None);
+            let _ = revoke_leases(&*source, &path, vec![held], &counters).await;
+        });
+    }
+}
+
+/// Starts the keeper for a lease already read and decoded.
+fn begin<T>(
+    source: Arc<dyn LeaseSource>,
+    path: &str,
+    options: LeaseOptions,
+    grant: &Grant,
+    issued: Instant,
+    value: T,
+) -> Leased<T>
+where
+    T: DeserializeOwned + Send + Sync + 'static,
+{
+    let held = Held::new(grant, issued, options.max_ttl);
+    tracing::info!(target: "skm::audit", path = %path, lease = %held.fingerprint,
+        ttl_s = grant.duration.as_secs(), renewable = grant.renewable, "lease issued");
     let mut state = State {
         active: None,
         retired: Vec::new(),
@@ -592,7 +678,7 @@ where
         task: Mutex::new(Some(task)),
         revoking: tokio::sync::Mutex::new(false),
     });
-    Ok(Leased { rx, keeper })
+    Leased { rx, keeper }
 }
 
 /// `data` as a `T`. A mismatch names the keys present, never a value (serde's messages may quote one).
@@ -748,8 +834,8 @@ async fn renew(source: &dyn LeaseSource, state: &Mutex<State>, counters: &Counte
             if renewal.duration < asked || !renewal.renewable {
                 held.hard_end = Some(held.expires);
             }
-            tracing::debug!(target: "skm", lease = %held.fingerprint, granted_s = renewal.duration.as_secs_f64(),
-                capped = renewal.duration < asked, "renewed the lease");
+            tracing::info!(target: "skm::audit", lease = %held.fingerprint, granted_s = renewal.duration.as_secs_f64(),
+                capped = renewal.duration < asked, "lease renewed");
             if is_active {
                 if let Some(end) = held.hard_end {
                     // Learnt late, the end may be nearer than the lead: then re-issue now.
@@ -807,9 +893,9 @@ async fn reissue<T>(
                 // Old connections drain during the overlap; past its own end the server revokes it anyway.
                 let end = old.hard_end.unwrap_or(old.expires).min(old.expires.max(now));
                 old.revoke_at = Some((now + options.overlap).min(end.max(now)));
-                tracing::debug!(target: "skm", old = %old.fingerprint, new = %held.fingerprint,
+                tracing::info!(target: "skm::audit", old = %old.fingerprint, new = %held.fingerprint,
                     overlap_s = old.revoke_at.map(|r| r.saturating_duration_since(now).as_secs_f64()),
-                    "issued new leased credentials");
+                    "lease re-issued");
                 s.retired.push(old);
             }
             s.reissue_at = held
@@ -830,6 +916,64 @@ async fn reissue<T>(
             s.reissue_at = Some(Instant::now() + delay);
         }
     }
+}
+
+/// The loader's lease step: issues one lease per `#[secret(dynamic = "...")]` field through the loader's
+/// Vault backend. Each entry is the issued lease, or the field's error for the one load report.
+pub(crate) async fn issue_fields(
+    backend: Option<&Arc<dyn crate::backend::Backend>>,
+    fields: &[crate::plan::LeasedField],
+    options: LeaseOptions,
+) -> std::collections::HashMap<String, Result<Issued, crate::error::FieldError>> {
+    use crate::backend::vault::VaultBackend;
+    use crate::error::{Attempt, AttemptOutcome, FieldError, FieldProblem};
+
+    let mut out = std::collections::HashMap::new();
+    let vault = backend
+        .and_then(|b| b.as_any())
+        .and_then(|a| a.downcast_ref::<VaultBackend>());
+    for field in fields {
+        let path = field.spec.path;
+        let fail = |kind: crate::backend::FailureKind, reason: FieldProblem, detail: String| FieldError {
+            field: field.id.clone(),
+            path: Some(path.to_string()),
+            key: None,
+            env: None,
+            type_name: field.spec.type_name,
+            reason,
+            attempts: vec![Attempt {
+                source: format!("dynamic secret {path}"),
+                outcome: AttemptOutcome::Failed { kind, detail },
+            }],
+        };
+        let Some(vault) = vault else {
+            let have = backend.map_or_else(|| "no backend".to_string(), |b| format!("the backend {}", b.name()));
+            let why = format!(
+                "`dynamic = \"{path}\"` needs a Vault / OpenBao backend to issue its lease, and the loader has {have}: \
+                 set `SKM_BACKEND=vault` (with `VAULT_ADDR`, `VAULT_TOKEN`) or `Loader::backend(VaultBackend)`"
+            );
+            let kind = crate::backend::FailureKind::Unsupported;
+            out.insert(
+                field.id.clone(),
+                Err(fail(kind, FieldProblem::Invalid(why.clone()), why)),
+            );
+            continue;
+        };
+        let result = vault.issue_for_field(path, options).await.map_err(|e| {
+            use crate::backend::FailureKind as F;
+            let kind = match e.kind() {
+                LeaseErrorKind::Forbidden => F::Forbidden,
+                LeaseErrorKind::NotFound => F::NotFound,
+                LeaseErrorKind::Unavailable => F::Unavailable,
+                LeaseErrorKind::NotLeased | LeaseErrorKind::Invalid => F::Invalid,
+                _ => F::Other,
+            };
+            tracing::info!(target: "skm::audit", field = %field.id, path = %path, error = %e, "lease refused");
+            fail(kind, FieldProblem::Backend(kind), e.to_string())
+        });
+        out.insert(field.id.clone(), result);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -94,3 +94,7 @@ pub trait SecretType {}
 impl<T: Zeroize + ?Sized> SecretType for SecretBox<T> where SecretBox<T>: Sized {}
 impl<T: SecretType> SecretType for Option<T> {}
 impl<T: SecretType> SecretType for Rotating<T> {}
+/// Leased credentials are held by the keeper and handed out as `Arc<T>`; `T` holds its password in a secret
+/// type (`SecretString`), which its own `Deserialize` decides.
+#[cfg(feature = "vault")]
+impl<T> SecretType for lease::Leased<T> {}

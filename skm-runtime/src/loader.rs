@@ -55,6 +55,9 @@ pub struct Loader {
     strict: bool,
     allow_fallback: Vec<FailureKind>,
     deadline: Option<Duration>,
+    /// How the leases of `#[secret(dynamic = "...")]` fields are kept.
+    #[cfg(feature = "vault")]
+    lease_options: crate::lease::LeaseOptions,
 }
 
 impl fmt::Debug for Loader {
@@ -92,6 +95,8 @@ impl Loader {
             strict: false,
             allow_fallback: Vec::new(),
             deadline: None,
+            #[cfg(feature = "vault")]
+            lease_options: crate::lease::LeaseOptions::new(),
         }
     }
 
@@ -216,6 +221,22 @@ impl Loader {
         self
     }
 
+    /// How the leases of `#[secret(dynamic = "...")]` fields are renewed, re-issued and overlapped
+    /// (feature `vault`); [`LeaseOptions::new`](crate::lease::LeaseOptions::new) by default.
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    /// use skm_runtime::{lease::LeaseOptions, Loader};
+    /// let loader = Loader::new().lease_options(LeaseOptions::new().overlap(Duration::from_secs(30)));
+    /// # let _ = loader;
+    /// ```
+    #[cfg(feature = "vault")]
+    pub fn lease_options(mut self, options: crate::lease::LeaseOptions) -> Self {
+        self.lease_options = options;
+        self
+    }
+
     /// Bounds every backend call of a load or a hot-reload refresh; past it, every backend path counts as
     /// unavailable.
     pub fn deadline(mut self, deadline: Duration) -> Self {
@@ -239,7 +260,13 @@ impl Loader {
     pub async fn load_report<T: Secrets>(&self) -> Result<Loaded<T>, Error> {
         let fields = self.fields::<T>()?;
         let pass = self.run(&fields, None).await?;
-        values::build(&fields, pass.resolved.expect("a first pass always resolves"))
+        // Leases are issued once per load, after the fetch, so that a failed fetch issues none.
+        #[cfg(feature = "vault")]
+        let leases =
+            crate::lease::issue_fields(self.backend.as_ref(), &T::spec().leased_fields(), self.lease_options).await;
+        #[cfg(not(feature = "vault"))]
+        let leases = values::Leases;
+        values::build(&fields, pass.resolved.expect("a first pass always resolves"), leases)
     }
 
     /// Resolves declared fields without building a struct and without returning any value: for tools

@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::backend::FetchRequest;
 use crate::error::Error;
-use crate::spec::{FieldKind, SecretSpec, StructSpec, VersionPin};
+use crate::spec::{FieldKind, LeasedSpec, SecretSpec, StructSpec, VersionPin};
 
 /// A declared secret with its nesting and prefixes resolved: what the loader and tools work on.
 #[derive(Debug, Clone)]
@@ -71,10 +71,62 @@ impl StructSpec {
                     });
                 }
                 FieldKind::Flatten(nested) => nested().resolve_into(&id, &prefixes, profile, out)?,
+                // Issued by the loader's lease step, not fetched: see [`StructSpec::leased_fields`].
+                FieldKind::Leased(_) => {}
             }
         }
         Ok(())
     }
+
+    /// Every leased field (`#[secret(dynamic = "...")]`) of this struct and its flattened children, in
+    /// declaration order, with its dotted id. Prefixes do not apply: a dynamic path names a secrets engine's
+    /// endpoint, not a KV location.
+    ///
+    /// # Example
+    /// ```
+    /// use skm_runtime::spec::{FieldKind, FieldSpec, LeasedSpec, StructSpec};
+    ///
+    /// static SPEC: StructSpec = StructSpec {
+    ///     name: "Db",
+    ///     prefix: Some("myapp"),
+    ///     fields: &[FieldSpec {
+    ///         name: "db",
+    ///         kind: FieldKind::Leased(LeasedSpec { path: "database/creds/app", type_name: "Leased<Creds>" }),
+    ///     }],
+    /// };
+    /// let leased = SPEC.leased_fields();
+    /// assert_eq!((leased[0].id.as_str(), leased[0].spec.path), ("db", "database/creds/app"));
+    /// assert!(SPEC.resolve(None).unwrap().is_empty());
+    /// ```
+    pub fn leased_fields(&self) -> Vec<LeasedField> {
+        let mut out = Vec::new();
+        self.leased_into("", &mut out);
+        out
+    }
+
+    fn leased_into(&self, id_prefix: &str, out: &mut Vec<LeasedField>) {
+        for field in self.fields {
+            let id = if id_prefix.is_empty() {
+                field.name.to_string()
+            } else {
+                format!("{id_prefix}.{}", field.name)
+            };
+            match &field.kind {
+                FieldKind::Leased(spec) => out.push(LeasedField { id, spec }),
+                FieldKind::Flatten(nested) => nested().leased_into(&id, out),
+                FieldKind::Secret(_) => {}
+            }
+        }
+    }
+}
+
+/// A leased field with its nesting resolved: the loader issues one lease for each.
+#[derive(Debug, Clone)]
+pub struct LeasedField {
+    /// Dotted field path from the outer struct.
+    pub id: String,
+    /// The declaration.
+    pub spec: &'static LeasedSpec,
 }
 
 pub(crate) fn substitute_profile(prefix: &str, profile: Option<&str>, owner: &str) -> Result<String, Error> {

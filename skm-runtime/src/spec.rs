@@ -34,6 +34,21 @@ pub enum FieldKind {
     Secret(SecretSpec),
     /// `#[secret(flatten)]`: a nested struct that itself derives `Secrets`.
     Flatten(fn() -> &'static StructSpec),
+    /// `#[secret(dynamic = "database/creds/app")]`: credentials leased from a dynamic-secrets engine (Vault /
+    /// OpenBao), held in a `Leased<T>` that keeps the lease alive (feature `vault`).
+    Leased(LeasedSpec),
+}
+
+/// Where a leased field's credentials are issued: `#[secret(dynamic = "database/creds/app")]`.
+///
+/// The path is a secrets engine's credentials endpoint, read as written: the struct's `prefix` (a KV
+/// location) does not apply to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeasedSpec {
+    /// The credentials endpoint, e.g. `database/creds/app`.
+    pub path: &'static str,
+    /// The field's type as written, e.g. `Leased<DbCredentials>`.
+    pub type_name: &'static str,
 }
 
 impl fmt::Debug for FieldKind {
@@ -41,6 +56,7 @@ impl fmt::Debug for FieldKind {
         match self {
             FieldKind::Secret(s) => f.debug_tuple("Secret").field(s).finish(),
             FieldKind::Flatten(nested) => f.debug_tuple("Flatten").field(&nested().name).finish(),
+            FieldKind::Leased(l) => f.debug_tuple("Leased").field(l).finish(),
         }
     }
 }

@@ -50,24 +50,55 @@ pub trait Secrets: Sized {
     fn from_values(values: &mut Values<'_>) -> Option<Self>;
 }
 
-/// Builds `T` from resolved fields, collecting every failure.
-pub(crate) fn build<T: Secrets>(fields: &[ResolvedField], resolved: Resolved) -> Result<Loaded<T>, Error> {
+/// The leases the loader issued for `#[secret(dynamic = "...")]` fields, by field id, or each one's error.
+#[cfg(feature = "vault")]
+pub(crate) type Leases = HashMap<String, Result<crate::lease::Issued, FieldError>>;
+/// Without the `vault` feature no field can be leased.
+#[cfg(not(feature = "vault"))]
+#[derive(Default)]
+pub(crate) struct Leases;
+
+/// Builds `T` from resolved fields and issued leases, collecting every failure.
+///
+/// Leases not adopted (because another field failed) are revoked when `leases` is dropped.
+pub(crate) fn build<T: Secrets>(
+    fields: &[ResolvedField],
+    resolved: Resolved,
+    leases: Leases,
+) -> Result<Loaded<T>, Error> {
+    let leased = T::spec().leased_fields().len();
     let mut values = Values {
         resolutions: &resolved.resolutions,
         scope: Vec::new(),
         errors: Vec::new(),
         warnings: Vec::new(),
         strict: resolved.strict,
+        #[cfg(feature = "vault")]
+        leases,
+        #[cfg(feature = "vault")]
+        leased_origins: Vec::new(),
     };
+    #[cfg(not(feature = "vault"))]
+    let Leases = leases;
     let built = T::from_values(&mut values);
+    #[cfg(feature = "vault")]
+    let Values {
+        errors,
+        warnings,
+        leased_origins,
+        ..
+    } = values;
+    #[cfg(not(feature = "vault"))]
     let Values { errors, warnings, .. } = values;
     let mut provenance = resolved.provenance;
     provenance.warnings.extend(warnings);
+    #[cfg(feature = "vault")]
+    provenance.fields.extend(leased_origins);
     match built {
         Some(value) if errors.is_empty() => Ok(Loaded { value, provenance }),
         _ => Err(Error::Load(LoadError {
             struct_name: T::spec().name,
-            declared: fields.len(),
+            declared: fields.len() + leased,
             fields: errors,
         })),
     }
@@ -89,6 +120,11 @@ pub struct Values<'a> {
     /// Added to the load's provenance (e.g. a previous version that does not convert).
     warnings: Vec<String>,
     strict: bool,
+    #[cfg(feature = "vault")]
+    leases: Leases,
+    /// Provenance of the leased fields taken so far.
+    #[cfg(feature = "vault")]
+    leased_origins: Vec<crate::report::Origin>,
 }
 
 impl Values<'_> {
@@ -181,6 +217,68 @@ impl Values<'_> {
                 self.warnings
                     .push(format!("field `{id}`: {what}; only the current version is used"));
                 Some(Rotating::new(current, None))
+            }
+        }
+    }
+
+    /// Takes the lease issued for the `#[secret(dynamic = "...")]` field `field`, decodes its credentials as
+    /// `T` and starts keeping it, recording a failure and returning `None` if it cannot.
+    #[cfg(feature = "vault")]
+    pub fn take_leased<T>(&mut self, field: &'static str) -> Option<crate::lease::Leased<T>>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        let id = self.id(field);
+        let issued = match self.leases.remove(&id) {
+            Some(Ok(issued)) => issued,
+            Some(Err(e)) => {
+                self.errors.push(e);
+                return None;
+            }
+            None => {
+                // `watch` does not issue leases; a leased field belongs in a struct loaded once.
+                self.errors.push(FieldError {
+                    field: id,
+                    path: None,
+                    key: None,
+                    env: None,
+                    type_name: "Leased",
+                    reason: FieldProblem::Invalid(
+                        "no lease was issued for this field: load a struct with leased fields with `load()`, not                          `watch()` (a `Leased` field renews and re-issues itself)"
+                            .into(),
+                    ),
+                    attempts: Vec::new(),
+                });
+                return None;
+            }
+        };
+        let fingerprint = issued.fingerprint();
+        match issued.adopt::<T>() {
+            Ok(leased) => {
+                self.leased_origins.push(crate::report::Origin {
+                    field: id,
+                    layer: Some(crate::layer::Layer::Backend),
+                    source: "vault dynamic secret".into(),
+                    location: format!("{} lease {fingerprint}", leased.path()),
+                    version: None,
+                });
+                Some(leased)
+            }
+            Err(e) => {
+                self.errors.push(FieldError {
+                    field: id,
+                    path: Some(e.path().to_string()),
+                    key: None,
+                    env: None,
+                    type_name: std::any::type_name::<T>(),
+                    reason: FieldProblem::WrongType {
+                        expected: std::any::type_name::<T>(),
+                        source: format!("dynamic secret {}", e.path()),
+                        detail: e.to_string(),
+                    },
+                    attempts: Vec::new(),
+                });
+                None
             }
         }
     }

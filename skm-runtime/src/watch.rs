@@ -198,7 +198,11 @@ impl Loader {
     pub async fn watch<T: Secrets + Send + Sync + 'static>(&self, options: WatchOptions) -> Result<Watch<T>, Error> {
         let fields = self.fields::<T>()?;
         let pass = self.run(&fields, None).await?;
-        let loaded: Loaded<T> = values::build(&fields, pass.resolved.expect("a first pass always resolves"))?;
+        let loaded: Loaded<T> = values::build(
+            &fields,
+            pass.resolved.expect("a first pass always resolves"),
+            Default::default(),
+        )?;
         let shared = Arc::new(Shared {
             value: ArcSwap::from_pointee(loaded.value),
             provenance: ArcSwap::from_pointee(loaded.provenance),
@@ -282,7 +286,7 @@ impl<T: Secrets + Send + Sync + 'static> Refresher<T> {
             self.cache = pass.fetched;
             return Ok((pass.refetched, false));
         };
-        let loaded: Loaded<T> = values::build(&self.fields, resolved).map_err(|e| e.to_string())?;
+        let loaded: Loaded<T> = values::build(&self.fields, resolved, Default::default()).map_err(|e| e.to_string())?;
         self.cache = pass.fetched;
         self.shared.value.store(Arc::new(loaded.value));
         self.shared.provenance.store(Arc::new(loaded.provenance));

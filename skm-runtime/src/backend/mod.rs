@@ -274,6 +274,13 @@ pub trait Backend: Send + Sync + fmt::Debug {
         let _ = requests;
         None
     }
+
+    /// The backend as [`Any`](std::any::Any), so that the loader can reach what only some backends offer
+    /// (Vault's leases for `#[secret(dynamic = "...")]` fields). `None`, the default, offers nothing.
+    #[doc(hidden)]
+    fn as_any(&self) -> Option<&(dyn std::any::Any + Send + Sync)> {
+        None
+    }
 }
 
 /// What to write with [`AdminBackend::put`].

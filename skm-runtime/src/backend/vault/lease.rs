@@ -234,4 +234,10 @@ impl VaultBackend {
         let source = Arc::new(VaultLeases { backend: self.clone() });
         lease::start(source, path, options).await
     }
+
+    /// Issues the lease of a `#[secret(dynamic = "...")]` field for the loader; the values stage adopts it.
+    pub(crate) async fn issue_for_field(&self, path: &str, options: LeaseOptions) -> Result<lease::Issued, LeaseError> {
+        let source = Arc::new(VaultLeases { backend: self.clone() });
+        lease::Issued::issue(source, path, options).await
+    }
 }

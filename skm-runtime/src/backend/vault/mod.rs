@@ -263,6 +263,10 @@ impl VaultBackend {
 
 #[async_trait]
 impl Backend for VaultBackend {
+    fn as_any(&self) -> Option<&(dyn std::any::Any + Send + Sync)> {
+        Some(self)
+    }
+
     fn name(&self) -> String {
         let ns = self
             .inner
