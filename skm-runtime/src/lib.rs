@@ -65,9 +65,9 @@ pub use plan::ResolvedField;
 pub use report::{Check, Loaded, Origin, Provenance};
 pub use rotating::Rotating;
 pub use spec::{FieldKind, FieldSpec, SecretSpec, StructSpec, Validators, VersionPin};
-pub use values::Secrets;
 #[doc(hidden)]
 pub use values::Values;
+pub use values::{RawField, RawValues, Secrets};
 pub use watch::{Stale, Watch, WatchOptions, WatchStats};
 
 use secrecy::SecretBox;

@@ -15,7 +15,7 @@ use crate::layer::{EnvSource, Layer};
 use crate::plan::{self, Plan, ResolvedField};
 use crate::report::{Check, Loaded, Resolved};
 use crate::resolve::{self, Sources};
-use crate::values::{self, Secrets};
+use crate::values::{self, RawValues, Secrets};
 
 /// Loads a [`Secrets`] struct from a backend, the process environment, a `.env` file and declared defaults.
 ///
@@ -288,6 +288,34 @@ impl Loader {
     pub async fn check_fields(&self, fields: &[ResolvedField]) -> Result<Check, Error> {
         let pass = self.run(fields, None).await?;
         Ok(pass.resolved.expect("a first pass always resolves").check(fields))
+    }
+
+    /// Resolves `fields` and returns each winning value untyped (text or bytes) with its origin: for
+    /// adapters that hand values on as they are, such as [`skm::figment`](https://docs.rs/skm-secrets) and
+    /// `skm run`. Types are not checked; `struct_name` names the declarations in the error.
+    ///
+    /// # Example
+    /// ```
+    /// use skm_runtime::{Loader, StructSpec};
+    /// static SPEC: StructSpec = StructSpec { name: "Empty", prefix: None, fields: &[] };
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let loader = Loader::new().no_dotenv();
+    /// let fields = SPEC.resolve(None)?;
+    /// let raw = loader.load_raw("Empty", &fields).await?;
+    /// assert!(raw.fields.is_empty());
+    /// # Ok::<(), skm_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Loader::load`], without type errors.
+    pub async fn load_raw(&self, struct_name: &'static str, fields: &[ResolvedField]) -> Result<RawValues, Error> {
+        let pass = self.run(fields, None).await?;
+        values::raw_values(
+            struct_name,
+            fields,
+            pass.resolved.expect("a first pass always resolves"),
+        )
     }
 
     /// The profile used for `{profile}` in prefixes: [`Loader::profile`], else `SKM_PROFILE`.
