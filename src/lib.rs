@@ -89,7 +89,9 @@
 //! |---|---|---|
 //! | `local` | yes | the local encrypted store |
 //! | `aws` | no | AWS Secrets Manager (`aws-sdk-secretsmanager`) |
-//! | `vault` | no | HashiCorp Vault / OpenBao KV (`vaultrs`) |
+//! | `azure` | no | Azure Key Vault (`azure_security_keyvault_secrets`) |
+//! | `vault` | no | HashiCorp Vault / OpenBao KV (`vaultrs`), dynamic secrets (`lease`) |
+//! | `postgres` | no | the PostgreSQL rotator (`rotation::postgres`) |
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -111,6 +113,8 @@ pub mod testing {
 
 pub use secrecy::{self, ExposeSecret, SecretBox, SecretString};
 
+#[cfg(feature = "cli")]
+pub use skm_cli as cli;
 /// The `skm` tool's commands, to embed for your own struct (feature `cli`).
 ///
 /// A `src/bin/secrets.rs` of one line gives your application `check`, `migrate`, `template`, `policy` and the
@@ -120,8 +124,11 @@ pub use secrecy::{self, ExposeSecret, SecretBox, SecretString};
 ///     skm::cli::run::<my_app::AppSecrets>()
 /// }
 /// ```
-#[cfg(feature = "cli")]
-pub use skm_cli as cli;
+/// Dynamic secrets (Vault / OpenBao leases): [`Leased`](lease::Leased) credentials renewed, re-issued and
+/// revoked in the background (feature `vault`).
+#[cfg(feature = "vault")]
+pub use skm_runtime::lease;
+pub use skm_runtime::rotation;
 pub use zeroize::{self, Zeroize};
 
 /// Paths used by the code `#[derive(Secrets)]` generates, and the runtime's internals (the pipeline's

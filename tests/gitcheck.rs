@@ -151,3 +151,66 @@ async fn a_load_never_runs_git_for_a_dotenv_in_a_work_tree() {
     assert_eq!(warnings_about(&plain.0.join(".env")), 0, "a load does not ask git");
     assert_eq!(warnings_about(&ignoring.0.join(".env")), 0);
 }
+
+/// Runs git as a test fixture (with the full environment); panics if it fails.
+fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git").args(args).current_dir(dir).status().unwrap();
+    assert!(status.success(), "git {args:?}");
+}
+
+/// A work tree whose configuration runs a program (issue 17 #9): `core.fsmonitor` and a hook that write a
+/// marker file. Asking git about ignores must run neither.
+#[test]
+fn a_work_trees_fsmonitor_and_hooks_never_run() {
+    use skm_runtime::gitcheck::{status, GitStatus};
+    let dir = repo("");
+    let marker = dir.0.join("MARKER");
+    let script = dir.0.join("fsmonitor.sh");
+    std::fs::write(&script, format!("#!/bin/sh\ntouch '{}'\nexit 0\n", marker.display())).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::write(dir.0.join("tracked.txt"), "x").unwrap();
+    git(&dir.0, &["add", "tracked.txt"]);
+    git(&dir.0, &["config", "core.fsmonitor", &script.display().to_string()]);
+    git(&dir.0, &["config", "core.hooksPath", &dir.0.display().to_string()]);
+    std::fs::write(dir.0.join(".env"), "A=1\n").unwrap();
+
+    assert!(not_ignored(&dir.0.join(".env")));
+    assert_eq!(status(&dir.0.join(".env")), GitStatus::NotIgnored);
+    assert_eq!(status(&dir.0.join("tracked.txt")), GitStatus::Tracked);
+    assert!(
+        !marker.exists(),
+        "asking git about ignores ran the work tree's core.fsmonitor"
+    );
+
+    // The positive control: plain git does run it, so the check above can fail.
+    let _ = Command::new("git")
+        .args(["status", "--porcelain"])
+        .current_dir(&dir.0)
+        .output();
+    assert!(marker.exists(), "the fixture's fsmonitor did not run under plain git");
+}
+
+/// Tokens and keys in this process's environment never reach git's (issue 17 #9).
+#[test]
+fn git_gets_a_cleared_environment() {
+    const NAME: &str = "SKM_GITCHECK_TEST_TOKEN";
+    // A name no other test reads, so setting it here races with nothing.
+    std::env::set_var(NAME, "SENTINEL-token-9f9f");
+    let dir = repo("");
+    let dump = |cmd: &mut Command| {
+        let out = cmd.args(["-c", "alias.skmenv=!env", "skmenv"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let seen = dump(&mut skm_runtime::gitcheck::git_command(&dir.0));
+    assert!(!seen.contains("SENTINEL-token-9f9f"), "the token reached git:\n{seen}");
+    assert!(!seen.lines().any(|l| l.starts_with("HOME=")), "{seen}");
+    assert!(seen.contains("GIT_CONFIG_NOSYSTEM=1"), "{seen}");
+    // The positive control: a plain git inherits it.
+    let plain = dump(Command::new("git").current_dir(&dir.0));
+    assert!(plain.contains("SENTINEL-token-9f9f"), "{plain}");
+}

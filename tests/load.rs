@@ -384,7 +384,8 @@ async fn memory_backend_passes_the_conformance_suite() {
 
 #[test]
 fn detection_order() {
-    use skm::__private::detect::{detect, BackendKind};
+    use skm::backend::registry;
+    use skm::__private::detect::detect;
     // A store path that never exists, so a `.skm/` left in the working directory cannot change the answer.
     let with = |vars: &'static [(&'static str, &'static str)]| {
         move |n: &str| {
@@ -394,12 +395,12 @@ fn detection_order() {
             vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string())
         }
     };
-    assert_eq!(detect(&with(&[])).unwrap().kind, BackendKind::None);
+    assert_eq!(detect(&with(&[])).unwrap().name(), "none");
     assert_eq!(
         detect(&with(&[("SKM_BACKEND", "none"), ("AWS_REGION", "x")]))
             .unwrap()
-            .kind,
-        BackendKind::None
+            .name(),
+        "none"
     );
     let e = detect(&with(&[("SKM_BACKEND", "s3")])).unwrap_err().to_string();
     assert!(e.contains("unknown backend `s3`"), "{e}");
@@ -408,15 +409,22 @@ fn detection_order() {
         ("VAULT_ADDR", "http://v"),
     ]))
     .unwrap();
-    if skm::__private::detect::compiled(BackendKind::Aws) {
-        assert_eq!(
-            (aws.kind, aws.reason.as_str()),
-            (BackendKind::Aws, "AWS_DEFAULT_REGION is set")
-        );
+    let compiled = |name: &str| registry::find(name).is_some_and(|d| d.compiled);
+    if compiled("aws") {
+        assert_eq!(aws.name(), "aws");
+        // Both signals are present: the reason names the winner and the one that lost.
+        assert!(aws.reason.starts_with("AWS_DEFAULT_REGION is set"), "{}", aws.reason);
+        if compiled("vault") {
+            assert!(
+                aws.reason.contains("ahead of vault (VAULT_ADDR is set)"),
+                "{}",
+                aws.reason
+            );
+        }
     }
     let vault = detect(&with(&[("VAULT_ADDR", "http://v")])).unwrap();
-    if skm::__private::detect::compiled(BackendKind::Vault) {
-        assert_eq!(vault.kind, BackendKind::Vault);
+    if compiled("vault") {
+        assert_eq!(vault.name(), "vault");
     }
 }
 

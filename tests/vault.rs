@@ -1116,6 +1116,14 @@ async fn child_process_entry() {
             let cfg = run().await.unwrap_or_else(|e| panic!("card example failed: {e}"));
             assert_eq!(cfg.jwt_secret.expose_secret(), CARD_VALUE);
         }
+        // Reads through the process environment, where HTTP_PROXY and ALL_PROXY name a listener that must
+        // receive nothing (issue 17 #2).
+        "proxy" => {
+            let vault = VaultBackend::from_env().await.expect("backend");
+            let results = vault.fetch(&[FetchRequest::current("proxied/probe")]).await;
+            let value = text(&results[0]);
+            assert_eq!(value, r#"{"k":"direct"}"#);
+        }
         other => panic!("unknown SKM_VAULT_CHILD mode {other}"),
     }
     println!("CHILD-OK {mode}");
@@ -1153,6 +1161,154 @@ async fn readme_card_example_with_vault_addr_and_token() {
     tokio::task::spawn_blocking(move || run_child("card", &[("VAULT_ADDR", addr), ("VAULT_TOKEN", token)]))
         .await
         .unwrap();
+}
+
+/// Environment proxies never carry a request to a loopback or plain-http Vault (issue 17 #2): the token would
+/// reach the proxy in clear text. Failed before the fix: reqwest applied HTTP_PROXY and the listener below
+/// received `x-vault-token`.
+#[tokio::test]
+async fn environment_proxies_never_see_a_loopback_request() {
+    let bao = Bao::start().await;
+    write(&bao, "proxied/probe", json!({ "k": "direct" })).await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let proxy = format!("http://{}", listener.local_addr().unwrap());
+    let (addr, token) = (bao.addr(), bao.root_token().to_string());
+    tokio::task::spawn_blocking(move || {
+        run_child(
+            "proxy",
+            &[
+                ("VAULT_ADDR", addr),
+                ("VAULT_TOKEN", token),
+                ("HTTP_PROXY", proxy.clone()),
+                ("http_proxy", proxy.clone()),
+                ("ALL_PROXY", proxy.clone()),
+                ("HTTPS_PROXY", proxy),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        Ok((_, from)) => panic!("the proxy listener received a connection from {from}"),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// `skm doctor`'s token check runs through the registry on the backend's own client: the TTL of a token
+/// with one, a clear failure for a revoked one, and the same `VAULT_SKIP_VERIFY` parsing as the backend
+/// (`no` means verify; a value the backend refuses fails the same way here).
+#[tokio::test]
+async fn doctor_probe_uses_the_backends_client() {
+    use skm::backend::registry::{self, Env, ProbeLevel};
+    let bao = Bao::start().await;
+    let d = registry::find("vault").unwrap();
+    let probe = |pairs: Vec<(&'static str, String)>| {
+        let env: Env = Arc::new(move |n: &str| pairs.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone()));
+        (d.doctor)(env)
+    };
+    let short = token(&bao, &["default"], json!({ "ttl": "30m" })).await;
+    let found = probe(vec![
+        ("VAULT_ADDR", bao.addr()),
+        ("VAULT_TOKEN", short.clone()),
+        ("VAULT_SKIP_VERIFY", "no".into()),
+    ])
+    .await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].level, ProbeLevel::Warn, "{found:?}");
+    assert!(
+        found[0].detail.starts_with("expires in 29m") || found[0].detail.starts_with("expires in 30m"),
+        "{found:?}"
+    );
+    assert!(!found[0].detail.contains(&short));
+
+    let found = probe(vec![
+        ("VAULT_ADDR", bao.addr()),
+        ("VAULT_TOKEN", bao.root_token().into()),
+    ])
+    .await;
+    assert_eq!(found[0].level, ProbeLevel::Ok, "{found:?}");
+
+    let found = probe(vec![("VAULT_ADDR", bao.addr()), ("VAULT_TOKEN", SENTINEL.into())]).await;
+    assert_eq!(found[0].level, ProbeLevel::Fail, "{found:?}");
+    assert!(!found[0].detail.contains(SENTINEL), "{found:?}");
+
+    let found = probe(vec![
+        ("VAULT_ADDR", bao.addr()),
+        ("VAULT_TOKEN", "t".into()),
+        ("VAULT_SKIP_VERIFY", "maybe".into()),
+    ])
+    .await;
+    assert_eq!(found[0].level, ProbeLevel::Fail, "{found:?}");
+    assert!(found[0].detail.contains("VAULT_SKIP_VERIFY"), "{found:?}");
+
+    // Plain http to a remote host: refused by the backend's address check, so the doctor sends nothing.
+    let found = probe(vec![
+        ("VAULT_ADDR", "http://10.255.255.1:8200".into()),
+        ("VAULT_TOKEN", "t".into()),
+    ])
+    .await;
+    assert_eq!(found[0].level, ProbeLevel::Fail, "{found:?}");
+    assert!(found[0].detail.contains("SKM_VAULT_ALLOW_HTTP"), "{found:?}");
+}
+
+/// A control character in `VAULT_TOKEN` or `VAULT_NAMESPACE` is a configuration error naming the variable,
+/// not a panic inside vaultrs (issue 17; panicked before the fix).
+#[tokio::test]
+async fn control_characters_in_token_or_namespace_are_config_errors() {
+    for (name, value) in [
+        ("VAULT_TOKEN", format!("{SENTINEL}\nX")),
+        ("VAULT_NAMESPACE", "team\u{7}".to_string()),
+    ] {
+        let mut pairs = vec![
+            ("VAULT_ADDR", "http://127.0.0.1:1".to_string()),
+            ("VAULT_TOKEN", "t".to_string()),
+        ];
+        pairs.retain(|(k, _)| *k != name);
+        pairs.push((name, value));
+        let e = VaultBuilder::from_vars(vars(&pairs))
+            .unwrap()
+            .build()
+            .await
+            .unwrap_err();
+        assert!(matches!(e, skm::Error::Config(_)), "{e:?}");
+        assert!(e.to_string().contains(name) && !e.to_string().contains(SENTINEL), "{e}");
+    }
+}
+
+/// KV v2 check-and-set through `expected_version`, and JSON text written as is (issue 17: it was parsed
+/// and re-serialized by vaultrs before).
+#[tokio::test]
+async fn kv2_check_and_set_and_exact_json() {
+    let bao = Bao::start().await;
+    let vault = root(&bao).await;
+    assert!(vault.supports_cas());
+    let put = |expected: Option<&str>, v: &str| {
+        let mut r = PutRequest::new("cas/x", SecretValue::text(v));
+        r.expected_version = expected.map(str::to_string);
+        r
+    };
+    assert_eq!(vault.put(put(None, r#"{"k":"a"}"#)).await.unwrap(), "1");
+    assert_eq!(vault.put(put(Some("1"), r#"{"k":"b"}"#)).await.unwrap(), "2");
+    let e = vault.put(put(Some("1"), r#"{"k":"c"}"#)).await.unwrap_err();
+    assert_eq!(e.kind, AdminErrorKind::Conflict, "{e}");
+    let e = vault.put(put(Some("x"), r#"{"k":"c"}"#)).await.unwrap_err();
+    assert_eq!(e.kind, AdminErrorKind::Conflict, "{e}");
+
+    // JSON text is sent as written (the unit test `json_text_is_written_as_is` checks the bytes). OpenBao
+    // itself decodes numbers into float64, so a big integer cannot be checked end to end against it; a
+    // u64-range integer must come back exactly.
+    let exact = "18014398509481984";
+    vault
+        .put(PutRequest::new(
+            "big",
+            SecretValue::text(format!(r#"{{"id":{exact}}}"#)),
+        ))
+        .await
+        .unwrap();
+    let read = vault.fetch(&[FetchRequest::current("big")]).await;
+    assert_eq!(text(&read[0]), format!(r#"{{"id":{exact}}}"#));
 }
 
 /// A token is never sent over plain http to a non-loopback host: refused before any connection, with an

@@ -114,6 +114,9 @@ pub(crate) enum Command {
         /// The characters to draw from.
         #[arg(long, value_enum, default_value_t = Charset::Alnum)]
         charset: Charset,
+        /// Without --key, replace the value even when it is a JSON object (all its keys are lost).
+        #[arg(long)]
+        force: bool,
     },
     /// Move the declared secrets from a .env file (or another backend) into a backend.
     Migrate(MigrateArgs),

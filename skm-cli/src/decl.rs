@@ -7,6 +7,7 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 
+use crate::{safe, valid};
 use serde::{Deserialize, Serialize};
 use skm_runtime::{Error, Loader, Provenance, ResolvedField, SecretSpec, Secrets, Validators, VersionPin};
 
@@ -94,7 +95,7 @@ pub struct ManifestField {
 
 /// A version pin in a manifest: `"current"`, `"previous"`, `{ stage = "AWSPREVIOUS" }`, `{ id = "..." }`,
 /// `{ number = 3 }`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ManifestVersion {
     /// The current version.
@@ -152,20 +153,46 @@ impl Manifest {
     }
 
     /// Reads a manifest from `path`: TOML, or JSON when the name ends in `.json` or the text starts with `{`.
+    ///
+    /// A parse error names the position and the kind of problem only: the file may be the wrong one (a
+    /// `.env` passed by mistake), and the parsers' own messages quote the offending line.
     pub(crate) fn read(path: &Path) -> Result<Manifest, String> {
         let text =
             std::fs::read_to_string(path).map_err(|e| format!("cannot read manifest {}: {e}", path.display()))?;
         let is_json = path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
-        let manifest: Manifest = if is_json {
-            serde_json::from_str(&text).map_err(|e| format!("invalid manifest {}: {e}", path.display()))?
+        let parsed: Result<Manifest, (usize, usize, String)> = if is_json {
+            serde_json::from_str(&text).map_err(|e| (e.line(), e.column(), safe::parse_message(&e.to_string())))
         } else {
-            toml::from_str(&text).map_err(|e| format!("invalid manifest {}: {e}", path.display()))?
+            toml::from_str(&text).map_err(|e| {
+                let (line, column) = e.span().map_or((0, 0), |s| safe::line_col(&text, s.start));
+                (line, column, safe::parse_message(e.message()))
+            })
         };
+        let manifest = parsed.map_err(|(line, column, why)| {
+            let at = if line == 0 {
+                String::new()
+            } else {
+                format!(" at line {line}, column {column}")
+            };
+            format!(
+                "invalid manifest {}{at}: {why} (is it a manifest written by `skm manifest`? its content is not \
+                 shown, in case it is a file of secrets)",
+                path.display()
+            )
+        })?;
         if manifest.skm_manifest != MANIFEST_FORMAT {
             return Err(format!(
                 "manifest {} has format {}, but this skm reads format {MANIFEST_FORMAT}: regenerate it with `skm manifest`",
                 path.display(),
                 manifest.skm_manifest
+            ));
+        }
+        let problems = valid::check(&manifest);
+        if !problems.is_empty() {
+            return Err(format!(
+                "invalid manifest {}:\n  - {}\nregenerate it with `skm manifest` from the application's `secrets` binary",
+                path.display(),
+                problems.join("\n  - ")
             ));
         }
         Ok(manifest)

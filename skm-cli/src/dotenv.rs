@@ -1,8 +1,11 @@
-//! `.env` files: read them as the loader does (dotenvy), back them up, and rewrite them without some
+//! `.env` files: read them as the loader does (`skm_runtime::dotenv`), back them up, and rewrite them without some
 //! entries, keeping every other line as it was.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+
+use secrecy::ExposeSecret;
+use skm_runtime::dotenv::DotenvFile;
 
 use crate::cmd::util::write_atomic;
 use crate::Fail;
@@ -23,7 +26,7 @@ impl EnvFile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Fail::Usage(format!("cannot read {}: {e}", path.display()))),
         };
-        let values = parse(&text).map_err(|why| Fail::Usage(format!("{}: {why}", path.display())))?;
+        let values = parse(path, &text).map_err(Fail::Usage)?;
         Ok(Some(EnvFile {
             path: path.to_path_buf(),
             text,
@@ -71,7 +74,7 @@ impl EnvFile {
             .filter(|(k, _)| !remove.contains(*k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        match parse(&out) {
+        match parse(&self.path, &out) {
             Ok(values) if values == expected => Ok(out),
             _ => Err(Fail::Failed(format!(
                 "cannot rewrite {} safely (a multi-line or interpolated value?): it was left unchanged; remove \
@@ -82,28 +85,14 @@ impl EnvFile {
     }
 }
 
-/// Parses `.env` text as the loader does. Errors give the position only: a line may hold a secret.
-fn parse(text: &str) -> Result<BTreeMap<String, String>, String> {
-    let mut values = BTreeMap::new();
-    for item in dotenvy::from_read_iter(text.as_bytes()) {
-        match item {
-            Ok((k, v)) => {
-                values.insert(k, v);
-            }
-            Err(dotenvy::Error::LineParse(bad, index)) => {
-                let line = text
-                    .lines()
-                    .position(|l| l == bad || l.trim() == bad.trim())
-                    .map_or_else(|| "?".to_string(), |n| (n + 1).to_string());
-                return Err(format!(
-                    "cannot parse line {line} at column {}; expected `NAME=value`",
-                    index + 1
-                ));
-            }
-            Err(_) => return Err("malformed .env file".into()),
-        }
-    }
-    Ok(values)
+/// Parses `.env` text with the loader's own reader ([`skm_runtime::dotenv`]), so that the tool sees exactly
+/// what a load sees. Errors give the position only: a line may hold a secret.
+fn parse(path: &Path, text: &str) -> Result<BTreeMap<String, String>, String> {
+    let file = DotenvFile::parse(path, text).map_err(|e| e.to_string())?;
+    Ok(file
+        .entries()
+        .map(|e| (e.name().to_string(), e.value().expose_secret().to_string()))
+        .collect())
 }
 
 /// If `line` defines a variable, its name and the byte offset where the value starts.
@@ -196,7 +185,7 @@ mod tests {
         EnvFile {
             path: PathBuf::from(".env"),
             text: text.to_string(),
-            values: parse(text).unwrap(),
+            values: parse(Path::new(".env"), text).unwrap(),
         }
     }
 
@@ -231,7 +220,7 @@ mod tests {
 
     #[test]
     fn parse_errors_never_quote_the_line() {
-        let err = parse("GOOD=1\nthis line is SENTINEL-VALUE bad\n").unwrap_err();
+        let err = parse(Path::new(".env"), "GOOD=1\nthis line is SENTINEL-VALUE bad\n").unwrap_err();
         assert!(!err.contains("SENTINEL"), "{err}");
         assert!(err.contains("line 2"), "{err}");
     }

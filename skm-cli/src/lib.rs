@@ -52,8 +52,11 @@ mod args;
 mod cmd;
 mod decl;
 mod dotenv;
+mod logging;
 mod output;
+mod safe;
 mod select;
+mod valid;
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -62,7 +65,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use skm_runtime::backend::{AdminBackend, AdminError};
-use skm_runtime::detect::{BackendKind, Choice};
+use skm_runtime::detect::Choice;
 use skm_runtime::Secrets;
 
 pub use decl::{Manifest, ManifestField, ManifestVersion, MANIFEST_FORMAT};
@@ -93,13 +96,17 @@ pub mod exit {
 /// }
 /// ```
 pub fn run<T: Secrets>() -> ExitCode {
+    logging::init();
     Cli::embedded::<T>().run()
 }
 
 /// Runs the standalone `skm` binary: declarations come from `--manifest FILE` or `SKM_MANIFEST`.
 ///
-/// Builds its own tokio runtime, as [`run`] does.
+/// Builds its own tokio runtime, as [`run`] does. Both install a log subscriber on stderr (`RUST_LOG`,
+/// default WARN) unless the process has one; it keeps the AWS SDK's and the HTTP stacks' targets at DEBUG or
+/// below whatever `RUST_LOG` says, because at TRACE they log request bodies, which hold the values written.
 pub fn run_with_manifest() -> ExitCode {
+    logging::init();
     Cli::standalone().run()
 }
 
@@ -230,8 +237,7 @@ impl Cli {
                     ctx.ui
                         .json(&serde_json::json!({ "ok": false, "error": message, "exit_code": code }));
                 }
-                let label = ctx.ui.paint("error:", output::Tone::Bad);
-                ctx.ui.note(format!("{label} {message}"));
+                ctx.ui.labelled("error:", output::Tone::Bad, &message);
                 code
             }
         }
@@ -271,7 +277,7 @@ pub(crate) fn describe_admin(e: &AdminError) -> String {
         K::Unsupported => "not supported by this backend",
         _ => "backend error",
     };
-    format!("`{}`: {kind} ({})", e.path, e.detail)
+    format!("`{}`: {kind} ({})", safe::display(&e.path), safe::display(&e.detail))
 }
 
 /// What every command can reach: output, global flags, declarations and the backend.
@@ -285,11 +291,19 @@ pub(crate) struct Ctx<'a, 'b> {
 }
 
 impl Ctx<'_, '_> {
-    /// The profile: `--profile`, else `SKM_PROFILE`.
-    pub fn profile(&self) -> Option<String> {
-        self.profile
+    /// The profile: `--profile`, else `SKM_PROFILE`, checked as the runtime checks it at load.
+    ///
+    /// Every command that takes a profile goes through here, so `--profile '*'` or `+` can never become a
+    /// wildcard in a path or a policy.
+    pub fn profile(&self) -> Result<Option<String>, Fail> {
+        let profile = self
+            .profile
             .clone()
-            .or_else(|| select::env_var("SKM_PROFILE").filter(|p| !p.trim().is_empty()))
+            .or_else(|| select::env_var("SKM_PROFILE").filter(|p| !p.trim().is_empty()));
+        if let Some(p) = &profile {
+            check_profile(p).map_err(Fail::Usage)?;
+        }
+        Ok(profile)
     }
 
     /// The declarations: the embedded struct's, or the manifest's.
@@ -300,7 +314,7 @@ impl Ctx<'_, '_> {
                  standalone `skm`"
             ))),
             (DeclSource::Embedded { name, resolve, typed }, None) => {
-                let profile = self.profile();
+                let profile = self.profile()?;
                 let fields = resolve(profile.as_deref()).map_err(Fail::from)?;
                 Ok(Declarations {
                     struct_name: name.to_string(),
@@ -315,7 +329,7 @@ impl Ctx<'_, '_> {
             ))),
             (DeclSource::Manifest, Some(path)) => {
                 let manifest = Manifest::read(path).map_err(Fail::Usage)?;
-                if let (Some(wanted), Some(has)) = (self.profile(), &manifest.profile) {
+                if let (Some(wanted), Some(has)) = (self.profile()?, &manifest.profile) {
                     if &wanted != has {
                         return Err(Fail::Usage(format!(
                             "the manifest was written for profile `{has}`, not `{wanted}`: export one per profile \
@@ -332,7 +346,7 @@ impl Ctx<'_, '_> {
     pub fn choice(&self) -> Result<Choice, Fail> {
         if let Some(b) = &self.backend {
             return Ok(Choice {
-                kind: BackendKind::None,
+                backend: None,
                 reason: format!("{} set in code", b.name()),
             });
         }
@@ -345,8 +359,20 @@ impl Ctx<'_, '_> {
         if let Some(b) = &self.backend {
             return Ok((Some(b.clone()), choice));
         }
-        let backend = select::build(choice.kind).await?;
+        let backend = select::build(choice.backend).await?;
         Ok((backend, choice))
+    }
+
+    /// The local store, when it is the backend chosen (not one set in code): its `put_key` merges a key
+    /// under the store's lock, which the generic [`AdminBackend`] interface cannot express.
+    #[cfg(feature = "local")]
+    pub fn local_store(&self) -> Result<Option<skm_runtime::backend::local::LocalStore>, Fail> {
+        if self.backend.is_some() || self.choice()?.name() != "local" {
+            return Ok(None);
+        }
+        skm_runtime::backend::local::LocalStore::from_env()
+            .map(Some)
+            .map_err(Fail::from)
     }
 
     /// The backend; an error when none is configured.
@@ -356,6 +382,15 @@ impl Ctx<'_, '_> {
             (None, choice) => Err(no_backend(&choice)),
         }
     }
+}
+
+/// The runtime's own profile check (the one a load runs), so that the tool accepts exactly what a load does.
+pub(crate) fn check_profile(profile: &str) -> Result<(), String> {
+    skm_runtime::Loader::new()
+        .profile(profile)
+        .resolved_profile()
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 pub(crate) fn no_backend(choice: &Choice) -> Fail {

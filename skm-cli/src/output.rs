@@ -2,6 +2,8 @@
 
 use std::io::{Read, Write};
 
+use crate::safe::{display, display_lines};
+
 /// The mask shown instead of a value. Fixed width, so that it does not reveal the length.
 pub(crate) const MASK: &str = "********";
 
@@ -54,15 +56,20 @@ impl Ui<'_, '_> {
         let _ = writeln!(self.io.stdout, "{}", s.as_ref());
     }
 
-    /// Writes a note to stderr.
+    /// Writes a note to stderr. Names in it may come from a backend, so control characters are escaped.
     pub fn note(&mut self, s: impl AsRef<str>) {
-        let _ = writeln!(self.io.stderr, "{}", s.as_ref());
+        let _ = writeln!(self.io.stderr, "{}", display_lines(s.as_ref()));
     }
 
-    /// Writes a warning to stderr.
+    /// Writes a warning to stderr, escaped as [`Ui::note`] is.
     pub fn warn(&mut self, s: impl AsRef<str>) {
-        let label = self.paint("warning:", Tone::Warn);
-        let _ = writeln!(self.io.stderr, "{label} {}", s.as_ref());
+        self.labelled("warning:", Tone::Warn, s.as_ref());
+    }
+
+    /// Writes `label` (coloured) and `s` (escaped) to stderr.
+    pub fn labelled(&mut self, label: &str, tone: Tone, s: &str) {
+        let label = self.paint(label, tone);
+        let _ = writeln!(self.io.stderr, "{label} {}", display_lines(s));
     }
 
     /// Writes JSON to stdout.
@@ -71,7 +78,10 @@ impl Ui<'_, '_> {
         let _ = writeln!(self.io.stdout, "{text}");
     }
 
+    /// `s` in the colour of `tone` (when colour is on), its own control characters escaped, so that only
+    /// the colour codes added here reach the terminal.
     pub fn paint(&self, s: &str, tone: Tone) -> String {
+        let s = &*display(s);
         if !self.color {
             return s.to_string();
         }
@@ -86,7 +96,14 @@ impl Ui<'_, '_> {
     }
 
     /// Prints a table: a header and rows of (text, tone) cells, columns padded to their widest cell.
+    ///
+    /// Cells hold names read from backends and files: their control characters are escaped.
     pub fn table(&mut self, header: &[&str], rows: &[Vec<(String, Tone)>]) {
+        let rows: Vec<Vec<(String, Tone)>> = rows
+            .iter()
+            .map(|r| r.iter().map(|(c, t)| (display(c).into_owned(), *t)).collect())
+            .collect();
+        let rows = &rows;
         let cols = header.len();
         let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
         for row in rows {

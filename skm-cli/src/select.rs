@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use skm_runtime::backend::registry::Descriptor;
 use skm_runtime::backend::{AdminBackend, Backend, FetchRequest, FetchResult};
-use skm_runtime::detect::{self, BackendKind, Choice};
+use skm_runtime::detect::{self, Choice};
 
 use crate::Fail;
 
@@ -17,30 +18,28 @@ pub(crate) fn env_var(name: &str) -> Option<String> {
 pub(crate) fn choose(flag: Option<&str>) -> Result<Choice, Fail> {
     match flag {
         Some(name) => {
-            let kind = parse_kind(name)?;
+            let backend = parse_kind(name)?;
             Ok(Choice {
-                kind,
-                reason: format!("--backend {kind}"),
+                backend,
+                reason: format!("--backend {}", backend.map_or("none", |d| d.name)),
             })
         }
         None => detect::detect(&env_var).map_err(Fail::from),
     }
 }
 
-/// Parses a backend name, checking that this build has it.
-pub(crate) fn parse_kind(name: &str) -> Result<BackendKind, Fail> {
-    let kind: BackendKind = name.parse().map_err(Fail::from)?;
-    if !detect::compiled(kind) {
-        return Err(Fail::Usage(format!(
-            "this skm was built without the `{kind}` backend: rebuild with `--features {kind}`"
-        )));
-    }
-    Ok(kind)
+/// Parses a backend name or alias from the registry, checking that this build has it (`None`: `none`).
+pub(crate) fn parse_kind(name: &str) -> Result<Option<&'static Descriptor>, Fail> {
+    detect::explicit(name).map_err(|e| Fail::Usage(e.to_string()))
 }
 
-/// Builds the backend of `kind` from the environment.
-pub(crate) async fn build(kind: BackendKind) -> Result<Option<Arc<dyn AdminBackend>>, Fail> {
-    detect::build_admin(kind).await.map_err(Fail::from)
+/// Builds the backend `kind` from the environment.
+pub(crate) async fn build(kind: Option<&'static Descriptor>) -> Result<Option<Arc<dyn AdminBackend>>, Fail> {
+    let choice = Choice {
+        backend: kind,
+        reason: String::new(),
+    };
+    detect::build_admin(&choice).await.map_err(Fail::from)
 }
 
 /// An [`AdminBackend`] seen as a plain [`Backend`], for the [`skm_runtime::Loader`].

@@ -1,182 +1,185 @@
-//! Backend auto-detection from the environment.
+//! Backend auto-detection from the environment, read from the [backend registry](crate::backend::registry).
 //!
-//! | variable | effect |
-//! |---|---|
-//! | `SKM_BACKEND` | `aws`, `vault`, `local` or `none`: always wins |
-//! | `AWS_REGION` / `AWS_DEFAULT_REGION` | selects AWS Secrets Manager (if built with the `aws` feature) |
-//! | `VAULT_ADDR` | selects Vault (if built with the `vault` feature) and no AWS region is set |
-//! | `SKM_LOCAL_PATH` | where the local store lives (default `.skm`); an existing store is selected last |
-//! | `SKM_LOCAL_KEY` / `SKM_LOCAL_KEY_FILE` | the local store's key, or its key file (see `backend::local`) |
-//!
-//! With none of these, no backend is used and secrets come from env, `.env` and defaults.
+//! The detection order and every signal are stated once, in the registry's module docs; this module only
+//! applies them. `SKM_BACKEND=<name or alias>` always wins (`none`: no backend); otherwise the compiled-in
+//! backend whose signal is present and whose priority is lowest. With no signal, no backend is used and
+//! secrets come from env, `.env` and defaults.
 
-use std::fmt;
 use std::sync::Arc;
 
+use crate::backend::registry::{self, Descriptor, Env};
 use crate::backend::{AdminBackend, Backend};
 use crate::Error;
 
-/// A backend kind that detection can choose.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum BackendKind {
-    /// No backend.
-    None,
-    /// AWS Secrets Manager.
-    Aws,
-    /// HashiCorp Vault (or OpenBao) KV.
-    Vault,
-    /// The local encrypted store.
-    Local,
-}
-
-impl fmt::Display for BackendKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            BackendKind::None => "none",
-            BackendKind::Aws => "aws",
-            BackendKind::Vault => "vault",
-            BackendKind::Local => "local",
-        })
-    }
-}
-
-impl std::str::FromStr for BackendKind {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self, Error> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "aws" => Ok(BackendKind::Aws),
-            "vault" | "openbao" => Ok(BackendKind::Vault),
-            "local" => Ok(BackendKind::Local),
-            "none" | "" => Ok(BackendKind::None),
-            other => Err(Error::config(format!(
-                "unknown backend `{other}`: use one of aws, vault, local, none"
-            ))),
-        }
-    }
-}
-
 /// The detected backend and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Choice {
-    /// The kind chosen.
-    pub kind: BackendKind,
+    /// The backend chosen; `None` for no backend.
+    pub backend: Option<&'static Descriptor>,
     /// A sentence for logs and `skm doctor`, e.g. `AWS_REGION is set`.
     pub reason: String,
 }
 
-/// Whether this build includes `kind`.
-pub fn compiled(kind: BackendKind) -> bool {
-    match kind {
-        BackendKind::None => true,
-        BackendKind::Aws => cfg!(feature = "aws"),
-        BackendKind::Vault => cfg!(feature = "vault"),
-        BackendKind::Local => cfg!(feature = "local"),
+impl Choice {
+    /// The chosen backend's name, or `none`.
+    pub fn name(&self) -> &'static str {
+        self.backend.map_or("none", |d| d.name)
     }
+}
+
+/// Resolves an explicit backend name (`SKM_BACKEND`, `--backend`): `Ok(None)` for `none`.
+///
+/// # Errors
+/// The name is unknown (the message lists the accepted ones) or names a backend this build lacks (the
+/// message names the cargo feature).
+///
+/// # Example
+/// ```
+/// use skm_runtime::detect::explicit;
+/// assert_eq!(explicit("none").unwrap().map(|d| d.name), None);
+/// assert!(explicit("nope").is_err());
+/// ```
+pub fn explicit(name: &str) -> Result<Option<&'static Descriptor>, Error> {
+    let trimmed = name.trim();
+    if trimmed.is_empty() || trimmed.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let Some(d) = registry::find(trimmed) else {
+        return Err(Error::config(format!(
+            "unknown backend `{}`: use one of {}",
+            trimmed.escape_debug(),
+            registry::names().join(", ")
+        )));
+    };
+    if !d.compiled {
+        return Err(d.not_compiled());
+    }
+    Ok(Some(d))
 }
 
 /// Chooses a backend from environment variables read through `var`.
 ///
 /// Auto-detection only considers backends compiled into this build; an explicit `SKM_BACKEND` naming a
-/// missing one is an error that says which cargo feature to enable.
+/// missing one is an error that says which cargo feature to enable. When several signals are present, the
+/// lowest priority wins and the reason (also logged at `info`) says which signals lost.
 ///
 /// # Errors
 /// `SKM_BACKEND` is unknown or names a backend this build lacks.
 ///
 /// # Example
 /// ```
-/// use skm_runtime::detect::{detect, BackendKind};
+/// use skm_runtime::detect::detect;
 /// let env = |name: &str| (name == "SKM_BACKEND").then(|| "none".to_string());
-/// assert_eq!(detect(&env).unwrap().kind, BackendKind::None);
+/// assert_eq!(detect(&env).unwrap().name(), "none");
 /// ```
 pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> Result<Choice, Error> {
-    let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
-    if let Some(explicit) = set("SKM_BACKEND") {
-        let kind: BackendKind = explicit.parse()?;
-        if !compiled(kind) {
-            return Err(Error::config(format!(
-                "SKM_BACKEND={kind}, but skm was built without the `{kind}` feature: \
-                 enable it with `skm = {{ version = \"*\", features = [\"{kind}\"] }}`"
-            )));
-        }
-        return Ok(Choice {
-            kind,
-            reason: format!("SKM_BACKEND={kind}"),
-        });
+    if let Some(name) = var("SKM_BACKEND").filter(|v| !v.trim().is_empty()) {
+        let backend = explicit(&name)?;
+        let reason = format!("SKM_BACKEND={}", backend.map_or("none", |d| d.name));
+        return Ok(Choice { backend, reason });
     }
-    for region in ["AWS_REGION", "AWS_DEFAULT_REGION"] {
-        if set(region).is_some() {
-            if compiled(BackendKind::Aws) {
-                return Ok(Choice {
-                    kind: BackendKind::Aws,
-                    reason: format!("{region} is set"),
-                });
+    let mut present: Vec<(&'static Descriptor, String)> = Vec::new();
+    for d in registry::all() {
+        if let Some(reason) = (d.signal)(var) {
+            if d.compiled {
+                present.push((d, reason));
+            } else {
+                tracing::debug!(target: "skm", backend = d.name, signal = %reason,
+                    "the signal is present but the `{}` feature is off; not using it", d.feature);
             }
-            tracing::debug!(target: "skm", "{region} is set but the `aws` feature is off; not using AWS");
         }
     }
-    if set("VAULT_ADDR").is_some() {
-        if compiled(BackendKind::Vault) {
-            return Ok(Choice {
-                kind: BackendKind::Vault,
-                reason: "VAULT_ADDR is set".into(),
-            });
-        }
-        tracing::debug!(target: "skm", "VAULT_ADDR is set but the `vault` feature is off; not using Vault");
-    }
-    if compiled(BackendKind::Local) {
-        let path = set("SKM_LOCAL_PATH").unwrap_or_else(|| ".skm".into());
-        if local_store_exists(&path) {
-            return Ok(Choice {
-                kind: BackendKind::Local,
-                reason: format!("a local store exists at {path}"),
-            });
-        }
-    }
+    present.sort_by_key(|(d, _)| d.priority);
+    let mut present = present.into_iter();
+    let Some((winner, reason)) = present.next() else {
+        return Ok(Choice {
+            backend: None,
+            reason: "no SKM_BACKEND and no backend's signal (AWS region, VAULT_ADDR, local store) found".into(),
+        });
+    };
+    let losers: Vec<String> = present.map(|(d, r)| format!("{} ({r})", d.name)).collect();
+    let reason = if losers.is_empty() {
+        reason
+    } else {
+        let reason = format!(
+            "{reason}; {} comes first in the detection order, ahead of {} (set SKM_BACKEND to choose)",
+            winner.name,
+            losers.join(", ")
+        );
+        tracing::info!(target: "skm", backend = winner.name, "{reason}");
+        reason
+    };
     Ok(Choice {
-        kind: BackendKind::None,
-        reason: "no SKM_BACKEND, AWS region, VAULT_ADDR or local store found".into(),
+        backend: Some(winner),
+        reason,
     })
 }
 
-fn local_store_exists(path: &str) -> bool {
-    #[cfg(feature = "local")]
-    {
-        crate::backend::local::LocalStore::exists_at(std::path::Path::new(path))
-    }
-    #[cfg(not(feature = "local"))]
-    {
-        let _ = path;
-        false
-    }
-}
-
-/// Builds the backend for `kind` from the environment; `None` for [`BackendKind::None`].
+/// Builds the chosen backend from the process environment; `None` when none was chosen.
 ///
 /// # Errors
 /// The backend is not compiled in or cannot be configured from the environment.
-pub async fn build(kind: BackendKind) -> Result<Option<Arc<dyn Backend>>, Error> {
+pub async fn build(choice: &Choice) -> Result<Option<Arc<dyn Backend>>, Error> {
     // Every backend is also an admin backend; the read path just forgets the write operations.
-    Ok(build_admin(kind).await?.map(|b| b as Arc<dyn Backend>))
+    Ok(build_admin(choice).await?.map(|b| b as Arc<dyn Backend>))
 }
 
 /// Like [`build`], with the write operations of [`AdminBackend`]: what the `skm` tool works with.
 ///
 /// # Errors
 /// As [`build`].
-pub async fn build_admin(kind: BackendKind) -> Result<Option<Arc<dyn AdminBackend>>, Error> {
-    match kind {
-        BackendKind::None => Ok(None),
-        #[cfg(feature = "aws")]
-        BackendKind::Aws => Ok(Some(Arc::new(crate::backend::aws::AwsBackend::from_env().await?))),
-        #[cfg(feature = "vault")]
-        BackendKind::Vault => Ok(Some(Arc::new(crate::backend::vault::VaultBackend::from_env().await?))),
-        #[cfg(feature = "local")]
-        BackendKind::Local => Ok(Some(Arc::new(crate::backend::local::LocalStore::from_env()?))),
-        #[allow(unreachable_patterns)]
-        other => Err(Error::config(format!(
-            "skm was built without the `{other}` feature: enable it in Cargo.toml"
-        ))),
+pub async fn build_admin(choice: &Choice) -> Result<Option<Arc<dyn AdminBackend>>, Error> {
+    build_admin_with(choice, registry::process_env()).await
+}
+
+/// Like [`build_admin`], reading the environment through `env`.
+///
+/// # Errors
+/// As [`build`].
+pub async fn build_admin_with(choice: &Choice, env: Env) -> Result<Option<Arc<dyn AdminBackend>>, Error> {
+    match choice.backend {
+        None => Ok(None),
+        Some(d) => d.build_admin(env).await.map(Some),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |n: &str| pairs.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn explicit_names_aliases_and_errors() {
+        assert_eq!(detect(&env(&[("SKM_BACKEND", "none")])).unwrap().name(), "none");
+        let e = detect(&env(&[("SKM_BACKEND", "gcp-nope")])).unwrap_err().to_string();
+        assert!(e.contains("aws") && e.contains("vault") && e.contains("local"), "{e}");
+        for d in registry::all() {
+            let r = explicit(d.name);
+            assert_eq!(r.is_ok(), d.compiled, "{}", d.name);
+            if !d.compiled {
+                assert!(r.unwrap_err().to_string().contains(d.feature));
+            }
+        }
+    }
+
+    #[test]
+    fn several_signals_follow_the_order_and_say_so() {
+        let both = detect(&env(&[("AWS_REGION", "eu-west-1"), ("VAULT_ADDR", "https://v")])).unwrap();
+        match (cfg!(feature = "aws"), cfg!(feature = "vault")) {
+            (true, true) => {
+                assert_eq!(both.name(), "aws");
+                assert!(
+                    both.reason.contains("ahead of vault (VAULT_ADDR is set)"),
+                    "{}",
+                    both.reason
+                );
+            }
+            (true, false) => assert_eq!(both.name(), "aws"),
+            (false, true) => assert_eq!(both.name(), "vault"),
+            (false, false) => assert_eq!(both.name(), "none"),
+        }
     }
 }

@@ -22,17 +22,22 @@
 //! - [`Error`]: one error type whose variants keep their causes ([`std::error::Error::source`]); never a
 //!   secret value.
 //! - [`Rotating`]: a field holding the current and the previous version, for rotation grace.
+//! - [`rotation`]: rotating a password in its target system ([`rotation::Rotator`]), the AWS rotation
+//!   protocol (feature `aws`) and a PostgreSQL rotator (feature `postgres`).
 //! - [`watch`]: hot reload ([`Loader::watch`]) with stale-on-error and version-checked refreshes.
 //! - [`conformance`]: the test suite every backend passes.
 //! - [`gitcheck`]: a warning when `.env` or the local store sits in a git work tree without being ignored;
 //!   the `skm` tool runs it (`skm check`, `skm doctor`), a load never does.
+//! - `lease` (feature `vault`): dynamic secrets, `Leased<T>` renewed, re-issued and revoked in the background.
 //!
 //! # Cargo features
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `local` | yes | the local encrypted store |
 //! | `aws` | no | AWS Secrets Manager |
-//! | `vault` | no | HashiCorp Vault / OpenBao KV |
+//! | `azure` | no | Azure Key Vault |
+//! | `vault` | no | HashiCorp Vault / OpenBao KV, and dynamic secrets (`lease`) |
+//! | `postgres` | no | the PostgreSQL rotator (`tokio-postgres`) |
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -49,10 +54,13 @@ pub mod fuzzing;
 pub mod gitcheck;
 mod layer;
 mod loader;
+#[cfg(feature = "vault")]
+pub mod lease;
 pub mod plan;
 mod report;
 mod resolve;
 pub mod rotating;
+pub mod rotation;
 pub mod spec;
 mod validate;
 mod values;

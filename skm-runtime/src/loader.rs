@@ -117,9 +117,9 @@ impl Loader {
     pub async fn from_env() -> Result<Self, Error> {
         let lookup = |name: &str| std::env::var(name).ok();
         let choice = crate::detect::detect(&lookup)?;
-        tracing::info!(target: "skm", backend = %choice.kind, reason = %choice.reason, "skm backend selected");
+        tracing::info!(target: "skm", backend = %choice.name(), reason = %choice.reason, "skm backend selected");
         let mut loader = Loader::new();
-        loader.backend = crate::detect::build(choice.kind).await?;
+        loader.backend = crate::detect::build(&choice).await?;
         loader.backend_reason = choice.reason;
         if let Some(path) = lookup("SKM_DOTENV") {
             loader.dotenv = (!path.is_empty()).then(|| PathBuf::from(path));

@@ -16,7 +16,7 @@ use skm_runtime::backend::{
     AdminBackend, AdminErrorKind, Backend, DeleteMode, FailureKind, FetchRequest, FetchResult, PutRequest, SecretValue,
     VersionPin,
 };
-use skm_runtime::detect::{detect, BackendKind};
+use skm_runtime::detect::detect;
 
 const SENTINEL: &str = "SENTINEL-local-7f3a9c";
 const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
@@ -512,19 +512,14 @@ async fn detection_finds_an_existing_store() {
             extra.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
         }
     };
-    assert_eq!(detect(&env(&[])).unwrap().kind, BackendKind::None, "no store yet");
-    assert_eq!(
-        detect(&env(&[("SKM_BACKEND", "local")])).unwrap().kind,
-        BackendKind::Local
-    );
+    assert_eq!(detect(&env(&[])).unwrap().name(), "none", "no store yet");
+    assert_eq!(detect(&env(&[("SKM_BACKEND", "local")])).unwrap().name(), "local");
+    assert_eq!(detect(&env(&[("SKM_BACKEND", "Local-Store")])).unwrap().name(), "local");
     put(&store_at(&root), "x", "y").await;
     let choice = detect(&env(&[])).unwrap();
-    assert_eq!(choice.kind, BackendKind::Local);
+    assert_eq!(choice.name(), "local");
     assert!(choice.reason.contains(&root_text), "{}", choice.reason);
-    assert_eq!(
-        detect(&env(&[("SKM_BACKEND", "none")])).unwrap().kind,
-        BackendKind::None
-    );
+    assert_eq!(detect(&env(&[("SKM_BACKEND", "none")])).unwrap().name(), "none");
 }
 
 #[cfg(unix)]
@@ -815,4 +810,45 @@ fn two_processes_writing_concurrently_lose_nothing() {
     assert_eq!(listed.len(), 201);
     assert!(overlap > 0, "the writers did not run at the same time: {windows:?}");
     assert_eq!(temp_files(&root), 0);
+}
+
+/// Check-and-set under the store's lock: a put naming the current version wins, a stale one is a
+/// `Conflict`; of 20 concurrent writers that all read version 1, exactly one wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn check_and_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_at(&dir.path().join(".skm"));
+    assert!(store.supports_cas());
+    let put = |expected: Option<&str>, v: &str| {
+        let mut r = PutRequest::new("cas/x", SecretValue::text(v));
+        r.expected_version = expected.map(str::to_string);
+        r
+    };
+    let e = store.put(put(Some("1"), "a")).await.unwrap_err();
+    assert_eq!(e.kind, AdminErrorKind::Conflict, "{e}");
+    assert_eq!(store.put(put(None, "a")).await.unwrap(), "1");
+    assert_eq!(store.put(put(Some("1"), "b")).await.unwrap(), "2");
+    let e = store.put(put(Some("1"), "c")).await.unwrap_err();
+    assert_eq!(e.kind, AdminErrorKind::Conflict, "{e}");
+
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut r = PutRequest::new("cas/x", SecretValue::text(format!("w{i}")));
+            r.expected_version = Some("2".into());
+            store.put(r).await
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(v) => {
+                assert_eq!(v, "3");
+                wins += 1;
+            }
+            Err(e) => assert_eq!(e.kind, AdminErrorKind::Conflict, "{e}"),
+        }
+    }
+    assert_eq!(wins, 1);
 }

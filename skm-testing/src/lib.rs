@@ -2,6 +2,10 @@
 //!
 //! - [`Moto`] runs a moto server (AWS Secrets Manager) on a free loopback port.
 //! - [`Bao`] runs an OpenBao dev server (the HashiCorp Vault HTTP API) on a free loopback port.
+//! - [`Drongo`] runs a drongo server (Google Cloud Secret Manager's REST API) on a free loopback port.
+//! - [`KeyVault`] serves the Azure Key Vault secrets API and its token endpoint over HTTPS on a free
+//!   loopback port (no emulator exists; Microsoft's own clients are the judge of it).
+//! - [`Postgres`] runs a throw-away PostgreSQL cluster (password logins over TCP) on a free loopback port.
 //! - [`Proxy`] sits between a client and a peer: it records and counts requests, and can answer, delay,
 //!   reset or stall them, by rule or at random, to test retries, timeouts and request counts.
 //!
@@ -15,17 +19,25 @@
 #![deny(missing_docs)]
 
 mod bao;
+mod drongo;
 mod http_client;
+mod keyvault;
 pub mod logs;
 mod moto;
 mod paths;
+mod postgres;
 mod process;
 mod proxy;
 
 pub use bao::Bao;
+pub use drongo::Drongo;
+pub use keyvault::{KeyVault, KeyVaultRequest};
 pub use moto::Moto;
 pub use paths::{free_port, venv_bin, workspace_root};
+pub use postgres::{describe as describe_pg_error, Postgres};
 pub use proxy::{Action, Fault, Proxy, RecordedRequest};
+/// Re-exported so that tests use the same PostgreSQL client as [`Postgres::connect`].
+pub use tokio_postgres;
 
 /// Re-exported so that tests can build an [`Action::Respond`] and read a [`RecordedRequest`] without
 /// depending on `bytes` and `http` themselves.

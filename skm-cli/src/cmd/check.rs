@@ -7,8 +7,11 @@ use std::sync::Arc;
 use serde_json::json;
 use skm_runtime::{Error, FieldError, FieldProblem, Loader};
 
+
+use super::doctor::{git_ignored, Level};
 use crate::decl::location;
 use crate::output::Tone;
+use crate::safe::display_lines;
 use crate::select::{env_var, ReadOnly};
 use crate::{exit, Ctx, Fail};
 
@@ -26,13 +29,26 @@ pub(crate) async fn run(
         loader = loader.backend_arc(Arc::new(ReadOnly(b.clone())));
     }
     // The same `.env` and strictness the application would use (SKM_DOTENV, SKM_STRICT), unless overridden.
-    loader = match (no_dotenv, dotenv, env_var("SKM_DOTENV")) {
+    loader = match (no_dotenv, dotenv.clone(), env_var("SKM_DOTENV")) {
         (true, _, _) => loader.no_dotenv(),
         (false, Some(path), _) => loader.dotenv(path),
         (false, None, Some(p)) if p.is_empty() => loader.no_dotenv(),
         (false, None, Some(p)) => loader.dotenv(p),
         (false, None, None) => loader,
     };
+    // Which files hold secrets here, for the git check below (the load itself never runs git).
+    let dotenv_file: Option<PathBuf> = match (no_dotenv, &dotenv, env_var("SKM_DOTENV")) {
+        (true, _, _) => None,
+        (false, Some(path), _) => Some(path.clone()),
+        (false, None, Some(p)) if p.is_empty() => None,
+        (false, None, Some(p)) => Some(PathBuf::from(p)),
+        (false, None, None) => Some(PathBuf::from(".env")),
+    };
+    let store_dir = (choice.name() == "local").then(|| {
+        env_var("SKM_LOCAL_PATH")
+            .filter(|p| !p.trim().is_empty())
+            .map_or_else(|| PathBuf::from(".skm"), PathBuf::from)
+    });
     let strict = strict
         || env_var("SKM_STRICT")
             .is_some_and(|s| matches!(s.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
@@ -110,6 +126,12 @@ pub(crate) async fn run(
         }
         lines.push(line);
     }
+    let mut warnings = check.provenance.warnings.clone();
+    for path in dotenv_file.iter().chain(&store_dir).filter(|p| p.exists()) {
+        if let (Level::Fail, why) = git_ignored(path) {
+            warnings.push(why);
+        }
+    }
     let failed = lines.iter().filter(|l| l.error.is_some()).count();
     let backend_name = backend.as_ref().map(|b| b.name());
 
@@ -142,15 +164,15 @@ pub(crate) async fn run(
             "declared": lines.len(),
             "failed": failed,
             "fields": fields,
-            "warnings": check.provenance.warnings,
+            "warnings": warnings,
         }));
     } else {
-        ctx.ui.line(format!(
+        ctx.ui.line(display_lines(&format!(
             "{}: backend {} ({})",
             decls.struct_name,
             backend_name.as_deref().unwrap_or("none"),
             choice.reason
-        ));
+        )));
         let rows: Vec<_> = lines
             .iter()
             .map(|l| {
@@ -181,13 +203,13 @@ pub(crate) async fn run(
             })
             .collect();
         ctx.ui.table(&["field", "env", "path", "status", "source"], &rows);
-        for w in &check.provenance.warnings {
+        for w in &warnings {
             ctx.ui.warn(w);
         }
         for l in lines.iter().filter(|l| l.error.is_some()) {
             if let Some(e) = &l.error {
                 let label = ctx.ui.paint("✗", Tone::Bad);
-                ctx.ui.line(format!("{label} {e}"));
+                ctx.ui.line(format!("{label} {}", display_lines(&e.to_string())));
             }
         }
         let summary = if failed == 0 {

@@ -2,12 +2,12 @@
 //! whether `.env` and the local store are kept out of git, and their file permissions.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use serde_json::json;
+use skm_runtime::backend::registry::{self, ProbeLevel};
 use skm_runtime::backend::{FailureKind, FetchRequest};
-use skm_runtime::detect::{self, BackendKind};
+use skm_runtime::gitcheck::{self, GitStatus};
 
 use super::util::mode_of;
 use crate::output::Tone;
@@ -15,7 +15,7 @@ use crate::select::env_var;
 use crate::{exit, Ctx, Fail};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Level {
+pub(crate) enum Level {
     Ok,
     Warn,
     Fail,
@@ -43,10 +43,10 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, dotenv: Option<PathBuf>) -> Resul
     let mut found = Vec::new();
     let mut push = |check, level, detail: String| found.push(Finding { check, level, detail });
 
-    let compiled: Vec<String> = [BackendKind::Aws, BackendKind::Vault, BackendKind::Local]
-        .into_iter()
-        .filter(|k| detect::compiled(*k))
-        .map(|k| k.to_string())
+    let compiled: Vec<String> = registry::all()
+        .iter()
+        .filter(|d| d.compiled)
+        .map(|d| d.name.to_string())
         .collect();
 
     // Declarations are optional here: doctor helps most when something is not set up yet.
@@ -67,7 +67,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, dotenv: Option<PathBuf>) -> Resul
     let choice = ctx.choice();
     let kind = match &choice {
         Ok(c) => {
-            let level = if c.kind == BackendKind::None && ctx.backend.is_none() {
+            let level = if c.backend.is_none() && ctx.backend.is_none() {
                 Level::Warn
             } else {
                 Level::Ok
@@ -75,24 +75,24 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, dotenv: Option<PathBuf>) -> Resul
             let name = if ctx.backend.is_some() {
                 "custom".to_string()
             } else {
-                c.kind.to_string()
+                c.name().to_string()
             };
             push(
                 "backend",
                 level,
                 format!("{name}: {} (compiled in: {})", c.reason, compiled.join(", ")),
             );
-            c.kind
+            c.backend
         }
         Err(Fail::Usage(m) | Fail::Failed(m)) => {
             push("backend", Level::Fail, m.clone());
-            BackendKind::None
+            None
         }
     };
 
     // Reachability: one fetch of the declared paths (or of a probe path); "not found" proves an answer.
     let mut built = false;
-    if choice.is_ok() && (kind != BackendKind::None || ctx.backend.is_some()) {
+    if choice.is_ok() && (kind.is_some() || ctx.backend.is_some()) {
         match ctx.backend_opt().await {
             Ok((Some(backend), _)) => {
                 built = true;
@@ -147,11 +147,25 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, dotenv: Option<PathBuf>) -> Resul
         }
     }
 
-    // Only once the backend accepted the configuration: it refuses to send a token over plain HTTP to a
-    // remote host, and this lookup must not do what the backend refuses.
-    if kind == BackendKind::Vault && built {
-        let (level, detail) = vault_token().await;
-        push("vault token", level, detail);
+    // Only once the backend accepted the configuration: the backend's own checks (the Vault token lookup
+    // runs on the backend's client, with its redirect, proxy and TLS rules and a timeout).
+    if let (Some(d), true, None) = (kind, built, &ctx.backend) {
+        for p in (d.doctor)(registry::process_env()).await {
+            let level = match p.level {
+                ProbeLevel::Ok => Level::Ok,
+                ProbeLevel::Warn => Level::Warn,
+                ProbeLevel::Fail => Level::Fail,
+                ProbeLevel::Skip => Level::Skip,
+            };
+            let check = match p.check.as_str() {
+                "vault token" => "vault token",
+                "aws credentials" => "aws credentials",
+                "local key" => "local key",
+                "local store" => "local store",
+                _ => "backend check",
+            };
+            push(check, level, p.detail);
+        }
     }
 
     // Files: .env and the local store must stay out of git and be private.
@@ -214,48 +228,26 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, dotenv: Option<PathBuf>) -> Resul
 }
 
 /// Whether git ignores `path` (and does not track it). Outside a work tree, or without git, nothing to say.
-fn git_ignored(path: &Path) -> (Level, String) {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+///
+/// git runs through [`gitcheck`], locked down: a cleared environment, no hooks, no fsmonitor.
+pub(crate) fn git_ignored(path: &Path) -> (Level, String) {
     let name = path
         .file_name()
         .map(PathBuf::from)
         .unwrap_or_else(|| path.to_path_buf());
-    let inside = Command::new("git")
-        .args(["rev-parse", "--is-inside-work-tree"])
-        .current_dir(dir)
-        .output();
-    match inside {
-        Err(_) => return (Level::Skip, "git is not installed; cannot check ignores".into()),
-        Ok(o) if !o.status.success() => return (Level::Skip, format!("{} is not in a git work tree", path.display())),
-        Ok(_) => {}
-    }
-    let tracked = Command::new("git")
-        .args(["ls-files", "--error-unmatch", "--"])
-        .arg(&name)
-        .current_dir(dir)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if tracked {
-        return (
+    match gitcheck::status(path) {
+        GitStatus::NoGit => (Level::Skip, "git is not installed; cannot check ignores".into()),
+        GitStatus::Outside => (Level::Skip, format!("{} is not in a git work tree", path.display())),
+        GitStatus::Tracked => (
             Level::Fail,
             format!(
                 "{} is tracked by git: `git rm --cached {}` and add it to .gitignore (and rotate what it held)",
                 path.display(),
                 path.display()
             ),
-        );
-    }
-    let ignored = Command::new("git")
-        .args(["check-ignore", "-q", "--"])
-        .arg(&name)
-        .current_dir(dir)
-        .status();
-    match ignored.map(|s| s.code()) {
-        Ok(Some(0)) => (Level::Ok, format!("{} is ignored by git", path.display())),
-        Ok(Some(1)) => (
+        ),
+        GitStatus::Ignored => (Level::Ok, format!("{} is ignored by git", path.display())),
+        GitStatus::NotIgnored => (
             Level::Fail,
             format!(
                 "{} is NOT ignored by git: add `/{}` to .gitignore",
@@ -277,17 +269,23 @@ fn private(path: &Path) -> (Level, String) {
         loose.push((path.to_path_buf(), mode));
     }
     if path.is_dir() {
+        // Symbolic links are neither followed nor judged: a link's own mode means nothing, and following
+        // one could leave the directory or loop forever (`a -> .`, `b -> .`).
         let mut stack = vec![path.to_path_buf()];
         while let Some(dir) = stack.pop() {
             let Ok(entries) = std::fs::read_dir(&dir) else { continue };
             for entry in entries.flatten() {
+                let Ok(kind) = entry.file_type() else { continue };
+                if kind.is_symlink() {
+                    continue;
+                }
                 let p = entry.path();
                 if let Some(m) = mode_of(&p) {
                     if m & 0o077 != 0 {
                         loose.push((p.clone(), m));
                     }
                 }
-                if p.is_dir() {
+                if kind.is_dir() {
                     stack.push(p);
                 }
             }
@@ -362,81 +360,4 @@ fn key_file() -> Option<PathBuf> {
             .map_or_else(|| PathBuf::from(&home).join(".config"), PathBuf::from)
     };
     Some(base.join("skm").join("local.key"))
-}
-
-/// The Vault token's remaining lifetime, by `auth/token/lookup-self`.
-#[cfg(feature = "vault")]
-async fn vault_token() -> (Level, String) {
-    use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
-    let auth = env_var("SKM_VAULT_AUTH").unwrap_or_default();
-    if !auth.is_empty() && !auth.eq_ignore_ascii_case("token") {
-        return (
-            Level::Skip,
-            format!("SKM_VAULT_AUTH={auth}: the backend logs in and renews its own token"),
-        );
-    }
-    let token = env_var("VAULT_TOKEN").filter(|t| !t.trim().is_empty()).or_else(|| {
-        let home = env_var("HOME")?;
-        std::fs::read_to_string(Path::new(&home).join(".vault-token"))
-            .ok()
-            .map(|t| t.trim().to_string())
-    });
-    let Some(token) = token else {
-        return (Level::Fail, "no token: set VAULT_TOKEN or run `vault login`".into());
-    };
-    let mut settings = VaultClientSettingsBuilder::default();
-    settings.token(token);
-    if let Some(addr) = env_var("VAULT_ADDR").filter(|a| !a.is_empty()) {
-        settings.address(addr);
-    }
-    if let Some(ns) = env_var("VAULT_NAMESPACE").filter(|n| !n.is_empty()) {
-        settings.namespace(Some(ns));
-    }
-    let client = match settings
-        .build()
-        .map_err(|e| e.to_string())
-        .and_then(|s| VaultClient::new(s).map_err(|e| e.to_string()))
-    {
-        Ok(c) => c,
-        Err(e) => return (Level::Fail, format!("cannot set up a Vault client: {e}")),
-    };
-    match vaultrs::token::lookup_self(&client).await {
-        Ok(info) if info.ttl == 0 => (
-            Level::Ok,
-            "the token never expires (root or periodic without TTL)".into(),
-        ),
-        Ok(info) => {
-            let level = if info.ttl < 3600 { Level::Warn } else { Level::Ok };
-            let renew = if info.renewable.unwrap_or(false) {
-                "renewable"
-            } else {
-                "not renewable"
-            };
-            (level, format!("expires in {} ({renew})", human(info.ttl)))
-        }
-        Err(e) => (
-            Level::Fail,
-            format!("token lookup failed: {}", first_line(&e.to_string())),
-        ),
-    }
-}
-
-#[cfg(not(feature = "vault"))]
-async fn vault_token() -> (Level, String) {
-    (Level::Skip, "built without the `vault` feature".into())
-}
-
-#[cfg(feature = "vault")]
-fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or_default().chars().take(200).collect()
-}
-
-#[cfg(feature = "vault")]
-fn human(secs: u64) -> String {
-    match secs {
-        s if s >= 86_400 => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
-        s if s >= 3600 => format!("{}h {}m", s / 3600, s % 3600 / 60),
-        s if s >= 60 => format!("{}m {}s", s / 60, s % 60),
-        s => format!("{s}s"),
-    }
 }

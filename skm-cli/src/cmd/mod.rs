@@ -42,7 +42,8 @@ pub(crate) async fn dispatch(ctx: &mut Ctx<'_, '_>, command: Command) -> Result<
             key,
             generate,
             charset,
-        } => ops::rotate(ctx, &path, key.as_deref(), generate, charset).await,
+            force,
+        } => ops::rotate(ctx, &path, key.as_deref(), generate, charset, force).await,
         Command::Migrate(args) => migrate::run(ctx, args).await,
         Command::Check {
             dotenv,

@@ -4,9 +4,10 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use skm_runtime::backend::{DeleteMode, PutRequest, SecretValue, VersionInfo, VersionPin};
 
-use super::util::{as_object, fetch_one, format_time, key_text, parse_version, with_key};
+use super::util::{as_object, fetch_one, format_time, key_text, parse_version, with_key, write_key, KeyWrite};
 use crate::args::Charset;
 use crate::output::{confirm, read_value, Tone, MASK};
+use crate::safe::display;
 use crate::{exit, Ctx, Fail};
 
 pub(crate) async fn get(
@@ -34,8 +35,10 @@ pub(crate) async fn get(
             let object = object
                 .as_ref()
                 .ok_or_else(|| Fail::Failed(format!("`{path}` does not hold a JSON object, so it has no key `{k}`")))?;
-            let text = key_text(object, k)
-                .ok_or_else(|| Fail::Failed(format!("`{path}` has no key `{k}` (its keys: {})", keys.join(", "))))?;
+            let text = key_text(object, k).ok_or_else(|| {
+                let shown: Vec<String> = keys.iter().map(|k| display(k).into_owned()).collect();
+                Fail::Failed(format!("`{path}` has no key `{k}` (its keys: {})", shown.join(", ")))
+            })?;
             Shown::Text(text)
         }
         (None, SecretValue::Text(t)) => Shown::Text(t.expose_secret().to_string()),
@@ -99,6 +102,7 @@ pub(crate) async fn get(
         (format!("{MASK}  (--reveal to show)"), Tone::Dim),
     ]);
     for row in rows {
+        // `paint` escapes the cell: keys and versions come from the backend.
         let line = format!("{:8} {}", row[0].0, ctx.ui.paint(&row[1].0, row[1].1));
         ctx.ui.line(line);
     }
@@ -123,6 +127,13 @@ pub(crate) async fn put(
         // Most often a redirect from the wrong file, or a prompt answered by Enter: never store it silently.
         return Err(Fail::Usage(format!("the {what} is empty: nothing written")));
     }
+    // With --create-only the write fails if anything appeared since the read, so nothing can be lost.
+    if let (Some(k), false) = (key, create_only) {
+        let write = write_key(ctx, backend.as_ref(), path, k, value).await?;
+        report_key_write(ctx, &backend.name(), &write);
+        report_write(ctx, path, &write.version, "wrote");
+        return Ok(exit::OK);
+    }
     let value = match key {
         Some(k) => with_key(backend.as_ref(), path, k, value).await?,
         None => SecretValue::text(value),
@@ -133,10 +144,21 @@ pub(crate) async fn put(
         tags,
         description,
         create_only,
+        expected_version: None,
     };
     let version = backend.put(request).await?;
     report_write(ctx, path, &version, "wrote");
     Ok(exit::OK)
+}
+
+/// Says plainly when a key write was a read-merge-write that a concurrent writer could have undone.
+fn report_key_write(ctx: &mut Ctx<'_, '_>, backend: &str, write: &KeyWrite) {
+    if !write.atomic {
+        ctx.ui.warn(format!(
+            "{backend} cannot set one key atomically here: the other keys were read and written back, so a \
+             concurrent write to the same secret in between would be lost; run key writes one at a time"
+        ));
+    }
 }
 
 fn report_write(ctx: &mut Ctx<'_, '_>, path: &str, version: &str, verb: &str) {
@@ -144,7 +166,7 @@ fn report_write(ctx: &mut Ctx<'_, '_>, path: &str, version: &str, verb: &str) {
         ctx.ui.json(&json!({ "path": path, "version": version }));
     } else {
         let v = ctx.ui.paint(version, Tone::Good);
-        ctx.ui.line(format!("{verb} `{path}`: version {v}"));
+        ctx.ui.line(format!("{verb} `{}`: version {v}", display(path)));
     }
 }
 
@@ -207,7 +229,7 @@ pub(crate) async fn delete(
     if ctx.ui.json {
         ctx.ui.json(&json!({ "path": path, "deleted": true, "mode": how }));
     } else {
-        ctx.ui.line(format!("deleted `{path}` {how}"));
+        ctx.ui.line(format!("deleted `{}` {how}", display(path)));
     }
     Ok(exit::OK)
 }
@@ -291,8 +313,9 @@ pub(crate) async fn rollback(ctx: &mut Ctx<'_, '_>, path: &str, to: &str) -> Res
     } else {
         let v = ctx.ui.paint(&version, Tone::Good);
         ctx.ui.line(format!(
-            "rolled `{path}` back to version {}: new version {v}",
-            target.id
+            "rolled `{}` back to version {}: new version {v}",
+            display(path),
+            display(&target.id)
         ));
     }
     Ok(exit::OK)
@@ -304,14 +327,33 @@ pub(crate) async fn rotate(
     key: Option<&str>,
     length: u16,
     charset: Charset,
+    force: bool,
 ) -> Result<u8, Fail> {
     let backend = ctx.backend().await?;
+    if key.is_none() && !force {
+        // One random string over a JSON object would silently drop every key the application reads.
+        if let Some(object) = fetch_one(backend.as_ref(), path, VersionPin::Current)
+            .await?
+            .and_then(|p| as_object(&p.value))
+        {
+            let keys: Vec<String> = object.keys().map(|k| display(k).into_owned()).collect();
+            return Err(Fail::Failed(format!(
+                "`{}` holds a JSON object (keys: {}): rotate one key with --key NAME, or pass --force to replace \
+                 the whole object with one random string",
+                display(path),
+                keys.join(", ")
+            )));
+        }
+    }
     let generated = generate(usize::from(length), charset)?;
-    let value = match key {
-        Some(k) => with_key(backend.as_ref(), path, k, generated).await?,
-        None => SecretValue::text(generated),
+    let version = match key {
+        Some(k) => {
+            let write = write_key(ctx, backend.as_ref(), path, k, generated).await?;
+            report_key_write(ctx, &backend.name(), &write);
+            write.version
+        }
+        None => backend.put(PutRequest::new(path, SecretValue::text(generated))).await?,
     };
-    let version = backend.put(PutRequest::new(path, value)).await?;
     report_write(ctx, path, &version, "rotated");
     Ok(exit::OK)
 }

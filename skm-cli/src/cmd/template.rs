@@ -3,6 +3,8 @@
 use std::path::Path;
 
 use crate::decl::{location, Declarations};
+use crate::safe::display;
+use crate::valid::is_env_name;
 use crate::{exit, Ctx, Fail};
 
 /// The first line of every generated file: a file starting with it may be overwritten without `--force`.
@@ -38,23 +40,25 @@ pub(crate) fn run(ctx: &mut Ctx<'_, '_>, output: &Path, force: bool) -> Result<u
     Ok(exit::OK)
 }
 
+/// The template's text. Every name goes through [`display`] and every variable line through
+/// [`is_env_name`], so that no declaration can start a line of its own (a `.env` line sets a variable).
 pub(crate) fn render(decls: &Declarations) -> String {
     let mut out = format!(
         "{MARKER} from `{}`{}. Names only: never put values in this file.\n\
          # Copy it to .env for local work. A configured backend (AWS, Vault, the local store) takes precedence\n\
          # over these variables; see `skm check` for where each secret comes from.\n",
-        decls.struct_name,
+        display(&decls.struct_name),
         decls
             .profile
             .as_ref()
-            .map(|p| format!(" (profile {p})"))
+            .map(|p| format!(" (profile {})", display(p)))
             .unwrap_or_default()
     );
     for f in &decls.fields {
         out.push('\n');
-        let mut about = vec![format!("{} ({})", f.id, f.spec.type_name)];
+        let mut about = vec![format!("{} ({})", display(&f.id), display(f.spec.type_name))];
         if f.path.is_some() {
-            about.push(format!("backend: {}", location(f)));
+            about.push(format!("backend: {}", display(&location(f))));
         }
         if f.spec.optional {
             about.push("optional".into());
@@ -64,6 +68,10 @@ pub(crate) fn render(decls: &Declarations) -> String {
         }
         out.push_str(&format!("# {}\n", about.join("; ")));
         match f.env {
+            Some(env) if !is_env_name(env) => out.push_str(&format!(
+                "# (env `{}` is not a valid variable name: fix the declaration)\n",
+                display(env)
+            )),
             // Optional or defaulted: commented out, so that copying the template changes nothing.
             Some(env) if f.spec.optional || f.spec.default.is_some() => out.push_str(&format!("# {env}=\n")),
             Some(env) => out.push_str(&format!("{env}=\n")),

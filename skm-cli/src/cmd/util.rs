@@ -1,10 +1,12 @@
 //! Small helpers shared by the commands: reading one secret, JSON objects, times, files.
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use secrecy::ExposeSecret;
-use skm_runtime::backend::{AdminBackend, FailureKind, FetchRequest, SecretPayload, SecretValue, VersionPin};
+use skm_runtime::backend::{
+    AdminBackend, FailureKind, FetchRequest, PutRequest, SecretPayload, SecretValue, VersionPin,
+};
 
 use crate::Fail;
 
@@ -75,6 +77,9 @@ pub(crate) fn object_value(object: &serde_json::Map<String, serde_json::Value>) 
 }
 
 /// Sets `key` in the current value of `path` (a JSON object, or nothing yet), keeping the other keys.
+///
+/// This is a read, a merge and a write: a concurrent writer between the read and the write loses its
+/// update. [`write_key`] avoids that where the backend can; this is its fallback.
 pub(crate) async fn with_key(
     backend: &dyn AdminBackend,
     path: &str,
@@ -83,65 +88,77 @@ pub(crate) async fn with_key(
 ) -> Result<SecretValue, Fail> {
     let mut object = match fetch_one(backend, path, VersionPin::Current).await? {
         None => serde_json::Map::new(),
-        Some(current) => as_object(&current.value).ok_or_else(|| {
-            Fail::Failed(format!(
-                "`{path}` does not hold a JSON object, so key `{key}` cannot be set: write the whole value \
-                 without --key"
-            ))
-        })?,
+        Some(current) => as_object(&current.value).ok_or_else(|| not_an_object(path, key))?,
     };
     object.insert(key.to_string(), serde_json::Value::String(value));
     Ok(object_value(&object))
 }
 
-/// `2024-05-01T12:34:56Z` for a time, without a date library.
+fn not_an_object(path: &str, key: &str) -> Fail {
+    Fail::Failed(format!(
+        "`{path}` does not hold a JSON object, so key `{key}` cannot be set: write the whole value without --key"
+    ))
+}
+
+/// How a key write went: its new version, and whether a concurrent write could have been lost.
+pub(crate) struct KeyWrite {
+    pub version: String,
+    /// `false` when the backend offers no way to make the read-merge-write atomic.
+    pub atomic: bool,
+}
+
+/// Sets `key` to `value` in the JSON object at `path`, keeping the other keys, without losing a concurrent
+/// writer's update where the backend can guarantee it.
+///
+/// The local store merges under its own lock ([`LocalStore::put_key`]). Other backends read, merge and
+/// write; the result says so, and the caller tells the user plainly.
+///
+/// [`LocalStore::put_key`]: skm_runtime::backend::local::LocalStore::put_key
+pub(crate) async fn write_key(
+    ctx: &crate::Ctx<'_, '_>,
+    backend: &dyn AdminBackend,
+    path: &str,
+    key: &str,
+    value: String,
+) -> Result<KeyWrite, Fail> {
+    #[cfg(feature = "local")]
+    if let Some(store) = ctx.local_store()? {
+        let version = store.put_key(path, key, &value).await?;
+        return Ok(KeyWrite { version, atomic: true });
+    }
+    #[cfg(not(feature = "local"))]
+    let _ = ctx;
+    let merged = with_key(backend, path, key, value).await?;
+    let version = backend.put(PutRequest::new(path, merged)).await?;
+    Ok(KeyWrite { version, atomic: false })
+}
+
+/// `2024-05-01T12:34:56Z` for a time (RFC 3339, UTC, whole seconds).
 pub(crate) fn format_time(t: SystemTime) -> String {
-    let secs = match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_secs() as i64,
-        Err(e) => -(e.duration().as_secs() as i64),
-    };
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let utc = time::OffsetDateTime::from(t);
+    utc.replace_nanosecond(0)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| "-".into())
 }
 
 /// Standard base64 with padding, for binary values shown with `--reveal --json`.
 pub(crate) fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// Writes `contents` to `path` atomically: a temporary file in the same directory, fsynced, then renamed
-/// over the target, so that a crash leaves the old file or the new one, never half of one.
-pub(crate) fn write_atomic(path: &Path, contents: &[u8], mode: Option<u32>) -> std::io::Result<()> {
-    use std::io::Write;
+/// Equal bytes, compared in constant time: the comparison of a secret with a guess must not tell how many
+/// leading bytes matched.
+pub(crate) fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq as _;
+    a.ct_eq(b).into()
+}
+
+/// The temporary file [`write_atomic`] writes first: next to `path`, named `<name>.skm-XXXXXX.env`, so that
+/// the ignore patterns that keep `path` out of git (`.env`, `.env.*`, `*.env`) keep a left-over copy out too
+/// when a crash interrupts the write.
+pub(crate) fn temp_beside(path: &Path, mode: u32) -> std::io::Result<tempfile::NamedTempFile> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -150,31 +167,36 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8], mode: Option<u32>) -> s
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.skm-tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(mode.unwrap_or(0o600));
-        }
-        let mut file = options.open(&tmp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, path)?;
-        #[cfg(unix)]
-        if let Ok(d) = std::fs::File::open(&dir) {
-            // Persist the rename itself.
+    let prefix = format!("{name}.skm-");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".env");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(mode));
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    builder.tempfile_in(dir)
+}
+
+/// Writes `contents` to `path` atomically: a temporary file in the same directory ([`temp_beside`]),
+/// fsynced, then renamed over the target, so that a crash leaves the old file or the new one, never half of
+/// one. The temporary file is removed on any error.
+pub(crate) fn write_atomic(path: &Path, contents: &[u8], mode: Option<u32>) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = temp_beside(path, mode.unwrap_or(0o600))?;
+    file.write_all(contents)?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|e| e.error)?;
+    #[cfg(unix)]
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // Persist the rename itself.
+        if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
     }
-    result
+    Ok(())
 }
 
 /// The permission bits of `path`, on Unix.
@@ -194,6 +216,7 @@ pub(crate) fn mode_of(path: &Path) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn base64_matches_rfc4648_vectors() {
@@ -208,6 +231,37 @@ mod tests {
         ] {
             assert_eq!(base64(input.as_bytes()), want);
         }
+    }
+
+    #[test]
+    fn a_left_over_temp_file_is_ignored_like_its_target() {
+        // The patterns people write for env files; the temporary copy of each must match one of them.
+        fn glob(pattern: &str, name: &str) -> bool {
+            match pattern.split_once('*') {
+                None => pattern == name,
+                Some((head, tail)) => {
+                    name.len() >= head.len() + tail.len() && name.starts_with(head) && name.ends_with(tail)
+                }
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for (target, pattern) in [
+            (".env", ".env.*"),
+            (".env", "*.env"),
+            ("prod.env", "*.env"),
+            (".env.local", ".env.*"),
+        ] {
+            let temp = temp_beside(&dir.path().join(target), 0o600).unwrap();
+            let name = temp.path().file_name().unwrap().to_str().unwrap().to_string();
+            assert!(glob(pattern, &name), "`{name}` (for {target}) escapes `{pattern}`");
+        }
+    }
+
+    #[test]
+    fn constant_time_equality() {
+        assert!(constant_eq(b"abc", b"abc"));
+        assert!(!constant_eq(b"abc", b"abd"));
+        assert!(!constant_eq(b"abc", b"ab"));
     }
 
     #[test]

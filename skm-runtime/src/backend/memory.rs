@@ -66,8 +66,11 @@ impl MemoryBackend {
 
     /// Stores `value` as a new version of `path`; returns the version number.
     pub fn insert(&self, path: impl Into<String>, value: SecretValue) -> u64 {
-        let mut store = lock(&self.inner.store);
-        let entry = store.entry(path.into()).or_insert_with(|| Entry {
+        Self::insert_locked(&mut lock(&self.inner.store), path.into(), value)
+    }
+
+    fn insert_locked(store: &mut BTreeMap<String, Entry>, path: String, value: SecretValue) -> u64 {
+        let entry = store.entry(path).or_insert_with(|| Entry {
             versions: Vec::new(),
             deleted: false,
         });
@@ -165,15 +168,36 @@ impl Backend for MemoryBackend {
 #[async_trait]
 impl AdminBackend for MemoryBackend {
     async fn put(&self, request: PutRequest) -> Result<String, AdminError> {
-        let exists = lock(&self.inner.store).get(&request.path).is_some_and(|e| !e.deleted);
-        if request.create_only && exists {
+        // One lock for the check and the write, so that check-and-set has no window.
+        let mut store = lock(&self.inner.store);
+        let current = store
+            .get(&request.path)
+            .filter(|e| !e.deleted)
+            .map(|e| e.versions.len().to_string());
+        if request.create_only && current.is_some() {
             return Err(AdminError::new(
                 AdminErrorKind::AlreadyExists,
                 &request.path,
                 "the secret already exists",
             ));
         }
-        Ok(self.insert(request.path, request.value).to_string())
+        if let Some(expected) = &request.expected_version {
+            if current.as_ref() != Some(expected) {
+                return Err(AdminError::new(
+                    AdminErrorKind::Conflict,
+                    &request.path,
+                    format!(
+                        "check-and-set: expected version {expected}, found {}",
+                        current.as_deref().unwrap_or("none")
+                    ),
+                ));
+            }
+        }
+        Ok(Self::insert_locked(&mut store, request.path, request.value).to_string())
+    }
+
+    fn supports_cas(&self) -> bool {
+        true
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ListEntry>, AdminError> {
@@ -221,5 +245,25 @@ impl AdminBackend for MemoryBackend {
                 created: Some(entry.versions[i - 1].1),
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn check_and_set() {
+        let m = MemoryBackend::new();
+        assert!(m.supports_cas());
+        let put = |expected: Option<&str>| {
+            let mut r = PutRequest::new("p", SecretValue::text("v"));
+            r.expected_version = expected.map(str::to_string);
+            r
+        };
+        assert_eq!(m.put(put(Some("1"))).await.unwrap_err().kind, AdminErrorKind::Conflict);
+        assert_eq!(m.put(put(None)).await.unwrap(), "1");
+        assert_eq!(m.put(put(Some("1"))).await.unwrap(), "2");
+        assert_eq!(m.put(put(Some("1"))).await.unwrap_err().kind, AdminErrorKind::Conflict);
     }
 }

@@ -17,11 +17,28 @@ pub use crate::spec::VersionPin;
 
 #[cfg(feature = "aws")]
 pub mod aws;
+/// AWS Secrets Manager: this build lacks the `aws` feature, so only the policy renderer (which needs no
+/// client) is here.
+#[cfg(not(feature = "aws"))]
+pub mod aws {
+    pub mod policy;
+}
+#[cfg(feature = "gcp")]
+pub mod gcp;
+#[cfg(feature = "azure")]
+pub mod azure;
 #[cfg(feature = "local")]
 pub mod local;
 pub mod memory;
+pub mod registry;
 #[cfg(feature = "vault")]
 pub mod vault;
+/// HashiCorp Vault / OpenBao: this build lacks the `vault` feature, so only the policy renderer (which
+/// needs no client) is here.
+#[cfg(not(feature = "vault"))]
+pub mod vault {
+    pub mod policy;
+}
 
 pub use memory::MemoryBackend;
 
@@ -75,10 +92,12 @@ impl SecretValue {
         SecretValue::Binary(SecretBox::new(Box::new(bytes)))
     }
 
-    /// Compares two values in constant time per byte (used by tools to detect conflicts without showing them).
+    /// Compares two values in constant time per byte, with `subtle` (used by tools to detect conflicts
+    /// without showing them). A length difference is not hidden.
     pub fn same_as(&self, other: &SecretValue) -> bool {
         fn eq(a: &[u8], b: &[u8]) -> bool {
-            a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+            use subtle::ConstantTimeEq;
+            a.ct_eq(b).into()
         }
         match (self, other) {
             (SecretValue::Text(a), SecretValue::Text(b)) => {
@@ -160,7 +179,7 @@ impl FetchError {
     }
 }
 
-/// The category of a [`FetchError`].
+/// The category of a [`FetchError`] or an [`AdminError`] (one kind for reads and admin operations).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum FailureKind {
@@ -176,9 +195,19 @@ pub enum FailureKind {
     Decryption,
     /// The secret exists but has the wrong shape (e.g. a `key` on a value that is not a JSON object).
     Invalid,
+    /// `create_only` and the path exists.
+    AlreadyExists,
+    /// A check-and-set write found another current version than [`PutRequest::expected_version`].
+    Conflict,
+    /// The backend does not support this operation.
+    Unsupported,
     /// Anything else.
     Other,
 }
+
+/// The category of an [`AdminError`]: the same kinds as reads ([`FailureKind`]), so that a tool handles
+/// "not found", "forbidden" or "unavailable" alike for both.
+pub type AdminErrorKind = FailureKind;
 
 impl FailureKind {
     /// Whether a lower layer may supply the value instead (with a warning, unless the loader is strict).
@@ -203,6 +232,9 @@ impl fmt::Display for FailureKind {
             FailureKind::Throttled => "throttled",
             FailureKind::Decryption => "decryption failed",
             FailureKind::Invalid => "invalid secret",
+            FailureKind::AlreadyExists => "already exists",
+            FailureKind::Conflict => "version conflict",
+            FailureKind::Unsupported => "not supported",
             FailureKind::Other => "backend error",
         })
     }
@@ -256,6 +288,11 @@ pub struct PutRequest {
     pub description: Option<String>,
     /// `true`: fail with [`AdminErrorKind::AlreadyExists`] if the path exists. Writes never silently overwrite.
     pub create_only: bool,
+    /// Check-and-set: write only if the path's current version is this one, else fail with
+    /// [`FailureKind::Conflict`]. `None` checks nothing (and does *not* mean "must not exist": that is
+    /// `create_only`). Only for backends whose [`AdminBackend::supports_cas`] is `true`; others refuse it
+    /// with [`FailureKind::Unsupported`] rather than write unchecked.
+    pub expected_version: Option<String>,
 }
 
 impl PutRequest {
@@ -267,6 +304,7 @@ impl PutRequest {
             tags: Vec::new(),
             description: None,
             create_only: false,
+            expected_version: None,
         }
     }
 }
@@ -315,24 +353,6 @@ pub struct AdminError {
     pub detail: String,
 }
 
-/// The category of an [`AdminError`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum AdminErrorKind {
-    /// The path does not exist.
-    NotFound,
-    /// `create_only` and the path exists, or a check-and-set failed.
-    AlreadyExists,
-    /// Permission denied.
-    Forbidden,
-    /// The backend could not be reached.
-    Unavailable,
-    /// The backend does not support this operation.
-    Unsupported,
-    /// Anything else.
-    Other,
-}
-
 impl AdminError {
     /// An error of `kind` on `path`.
     pub fn new(kind: AdminErrorKind, path: impl Into<String>, detail: impl Into<String>) -> Self {
@@ -358,4 +378,37 @@ pub trait AdminBackend: Backend {
 
     /// The versions of `path`, newest first.
     async fn versions(&self, path: &str) -> Result<Vec<VersionInfo>, AdminError>;
+
+    /// Whether [`put`](Self::put) honours [`PutRequest::expected_version`] atomically (check-and-set).
+    /// `false`, the default: such a put fails with [`FailureKind::Unsupported`].
+    fn supports_cas(&self) -> bool {
+        false
+    }
+}
+
+/// The error of a put with [`PutRequest::expected_version`] on a backend without check-and-set.
+#[allow(dead_code)] // used by the `aws` and `vault` features
+pub(crate) fn cas_unsupported(request: &PutRequest, backend: &str) -> Result<(), AdminError> {
+    match request.expected_version {
+        None => Ok(()),
+        Some(_) => Err(AdminError::new(
+            FailureKind::Unsupported,
+            &request.path,
+            format!("{backend} cannot check-and-set a write: put without an expected version"),
+        )),
+    }
+}
+
+/// Whether `authority` (`host[:port]`) names a loopback IP literal: 127.0.0.0/8 or `[::1]`. Names such as
+/// `localhost` are not trusted: DNS or `/etc/hosts` decide where they point, and skm does not resolve here.
+#[allow(dead_code)] // used by the `aws` and `vault` features
+pub(crate) fn loopback_ip_literal(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((h, port)) if port.is_empty() || port.starts_with(':') => h,
+            _ => return false,
+        },
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }

@@ -20,6 +20,8 @@ fn time(t: Option<&DateTime>) -> Option<SystemTime> {
 }
 
 pub(super) async fn put(backend: &AwsBackend, request: PutRequest) -> Result<String, AdminError> {
+    // No honest atomic check-and-set here yet: refuse rather than write unchecked.
+    crate::backend::cas_unsupported(&request, "AWS Secrets Manager")?;
     let path = request.path.as_str();
     let (text, binary) = match &request.value {
         SecretValue::Text(s) => (Some(s.expose_secret().to_string()), None),

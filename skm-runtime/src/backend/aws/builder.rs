@@ -40,6 +40,7 @@ pub struct AwsBackendBuilder {
     max_attempts: Option<u32>,
     timeout: Option<TimeoutConfig>,
     max_concurrency: Option<usize>,
+    allow_insecure_http: bool,
 }
 
 impl fmt::Debug for AwsBackendBuilder {
@@ -54,6 +55,7 @@ impl fmt::Debug for AwsBackendBuilder {
             .field("max_attempts", &self.max_attempts)
             .field("timeout", &self.timeout)
             .field("max_concurrency", &self.max_concurrency)
+            .field("allow_insecure_http", &self.allow_insecure_http)
             .finish()
     }
 }
@@ -73,7 +75,9 @@ impl AwsBackendBuilder {
 
     /// Sends requests to this endpoint instead of AWS's, e.g. a VPC endpoint or an emulator.
     ///
-    /// Overrides `AWS_ENDPOINT_URL_SECRETS_MANAGER` and `AWS_ENDPOINT_URL`.
+    /// Overrides `AWS_ENDPOINT_URL_SECRETS_MANAGER` and `AWS_ENDPOINT_URL`. Plain `http://` is accepted only
+    /// for a loopback IP literal (`127.0.0.1`, `[::1]`; not the name `localhost`), since requests carry
+    /// signed credentials and return secret values; see [`allow_insecure_http`](Self::allow_insecure_http).
     pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
         self.endpoint_url = Some(url.into());
         self
@@ -127,6 +131,13 @@ impl AwsBackendBuilder {
         self
     }
 
+    /// Allows a plain-`http://` endpoint on a host that is not a loopback IP literal (env
+    /// `SKM_AWS_ALLOW_HTTP=1`): values then cross the network unencrypted. Only on a network you trust.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
     /// Resolves the configuration and builds the backend.
     ///
     /// Contacts nothing when a region is configured: credentials are resolved on the first request. When
@@ -134,8 +145,24 @@ impl AwsBackendBuilder {
     /// `AWS_EC2_METADATA_DISABLED=true`).
     ///
     /// # Errors
-    /// [`Error::Config`] when no region can be found.
+    /// [`Error::Config`] when no region can be found, or the endpoint override is plain `http://` on a
+    /// host that is not a loopback IP literal (without [`allow_insecure_http`](Self::allow_insecure_http)).
     pub async fn build(self) -> Result<AwsBackend, Error> {
+        let env = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
+        let allow_http = self.allow_insecure_http
+            || env("SKM_AWS_ALLOW_HTTP").is_some_and(|v| matches!(v.trim(), "1" | "true" | "TRUE" | "yes"));
+        for (source, url) in [
+            ("endpoint_url(..)", self.endpoint_url.clone()),
+            (
+                "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+                env("AWS_ENDPOINT_URL_SECRETS_MANAGER"),
+            ),
+            ("AWS_ENDPOINT_URL", env("AWS_ENDPOINT_URL")),
+        ] {
+            if let Some(url) = url {
+                check_endpoint(source, &url, allow_http)?;
+            }
+        }
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
         if let Some(region) = self.region {
             loader = loader.region(Region::new(region));
@@ -150,6 +177,10 @@ impl AwsBackendBuilder {
             loader = loader.timeout_config(timeout);
         }
         let shared = loader.load().await;
+        // The profile's `endpoint_url` arrives here too.
+        if let Some(url) = shared.endpoint_url() {
+            check_endpoint("the AWS profile's endpoint_url", url, allow_http)?;
+        }
         if shared.region().is_none() {
             return Err(Error::config(
                 "AWS Secrets Manager needs a region: set AWS_REGION (e.g. AWS_REGION=eu-west-1), add `region` \
@@ -182,5 +213,50 @@ impl AwsBackendBuilder {
         }
         let backend = AwsBackend::from_client(Client::from_conf(config.build()));
         Ok(backend.with_max_concurrency(self.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY)))
+    }
+}
+
+/// Refuses a plain-`http://` endpoint unless it is a loopback IP literal or `allow_http` is set.
+pub(super) fn check_endpoint(source: &str, url: &str, allow_http: bool) -> Result<(), Error> {
+    let Some(rest) = url.trim().strip_prefix("http://") else {
+        return Ok(());
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // Userinfo (`user@host`) is refused outright: it is how `http://127.0.0.1@evil` would pass a prefix check.
+    if !allow_http && (authority.contains('@') || !crate::backend::loopback_ip_literal(authority)) {
+        return Err(Error::config(format!(
+            "{source}: refusing the plain http:// endpoint `{}`, which is not a loopback IP literal: requests \
+             carry signed credentials and answers carry secret values. Use https://, 127.0.0.1 or [::1] for an \
+             emulator, or opt in with SKM_AWS_ALLOW_HTTP=1 (AwsBackendBuilder::allow_insecure_http)",
+            authority.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_endpoint;
+
+    #[test]
+    fn plain_http_endpoints_only_on_loopback_literals() {
+        for ok in [
+            "https://vpce.example",
+            "http://127.0.0.1:5000",
+            "http://[::1]:5000/x",
+            "http://127.9.0.1",
+        ] {
+            assert!(check_endpoint("t", ok, false).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://localhost:5000",
+            "http://10.0.0.1:5000",
+            "http://127.0.0.1.evil.com",
+            "http://127.0.0.1@evil.com",
+            "http://sm.internal",
+        ] {
+            assert!(check_endpoint("t", bad, false).is_err(), "{bad}");
+            assert!(check_endpoint("t", bad, true).is_ok(), "{bad}");
+        }
     }
 }

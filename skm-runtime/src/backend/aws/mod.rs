@@ -47,7 +47,8 @@
 //! | `AWS_WEB_IDENTITY_TOKEN_FILE`, `AWS_ROLE_ARN` | web identity (EKS IRSA) |
 //! | `AWS_CONTAINER_CREDENTIALS_*` | ECS / EKS Pod Identity credentials |
 //! | `AWS_EC2_METADATA_DISABLED` | `true` stops the instance-metadata lookup |
-//! | `AWS_ENDPOINT_URL_SECRETS_MANAGER`, `AWS_ENDPOINT_URL` | another endpoint (VPC endpoint, emulator) |
+//! | `AWS_ENDPOINT_URL_SECRETS_MANAGER`, `AWS_ENDPOINT_URL` | another endpoint (VPC endpoint, emulator); plain `http://` only to a loopback IP literal |
+//! | `SKM_AWS_ALLOW_HTTP` | `1`: allow a plain-`http://` endpoint on another host (values cross the network unencrypted) |
 //! | `AWS_MAX_ATTEMPTS`, `AWS_RETRY_MODE` | the retry policy |
 //! | `AWS_CONFIG_FILE`, `AWS_SHARED_CREDENTIALS_FILE` | where the profile files are |
 //!
@@ -87,8 +88,12 @@ use crate::Error;
 
 mod admin;
 mod builder;
+mod doctor;
 mod error;
 mod fetch;
+pub mod policy;
+
+pub(crate) use doctor::{doctor, registry_build};
 
 pub use builder::AwsBackendBuilder;
 

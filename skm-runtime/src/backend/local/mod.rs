@@ -73,8 +73,11 @@
 //! # });
 //! ```
 
+mod doctor;
 mod format;
 mod key;
+
+pub(crate) use doctor::{doctor, registry_build};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -142,6 +145,7 @@ impl fmt::Debug for LocalStore {
 enum Fail {
     NotFound(String),
     Exists(String),
+    Conflict(String),
     Decryption(String),
     Forbidden(String),
     Io(String),
@@ -161,7 +165,7 @@ impl Fail {
     fn fetch(self) -> FetchError {
         match self {
             Fail::NotFound(d) => FetchError::not_found(d),
-            Fail::Exists(d) | Fail::Io(d) => FetchError::unavailable(d),
+            Fail::Exists(d) | Fail::Conflict(d) | Fail::Io(d) => FetchError::unavailable(d),
             Fail::Decryption(d) => FetchError::new(FailureKind::Decryption, d),
             Fail::Forbidden(d) => FetchError::new(FailureKind::Forbidden, d),
             Fail::Invalid(d) => FetchError::new(FailureKind::Invalid, d),
@@ -172,6 +176,7 @@ impl Fail {
         let (kind, detail) = match self {
             Fail::NotFound(d) => (AdminErrorKind::NotFound, d),
             Fail::Exists(d) => (AdminErrorKind::AlreadyExists, d),
+            Fail::Conflict(d) => (AdminErrorKind::Conflict, d),
             Fail::Forbidden(d) => (AdminErrorKind::Forbidden, d),
             Fail::Io(d) => (AdminErrorKind::Unavailable, d),
             Fail::Decryption(d) | Fail::Invalid(d) => (AdminErrorKind::Other, d),
@@ -610,6 +615,21 @@ impl Inner {
                 Some(e) => e,
                 None => Entry::new(),
             };
+            // Under the store's lock (`update`), so that no writer slips in between check and write.
+            if let Some(expected) = &request.expected_version {
+                let current = entry
+                    .versions
+                    .last()
+                    .filter(|_| !entry.deleted)
+                    .map(|v| v.n.to_string());
+                if current.as_ref() != Some(expected) {
+                    return Err(Fail::Conflict(format!(
+                        "`{}`: check-and-set expected version {expected}, found {}",
+                        request.path,
+                        current.as_deref().unwrap_or("none")
+                    )));
+                }
+            }
             if request.description.is_some() {
                 entry.description.clone_from(&request.description);
             }
@@ -794,6 +814,11 @@ impl AdminBackend for LocalStore {
         let owned = path.to_string();
         self.blocking(path, move |inner| inner.versions(&owned)).await
     }
+
+    /// Check-and-set runs under the store's exclusive lock.
+    fn supports_cas(&self) -> bool {
+        true
+    }
 }
 
 /// The store's parsers as pure functions, for [`crate::fuzzing`]: no file system, no lock.
@@ -803,7 +828,7 @@ pub(crate) mod pure {
     fn text(f: Fail) -> String {
         match f {
             Fail::NotFound(d) | Fail::Exists(d) | Fail::Decryption(d) | Fail::Forbidden(d) | Fail::Io(d) => d,
-            Fail::Invalid(d) => d,
+            Fail::Invalid(d) | Fail::Conflict(d) => d,
         }
     }
 

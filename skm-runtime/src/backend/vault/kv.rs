@@ -12,7 +12,7 @@ use base64::Engine as _;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use vaultrs::api::kv2::requests::{ReadSecretRequest, SetSecretRequestOptions};
+use vaultrs::api::kv2::requests::ReadSecretRequest;
 use vaultrs::client::VaultClient;
 
 use super::config::KvVersion;
@@ -97,6 +97,59 @@ pub(crate) fn clean_path(path: &str) -> Result<&str, String> {
     Ok(p)
 }
 
+/// The KV v2 write body `{"data": ..., "options": {"cas": N}}`, with a JSON-object text value copied as
+/// written: parsing and re-serializing it (as vaultrs does) would round big integers through `f64`.
+pub(crate) fn raw_body(value: &SecretValue, cas: Option<u32>) -> zeroize::Zeroizing<Vec<u8>> {
+    let mut body = zeroize::Zeroizing::new(Vec::new());
+    body.extend_from_slice(b"{\"data\":");
+    let object_text = match value {
+        SecretValue::Text(t)
+            if serde_json::from_str::<serde::de::IgnoredAny>(t.expose_secret()).is_ok()
+                && t.expose_secret().trim_start().starts_with('{') =>
+        {
+            Some(t.expose_secret().as_bytes())
+        }
+        _ => None,
+    };
+    match object_text {
+        Some(text) => body.extend_from_slice(text),
+        None => {
+            let map = zeroize::Zeroizing::new(Value::Object(encode(value)).to_string());
+            body.extend_from_slice(map.as_bytes());
+        }
+    }
+    if let Some(cas) = cas {
+        body.extend_from_slice(format!(",\"options\":{{\"cas\":{cas}}}").as_bytes());
+    }
+    body.push(b'}');
+    body
+}
+
+/// `POST <mount>/data/<path>` with a body built by [`raw_body`].
+pub(crate) struct RawWrite {
+    pub mount: String,
+    pub path: String,
+    pub body: zeroize::Zeroizing<Vec<u8>>,
+}
+
+impl rustify::endpoint::Endpoint for RawWrite {
+    type Response = vaultrs::api::kv2::responses::SecretVersionMetadata;
+    const REQUEST_BODY_TYPE: rustify::enums::RequestType = rustify::enums::RequestType::JSON;
+    const RESPONSE_BODY_TYPE: rustify::enums::ResponseType = rustify::enums::ResponseType::JSON;
+
+    fn path(&self) -> String {
+        format!("{}/data/{}", url_path(&self.mount), self.path)
+    }
+
+    fn method(&self) -> rustify::enums::RequestMethod {
+        rustify::enums::RequestMethod::POST
+    }
+
+    fn body(&self) -> Result<Option<Vec<u8>>, rustify::errors::ClientError> {
+        Ok(Some(self.body.to_vec()))
+    }
+}
+
 /// Percent-encodes each segment, so that any character Vault accepts in a path survives the URL.
 pub(crate) fn url_path(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
@@ -159,30 +212,16 @@ impl MountInfo {
     }
 }
 
-/// Parses Vault's RFC 3339 UTC timestamps (`2024-05-01T12:00:00.123456Z`).
+/// Parses Vault's RFC 3339 timestamps (`2024-05-01T12:00:00.123456Z`) with the `time` crate; `None` for
+/// anything malformed or out of range (a bad server date must never panic, issue 17).
 pub(crate) fn parse_time(s: &str) -> Option<SystemTime> {
-    let s = s.strip_suffix('Z')?;
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
-    let mut t = hms.splitn(3, ':').map(|p| p.parse::<u64>().ok());
-    let (h, min, sec) = (t.next()??, t.next()??, t.next()??);
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = u64::try_from(era * 146_097 + doe - 719_468).ok()?;
-    let nanos: u32 = if frac.is_empty() {
-        0
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    let nanos = t.unix_timestamp_nanos();
+    if nanos >= 0 {
+        UNIX_EPOCH.checked_add(Duration::from_nanos(u64::try_from(nanos).ok()?))
     } else {
-        let digits: String = frac.chars().take(9).collect();
-        format!("{digits:0<9}").parse().ok()?
-    };
-    Some(UNIX_EPOCH + Duration::new(days * 86_400 + h * 3600 + min * 60 + sec, nanos))
+        UNIX_EPOCH.checked_sub(Duration::from_nanos(u64::try_from(-nanos).ok()?))
+    }
 }
 
 impl Inner {
@@ -416,33 +455,49 @@ impl Inner {
         let data = encode(&request.value);
         match kv {
             KvVersion::V2 => {
-                let written = if request.create_only {
-                    // cas=0: the server refuses the write if the path has any version, with no race.
-                    vaultrs::kv2::set_with_options(
-                        &*client,
-                        &self.mount,
-                        &encoded,
-                        &data,
-                        SetSecretRequestOptions { cas: 0 },
-                    )
-                    .await
-                } else {
-                    vaultrs::kv2::set(&*client, &self.mount, &encoded, &data).await
+                // cas=0: the server refuses the write if the path has any version; cas=N: unless N is current.
+                let cas = match (&request.expected_version, request.create_only) {
+                    (Some(v), _) => Some(v.parse::<u32>().map_err(|_| {
+                        AdminError::new(
+                            AdminErrorKind::Conflict,
+                            &path,
+                            "check-and-set: a KV v2 version is a number; the expected version is not one",
+                        )
+                    })?),
+                    (None, true) => Some(0),
+                    (None, false) => None,
                 };
+                let written = vaultrs::api::exec_with_result(
+                    &*client,
+                    RawWrite {
+                        mount: self.mount.clone(),
+                        path: encoded.clone(),
+                        body: raw_body(&request.value, cas),
+                    },
+                )
+                .await;
                 let meta = written.map_err(|e| {
                     let f = VaultFailure::from_client(&e);
-                    let cas = f.message.contains("check-and-set") || f.status == Some(412);
-                    if request.create_only && cas {
-                        AdminError::new(
+                    // OpenBao and Vault answer a check-and-set mismatch with 400 "check-and-set parameter did not match".
+                    let cas_refused = f.message.contains("check-and-set") || f.status == Some(412);
+                    match (cas_refused, request.expected_version.is_some()) {
+                        (true, true) => AdminError::new(
+                            AdminErrorKind::Conflict,
+                            &path,
+                            format!(
+                                "{}: the current version is not the expected one (check-and-set refused the write)",
+                                self.context(kv, "write")
+                            ),
+                        ),
+                        (true, false) => AdminError::new(
                             AdminErrorKind::AlreadyExists,
                             &path,
                             format!(
                                 "{}: the path already exists (check-and-set refused the write)",
                                 self.context(kv, "create")
                             ),
-                        )
-                    } else {
-                        f.into_admin(&path, &self.context(kv, "write"))
+                        ),
+                        _ => f.into_admin(&path, &self.context(kv, "write")),
                     }
                 })?;
                 if !request.tags.is_empty() || request.description.is_some() {
@@ -461,6 +516,7 @@ impl Inner {
                 Ok(meta.version.to_string())
             }
             KvVersion::V1 => {
+                crate::backend::cas_unsupported(&request, "a KV v1 mount")?;
                 if !request.tags.is_empty() || request.description.is_some() {
                     return Err(AdminError::new(
                         AdminErrorKind::Unsupported,
@@ -674,5 +730,26 @@ mod tests {
             Duration::new(1_709_296_245, 500_000_000)
         );
         assert!(parse_time("not a time").is_none());
+        // Out-of-range fields overflowed the hand-written calendar arithmetic and panicked (issue 17).
+        for bad in [
+            "9223372036854775807-01-01T00:00:00Z",
+            "2024-13-45T99:99:99Z",
+            "2024-01-01T00:00:00.Z",
+        ] {
+            assert!(parse_time(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn json_text_is_written_as_is() {
+        let big = r#"{"id":123456789012345678901234567890,"f":1.10}"#;
+        let body = raw_body(&SecretValue::text(big), Some(3));
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            format!(r#"{{"data":{big},"options":{{"cas":3}}}}"#)
+        );
+        let plain = raw_body(&SecretValue::text("hunter2"), None);
+        let v: Value = serde_json::from_slice(&plain).unwrap();
+        assert_eq!(v["data"]["value"], "hunter2");
     }
 }

@@ -6,7 +6,7 @@
 //! - A Vault secret is a map: `#[secret(path = "auth/jwt", key = "secret")]` reads one entry, and a field
 //!   without `key` receives the whole map (deserialized into a struct-typed field).
 //! - `#[secret(..., version = 3)]` reads version 3 on KV v2. AWS-style stages and version ids are refused.
-//! - One fetch reads each distinct path once, with at most 8 reads in flight (`SKM_VAULT_CONCURRENCY`).
+//! - One fetch reads each distinct path once, with at most 64 reads in flight (`SKM_VAULT_CONCURRENCY`).
 //!   A read that fails transiently (429, 5xx, a refused or reset connection, a timeout) is retried 4 times,
 //!   after about 100, 200, 400 and 800 ms with jitter ([`VaultBuilder::retries`]).
 //! - A value written through skm that is not a JSON object is stored as `{"value": ..., "_skm_encoding":
@@ -26,7 +26,14 @@
 //! # Transport
 //! TLS through rustls, trusting the system's roots plus `VAULT_CACERT` / `VAULT_CAPATH`. Plain `http://` is
 //! only used for loopback addresses unless explicitly allowed, because it sends the token in clear text; a
-//! redirect is followed only where the address itself could point.
+//! redirect is followed only where the address itself could point. "Loopback" means an IP literal in
+//! 127.0.0.0/8 or `::1`: `localhost` is a name that DNS or `/etc/hosts` could point anywhere, so it counts
+//! as remote (write `http://127.0.0.1:8200`).
+//!
+//! Proxies: a request to an `https://` host that is not loopback goes through `HTTPS_PROXY` / `ALL_PROXY`
+//! (honouring `NO_PROXY`) as a CONNECT tunnel, so TLS still ends at Vault. A plain-`http://` or loopback
+//! target never goes through a proxy (it would carry the token in clear text to the proxy, or off the
+//! machine), unless `SKM_VAULT_PROXY_PLAIN=1` ([`VaultBuilder::proxy_plain`]) opts in.
 //!
 //! # Example
 //! ```no_run
@@ -40,9 +47,14 @@
 //! ```
 
 mod auth;
+mod builder;
 mod config;
+mod doctor;
 mod errors;
 mod kv;
+pub mod policy;
+// Dynamic secrets: `VaultBackend::lease` (see `crate::lease`).
+mod lease;
 mod redirect;
 
 use std::collections::HashMap;
@@ -55,7 +67,10 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use vaultrs::client::{VaultClient, VaultClientSettings};
 
-pub use config::{Credential, KvVersion, VaultAuth, VaultBuilder, DEFAULT_K8S_JWT_FILE};
+pub use builder::VaultBuilder;
+pub use config::{Credential, KvVersion, VaultAuth, DEFAULT_K8S_JWT_FILE};
+pub use doctor::TokenLookup;
+pub(crate) use doctor::{doctor, registry_build};
 
 use crate::backend::{
     AdminBackend, AdminError, Backend, DeleteMode, FailureKind, FetchError, FetchRequest, FetchResult, ListEntry,
@@ -135,6 +150,9 @@ impl VaultBackend {
         // First, before any connection: never send a token where it should not go.
         let address = b.checked_address()?;
         let token = config::token_text(&b.token);
+        // vaultrs turns these into HTTP header values and panics on a byte a header cannot hold.
+        config::header_safe("VAULT_TOKEN", token.as_deref())?;
+        config::header_safe("VAULT_NAMESPACE", b.namespace.as_deref())?;
         match &b.auth {
             VaultAuth::Token if token.is_none() => {
                 return Err(Error::config(
@@ -357,5 +375,10 @@ impl AdminBackend for VaultBackend {
 
     async fn versions(&self, path: &str) -> Result<Vec<VersionInfo>, AdminError> {
         self.inner.versions(path).await
+    }
+
+    /// KV v2 only (its `cas` option); `false` once the mount is known to be KV v1.
+    fn supports_cas(&self) -> bool {
+        self.kv_version() != Some(KvVersion::V1)
     }
 }

@@ -1,4 +1,4 @@
-//! The HTTP client: vaultrs's, with a redirect policy that keeps the token where it may go.
+//! The HTTP client: vaultrs's, with a redirect policy and proxy rules that keep the token where it may go.
 //!
 //! reqwest follows redirects and resends every header but a few standard credentials; `X-Vault-Token` is
 //! not one of them. A server (or whatever answers in its place on a loopback port) could otherwise bounce
@@ -6,7 +6,8 @@
 
 use reqwest::redirect::{Attempt, Policy};
 
-use super::config::{is_loopback, VaultBuilder};
+use super::builder::{Proxies, VaultBuilder};
+use super::config::is_loopback;
 
 /// At most this many redirects per request.
 const MAX_REDIRECTS: usize = 5;
@@ -36,6 +37,10 @@ pub(super) fn client(b: &VaultBuilder, address: &url::Url) -> Result<reqwest::Cl
     });
     let mut builder = reqwest::Client::builder()
         .tls_backend_rustls()
+        // Never reqwest's own reading of the environment's proxies: it would send a plain-http or loopback
+        // request, token included, in clear text to the proxy (issue 17). `proxy` applies skm's rule per URL.
+        .no_proxy()
+        .proxy(proxy(&b.proxies))
         .redirect(policy)
         .timeout(b.timeout)
         .tls_danger_accept_invalid_certs(b.skip_verify);
@@ -53,4 +58,59 @@ pub(super) fn client(b: &VaultBuilder, address: &url::Url) -> Result<reqwest::Cl
     builder
         .build()
         .map_err(|e| format!("cannot set up the HTTP client: {e}"))
+}
+
+/// The proxy for each request: `https` targets that are not loopback use the https proxy (a CONNECT tunnel,
+/// so TLS ends at Vault); plain-http and loopback targets use none unless `plain` opts in. Decided per URL,
+/// so a redirect to a loopback address is not proxied either.
+pub(super) fn proxy(p: &Proxies) -> reqwest::Proxy {
+    let no_proxy = p.no_proxy.as_deref().and_then(reqwest::NoProxy::from_string);
+    let p = p.clone();
+    reqwest::Proxy::custom(move |url| proxy_for(&p, url)).no_proxy(no_proxy)
+}
+
+/// The proxy for one URL, before `NO_PROXY`.
+fn proxy_for(p: &Proxies, url: &url::Url) -> Option<String> {
+    match url.scheme() {
+        "https" if p.plain || !is_loopback(url) => p.https.clone(),
+        "http" if p.plain => p.http.clone(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_remote_https_goes_through_a_proxy_by_default() {
+        let mut p = Proxies {
+            https: Some("http://ps:1".into()),
+            http: Some("http://p:1".into()),
+            no_proxy: None,
+            plain: false,
+        };
+        let at = |s: &str| url::Url::parse(s).unwrap();
+        assert_eq!(
+            proxy_for(&p, &at("https://vault.example:8200")).as_deref(),
+            Some("http://ps:1")
+        );
+        for direct in [
+            "http://127.0.0.1:8200",
+            "https://127.0.0.1:8200",
+            "http://vault.example",
+            "https://[::1]",
+        ] {
+            assert_eq!(proxy_for(&p, &at(direct)), None, "{direct}");
+        }
+        p.plain = true;
+        assert_eq!(
+            proxy_for(&p, &at("http://127.0.0.1:8200")).as_deref(),
+            Some("http://p:1")
+        );
+        assert_eq!(
+            proxy_for(&p, &at("https://127.0.0.1:8200")).as_deref(),
+            Some("http://ps:1")
+        );
+    }
 }

@@ -1,0 +1,298 @@
+//! Building an [`AzureBackend`] from the environment or by hand.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
+use azure_core::credentials::TokenCredential;
+use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Transport, Url};
+use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
+
+use super::credential::{ChainConfig, ChainCredential, CredentialKind};
+use super::{AzureBackend, Inner, DEFAULT_CONCURRENCY};
+use crate::Error;
+
+/// Configures an [`AzureBackend`]. Start from [`AzureBackend::builder`] (nothing set) or
+/// [`AzureBackend::builder_from_env`] (the variables of [`AzureBackend::from_env`]).
+///
+/// # Example
+/// ```no_run
+/// use skm_runtime::backend::azure::AzureBackend;
+/// # async fn f() -> Result<(), skm_runtime::Error> {
+/// let backend = AzureBackend::builder()
+///     .vault_url("https://my-vault.vault.azure.net")
+///     .client_secret("tenant-id", "client-id", "client-secret")
+///     .concurrency(16)
+///     .build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Default)]
+pub struct AzureBackendBuilder {
+    vault_url: Option<String>,
+    authority_host: Option<String>,
+    ca_cert: Option<PathBuf>,
+    credential: Option<Arc<dyn TokenCredential>>,
+    only: Option<CredentialKind>,
+    env: Vec<(String, String)>,
+    concurrency: Option<usize>,
+    timeout: Option<Duration>,
+    max_retries: Option<u32>,
+}
+
+impl std::fmt::Debug for AzureBackendBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The environment snapshot may hold AZURE_CLIENT_SECRET: only its names are shown.
+        let names: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("AzureBackendBuilder")
+            .field("vault_url", &self.vault_url)
+            .field("authority_host", &self.authority_host)
+            .field("ca_cert", &self.ca_cert)
+            .field("credential", &self.credential.as_ref().map(|_| "custom"))
+            .field("only", &self.only)
+            .field("env", &names)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Variables the backend reads (the credential chain's included).
+pub(crate) const ENV_VARS: [&str; 10] = [
+    "AZURE_KEYVAULT_URL",
+    "AZURE_AUTHORITY_HOST",
+    "SKM_AZURE_CA_CERT",
+    "SKM_AZURE_CREDENTIAL",
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "SKM_AZURE_CONCURRENCY",
+    "SKM_AZURE_TIMEOUT_SECS",
+];
+
+impl AzureBackendBuilder {
+    /// The builder [`AzureBackend::from_env`] uses, reading variables through `var` (tests pass a map).
+    ///
+    /// # Errors
+    /// `SKM_AZURE_CREDENTIAL`, `SKM_AZURE_CONCURRENCY` or `SKM_AZURE_TIMEOUT_SECS` has an invalid value.
+    pub fn from_vars(var: &dyn Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        let mut b = AzureBackendBuilder {
+            vault_url: set("AZURE_KEYVAULT_URL"),
+            authority_host: set("AZURE_AUTHORITY_HOST"),
+            ca_cert: set("SKM_AZURE_CA_CERT").map(PathBuf::from),
+            ..Default::default()
+        };
+        if let Some(kind) = set("SKM_AZURE_CREDENTIAL") {
+            b.only = Some(kind.parse().map_err(Error::config)?);
+        }
+        if let Some(n) = set("SKM_AZURE_CONCURRENCY") {
+            b.concurrency = Some(
+                n.trim()
+                    .parse()
+                    .map_err(|_| Error::config(format!("SKM_AZURE_CONCURRENCY=`{n}` is not a number of requests")))?,
+            );
+        }
+        if let Some(s) = set("SKM_AZURE_TIMEOUT_SECS") {
+            b.timeout = Some(Duration::from_secs(s.trim().parse().map_err(|_| {
+                Error::config(format!("SKM_AZURE_TIMEOUT_SECS=`{s}` is not a number of seconds"))
+            })?));
+        }
+        b.env = ENV_VARS
+            .iter()
+            .filter_map(|name| set(name).map(|v| (name.to_string(), v)))
+            .collect();
+        Ok(b)
+    }
+
+    /// The vault, e.g. `https://my-vault.vault.azure.net` (`AZURE_KEYVAULT_URL`). HTTPS only.
+    pub fn vault_url(mut self, url: impl Into<String>) -> Self {
+        self.vault_url = Some(url.into());
+        self
+    }
+
+    /// The Microsoft Entra authority host (`AZURE_AUTHORITY_HOST`), e.g. `https://login.microsoftonline.us`.
+    pub fn authority_host(mut self, url: impl Into<String>) -> Self {
+        self.authority_host = Some(url.into());
+        self
+    }
+
+    /// A PEM file whose certificates are trusted in addition to the system's roots (`SKM_AZURE_CA_CERT`),
+    /// for a private CA or a test server.
+    pub fn ca_cert(mut self, pem_file: impl Into<PathBuf>) -> Self {
+        self.ca_cert = Some(pem_file.into());
+        self
+    }
+
+    /// A service principal's client secret, instead of the credential chain.
+    pub fn client_secret(self, tenant_id: &str, client_id: &str, secret: &str) -> Self {
+        let mut b = self;
+        b.only = Some(CredentialKind::Env);
+        b.env
+            .retain(|(k, _)| !k.starts_with("AZURE_") || k == "AZURE_KEYVAULT_URL" || k == "AZURE_AUTHORITY_HOST");
+        b.env.push(("AZURE_TENANT_ID".into(), tenant_id.into()));
+        b.env.push(("AZURE_CLIENT_ID".into(), client_id.into()));
+        b.env.push(("AZURE_CLIENT_SECRET".into(), secret.into()));
+        b
+    }
+
+    /// Only this step of the credential chain (`SKM_AZURE_CREDENTIAL`).
+    pub fn credential_kind(mut self, kind: CredentialKind) -> Self {
+        self.only = Some(kind);
+        self
+    }
+
+    /// Any credential of the Azure SDK, instead of the chain.
+    pub fn credential(mut self, credential: Arc<dyn TokenCredential>) -> Self {
+        self.credential = Some(credential);
+        self
+    }
+
+    /// Requests in flight per load (default 32; `SKM_AZURE_CONCURRENCY`).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = Some(n.max(1));
+        self
+    }
+
+    /// The timeout of one HTTP request (default 10 s; `SKM_AZURE_TIMEOUT_SECS`). Connecting is bounded
+    /// separately, to 5 s.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Retries after a failed request: throttling, 5xx, connection errors (default 3), with exponential
+    /// backoff and jitter, 10 s in total at most.
+    pub fn max_retries(mut self, n: u32) -> Self {
+        self.max_retries = Some(n);
+        self
+    }
+
+    /// Builds the backend. No request is made: credentials are tried on the first read.
+    ///
+    /// # Errors
+    /// No vault URL, a URL that is not `https://`, an unreadable or invalid CA file, an invalid authority host.
+    pub fn build(self) -> Result<AzureBackend, Error> {
+        let raw = self.vault_url.clone().ok_or_else(|| {
+            Error::config(
+                "the Azure Key Vault backend needs a vault: set AZURE_KEYVAULT_URL, e.g. \
+                 https://my-vault.vault.azure.net"
+                    .into(),
+            )
+        })?;
+        let url = Url::parse(raw.trim())
+            .map_err(|e| Error::config(format!("AZURE_KEYVAULT_URL=`{raw}` is not a URL: {e}")))?;
+        if url.scheme() != "https" {
+            return Err(Error::config(format!(
+                "AZURE_KEYVAULT_URL=`{raw}` must use https:// (Key Vault and its token are HTTPS only)"
+            )));
+        }
+        let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+        if let Some(host) = &self.authority_host {
+            let parsed = Url::parse(host)
+                .map_err(|e| Error::config(format!("AZURE_AUTHORITY_HOST=`{host}` is not a URL: {e}")))?;
+            if parsed.scheme() != "https" {
+                return Err(Error::config(format!(
+                    "AZURE_AUTHORITY_HOST=`{host}` must use https://"
+                )));
+            }
+        }
+
+        // One provider for the tree: ring. Installing fails harmlessly when the process already chose one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let timeout = self.timeout.unwrap_or(Duration::from_secs(10));
+        let http = |connect: Duration, total: Duration| -> Result<reqwest::Client, Error> {
+            let mut builder = reqwest::Client::builder()
+                .https_only(true)
+                .connect_timeout(connect)
+                .timeout(total);
+            if let Some(path) = &self.ca_cert {
+                let pem = std::fs::read(path)
+                    .map_err(|e| Error::config(format!("SKM_AZURE_CA_CERT: cannot read {}: {e}", path.display())))?;
+                let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                    Error::config(format!(
+                        "SKM_AZURE_CA_CERT: {} holds no PEM certificate: {e}",
+                        path.display()
+                    ))
+                })?;
+                if certs.is_empty() {
+                    return Err(Error::config(format!(
+                        "SKM_AZURE_CA_CERT: {} holds no PEM certificate",
+                        path.display()
+                    )));
+                }
+                for cert in certs {
+                    builder = builder.add_root_certificate(cert);
+                }
+            }
+            builder
+                .build()
+                .map_err(|e| Error::config(format!("cannot build the HTTPS client for Azure: {e}")))
+        };
+        let retry = RetryOptions::exponential(ExponentialRetryOptions {
+            max_retries: self.max_retries.unwrap_or(3),
+            initial_delay: azure_core::time::Duration::milliseconds(200),
+            max_delay: azure_core::time::Duration::seconds(2),
+            max_total_elapsed: azure_core::time::Duration::seconds(10),
+        });
+        let cloud = self.authority_host.as_ref().map(|host| {
+            let mut custom = CustomConfiguration::default();
+            custom.authority_host = host.trim_end_matches('/').to_string();
+            Arc::new(CloudConfiguration::Custom(custom))
+        });
+        let options = ClientOptions {
+            transport: Some(Transport::new(Arc::new(http(Duration::from_secs(5), timeout)?))),
+            retry: retry.clone(),
+            cloud: cloud.clone(),
+            ..Default::default()
+        };
+        // Off Azure the managed-identity endpoint does not answer: give up after a second, without retries.
+        let probe_options = ClientOptions {
+            transport: Some(Transport::new(Arc::new(http(
+                Duration::from_secs(1),
+                Duration::from_secs(5),
+            )?))),
+            retry: RetryOptions::none(),
+            cloud,
+            ..Default::default()
+        };
+
+        let env = self.env.clone();
+        let var = move |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let chain = match &self.credential {
+            Some(_) => None,
+            None => Some(Arc::new(ChainCredential::build(ChainConfig {
+                var: &var,
+                only: self.only,
+                options: options.clone(),
+                probe_options,
+            }))),
+        };
+        let credential: Arc<dyn TokenCredential> = match (&self.credential, &chain) {
+            (Some(c), _) => c.clone(),
+            (None, Some(chain)) => chain.clone(),
+            (None, None) => unreachable!("a chain is built when no credential is given"),
+        };
+        let client = SecretClient::new(
+            url.as_str(),
+            credential,
+            Some(SecretClientOptions {
+                client_options: options,
+                // The SDK checks that the challenge's resource matches a `*.vault.azure.net` host; a loopback
+                // test server cannot, so the check is off for loopback vault URLs only.
+                verify_challenge_resource: Some(!loopback),
+                ..Default::default()
+            }),
+        )
+        .map_err(|e| Error::config(format!("cannot create the Key Vault client for `{raw}`: {e}")))?;
+        Ok(AzureBackend {
+            inner: Arc::new(Inner {
+                client,
+                vault_url: url.as_str().trim_end_matches('/').to_string(),
+                host: url.host_str().unwrap_or("").to_string(),
+                concurrency: self.concurrency.unwrap_or(DEFAULT_CONCURRENCY).max(1),
+                chain,
+                warmed: tokio::sync::OnceCell::new(),
+            }),
+        })
+    }
+}

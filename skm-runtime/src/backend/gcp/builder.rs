@@ -1,0 +1,442 @@
+//! [`GcpBackendBuilder`]: the project, endpoint and credentials, from explicit settings or the environment.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use google_cloud_auth::credentials::{anonymous, Builder as AdcBuilder, Credentials};
+use google_cloud_gax::exponential_backoff::ExponentialBackoffBuilder;
+use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt};
+use google_cloud_secretmanager_v1::client::SecretManagerService;
+
+use super::{GcpBackend, Inner, Replication, DEFAULT_MAX_CONCURRENCY};
+use crate::Error;
+
+/// Google's endpoint, used unless `SKM_GCP_ENDPOINT` or [`GcpBackendBuilder::endpoint`] says otherwise.
+pub const DEFAULT_ENDPOINT: &str = "https://secretmanager.googleapis.com";
+
+/// Attempts per request, the first included, unless [`GcpBackendBuilder::max_attempts`] says otherwise.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// How long the metadata server may take to say which project this is.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where the project came from, for `skm doctor`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProjectSource {
+    /// [`GcpBackendBuilder::project`].
+    Explicit,
+    /// An environment variable (`GOOGLE_CLOUD_PROJECT` or `GCP_PROJECT_ID`).
+    Env(&'static str),
+    /// The credentials file's `project_id` or `quota_project_id`.
+    CredentialsFile(PathBuf),
+    /// The active gcloud configuration's `core/project`.
+    Gcloud(PathBuf),
+    /// The metadata server (`computeMetadata/v1/project/project-id`).
+    MetadataServer,
+}
+
+impl fmt::Display for ProjectSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProjectSource::Explicit => f.write_str("set by the builder"),
+            ProjectSource::Env(var) => write!(f, "{var}"),
+            ProjectSource::CredentialsFile(p) => write!(f, "credentials file {}", p.display()),
+            ProjectSource::Gcloud(p) => write!(f, "gcloud configuration {}", p.display()),
+            ProjectSource::MetadataServer => f.write_str("metadata server"),
+        }
+    }
+}
+
+/// Configures a [`GcpBackend`]. Anything not set comes from the environment, as
+/// [`GcpBackend::from_env`] documents.
+///
+/// # Example
+/// ```no_run
+/// use skm_runtime::backend::gcp::GcpBackend;
+/// # async fn f() -> Result<(), skm_runtime::Error> {
+/// let backend = GcpBackend::builder()
+///     .project("my-project")
+///     .endpoint("http://127.0.0.1:8085") // an emulator: plain http on a loopback IP, no credentials sent
+///     .max_concurrency(16)
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Default)]
+pub struct GcpBackendBuilder {
+    project: Option<String>,
+    endpoint: Option<String>,
+    credentials: Option<Credentials>,
+    max_concurrency: Option<usize>,
+    max_attempts: Option<u32>,
+    attempt_timeout: Option<Duration>,
+    replication: Replication,
+}
+
+impl fmt::Debug for GcpBackendBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Credentials may hold keys: say only whether they are set.
+        f.debug_struct("GcpBackendBuilder")
+            .field("project", &self.project)
+            .field("endpoint", &self.endpoint)
+            .field("credentials", &self.credentials.as_ref().map(|_| "set"))
+            .field("max_concurrency", &self.max_concurrency)
+            .field("max_attempts", &self.max_attempts)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .field("replication", &self.replication)
+            .finish()
+    }
+}
+
+impl GcpBackendBuilder {
+    /// The project whose secrets paths name (default: `GOOGLE_CLOUD_PROJECT`, `GCP_PROJECT_ID`, then the
+    /// credentials).
+    pub fn project(mut self, project: impl Into<String>) -> Self {
+        self.project = Some(project.into());
+        self
+    }
+
+    /// Sends requests here instead of [`DEFAULT_ENDPOINT`] (default: `SKM_GCP_ENDPOINT`): a regional
+    /// endpoint, a private one, or an emulator. `https://` anywhere; plain `http://` only on a loopback IP
+    /// address, and then no credentials are looked up or sent.
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(url.into());
+        self
+    }
+
+    /// Uses these credentials instead of Application Default Credentials.
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// How many requests one fetch keeps in flight (default 32, at least 1).
+    pub fn max_concurrency(mut self, max: usize) -> Self {
+        self.max_concurrency = Some(max.max(1));
+        self
+    }
+
+    /// Attempts per request, the first included (default [`DEFAULT_MAX_ATTEMPTS`]; `1` disables retries).
+    /// Retried: `UNAVAILABLE`, HTTP 503, `RESOURCE_EXHAUSTED` (429) and I/O errors, with exponential backoff
+    /// and full jitter.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = Some(attempts.max(1));
+        self
+    }
+
+    /// A timeout for each attempt (default: none; bound a whole load with
+    /// [`Loader::deadline`](crate::Loader::deadline)).
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// Where secrets this backend creates are replicated (default [`Replication::Automatic`]).
+    pub fn replication(mut self, replication: Replication) -> Self {
+        self.replication = replication;
+        self
+    }
+
+    /// Resolves the configuration and builds the backend.
+    ///
+    /// Contacts nothing when the project is known: credentials are resolved on the first request. When no
+    /// project is set and the credentials do not name one, the metadata server is asked (2 s timeout).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the endpoint is not allowed, no project can be found, or the credentials cannot
+    /// be loaded.
+    pub async fn build(self) -> Result<GcpBackend, Error> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let endpoint = match self.endpoint.or_else(|| var("SKM_GCP_ENDPOINT")) {
+            Some(e) => Some(check_endpoint(&e)?),
+            None => None,
+        };
+        let emulator = endpoint.as_ref().is_some_and(|e| e.starts_with("http://"));
+        let (credentials, credentials_source) = match (self.credentials, emulator) {
+            (Some(c), _) => (c, "set by the builder".to_string()),
+            // An emulator on loopback: nothing is looked up, no token is sent anywhere.
+            (None, true) => (
+                anonymous::Builder::new().build(),
+                "anonymous (loopback emulator)".to_string(),
+            ),
+            (None, false) => {
+                let adc = AdcBuilder::default().build().map_err(|e| {
+                    Error::config(format!(
+                        "Google Application Default Credentials cannot be loaded: {e}; run `gcloud auth \
+                         application-default login`, set GOOGLE_APPLICATION_CREDENTIALS, or run on GCP"
+                    ))
+                })?;
+                (adc, adc_source(&var))
+            }
+        };
+        let (project, project_source) = match self.project {
+            Some(p) => (p, ProjectSource::Explicit),
+            // With an emulator nothing about credentials is read, so the project must be given.
+            None => find_project(&var, !emulator).await?,
+        };
+        if project.is_empty() || project.contains('/') {
+            return Err(Error::config(format!("`{project}` is not a GCP project id or number")));
+        }
+
+        let retry = Aip194Strict
+            .continue_on_too_many_requests()
+            .with_attempt_limit(self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS))
+            .with_time_limit(Duration::from_secs(60));
+        let backoff = ExponentialBackoffBuilder::new()
+            .with_initial_delay(Duration::from_millis(100))
+            .with_maximum_delay(Duration::from_secs(5))
+            .build()
+            .map_err(|e| Error::config(format!("backoff: {e}")))?;
+        let mut client = SecretManagerService::builder()
+            .with_credentials(credentials)
+            .with_retry_policy(retry)
+            .with_backoff_policy(backoff);
+        if let Some(e) = &endpoint {
+            client = client.with_endpoint(e.clone());
+        }
+        if let Some(t) = self.attempt_timeout {
+            client = client.with_attempt_timeout(t);
+        }
+        let client = client
+            .build()
+            .await
+            .map_err(|e| Error::config(format!("cannot build the Secret Manager client: {e}")))?;
+        Ok(GcpBackend {
+            inner: Arc::new(Inner {
+                client,
+                project,
+                project_source,
+                endpoint: endpoint.unwrap_or_else(|| DEFAULT_ENDPOINT.to_string()),
+                credentials_source,
+                max_concurrency: self.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY),
+                replication: self.replication,
+            }),
+        })
+    }
+}
+
+/// `https://` anywhere; `http://` only on a loopback IP literal, so that a token never crosses a network in
+/// clear text (and a name like `localhost` cannot be re-pointed by DNS).
+fn check_endpoint(endpoint: &str) -> Result<String, Error> {
+    let endpoint = endpoint.trim().trim_end_matches('/');
+    let bad = |why: &str| {
+        Error::config(format!(
+            "SKM_GCP_ENDPOINT `{endpoint}` {why}: use https://HOST, or http://127.0.0.1:PORT for an emulator"
+        ))
+    };
+    if endpoint.starts_with("https://") {
+        return Ok(endpoint.to_string());
+    }
+    let Some(rest) = endpoint.strip_prefix("http://") else {
+        return Err(bad("is neither https:// nor http://"));
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    match host.parse::<IpAddr>() {
+        Ok(ip) if ip.is_loopback() => Ok(endpoint.to_string()),
+        Ok(_) => Err(bad("is plain http on a non-loopback address")),
+        Err(_) => Err(bad(
+            "is plain http on a host name (plain http needs a loopback IP such as 127.0.0.1)",
+        )),
+    }
+}
+
+/// Where Application Default Credentials come from, as Google's libraries search (AIP-4110).
+fn adc_source(var: &dyn Fn(&str) -> Option<String>) -> String {
+    let describe = |path: PathBuf, how: &str| {
+        let kind = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_string))
+            .unwrap_or_else(|| "unreadable".into());
+        format!("{how} {} ({kind})", path.display())
+    };
+    if let Some(p) = var("GOOGLE_APPLICATION_CREDENTIALS") {
+        return describe(PathBuf::from(p), "GOOGLE_APPLICATION_CREDENTIALS");
+    }
+    match well_known_adc(var) {
+        Some(p) if p.is_file() => describe(p, "gcloud application-default file"),
+        _ => "metadata server (GCE, GKE, Cloud Run)".into(),
+    }
+}
+
+fn well_known_adc(var: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    gcloud_dir(var).map(|d| d.join("application_default_credentials.json"))
+}
+
+fn gcloud_dir(var: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    if let Some(dir) = var("CLOUDSDK_CONFIG") {
+        return Some(PathBuf::from(dir));
+    }
+    if cfg!(windows) {
+        var("APPDATA").map(|d| PathBuf::from(d).join("gcloud"))
+    } else {
+        var("HOME").map(|d| PathBuf::from(d).join(".config/gcloud"))
+    }
+}
+
+/// The project: `GOOGLE_CLOUD_PROJECT`, `GCP_PROJECT_ID`, then, unless talking to an emulator (which gets no
+/// credentials, so none are looked up), the credentials file, gcloud's active configuration, and (only when
+/// credentials would come from it) the metadata server.
+async fn find_project(
+    var: &dyn Fn(&str) -> Option<String>,
+    from_credentials: bool,
+) -> Result<(String, ProjectSource), Error> {
+    for name in ["GOOGLE_CLOUD_PROJECT", "GCP_PROJECT_ID"] {
+        if let Some(p) = var(name) {
+            return Ok((p.trim().to_string(), ProjectSource::Env(name)));
+        }
+    }
+    if !from_credentials {
+        return Err(Error::config(
+            "an emulator endpoint (SKM_GCP_ENDPOINT=http://...) needs the project in GOOGLE_CLOUD_PROJECT or \
+             GCP_PROJECT_ID, or `GcpBackend::builder().project(..)`"
+                .into(),
+        ));
+    }
+    let file = var("GOOGLE_APPLICATION_CREDENTIALS")
+        .map(PathBuf::from)
+        .or_else(|| well_known_adc(var).filter(|p| p.is_file()));
+    if let Some(path) = &file {
+        let json = std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+        let named = json.as_ref().and_then(|j| {
+            ["project_id", "quota_project_id"]
+                .iter()
+                .find_map(|k| j.get(*k).and_then(|v| v.as_str()).filter(|s| !s.is_empty()))
+                .map(str::to_string)
+        });
+        if let Some(p) = named {
+            return Ok((p, ProjectSource::CredentialsFile(path.clone())));
+        }
+    }
+    if let Some((p, config)) = gcloud_project(var) {
+        return Ok((p, ProjectSource::Gcloud(config)));
+    }
+    if file.is_none() {
+        if let Some(p) = metadata_project(var).await {
+            return Ok((p, ProjectSource::MetadataServer));
+        }
+    }
+    Err(Error::config(
+        "Google Cloud Secret Manager needs a project: set GOOGLE_CLOUD_PROJECT (or GCP_PROJECT_ID), run \
+         `gcloud config set project PROJECT`, or call `GcpBackend::builder().project(..)`"
+            .into(),
+    ))
+}
+
+/// `core/project` of gcloud's active configuration.
+fn gcloud_project(var: &dyn Fn(&str) -> Option<String>) -> Option<(String, PathBuf)> {
+    let dir = gcloud_dir(var)?;
+    let active = var("CLOUDSDK_ACTIVE_CONFIG_NAME")
+        .or_else(|| std::fs::read_to_string(dir.join("active_config")).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".into());
+    let path = dir.join("configurations").join(format!("config_{active}"));
+    let text = std::fs::read_to_string(&path).ok()?;
+    let mut in_core = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_core = line == "[core]";
+        } else if in_core {
+            if let Some((k, v)) = line.split_once('=') {
+                if k.trim() == "project" && !v.trim().is_empty() {
+                    return Some((v.trim().to_string(), path));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The metadata server's project id, if one answers within [`METADATA_TIMEOUT`].
+async fn metadata_project(var: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let host = var("GCE_METADATA_HOST").unwrap_or_else(|| "metadata.google.internal".into());
+    let url = format!("http://{host}/computeMetadata/v1/project/project-id");
+    let client = reqwest::Client::builder().timeout(METADATA_TIMEOUT).build().ok()?;
+    let answer = client.get(url).header("Metadata-Flavor", "Google").send().await.ok()?;
+    if !answer.status().is_success() {
+        return None;
+    }
+    let text = answer.text().await.ok()?;
+    Some(text.trim().to_string()).filter(|p| !p.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_on_loopback_ips() {
+        assert!(check_endpoint("https://secretmanager.googleapis.com/").is_ok());
+        assert_eq!(
+            check_endpoint("http://127.0.0.1:8085/").unwrap(),
+            "http://127.0.0.1:8085"
+        );
+        assert!(check_endpoint("http://[::1]:8085").is_ok());
+        assert!(check_endpoint("http://127.3.2.1").is_ok());
+        let e = check_endpoint("http://localhost:8085").unwrap_err().to_string();
+        assert!(e.contains("host name"), "{e}");
+        assert!(check_endpoint("http://10.0.0.1:8085")
+            .unwrap_err()
+            .to_string()
+            .contains("non-loopback"));
+        assert!(check_endpoint("ftp://127.0.0.1").is_err());
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("skm-gcp-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn gcloud_config_project() {
+        let dir = scratch("gcloud");
+        std::fs::create_dir_all(dir.join("configurations")).unwrap();
+        std::fs::write(dir.join("active_config"), "work\n").unwrap();
+        std::fs::write(
+            dir.join("configurations/config_work"),
+            "[compute]\nproject = nope\n[core]\naccount = a@b.c\nproject = from-gcloud\n",
+        )
+        .unwrap();
+        let d = dir.to_string_lossy().to_string();
+        let var = move |n: &str| (n == "CLOUDSDK_CONFIG").then(|| d.clone());
+        assert_eq!(gcloud_project(&var).unwrap().0, "from-gcloud");
+    }
+
+    #[tokio::test]
+    async fn project_order_env_then_credentials_file() {
+        let file = scratch("adc").join("sa.json");
+        std::fs::write(&file, r#"{"type":"service_account","project_id":"from-file"}"#).unwrap();
+        let f = file.to_string_lossy().to_string();
+        let both = |n: &str| match n {
+            "GCP_PROJECT_ID" => Some("from-env".to_string()),
+            "GOOGLE_APPLICATION_CREDENTIALS" => Some(f.clone()),
+            _ => None,
+        };
+        assert_eq!(
+            find_project(&both, true).await.unwrap().1,
+            ProjectSource::Env("GCP_PROJECT_ID")
+        );
+        let file_only = |n: &str| (n == "GOOGLE_APPLICATION_CREDENTIALS").then(|| f.clone());
+        let (p, source) = find_project(&file_only, true).await.unwrap();
+        assert_eq!(p, "from-file");
+        assert_eq!(source, ProjectSource::CredentialsFile(file.clone()));
+        // An emulator reads no credentials file, not even for the project.
+        let e = find_project(&file_only, false).await.unwrap_err().to_string();
+        assert!(e.contains("emulator"), "{e}");
+        // Nothing anywhere; the metadata server is a closed loopback port, so nothing is really contacted.
+        let none = |n: &str| (n == "GCE_METADATA_HOST").then(|| "127.0.0.1:9".to_string());
+        let e = find_project(&none, true).await.unwrap_err().to_string();
+        assert!(e.contains("GOOGLE_CLOUD_PROJECT"), "{e}");
+    }
+}

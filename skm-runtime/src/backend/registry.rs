@@ -1,0 +1,383 @@
+//! The backend registry: one table that says everything skm needs to know about each backend.
+//!
+//! Detection ([`crate::detect`]), the `skm` tool's `--backend`, `migrate`, `doctor` and `policy` all read
+//! [`all()`]; none of them lists backends itself. Adding a backend is its module, one [`Descriptor`] in
+//! [`all()`], its cargo feature line and its tests.
+//!
+//! # Detection order
+//! The single place that states it. The first rule that matches wins:
+//!
+//! | order | signal | backend |
+//! |---|---|---|
+//! | 0 | `SKM_BACKEND=<name or alias>` (`none` for no backend) | that one; an error if it is not compiled in |
+//! | 1 | `AWS_REGION` or `AWS_DEFAULT_REGION` is set | `aws` |
+//! | 2 | `VAULT_ADDR` is set | `vault` |
+//! | 3 | a local store exists at `SKM_LOCAL_PATH` (default `.skm`) | `local` |
+//! | – | nothing matched | no backend: env, `.env` and defaults only |
+//!
+//! Only backends compiled into this build take part in auto-detection. When more than one signal is present
+//! (e.g. `AWS_REGION` and `VAULT_ADDR`, common on a developer machine), the lowest [`Descriptor::priority`]
+//! wins, and the choice's [`reason`](crate::detect::Choice::reason) and an `info` log line name the winner,
+//! the signals that lost, and `SKM_BACKEND` as the way to choose explicitly.
+//!
+//! # Example
+//! ```
+//! use skm_runtime::backend::registry;
+//! let names: Vec<&str> = registry::all().iter().map(|d| d.name).collect();
+//! assert_eq!(names, ["aws", "vault", "local"]);
+//! assert_eq!(registry::find("OpenBao").unwrap().name, "vault");
+//! assert!(registry::find("nope").is_none());
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use super::AdminBackend;
+use crate::Error;
+
+/// Environment lookups handed to a descriptor's functions (the process environment in production, a map in
+/// tests). Empty values count as unset everywhere in skm.
+pub type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// A boxed `Send` future, as the descriptor's function pointers return.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// A borrowed environment lookup, as detection signals take it.
+pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// A descriptor's detection signal: `Some(reason)` when the environment selects the backend.
+pub type SignalFn = fn(Lookup<'_>) -> Option<String>;
+
+/// A descriptor's builder: the backend with its admin side, from the environment.
+pub type BuildFn = fn(Env) -> BoxFuture<Result<Arc<dyn AdminBackend>, Error>>;
+
+/// The process environment as an [`Env`].
+pub fn process_env() -> Env {
+    Arc::new(|name: &str| std::env::var(name).ok())
+}
+
+/// Everything skm knows about one backend.
+#[non_exhaustive]
+pub struct Descriptor {
+    /// The canonical name: `SKM_BACKEND=<name>`, `--backend <name>`.
+    pub name: &'static str,
+    /// Other accepted names (case-insensitive), e.g. `openbao` for `vault`.
+    pub aliases: &'static [&'static str],
+    /// A human title, e.g. `AWS Secrets Manager`.
+    pub title: &'static str,
+    /// The cargo feature that compiles it in.
+    pub feature: &'static str,
+    /// Whether this build includes it.
+    pub compiled: bool,
+    /// Auto-detection rank: lower wins when several signals are present (see the [module docs](self)).
+    pub priority: u8,
+    /// The signal in words, for docs and `skm doctor`: e.g. `AWS_REGION or AWS_DEFAULT_REGION is set`.
+    pub signal_doc: &'static str,
+    /// Whether the environment selects this backend; `Some(reason)` if so, e.g. `AWS_REGION is set`.
+    pub signal: SignalFn,
+    /// Builds the backend, with its admin side, from the environment.
+    pub build: BuildFn,
+    /// The backend-specific checks of `skm doctor` (the generic reachability fetch is the tool's).
+    pub doctor: fn(Env) -> BoxFuture<Vec<Probe>>,
+    /// How `skm policy` renders least-privilege access for this backend, if it can.
+    pub policy: Option<PolicyRenderer>,
+}
+
+impl fmt::Debug for Descriptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Descriptor")
+            .field("name", &self.name)
+            .field("aliases", &self.aliases)
+            .field("feature", &self.feature)
+            .field("compiled", &self.compiled)
+            .field("priority", &self.priority)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Descriptor {
+    /// Whether `name` is this backend's name or one of its aliases (case-insensitive, trimmed).
+    pub fn answers_to(&self, name: &str) -> bool {
+        let name = name.trim();
+        self.name.eq_ignore_ascii_case(name) || self.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+    }
+
+    /// The error for a backend this build lacks, telling how to enable it.
+    pub fn not_compiled(&self) -> Error {
+        Error::config(format!(
+            "skm was built without the `{feature}` feature, which {title} needs: enable it with \
+             `skm = {{ version = \"*\", features = [\"{feature}\"] }}`",
+            feature = self.feature,
+            title = self.title
+        ))
+    }
+
+    /// Builds the backend from `env`.
+    ///
+    /// # Errors
+    /// The backend is not compiled in, or its configuration in `env` is wrong.
+    pub async fn build_admin(&self, env: Env) -> Result<Arc<dyn AdminBackend>, Error> {
+        if !self.compiled {
+            return Err(self.not_compiled());
+        }
+        (self.build)(env).await
+    }
+}
+
+/// One result of a backend's `doctor` checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// What was checked, e.g. `vault token`.
+    pub check: String,
+    /// The verdict.
+    pub level: ProbeLevel,
+    /// A sentence for people. Never a secret value or a token.
+    pub detail: String,
+}
+
+impl Probe {
+    /// A probe result.
+    pub fn new(check: impl Into<String>, level: ProbeLevel, detail: impl Into<String>) -> Self {
+        Probe {
+            check: check.into(),
+            level,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The verdict of a [`Probe`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeLevel {
+    /// Fine.
+    Ok,
+    /// Works, but deserves attention (e.g. a token expiring within the hour).
+    Warn,
+    /// Broken.
+    Fail,
+    /// Not applicable here.
+    Skip,
+}
+
+/// How a backend renders a least-privilege policy for declared paths.
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyRenderer {
+    /// The document's format, e.g. `aws-iam` (JSON) or `vault-hcl`.
+    pub format: &'static str,
+    /// The options it reads (each also from its environment variables).
+    pub options: &'static [PolicyOption],
+    /// Renders the document.
+    pub render: fn(&PolicyInput<'_>) -> Result<PolicyDocument, Error>,
+}
+
+/// One option of a [`PolicyRenderer`], e.g. `region`.
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyOption {
+    /// The option's name, as the tool's flag: `region` is `--region`.
+    pub name: &'static str,
+    /// Environment variables read when the option is not given, in order.
+    pub env: &'static [&'static str],
+    /// What it means.
+    pub help: &'static str,
+}
+
+/// What a policy is rendered for.
+pub struct PolicyInput<'a> {
+    /// The declaring struct's name (must be a Rust identifier: it goes into comments).
+    pub struct_name: &'a str,
+    /// The declared backend paths.
+    pub paths: &'a [String],
+    /// Option values given explicitly (flags), by [`PolicyOption::name`].
+    pub option: &'a dyn Fn(&str) -> Option<String>,
+    /// The environment, for options not given explicitly.
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl PolicyInput<'_> {
+    /// The option `name` (explicit, else from `env_vars` in order), trimmed; empty counts as unset.
+    pub fn get(&self, name: &str, env_vars: &[&str]) -> Option<String> {
+        let set = |v: Option<String>| v.map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        set((self.option)(name)).or_else(|| env_vars.iter().find_map(|n| set((self.env)(n))))
+    }
+
+    /// The struct name, checked to be a Rust identifier so that it cannot break out of a comment line.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when it is not `[A-Za-z_][A-Za-z0-9_]*`.
+    pub fn checked_struct_name(&self) -> Result<&str, Error> {
+        let s = self.struct_name;
+        let mut chars = s.chars();
+        let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if ok {
+            Ok(s)
+        } else {
+            Err(Error::config(
+                "the struct name is not a Rust identifier (letters, digits, `_`): fix the manifest's `struct`".into(),
+            ))
+        }
+    }
+}
+
+/// A rendered policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyDocument {
+    /// The format, as [`PolicyRenderer::format`].
+    pub format: &'static str,
+    /// The document.
+    pub body: PolicyBody,
+    /// Notes for the person applying it (what it does not cover, how to apply it).
+    pub notes: Vec<String>,
+}
+
+/// The document itself.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PolicyBody {
+    /// A JSON document (AWS IAM).
+    Json(serde_json::Value),
+    /// A text document (Vault HCL).
+    Text(String),
+}
+
+/// Every backend skm knows, compiled in or not, in detection order.
+pub fn all() -> &'static [Descriptor] {
+    &REGISTRY
+}
+
+/// The backend named `name` or one of its aliases (case-insensitive); `None` for an unknown name.
+pub fn find(name: &str) -> Option<&'static Descriptor> {
+    all().iter().find(|d| d.answers_to(name))
+}
+
+/// The names accepted by [`find`] and `SKM_BACKEND`, plus `none`: for help texts and clap value parsers.
+pub fn names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = all()
+        .iter()
+        .flat_map(|d| std::iter::once(d.name).chain(d.aliases.iter().copied()))
+        .collect();
+    names.push("none");
+    names
+}
+
+/// A [`Descriptor::doctor`] for backends without specific checks (here: those not compiled in).
+#[allow(dead_code)]
+fn no_probes(_: Env) -> BoxFuture<Vec<Probe>> {
+    Box::pin(async { Vec::new() })
+}
+
+fn set(var: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    var(name).filter(|v| !v.trim().is_empty())
+}
+
+static REGISTRY: [Descriptor; 3] = [
+    Descriptor {
+        name: "aws",
+        aliases: &["aws-secrets-manager", "secretsmanager"],
+        title: "AWS Secrets Manager",
+        feature: "aws",
+        compiled: cfg!(feature = "aws"),
+        priority: 1,
+        signal_doc: "AWS_REGION or AWS_DEFAULT_REGION is set",
+        signal: |var| {
+            ["AWS_REGION", "AWS_DEFAULT_REGION"]
+                .into_iter()
+                .find(|n| set(var, n).is_some())
+                .map(|n| format!("{n} is set"))
+        },
+        #[cfg(feature = "aws")]
+        build: super::aws::registry_build,
+        #[cfg(not(feature = "aws"))]
+        build: |_| {
+            Box::pin(async { Err(find("aws").map_or_else(|| Error::config("aws".into()), |d| d.not_compiled())) })
+        },
+        #[cfg(feature = "aws")]
+        doctor: super::aws::doctor,
+        #[cfg(not(feature = "aws"))]
+        doctor: no_probes,
+        policy: Some(super::aws::policy::RENDERER),
+    },
+    Descriptor {
+        name: "vault",
+        aliases: &["openbao", "bao"],
+        title: "HashiCorp Vault / OpenBao KV",
+        feature: "vault",
+        compiled: cfg!(feature = "vault"),
+        priority: 2,
+        signal_doc: "VAULT_ADDR is set",
+        signal: |var| set(var, "VAULT_ADDR").map(|_| "VAULT_ADDR is set".to_string()),
+        #[cfg(feature = "vault")]
+        build: super::vault::registry_build,
+        #[cfg(not(feature = "vault"))]
+        build: |_| {
+            Box::pin(async { Err(find("vault").map_or_else(|| Error::config("vault".into()), |d| d.not_compiled())) })
+        },
+        #[cfg(feature = "vault")]
+        doctor: super::vault::doctor,
+        #[cfg(not(feature = "vault"))]
+        doctor: no_probes,
+        policy: Some(super::vault::policy::RENDERER),
+    },
+    Descriptor {
+        name: "local",
+        aliases: &["local-store"],
+        title: "the local encrypted store",
+        feature: "local",
+        compiled: cfg!(feature = "local"),
+        priority: 3,
+        signal_doc: "a local store exists at SKM_LOCAL_PATH (default .skm)",
+        signal: |var| {
+            let path = set(var, "SKM_LOCAL_PATH").unwrap_or_else(|| ".skm".into());
+            // The store's layout: `secrets/` inside the store directory (see `backend::local`).
+            std::path::Path::new(&path)
+                .join("secrets")
+                .is_dir()
+                .then(|| format!("a local store exists at {path}"))
+        },
+        #[cfg(feature = "local")]
+        build: super::local::registry_build,
+        #[cfg(not(feature = "local"))]
+        build: |_| {
+            Box::pin(async { Err(find("local").map_or_else(|| Error::config("local".into()), |d| d.not_compiled())) })
+        },
+        #[cfg(feature = "local")]
+        doctor: super::local::doctor,
+        #[cfg(not(feature = "local"))]
+        doctor: no_probes,
+        policy: None,
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_priorities_ordered() {
+        let names = names();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), names.len(), "a name or alias is used twice: {names:?}");
+        let priorities: Vec<u8> = all().iter().map(|d| d.priority).collect();
+        assert!(priorities.windows(2).all(|w| w[0] < w[1]), "{priorities:?}");
+        for d in all() {
+            assert!(find(&d.name.to_uppercase()).is_some_and(|f| f.name == d.name));
+        }
+    }
+
+    #[test]
+    fn struct_names_are_checked_before_they_reach_a_comment() {
+        let input = |name: &'static str| PolicyInput {
+            struct_name: name,
+            paths: &[],
+            option: &|_| None,
+            env: &|_| None,
+        };
+        assert!(input("AppSecrets").checked_struct_name().is_ok());
+        for bad in ["", "1A", "A\npath \"*\" {", "A B", "A#"] {
+            assert!(input(bad).checked_struct_name().is_err(), "{bad:?}");
+        }
+    }
+}

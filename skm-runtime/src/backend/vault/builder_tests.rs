@@ -1,0 +1,171 @@
+//! Tests of the builder's environment handling and address checks.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::super::config::{token_text, DEFAULT_CONCURRENCY, DEFAULT_RETRIES};
+use super::super::config::{Credential, KvVersion, VaultAuth, DEFAULT_K8S_JWT_FILE};
+use super::*;
+
+fn from(pairs: &[(&str, &str)]) -> Result<VaultBuilder, Error> {
+    VaultBuilder::from_vars(|n| pairs.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string()))
+}
+
+#[test]
+fn plain_http_only_on_loopback_unless_allowed() {
+    for ok in [
+        "https://vault.internal:8200",
+        "http://127.0.0.1:8200",
+        "http://127.8.9.1",
+        "http://[::1]:8200",
+    ] {
+        assert!(VaultBuilder::new(ok).checked_address().is_ok(), "{ok}");
+    }
+    for refused in [
+        "http://10.255.255.1:8200",
+        "http://vault.internal",
+        "http://localhost.evil.com",
+        // A name, not an address: DNS or /etc/hosts could send it anywhere (issue 17).
+        "http://localhost:8200",
+        "http://[fe80::1]",
+    ] {
+        let e = VaultBuilder::new(refused).checked_address().unwrap_err().to_string();
+        assert!(e.contains("SKM_VAULT_ALLOW_HTTP=1"), "{refused}: {e}");
+    }
+    assert!(VaultBuilder::new("http://10.255.255.1:8200")
+        .allow_insecure_http(true)
+        .checked_address()
+        .is_ok());
+    let allowed = from(&[
+        ("VAULT_ADDR", "http://vault.internal"),
+        ("VAULT_TOKEN", "t"),
+        ("SKM_VAULT_ALLOW_HTTP", "1"),
+    ]);
+    assert!(allowed.unwrap().checked_address().is_ok());
+    assert!(VaultBuilder::new("ftp://vault").checked_address().is_err());
+    assert!(VaultBuilder::new("https://user:pw@vault").checked_address().is_err());
+    assert!(VaultBuilder::new("not a url").checked_address().is_err());
+}
+
+#[test]
+fn reads_every_variable() {
+    let b = from(&[
+        ("VAULT_ADDR", "https://v:8200"),
+        ("VAULT_TOKEN", "hvs.S3CRET"),
+        ("VAULT_NAMESPACE", "/team/a/"),
+        ("VAULT_CACERT", "/ca.pem"),
+        ("VAULT_SKIP_VERIFY", "true"),
+        ("VAULT_CLIENT_TIMEOUT", "5s"),
+        ("SKM_VAULT_MOUNT", "/kv/"),
+        ("SKM_VAULT_KV_VERSION", "1"),
+        ("SKM_VAULT_CONCURRENCY", "3"),
+    ])
+    .unwrap();
+    assert_eq!(b.address, "https://v:8200");
+    assert_eq!(b.namespace.as_deref(), Some("team/a"));
+    assert_eq!(b.ca_certs, [PathBuf::from("/ca.pem")]);
+    assert!(b.skip_verify);
+    assert_eq!(b.timeout, Duration::from_secs(5));
+    assert_eq!(
+        (b.mount.as_str(), b.kv_version, b.concurrency),
+        ("kv", Some(KvVersion::V1), 3)
+    );
+    assert!(!format!("{b:?}").contains("S3CRET"), "the token is redacted");
+
+    let d = from(&[("VAULT_TOKEN", "t")]).unwrap();
+    assert_eq!(
+        (d.address.as_str(), d.mount.as_str(), d.kv_version),
+        ("https://127.0.0.1:8200", "secret", None)
+    );
+    assert_eq!((d.concurrency, d.retries), (DEFAULT_CONCURRENCY, DEFAULT_RETRIES));
+}
+
+#[test]
+fn token_falls_back_to_the_cli_token_file() {
+    let home = std::env::temp_dir().join(format!("skm-vault-home-{}", std::process::id()));
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join(".vault-token"), "from-file\n").unwrap();
+    let b = from(&[("HOME", home.to_str().unwrap())]).unwrap();
+    assert_eq!(token_text(&b.token).as_deref(), Some("from-file"));
+    let b = from(&[("HOME", home.to_str().unwrap()), ("VAULT_TOKEN", "from-env")]).unwrap();
+    assert_eq!(token_text(&b.token).as_deref(), Some("from-env"));
+    std::fs::remove_dir_all(&home).unwrap();
+}
+
+#[test]
+fn auth_methods_and_their_errors() {
+    let b = from(&[
+        ("SKM_VAULT_AUTH", "approle"),
+        ("SKM_VAULT_ROLE_ID", "r"),
+        ("SKM_VAULT_SECRET_ID_FILE", "/s"),
+    ])
+    .unwrap();
+    match &b.auth {
+        VaultAuth::AppRole {
+            mount,
+            role_id: Credential::Value(_),
+            secret_id: Credential::File(f),
+        } => {
+            assert_eq!((mount.as_str(), f.as_path()), ("approle", Path::new("/s")));
+        }
+        other => panic!("{other:?}"),
+    }
+    let e = from(&[("SKM_VAULT_AUTH", "approle"), ("SKM_VAULT_ROLE_ID", "r")]).unwrap_err();
+    assert!(e.to_string().contains("SKM_VAULT_SECRET_ID_FILE"), "{e}");
+    let e = from(&[
+        ("SKM_VAULT_AUTH", "approle"),
+        ("SKM_VAULT_ROLE_ID", "r"),
+        ("SKM_VAULT_ROLE_ID_FILE", "/r"),
+    ])
+    .unwrap_err();
+    assert!(e.to_string().contains("not both"), "{e}");
+
+    let b = from(&[("SKM_VAULT_AUTH", "kubernetes"), ("SKM_VAULT_K8S_ROLE", "app")]).unwrap();
+    match &b.auth {
+        VaultAuth::Kubernetes {
+            mount,
+            role,
+            jwt: Credential::File(f),
+        } => {
+            assert_eq!((mount.as_str(), role.as_str()), ("kubernetes", "app"));
+            assert_eq!(f, Path::new(DEFAULT_K8S_JWT_FILE));
+        }
+        other => panic!("{other:?}"),
+    }
+    let e = from(&[("SKM_VAULT_AUTH", "kubernetes")]).unwrap_err();
+    assert!(e.to_string().contains("SKM_VAULT_K8S_ROLE"), "{e}");
+    let e = from(&[("SKM_VAULT_AUTH", "ldap")]).unwrap_err();
+    assert!(e.to_string().contains("token, approle or kubernetes"), "{e}");
+    assert!(from(&[("SKM_VAULT_KV_VERSION", "3")]).is_err());
+    assert!(from(&[("SKM_VAULT_CONCURRENCY", "0")]).is_err());
+    assert!(from(&[("VAULT_SKIP_VERIFY", "maybe")]).is_err());
+    assert!(!format!("{:?}", Credential::value("hunter2")).contains("hunter2"));
+}
+
+#[test]
+fn control_characters_in_headers_are_a_clear_error() {
+    for (name, value) in [("VAULT_TOKEN", "hvs.S3CRET\nX"), ("VAULT_NAMESPACE", "team\u{1b}[31m")] {
+        let e = super::super::config::header_safe(name, Some(value))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(name) && e.contains("control character"), "{e}");
+        assert!(!e.contains("S3CRET"), "the value stays out of the message: {e}");
+    }
+    assert!(super::super::config::header_safe("VAULT_TOKEN", Some("hvs.ok\tx")).is_ok());
+}
+
+#[test]
+fn proxies_come_from_the_environment_and_plain_needs_opt_in() {
+    let b = from(&[
+        ("https_proxy", "http://p:1"),
+        ("HTTP_PROXY", "http://q:2"),
+        ("NO_PROXY", "a"),
+    ])
+    .unwrap();
+    assert_eq!(b.proxies.https.as_deref(), Some("http://p:1"));
+    assert_eq!(b.proxies.http.as_deref(), Some("http://q:2"));
+    assert!(!b.proxies.plain);
+    let b = from(&[("ALL_PROXY", "socks5://r:3"), ("SKM_VAULT_PROXY_PLAIN", "1")]).unwrap();
+    assert_eq!(b.proxies.https.as_deref(), Some("socks5://r:3"));
+    assert!(b.proxies.plain);
+}

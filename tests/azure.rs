@@ -1,0 +1,688 @@
+//! The Azure Key Vault backend against skm-testing's Key Vault server, with Microsoft's Python client
+//! (`azure-keyvault-secrets`, `azure-identity`) writing what skm reads and reading what skm writes.
+//!
+//! Every test starts its own server. Process environment is never changed except `IDENTITY_ENDPOINT` /
+//! `IDENTITY_HEADER`, which point the managed-identity step at a closed loopback port so that no test can
+//! reach the instance-metadata address; tests that need other variables run this binary again as a child
+//! process with exactly those variables (see `child_process_entry`).
+#![cfg(feature = "azure")]
+
+use std::process::Command;
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use skm::backend::azure::azure_core::time::OffsetDateTime;
+use skm::backend::azure::azure_security_keyvault_secrets::models::{
+    SecretAttributes, SecretClientUpdateSecretPropertiesOptions, SetSecretParameters, UpdateSecretPropertiesParameters,
+};
+use skm::backend::azure::{AzureBackend, AzureBackendBuilder};
+use skm::backend::{
+    AdminBackend, AdminErrorKind, Backend, DeleteMode, FailureKind, FetchRequest, PutRequest, SecretValue,
+};
+use skm::{ExposeSecret, FieldProblem, Loader, Rotating, SecretBox, SecretString, Secrets, VersionPin};
+use skm_testing::{venv_bin, KeyVault, Proxy};
+
+const SENTINEL: &str = "SENTINEL-azure-7d1e-do-not-leak";
+
+fn no_instance_metadata() {
+    static ONCE: Once = Once::new();
+    // The managed-identity step would otherwise probe 169.254.169.254, which must never be contacted here:
+    // App Service's variables send it to a loopback port nobody listens on.
+    ONCE.call_once(|| {
+        let port = skm_testing::free_port();
+        std::env::set_var("IDENTITY_ENDPOINT", format!("http://127.0.0.1:{port}/msi/token"));
+        std::env::set_var("IDENTITY_HEADER", "skm-test");
+    });
+}
+
+async fn kv() -> KeyVault {
+    no_instance_metadata();
+    KeyVault::start().await
+}
+
+fn builder(kv: &KeyVault) -> AzureBackendBuilder {
+    AzureBackend::builder()
+        .vault_url(kv.url())
+        .authority_host(kv.authority_host())
+        .ca_cert(kv.ca_pem_path())
+        .client_secret(kv.tenant_id(), kv.client_id(), kv.client_secret())
+}
+
+fn backend(kv: &KeyVault) -> AzureBackend {
+    builder(kv).build().expect("backend")
+}
+
+fn loader(b: &AzureBackend) -> Loader {
+    Loader::new()
+        .backend(b.clone())
+        .no_dotenv()
+        .env_vars(Vec::<(String, String)>::new())
+}
+
+fn text(result: &skm::backend::FetchResult) -> String {
+    match &result.as_ref().expect("found").value {
+        SecretValue::Text(s) => s.expose_secret().to_string(),
+        SecretValue::Binary(_) => panic!("expected text"),
+    }
+}
+
+/// Runs Python with `client` (Microsoft's `SecretClient` for this server) defined, then `code`; returns stdout.
+async fn python(kv: &KeyVault, code: &str) -> String {
+    let prelude = r#"
+import os, datetime
+from azure.identity import ClientSecretCredential
+from azure.keyvault.secrets import SecretClient
+url, ca = os.environ["KV_URL"], os.environ["KV_CA"]
+cred = ClientSecretCredential(os.environ["KV_TENANT"], os.environ["KV_CLIENT"], os.environ["KV_SECRET"],
+                              authority=url, disable_instance_discovery=True, connection_verify=ca)
+client = SecretClient(url, cred, verify_challenge_resource=False, connection_verify=ca)
+"#;
+    let mut command = Command::new(venv_bin("python"));
+    command
+        .arg("-c")
+        .arg(format!("{prelude}\n{code}"))
+        .env("KV_URL", kv.url())
+        .env("KV_TENANT", kv.tenant_id())
+        .env("KV_CLIENT", kv.client_id())
+        .env("KV_SECRET", kv.client_secret())
+        .env("KV_CA", kv.ca_pem_path());
+    let out = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "python failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn conformance() {
+    let kv = kv().await;
+    skm::testing::conformance::run_all(Arc::new(backend(&kv)), "conformance").await;
+}
+
+#[derive(Secrets)]
+struct Written {
+    #[secret(path = "auth/jwt", key = "secret")]
+    jwt: SecretString,
+    #[secret(path = "database/connection", key = "port")]
+    port: SecretBox<u16>,
+    #[secret(path = "plain/value")]
+    plain: SecretString,
+}
+
+#[tokio::test]
+async fn microsofts_client_writes_and_skm_reads() {
+    let kv = kv().await;
+    python(
+        &kv,
+        r#"
+client.set_secret("auth-jwt", '{"secret": "from-python"}', content_type="application/json")
+client.set_secret("database-connection", '{"url": "postgres://x", "port": 5432}')
+client.set_secret("plain-value", "plain from python")
+"#,
+    )
+    .await;
+    let b = backend(&kv);
+    let loaded = loader(&b)
+        .load_report::<Written>()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.value.jwt.expose_secret(), "from-python");
+    assert_eq!(*loaded.value.port.expose_secret(), 5432);
+    assert_eq!(loaded.value.plain.expose_secret(), "plain from python");
+    let origin = loaded.provenance.get("jwt").unwrap().to_string();
+    assert!(
+        origin.starts_with("Azure Key Vault (127.0.0.1)") && origin.contains("auth/jwt"),
+        "{origin}"
+    );
+}
+
+#[tokio::test]
+async fn skm_writes_and_microsofts_client_reads() {
+    let kv = kv().await;
+    let b = backend(&kv);
+    let mut put = PutRequest::new("auth/jwt", SecretValue::map([("secret", "from-skm")]));
+    put.tags = vec![("team".into(), "payments".into())];
+    put.description = Some("JWT signing key".into());
+    b.put(put).await.expect("put");
+    b.put(PutRequest::new("bin/cert", SecretValue::binary(vec![0, 1, 254, 255])))
+        .await
+        .expect("put binary");
+    let out = python(
+        &kv,
+        r#"
+import json, base64
+s = client.get_secret("auth-jwt")
+print(json.loads(s.value)["secret"], s.properties.content_type, s.properties.tags["team"], s.properties.tags["description"], s.properties.tags["skm-path"])
+b = client.get_secret("bin-cert")
+print(list(base64.b64decode(b.value)), b.properties.content_type)
+"#,
+    )
+    .await;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "from-skm application/json payments JWT signing key auth/jwt");
+    assert_eq!(lines[1], "[0, 1, 254, 255] application/octet-stream; encoding=base64");
+    // And skm reads its binary back as bytes.
+    let r = b.fetch(&[FetchRequest::current("bin/cert")]).await;
+    assert!(
+        matches!(&r[0].as_ref().unwrap().value, SecretValue::Binary(v) if v.expose_secret() == &vec![0, 1, 254, 255])
+    );
+}
+
+// Only whether it loads matters.
+#[allow(dead_code)]
+#[derive(Secrets)]
+struct Colliding {
+    #[secret(path = "auth/jwt")]
+    a: SecretString,
+    #[secret(path = "auth-jwt")]
+    b: SecretString,
+    #[secret(path = "db/main_password")]
+    c: SecretString,
+}
+
+#[tokio::test]
+async fn names_map_slashes_and_refuse_collisions_and_bad_characters() {
+    let kv = kv().await;
+    let b = backend(&kv);
+    b.put(PutRequest::new("auth/jwt", SecretValue::text(SENTINEL)))
+        .await
+        .unwrap();
+    assert_eq!(kv.secret_names(), vec!["auth-jwt".to_string()]);
+    let e = loader(&b)
+        .load::<Colliding>()
+        .await
+        .err()
+        .expect("collision and bad name");
+    let text = format!("{e}");
+    assert!(
+        text.contains("paths `auth-jwt` and `auth/jwt` map to the same Azure Key Vault secret name `auth-jwt`"),
+        "{text}"
+    );
+    assert!(text.contains("db/main_password") && text.contains("`_`"), "{text}");
+    assert!(!format!("{e} {e:?}").contains(SENTINEL), "value leaked: {e}");
+    assert_eq!(e.as_load().unwrap().fields.len(), 3, "{e}");
+    // No request was made for a bad or colliding name.
+    assert_eq!(kv.count_of("GET /secrets/auth-jwt/"), 0);
+    let e = b.put(PutRequest::new("a.b", SecretValue::text("x"))).await.unwrap_err();
+    assert!(e.detail.contains("`.`"), "{e}");
+}
+
+#[derive(Secrets)]
+struct Keys {
+    #[secret(path = "rot/key")]
+    keys: Rotating<SecretString>,
+}
+
+#[tokio::test]
+async fn version_pins_and_rotating_skip_disabled_versions() {
+    let kv = kv().await;
+    let b = backend(&kv);
+    let v1 = b
+        .put(PutRequest::new("rot/key", SecretValue::text("one")))
+        .await
+        .unwrap();
+    kv.advance_clock(Duration::from_secs(10));
+    let v2 = b
+        .put(PutRequest::new("rot/key", SecretValue::text("two")))
+        .await
+        .unwrap();
+    kv.advance_clock(Duration::from_secs(10));
+    b.put(PutRequest::new("rot/key", SecretValue::text("three")))
+        .await
+        .unwrap();
+
+    let pin = |id: &str| FetchRequest {
+        path: "rot/key".into(),
+        version: VersionPin::id(id.to_string()),
+    };
+    let r = b.fetch(&[pin(&v1), FetchRequest::current("rot/key")]).await;
+    assert_eq!(text(&r[0]), "one");
+    assert_eq!(text(&r[1]), "three");
+    assert_eq!(r[0].as_ref().unwrap().version.as_deref(), Some(v1.as_str()));
+
+    let keys = loader(&b).load::<Keys>().await.unwrap_or_else(|e| panic!("{e}")).keys;
+    assert_eq!(keys.current().expose_secret(), "three");
+    assert_eq!(keys.previous().unwrap().expose_secret(), "two");
+
+    // Disable v2: the previous becomes v1, the newest *enabled* version before the current one.
+    let params: UpdateSecretPropertiesParameters = UpdateSecretPropertiesParameters {
+        secret_attributes: Some(SecretAttributes {
+            enabled: Some(false),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    b.client()
+        .update_secret_properties(
+            "rot-key",
+            params.try_into().unwrap(),
+            Some(SecretClientUpdateSecretPropertiesOptions {
+                secret_version: Some(v2.clone()),
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+    let keys = loader(&b).load::<Keys>().await.unwrap_or_else(|e| panic!("{e}")).keys;
+    assert_eq!(keys.previous().unwrap().expose_secret(), "one");
+
+    // A pinned disabled version is an error that says so; staging labels do not exist in Key Vault.
+    let r = b
+        .fetch(&[
+            pin(&v2),
+            FetchRequest {
+                path: "rot/key".into(),
+                version: VersionPin::stage("AWSPREVIOUS"),
+            },
+        ])
+        .await;
+    let e = r[0].as_ref().unwrap_err();
+    assert!(e.kind == FailureKind::Invalid && e.detail.contains("disabled"), "{e}");
+    assert_eq!(r[1].as_ref().unwrap_err().kind, FailureKind::Invalid);
+}
+
+// Only whether it loads matters.
+#[allow(dead_code)]
+#[derive(Secrets)]
+struct One {
+    #[secret(path = "app/key", env = "APP_KEY")]
+    key: SecretString,
+}
+
+async fn set_with(b: &AzureBackend, name: &str, attributes: SecretAttributes) {
+    let params = SetSecretParameters {
+        value: Some(SENTINEL.into()),
+        secret_attributes: Some(attributes),
+        ..Default::default()
+    };
+    b.client()
+        .set_secret(name, params.try_into().unwrap(), None)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn disabled_secret_is_an_error_that_says_so_and_does_not_fall_back() {
+    let kv = kv().await;
+    let b = backend(&kv);
+    set_with(
+        &b,
+        "app-key",
+        SecretAttributes {
+            enabled: Some(false),
+            ..Default::default()
+        },
+    )
+    .await;
+    let e = loader(&b)
+        .env_vars([("APP_KEY", "from-env")])
+        .load::<One>()
+        .await
+        .err()
+        .expect("a disabled secret must not load, nor fall back to env");
+    assert!(format!("{e}").contains("disabled"), "{e}");
+    assert!(
+        format!("{e}").contains("app/key") && format!("{e}").contains("app-key"),
+        "{e}"
+    );
+    assert!(!format!("{e} {e:?}").contains(SENTINEL));
+}
+
+#[tokio::test]
+async fn expired_not_yet_valid_and_expiring_soon() {
+    let kv = kv().await;
+    let b = backend(&kv);
+    let now = OffsetDateTime::now_utc();
+    set_with(
+        &b,
+        "old",
+        SecretAttributes {
+            expires: Some(now - time_days(1)),
+            ..Default::default()
+        },
+    )
+    .await;
+    set_with(
+        &b,
+        "later",
+        SecretAttributes {
+            not_before: Some(now + time_days(3)),
+            ..Default::default()
+        },
+    )
+    .await;
+    set_with(
+        &b,
+        "soon",
+        SecretAttributes {
+            expires: Some(now + time_days(2)),
+            ..Default::default()
+        },
+    )
+    .await;
+    set_with(
+        &b,
+        "fine",
+        SecretAttributes {
+            expires: Some(now + time_days(30)),
+            ..Default::default()
+        },
+    )
+    .await;
+
+    let (logs, _guard) = skm_testing::logs::capture();
+    let r = b
+        .fetch(&[
+            FetchRequest::current("old"),
+            FetchRequest::current("later"),
+            FetchRequest::current("soon"),
+            FetchRequest::current("fine"),
+        ])
+        .await;
+    let year = (now.year()).to_string();
+    let old = r[0].as_ref().unwrap_err();
+    assert!(
+        old.kind == FailureKind::Invalid && old.detail.contains("expired on") && old.detail.contains(&year),
+        "{old}"
+    );
+    let later = r[1].as_ref().unwrap_err();
+    assert!(
+        later.detail.contains("not valid before") && later.detail.contains(&year),
+        "{later}"
+    );
+    assert_eq!(text(&r[2]), SENTINEL);
+    assert_eq!(text(&r[3]), SENTINEL);
+    let logs = logs.text();
+    assert!(
+        logs.contains("secret `soon` (Key Vault name `soon`) expires on"),
+        "{logs}"
+    );
+    assert!(logs.contains("expiring_soon"), "no audit event: {logs}");
+    assert!(!logs.contains("`fine`"), "{logs}");
+    assert!(!logs.contains(SENTINEL), "value leaked to the log");
+}
+
+fn time_days(n: i64) -> skm::backend::azure::azure_core::time::Duration {
+    skm::backend::azure::azure_core::time::Duration::days(n)
+}
+
+#[tokio::test]
+async fn credential_chain_lists_what_each_step_said() {
+    let kv = kv().await;
+    let url = kv.url();
+    let ca = kv.ca_pem_path().display().to_string();
+    let authority = kv.authority_host();
+    let vars = move |name: &str| match name {
+        "AZURE_KEYVAULT_URL" => Some(url.clone()),
+        "SKM_AZURE_CA_CERT" => Some(ca.clone()),
+        "AZURE_AUTHORITY_HOST" => Some(authority.clone()),
+        _ => None,
+    };
+    let b = AzureBackendBuilder::from_vars(&vars).unwrap().build().unwrap();
+    let r = b.fetch(&[FetchRequest::current("a"), FetchRequest::current("b")]).await;
+    let e = r[0].as_ref().unwrap_err();
+    assert_eq!(e.kind, FailureKind::Forbidden, "{e}");
+    for step in [
+        "environment client secret (env): AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET not set",
+        "workload identity (workload): AZURE_FEDERATED_TOKEN_FILE not set",
+        "managed identity (managed):",
+        "Azure CLI / Azure Developer CLI (cli):",
+    ] {
+        assert!(e.detail.contains(step), "missing `{step}` in:\n{e}");
+    }
+    assert_eq!(
+        r[1].as_ref().unwrap_err(),
+        e,
+        "the chain is not run again for every secret"
+    );
+    assert_eq!(kv.tokens_issued(), 0);
+
+    // A forced step, with a wrong secret: Entra's answer reaches the user.
+    let url = kv.url();
+    let ca = kv.ca_pem_path().display().to_string();
+    let authority = kv.authority_host();
+    let (tenant, client) = (kv.tenant_id().to_string(), kv.client_id().to_string());
+    let vars = move |name: &str| match name {
+        "AZURE_KEYVAULT_URL" => Some(url.clone()),
+        "SKM_AZURE_CA_CERT" => Some(ca.clone()),
+        "AZURE_AUTHORITY_HOST" => Some(authority.clone()),
+        "AZURE_TENANT_ID" => Some(tenant.clone()),
+        "AZURE_CLIENT_ID" => Some(client.clone()),
+        "AZURE_CLIENT_SECRET" => Some(SENTINEL.into()),
+        "SKM_AZURE_CREDENTIAL" => Some("env".into()),
+        _ => None,
+    };
+    let b = AzureBackendBuilder::from_vars(&vars).unwrap().build().unwrap();
+    let r = b.fetch(&[FetchRequest::current("a")]).await;
+    let e = r[0].as_ref().unwrap_err();
+    assert!(e.detail.contains("AADSTS7000215"), "{e}");
+    assert!(
+        !e.detail.contains("workload identity"),
+        "only the forced step runs: {e}"
+    );
+    assert!(!format!("{e:?} {b:?}").contains(SENTINEL), "client secret leaked");
+
+    let bad = |name: &str| (name == "SKM_AZURE_CREDENTIAL").then(|| "password".to_string());
+    assert!(AzureBackendBuilder::from_vars(&bad).is_err());
+}
+
+#[tokio::test]
+async fn untrusted_certificate_and_plain_http_fail_fast() {
+    let kv = kv().await;
+    let started = std::time::Instant::now();
+    let b = AzureBackend::builder()
+        .vault_url(kv.url())
+        .authority_host(kv.authority_host())
+        .client_secret(kv.tenant_id(), kv.client_id(), kv.client_secret())
+        .build()
+        .unwrap();
+    let r = b.fetch(&[FetchRequest::current("a")]).await;
+    let e = r[0].as_ref().unwrap_err();
+    assert_eq!(e.kind, FailureKind::Unavailable, "{e}");
+    assert!(e.detail.to_lowercase().contains("certificate"), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    let e = AzureBackend::builder().vault_url(kv.plain_url()).build().unwrap_err();
+    assert!(e.to_string().contains("https://"), "{e}");
+    let e = builder(&kv).ca_cert("/nonexistent/ca.pem").build().unwrap_err();
+    assert!(
+        e.to_string().contains("SKM_AZURE_CA_CERT") && e.to_string().contains("/nonexistent/ca.pem"),
+        "{e}"
+    );
+    let e = AzureBackend::builder().build().unwrap_err();
+    assert!(e.to_string().contains("AZURE_KEYVAULT_URL"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_secrets_are_fifty_concurrent_gets() {
+    let kv = kv().await;
+    let proxy = Proxy::start(&kv.plain_url()).await;
+    let b = backend(&kv);
+    let requests: Vec<FetchRequest> = (0..50).map(|i| FetchRequest::current(format!("many/{i:02}"))).collect();
+    for r in &requests {
+        b.put(PutRequest::new(&r.path, SecretValue::text("v"))).await.unwrap();
+    }
+    // Learn the challenge and get a token, then measure a load.
+    b.fetch(&requests[..1]).await;
+    kv.forward_to(Some(&proxy.url()));
+    proxy.set_latency(Duration::from_millis(20));
+    proxy.clear();
+    let results = b.fetch(&requests).await;
+    assert!(results.iter().all(|r| r.is_ok()));
+    assert_eq!(proxy.count(), 50, "{:?}", proxy.counts());
+    for i in 0..50 {
+        assert_eq!(proxy.count_of(&format!("GET /secrets/many-{i:02}/")), 1);
+    }
+    // 32 in flight (the default) makes 50 reads two round trips.
+    assert!(proxy.max_in_flight() >= 25, "max in flight {}", proxy.max_in_flight());
+    assert!(proxy.max_in_flight() <= 32, "max in flight {}", proxy.max_in_flight());
+}
+
+#[tokio::test]
+async fn admin_round_trip_with_soft_delete_recover_and_purge() {
+    let kv = kv().await;
+    let b = backend(&kv);
+    let v1 = b
+        .put(PutRequest::new("svc/token", SecretValue::text("one")))
+        .await
+        .unwrap();
+    let v2 = b
+        .put(PutRequest::new("svc/token", SecretValue::text("two")))
+        .await
+        .unwrap();
+    let versions = b.versions("svc/token").await.unwrap();
+    assert_eq!(versions[0].id, v2);
+    assert_eq!(versions[0].stages, vec!["current".to_string()]);
+    assert!(versions.iter().any(|v| v.id == v1));
+    for i in 0..7 {
+        b.put(PutRequest::new(format!("svc/list/{i}"), SecretValue::text("x")))
+            .await
+            .unwrap();
+    }
+    let listed = b.list("svc/list/").await.unwrap();
+    assert_eq!(listed.len(), 7, "every page followed: {listed:?}");
+    // The Rust SDK re-encodes the `$` of `$skiptoken`.
+    assert!(kv.requests().iter().any(|r| r.query.contains("skiptoken")));
+
+    // Rollback as the tool does it: read the old version, write it as the newest.
+    let old = b
+        .fetch(&[FetchRequest {
+            path: "svc/token".into(),
+            version: VersionPin::id(v1.clone()),
+        }])
+        .await;
+    b.put(PutRequest::new("svc/token", old[0].as_ref().unwrap().value.clone()))
+        .await
+        .unwrap();
+    assert_eq!(text(&b.fetch(&[FetchRequest::current("svc/token")]).await[0]), "one");
+
+    // Soft delete: the name is held until recovered or purged.
+    b.delete("svc/token", DeleteMode::Default).await.unwrap();
+    let r = b.fetch(&[FetchRequest::current("svc/token")]).await;
+    assert_eq!(r[0].as_ref().unwrap_err().kind, FailureKind::NotFound);
+    let e = b
+        .put(PutRequest::new("svc/token", SecretValue::text("three")))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, AdminErrorKind::AlreadyExists, "{e}");
+    assert!(
+        e.detail.contains("soft-deleted") && e.detail.contains("recover") && e.detail.contains("purge"),
+        "{e}"
+    );
+    let out = python(
+        &kv,
+        "client.begin_recover_deleted_secret('svc-token').result(); print(client.get_secret('svc-token').value)",
+    )
+    .await;
+    assert_eq!(out.trim(), "one");
+
+    // --force: delete, then purge; the name is free again.
+    b.delete("svc/token", DeleteMode::Force).await.unwrap();
+    assert_eq!(kv.count_of("DELETE /deletedsecrets/svc-token"), 1);
+    b.put(PutRequest::new("svc/token", SecretValue::text("fresh")))
+        .await
+        .unwrap();
+    assert_eq!(b.versions("svc/token").await.unwrap().len(), 1);
+    let e = b.delete("never/there", DeleteMode::Default).await.unwrap_err();
+    assert_eq!(e.kind, AdminErrorKind::NotFound, "{e}");
+    let e = b.delete("svc/token", DeleteMode::RecoveryDays(7)).await.unwrap_err();
+    assert_eq!(e.kind, AdminErrorKind::Unsupported);
+}
+
+#[tokio::test]
+async fn doctor_reports_vault_credential_and_reachability() {
+    let kv = kv().await;
+    let b = backend(&kv);
+    let report = b.doctor().await;
+    assert!(report.outcome.is_ok(), "{report}");
+    assert_eq!(report.credential, Some(skm::backend::azure::CredentialKind::Env));
+    assert!(report.to_string().contains(&kv.url()), "{report}");
+}
+
+// The README's card example, unchanged.
+#[derive(Secrets)]
+struct AppSecrets {
+    #[secret(path = "auth/jwt", key = "secret", env = "JWT_SECRET_KEY")]
+    jwt_secret: SecretString,
+    #[secret(path = "database/connection", key = "url", env = "DATABASE_URL")]
+    database_url: SecretString,
+}
+
+#[tokio::test]
+async fn child_process_entry() {
+    let Ok(mode) = std::env::var("SKM_AZURE_CHILD") else {
+        return;
+    };
+    match mode.as_str() {
+        "card" => {
+            async fn run() -> Result<AppSecrets, skm::Error> {
+                let cfg = AppSecrets::load().await?;
+                Ok(cfg)
+            }
+            let cfg = run().await.unwrap_or_else(|e| panic!("card example failed: {e}"));
+            assert_eq!(cfg.jwt_secret.expose_secret(), "card-jwt");
+            assert_eq!(cfg.database_url.expose_secret(), "postgres://card");
+        }
+        other => panic!("unknown SKM_AZURE_CHILD mode {other}"),
+    }
+    println!("CHILD-OK {mode}");
+}
+
+#[tokio::test]
+async fn card_example_loads_with_only_the_azure_variables() {
+    let kv = kv().await;
+    python(
+        &kv,
+        r#"
+client.set_secret("auth-jwt", '{"secret": "card-jwt"}')
+client.set_secret("database-connection", '{"url": "postgres://card"}')
+"#,
+    )
+    .await;
+    let dir = std::env::temp_dir().join(format!("skm-azure-child-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["child_process_entry", "--exact", "--nocapture", "--test-threads=1"])
+        .env_clear()
+        .current_dir(&dir)
+        .env("HOME", &dir)
+        .env("SKM_AZURE_CHILD", "card")
+        .env("AZURE_KEYVAULT_URL", kv.url())
+        .env("AZURE_TENANT_ID", kv.tenant_id())
+        .env("AZURE_CLIENT_ID", kv.client_id())
+        .env("AZURE_CLIENT_SECRET", kv.client_secret())
+        .env("AZURE_AUTHORITY_HOST", kv.authority_host())
+        .env("SKM_AZURE_CA_CERT", kv.ca_pem_path());
+    let out = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("CHILD-OK card"),
+        "card example failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(kv.count_of("GET /secrets/auth-jwt/") >= 1);
+}
+
+#[test]
+fn detection_picks_azure_from_its_variables() {
+    use skm::__private::detect::detect;
+    let env = |name: &str| (name == "AZURE_KEYVAULT_URL").then(|| "https://v.vault.azure.net".to_string());
+    assert_eq!(detect(&env).unwrap().name(), "azure");
+    let env = |name: &str| (name == "SKM_BACKEND").then(|| "azure".to_string());
+    assert_eq!(detect(&env).unwrap().name(), "azure");
+    let _ = FieldProblem::Missing;
+}
