@@ -2,10 +2,12 @@
 
 mod check;
 mod doctor;
+pub(crate) mod github;
 mod manifest;
 mod migrate;
 mod ops;
 mod policy;
+pub(crate) mod run;
 mod template;
 pub(crate) mod util;
 
@@ -15,6 +17,8 @@ use crate::{Ctx, Fail};
 /// Runs `command`; returns the exit code, or why it stopped.
 pub(crate) async fn dispatch(ctx: &mut Ctx<'_, '_>, command: Command) -> Result<u8, Fail> {
     match command {
+        Command::Run(args) => run::run(ctx, args).await,
+        Command::Export(args) => github::export(ctx, args).await,
         Command::Get {
             path,
             key,
