@@ -75,3 +75,27 @@ async fn a_missing_secret_fails_before_figment() {
         .unwrap_err();
     assert!(err.to_string().contains("DB_PASSWORD"), "{err}");
 }
+
+/// The README's figment block is `skm::figment`'s doc example (which `cargo test --doc` runs), line for line.
+#[test]
+fn the_readme_block_is_the_tested_doc_example() {
+    let readme = include_str!("../README.md");
+    let section = readme
+        .split("## figment apps")
+        .nth(1)
+        .expect("README has the figment section");
+    let block = section.split("```rust\n").nth(1).unwrap().split("```").next().unwrap();
+    let docs: String = include_str!("../src/figment.rs")
+        .lines()
+        .filter_map(|l| l.strip_prefix("//!"))
+        .map(|l| l.strip_prefix(' ').unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let example = docs.split("```\n").nth(1).expect("the module docs have an example");
+    // The doc example hides its async scaffolding behind `# ` lines.
+    let shown: Vec<&str> = example
+        .lines()
+        .filter(|l| !l.starts_with("# ") && !l.starts_with("```"))
+        .collect();
+    assert_eq!(block.trim_end().lines().collect::<Vec<_>>(), shown);
+}

@@ -107,7 +107,8 @@ impl Loader {
     /// Reads `SKM_BACKEND` (`aws`, `vault`, `local`, `none`), which always wins; otherwise `AWS_REGION` or
     /// `AWS_DEFAULT_REGION` selects AWS, `VAULT_ADDR` selects Vault, an existing local store selects it,
     /// and else no backend is used. Also reads `SKM_PROFILE` (at load time), `SKM_DOTENV` (the `.env`
-    /// path; empty disables it), `SKM_STRICT` (`1`/`true`) and `SKM_ALLOW_FALLBACK` (a comma-separated list
+    /// path; empty disables it), `SKM_SECRETS_DIR` (at load time: the secret files directory, see
+    /// [`Loader::secrets_dir`]), `SKM_STRICT` (`1`/`true`) and `SKM_ALLOW_FALLBACK` (a comma-separated list
     /// of `forbidden`, `decryption`: see [`Loader::allow_fallback_on`]). See the `detect` module for the
     /// backend rules.
     ///
