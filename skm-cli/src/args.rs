@@ -39,6 +39,10 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Run a command with the declared secrets in its environment: `skm run -- CMD [ARGS]...`.
+    Run(crate::cmd::run::RunArgs),
+    /// Hand the declared secrets to a CI job: `skm export --github-env` (GitHub Actions).
+    Export(crate::cmd::github::ExportArgs),
     /// Show a secret, masked unless --reveal.
     Get {
         /// The secret's path.

@@ -21,6 +21,10 @@ use figment::{Metadata, Profile, Provider};
 pub enum Layer {
     /// The configured backend (AWS, Vault, the local store, memory...).
     Backend,
+    /// Secret files in a directory, one per declaration named by its `env` (`/run/secrets/DB_PASSWORD`):
+    /// a Kubernetes secret volume or Docker secrets. The directory is `SKM_SECRETS_DIR`, else
+    /// `/run/secrets` when it exists ([`Loader::secrets_dir`](crate::Loader::secrets_dir)).
+    Files,
     /// The process environment (only the declared `env` names are read).
     Env,
     /// The `.env` file.
@@ -30,14 +34,16 @@ pub enum Layer {
 }
 
 impl Layer {
-    /// The default precedence, highest first: the backend is the source of truth, env and `.env` are fallbacks.
-    pub const DEFAULT_ORDER: [Layer; 4] = [Layer::Backend, Layer::Env, Layer::Dotenv, Layer::Default];
+    /// The default precedence, highest first: the backend is the source of truth; mounted secret files
+    /// come next (they are what an operator synced from the backend), then env and `.env` as fallbacks.
+    pub const DEFAULT_ORDER: [Layer; 5] = [Layer::Backend, Layer::Files, Layer::Env, Layer::Dotenv, Layer::Default];
 }
 
 impl fmt::Display for Layer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Layer::Backend => "backend",
+            Layer::Files => "files",
             Layer::Env => "env",
             Layer::Dotenv => ".env",
             Layer::Default => "default",

@@ -10,7 +10,7 @@
 //!   | 1 | declarations | `spec.rs` (+ `validate.rs`) | static data the derive emits: [`StructSpec`], [`SecretSpec`], [`VersionPin`], [`Validators`] |
 //!   | 2 | plan | `plan.rs` | fields with prefixes and profile resolved ([`ResolvedField`]), duplicate check, one request per (path, version) |
 //!   | 3 | fetch | `fetch.rs` | one [`Backend::fetch`](backend::Backend::fetch) call under [`Loader::deadline`], one result per request, `skm::audit` events; hot-reload refreshes |
-//!   | 4 | resolve | `resolve.rs` (+ `layer.rs`, [`dotenv`]) | one lookup per field and layer, figment merges the layers and picks the one winner; fallback rules |
+//!   | 4 | resolve | `resolve.rs` (+ `layer.rs`, `files.rs`, [`dotenv`]) | one lookup per field and layer, figment merges the layers and picks the one winner; fallback rules |
 //!   | 5 | report | `report.rs`, `error.rs` | provenance ([`Origin`], [`Provenance`]), check results ([`Check`]), per-field errors ([`LoadError`]) |
 //!   | 6 | values | `values.rs` (+ `de.rs`) | the [`Secrets`] trait and typed extraction, with value-free errors |
 //!
@@ -48,6 +48,7 @@ pub mod detect;
 pub mod dotenv;
 pub mod error;
 mod fetch;
+mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gitcheck;
@@ -72,9 +73,9 @@ pub use plan::ResolvedField;
 pub use report::{Check, Loaded, Origin, Provenance};
 pub use rotating::Rotating;
 pub use spec::{FieldKind, FieldSpec, SecretSpec, StructSpec, Validators, VersionPin};
-pub use values::Secrets;
 #[doc(hidden)]
 pub use values::Values;
+pub use values::{RawField, RawValues, Secrets};
 pub use watch::{Stale, Watch, WatchOptions, WatchStats};
 
 use secrecy::SecretBox;

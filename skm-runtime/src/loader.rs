@@ -10,15 +10,19 @@ use std::time::Duration;
 use crate::backend::{Backend, FailureKind, FetchError};
 use crate::error::Error;
 use crate::fetch::{self, Fetched};
+use crate::files::{SecretsDir, Stamp};
 use crate::layer::{EnvSource, Layer};
 use crate::plan::{self, Plan, ResolvedField};
 use crate::report::{Check, Loaded, Resolved};
 use crate::resolve::{self, Sources};
-use crate::values::{self, Secrets};
+use crate::values::{self, RawValues, Secrets};
 
 /// Loads a [`Secrets`] struct from a backend, the process environment, a `.env` file and declared defaults.
 ///
-/// Default precedence, highest first: backend → process env → `.env` → default ([`Layer::DEFAULT_ORDER`]).
+/// Default precedence, highest first: backend → secret files → process env → `.env` → default
+/// ([`Layer::DEFAULT_ORDER`]). Secret files are one file per declaration, named by its `env`, in
+/// `SKM_SECRETS_DIR` or `/run/secrets` ([`Loader::secrets_dir`]); a variable `NAME_FILE` (when `NAME` is
+/// unset) names a file holding `NAME`'s value, as Docker images do.
 /// A secret that is *not found* in the backend falls back silently: env and `.env` are the intended
 /// fallbacks. When the backend is unreachable or throttles and a lower layer has the value, the load
 /// succeeds and logs a warning; [`Loader::strict`] makes that an error. A backend that *denies access* or
@@ -50,6 +54,7 @@ pub struct Loader {
     backend_reason: String,
     order: Vec<Layer>,
     dotenv: Option<PathBuf>,
+    secrets_dir: SecretsDir,
     env: EnvSource,
     profile: Option<String>,
     strict: bool,
@@ -67,6 +72,7 @@ impl fmt::Debug for Loader {
             .field("backend_reason", &self.backend_reason)
             .field("order", &self.order)
             .field("dotenv", &self.dotenv)
+            .field("secrets_dir", &self.secrets_dir)
             .field("env", &self.env)
             .field("profile", &self.profile)
             .field("strict", &self.strict)
@@ -90,6 +96,7 @@ impl Loader {
             backend_reason: "no backend configured".into(),
             order: Layer::DEFAULT_ORDER.to_vec(),
             dotenv: Some(PathBuf::from(".env")),
+            secrets_dir: SecretsDir::Auto,
             env: EnvSource::Process,
             profile: None,
             strict: false,
@@ -105,7 +112,8 @@ impl Loader {
     /// Reads `SKM_BACKEND` (`aws`, `vault`, `local`, `none`), which always wins; otherwise `AWS_REGION` or
     /// `AWS_DEFAULT_REGION` selects AWS, `VAULT_ADDR` selects Vault, an existing local store selects it,
     /// and else no backend is used. Also reads `SKM_PROFILE` (at load time), `SKM_DOTENV` (the `.env`
-    /// path; empty disables it), `SKM_STRICT` (`1`/`true`) and `SKM_ALLOW_FALLBACK` (a comma-separated list
+    /// path; empty disables it), `SKM_SECRETS_DIR` (at load time: the secret files directory, see
+    /// [`Loader::secrets_dir`]), `SKM_STRICT` (`1`/`true`) and `SKM_ALLOW_FALLBACK` (a comma-separated list
     /// of `forbidden`, `decryption`: see [`Loader::allow_fallback_on`]). See the `detect` module for the
     /// backend rules.
     ///
@@ -178,6 +186,34 @@ impl Loader {
     /// Does not read any `.env` file.
     pub fn no_dotenv(mut self) -> Self {
         self.dotenv = None;
+        self
+    }
+
+    /// Reads the [`Layer::Files`] layer from `dir`: the value of a declaration with `env = "NAME"` is the
+    /// content of `dir/NAME`, without one trailing newline (`\n` or `\r\n`).
+    ///
+    /// Without this call the directory is `SKM_SECRETS_DIR` (read from the loader's environment at load
+    /// time; empty disables the layer), else `/run/secrets` when it exists. A missing file falls through
+    /// to the next layer; a file that exists but cannot be read fails the field with an error naming the
+    /// file. Files are read through their names on every load and hot-reload refresh, so the Kubernetes
+    /// `..data` symlink swap of a secret volume is picked up by [`Loader::watch`].
+    ///
+    /// # Example
+    /// ```
+    /// use skm_runtime::{Layer, Loader};
+    /// let loader = Loader::new()
+    ///     .secrets_dir("/var/run/app-secrets")
+    ///     .precedence([Layer::Env, Layer::Files, Layer::Default]); // env overrides files here
+    /// assert!(format!("{loader:?}").contains("app-secrets"));
+    /// ```
+    pub fn secrets_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.secrets_dir = SecretsDir::Path(dir.into());
+        self
+    }
+
+    /// Does not read any secret files directory (the [`Layer::Files`] layer is off).
+    pub fn no_secrets_dir(mut self) -> Self {
+        self.secrets_dir = SecretsDir::Disabled;
         self
     }
 
@@ -282,6 +318,34 @@ impl Loader {
         Ok(pass.resolved.expect("a first pass always resolves").check(fields))
     }
 
+    /// Resolves `fields` and returns each winning value untyped (text or bytes) with its origin: for
+    /// adapters that hand values on as they are, such as [`skm::figment`](https://docs.rs/skm-secrets) and
+    /// `skm run`. Types are not checked; `struct_name` names the declarations in the error.
+    ///
+    /// # Example
+    /// ```
+    /// use skm_runtime::{Loader, StructSpec};
+    /// static SPEC: StructSpec = StructSpec { name: "Empty", prefix: None, fields: &[] };
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let loader = Loader::new().no_dotenv();
+    /// let fields = SPEC.resolve(None)?;
+    /// let raw = loader.load_raw("Empty", &fields).await?;
+    /// assert!(raw.fields.is_empty());
+    /// # Ok::<(), skm_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Loader::load`], without type errors.
+    pub async fn load_raw(&self, struct_name: &'static str, fields: &[ResolvedField]) -> Result<RawValues, Error> {
+        let pass = self.run(fields, None).await?;
+        values::raw_values(
+            struct_name,
+            fields,
+            pass.resolved.expect("a first pass always resolves"),
+        )
+    }
+
     /// The profile used for `{profile}` in prefixes: [`Loader::profile`], else `SKM_PROFILE`.
     ///
     /// # Errors
@@ -304,8 +368,16 @@ impl Loader {
     ///
     /// A refresh whose backend results did not change resolves nothing (`resolved` is `None`); one whose
     /// backend is out fails with [`Error::Backend`] so that the caller keeps its last good values.
-    pub(crate) async fn run(&self, fields: &[ResolvedField], prior: Option<&Fetched>) -> Result<Pass, Error> {
+    pub(crate) async fn run(&self, fields: &[ResolvedField], prior: Option<&Prior>) -> Result<Pass, Error> {
         plan::check_unique(fields)?;
+        let files_dir = self
+            .order
+            .contains(&Layer::Files)
+            .then(|| self.secrets_dir.resolve(&self.env))
+            .flatten();
+        let stamp = self.stamp(fields, files_dir.as_deref());
+        let files_changed = prior.is_some_and(|p| p.stamp != stamp);
+        let prior = prior.map(|p| &p.fetched);
         let backend = self.backend.as_ref().filter(|_| self.order.contains(&Layer::Backend));
         let plan = match backend {
             Some(_) => Plan::new(fields),
@@ -325,10 +397,10 @@ impl Loader {
             }
             (_, prior) => (Fetched::new(), 0, prior.is_none()),
         };
-        if !changed {
+        if !changed && !files_changed {
             return Ok(Pass {
                 resolved: None,
-                fetched,
+                prior: Prior { fetched, stamp },
                 refetched,
             });
         }
@@ -338,6 +410,7 @@ impl Loader {
             backend_reason: &self.backend_reason,
             env: &self.env,
             dotenv: self.dotenv.as_deref(),
+            files: files_dir.as_deref(),
             strict: self.strict,
             allow_fallback: &self.allow_fallback,
             fetched: &fetched,
@@ -353,18 +426,41 @@ impl Loader {
         );
         Ok(Pass {
             resolved: Some(resolved),
-            fetched,
+            prior: Prior { fetched, stamp },
             refetched,
         })
     }
+
+    /// The stamp of every file this load may read: the files layer's and the `NAME_FILE` ones. A refresh
+    /// whose stamp differs re-resolves even when the backend did not change.
+    fn stamp(&self, fields: &[ResolvedField], files_dir: Option<&std::path::Path>) -> Stamp {
+        let env_on = self.order.contains(&Layer::Env);
+        let paths = fields.iter().filter_map(|f| f.env).flat_map(|name| {
+            let in_dir = files_dir.map(|d| d.join(name));
+            let named = env_on
+                .then(|| self.env.get(&format!("{name}_FILE")))
+                .flatten()
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from);
+            in_dir.into_iter().chain(named)
+        });
+        Stamp::of(paths)
+    }
+}
+
+/// What a hot-reload refresh starts from: the last backend results and the files' stamp.
+#[derive(Default)]
+pub(crate) struct Prior {
+    pub(crate) fetched: Fetched,
+    pub(crate) stamp: Stamp,
 }
 
 /// One run of the pipeline.
 pub(crate) struct Pass {
     /// The report, or `None` for a refresh that found nothing new.
     pub(crate) resolved: Option<Resolved>,
-    /// The backend results, kept by hot reload for the next refresh.
-    pub(crate) fetched: Fetched,
+    /// The backend results and the files' stamp, kept by hot reload for the next refresh.
+    pub(crate) prior: Prior,
     /// How many requests went to the backend.
     pub(crate) refetched: usize,
 }

@@ -33,6 +33,8 @@ pub(crate) struct Sources<'a> {
     pub(crate) backend_reason: &'a str,
     pub(crate) env: &'a EnvSource,
     pub(crate) dotenv: Option<&'a Path>,
+    /// The secret files directory, when the files layer is on.
+    pub(crate) files: Option<&'a Path>,
     pub(crate) strict: bool,
     pub(crate) allow_fallback: &'a [FailureKind],
     pub(crate) fetched: &'a Fetched,
@@ -170,6 +172,10 @@ impl Sources<'_> {
                     _ => name,
                 }
             }
+            Layer::Files => match (self.files, field.env) {
+                (Some(dir), Some(name)) => format!("file {}", dir.join(name).display()),
+                _ => "secret files".into(),
+            },
             Layer::Env => format!("env var {}", field.env.unwrap_or("(none)")),
             Layer::Dotenv => match self.dotenv {
                 Some(p) => format!(".env file {}", p.display()),
@@ -182,11 +188,27 @@ impl Sources<'_> {
     fn lookup(&self, layer: Layer, field: &ResolvedField, dotenv: Option<&DotenvFile>, unreadable: bool) -> Lookup {
         match layer {
             Layer::Backend => self.backend_lookup(field, field.spec.version.clone()),
+            Layer::Files => match (field.env, self.files) {
+                (None, _) => Lookup::Skipped("no `env` declared".into()),
+                (_, None) => Lookup::Skipped("no secrets directory (SKM_SECRETS_DIR)".into()),
+                (Some(name), Some(dir)) => read_file(&dir.join(name), "no such file"),
+            },
             Layer::Env => match field.env {
                 None => Lookup::Skipped("no `env` declared".into()),
                 Some(name) => match self.env.get(name) {
                     Some(v) => Lookup::Found(Found::Text(v), name.to_string()),
-                    None => Lookup::Missing("not set".into()),
+                    // Docker's convention: `NAME_FILE` names a file holding the value.
+                    None => match self.env.get(&format!("{name}_FILE")) {
+                        Some(path) if !path.is_empty() => match read_file(Path::new(&path), "") {
+                            Lookup::Found(v, location) => Lookup::Found(v, format!("{name}_FILE {location}")),
+                            Lookup::Missing(_) => Lookup::Failed(
+                                FailureKind::Invalid,
+                                format!("{name}_FILE names {path}, which does not exist"),
+                            ),
+                            other => other,
+                        },
+                        _ => Lookup::Missing("not set".into()),
+                    },
                 },
             },
             Layer::Dotenv => match (field.env, self.dotenv, dotenv) {
@@ -260,6 +282,7 @@ impl Sources<'_> {
             };
             let name = match layer {
                 Layer::Backend => self.backend.clone().unwrap_or_else(|| "backend".into()),
+                Layer::Files => "file".into(),
                 Layer::Env => "env var".into(),
                 Layer::Dotenv => ".env file".into(),
                 Layer::Default => "default".into(),
@@ -436,6 +459,25 @@ impl Sources<'_> {
         };
         attempts.push(Attempt { source, outcome });
         Ok(previous)
+    }
+}
+
+/// Reads one secret file (see [`crate::files::read`]). Text when it is UTF-8, else bytes; the location is
+/// the path. An unreadable file is an error naming the file and the OS reason, never a byte of it.
+fn read_file(path: &Path, missing: &str) -> Lookup {
+    match crate::files::read(path) {
+        Ok(Some(bytes)) => {
+            let location = path.display().to_string();
+            match String::from_utf8(bytes) {
+                Ok(text) => Lookup::Found(Found::Text(text), location),
+                Err(e) => Lookup::Found(Found::Binary(e.into_bytes()), location),
+            }
+        }
+        Ok(None) => Lookup::Missing(missing.to_string()),
+        Err(e) => Lookup::Failed(
+            FailureKind::Invalid,
+            format!("cannot read file {}: {}", path.display(), e.kind()),
+        ),
     }
 }
 

@@ -3,13 +3,16 @@
 //! collects every failure so that one load reports them all.
 
 use std::collections::HashMap;
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretBox};
 
 use serde::de::DeserializeOwned;
 
 use crate::de::{self, Raw};
 use crate::error::{Error, FieldError, FieldProblem, LoadError};
 use crate::plan::ResolvedField;
-use crate::report::{Loaded, Resolution, Resolved};
+use crate::report::{Loaded, Origin, Provenance, Resolution, Resolved};
 use crate::resolve::Found;
 use crate::rotating::Rotating;
 use crate::spec::StructSpec;
@@ -290,4 +293,87 @@ impl Values<'_> {
         self.scope.pop();
         value
     }
+}
+
+/// One field's winning value, untyped: text or bytes, for adapters that hand values on as they are (a
+/// figment provider, `skm run`'s child environment). Debug shows the field and origin, never the value.
+pub struct RawField {
+    /// Dotted field id.
+    pub field: String,
+    /// The declared environment variable name, if any.
+    pub env: Option<&'static str>,
+    /// Where the value came from.
+    pub origin: Origin,
+    value: SecretBox<Vec<u8>>,
+}
+
+impl RawField {
+    /// The value's bytes.
+    pub fn expose_bytes(&self) -> &[u8] {
+        self.value.expose_secret()
+    }
+
+    /// The value as text, or `None` when it is not UTF-8 (a binary secret).
+    pub fn expose_str(&self) -> Option<&str> {
+        std::str::from_utf8(self.value.expose_secret()).ok()
+    }
+}
+
+impl fmt::Debug for RawField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawField")
+            .field("field", &self.field)
+            .field("env", &self.env)
+            .field("origin", &self.origin)
+            .field("value", &"[REDACTED]")
+            .finish()
+    }
+}
+
+/// The result of [`Loader::load_raw`](crate::Loader::load_raw): every resolved field's value, untyped.
+#[derive(Debug)]
+pub struct RawValues {
+    /// The fields that have a value, in declaration order (an optional field absent everywhere is left out).
+    pub fields: Vec<RawField>,
+    /// Where each field came from, and the load's warnings.
+    pub provenance: Provenance,
+}
+
+/// Collects the winning values of `fields`, or every failure as one [`Error::Load`].
+pub(crate) fn raw_values(
+    struct_name: &'static str,
+    fields: &[ResolvedField],
+    mut resolved: Resolved,
+) -> Result<RawValues, Error> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for field in fields {
+        match resolved.resolutions.remove(&field.id) {
+            Some(Resolution::Found { mut raw, origin, .. }) => {
+                let bytes = match &mut raw {
+                    Found::Text(s) => std::mem::take(s).into_bytes(),
+                    Found::Binary(b) => std::mem::take(b),
+                };
+                out.push(RawField {
+                    field: field.id.clone(),
+                    env: field.env,
+                    origin,
+                    value: SecretBox::new(Box::new(bytes)),
+                });
+            }
+            Some(Resolution::Failed(e)) => errors.push(e),
+            Some(Resolution::Absent) | None => {}
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Error::Load(LoadError {
+            struct_name,
+            declared: fields.len(),
+            fields: errors,
+        }));
+    }
+    Ok(RawValues {
+        fields: out,
+        provenance: resolved.provenance,
+    })
 }

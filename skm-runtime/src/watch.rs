@@ -23,8 +23,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::{watch, Notify};
 
 use crate::error::Error;
-use crate::fetch::Fetched;
-use crate::loader::Loader;
+use crate::loader::{Loader, Prior};
 use crate::plan::ResolvedField;
 use crate::report::{Loaded, Provenance};
 use crate::values::{self, Secrets};
@@ -215,7 +214,7 @@ impl Loader {
         let refresher = Refresher {
             loader: self.clone(),
             fields,
-            cache: pass.fetched,
+            cache: pass.prior,
             shared: shared.clone(),
             tx,
         };
@@ -233,7 +232,7 @@ impl Loader {
 struct Refresher<T> {
     loader: Loader,
     fields: Vec<ResolvedField>,
-    cache: Fetched,
+    cache: Prior,
     shared: Arc<Shared<T>>,
     tx: watch::Sender<u64>,
 }
@@ -283,11 +282,11 @@ impl<T: Secrets + Send + Sync + 'static> Refresher<T> {
             .await
             .map_err(|e| e.to_string())?;
         let Some(resolved) = pass.resolved else {
-            self.cache = pass.fetched;
+            self.cache = pass.prior;
             return Ok((pass.refetched, false));
         };
         let loaded: Loaded<T> = values::build(&self.fields, resolved, Default::default()).map_err(|e| e.to_string())?;
-        self.cache = pass.fetched;
+        self.cache = pass.prior;
         self.shared.value.store(Arc::new(loaded.value));
         self.shared.provenance.store(Arc::new(loaded.provenance));
         Ok((pass.refetched, true))

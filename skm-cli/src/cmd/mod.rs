@@ -2,12 +2,14 @@
 
 mod check;
 mod doctor;
+pub(crate) mod github;
 mod manifest;
 mod migrate;
 mod ops;
 #[cfg(feature = "postgres")]
 mod pgrotate;
 mod policy;
+pub(crate) mod run;
 mod template;
 pub(crate) mod util;
 
@@ -17,6 +19,8 @@ use crate::{Ctx, Fail};
 /// Runs `command`; returns the exit code, or why it stopped.
 pub(crate) async fn dispatch(ctx: &mut Ctx<'_, '_>, command: Command) -> Result<u8, Fail> {
     match command {
+        Command::Run(args) => run::run(ctx, args).await,
+        Command::Export(args) => github::export(ctx, args).await,
         Command::Get {
             path,
             key,

@@ -1,0 +1,106 @@
+//! GitHub Actions: value masking (`::add-mask::`) and `$GITHUB_ENV` (`skm export --github-env`).
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use clap::Args;
+use skm_runtime::RawField;
+
+use crate::select::env_var;
+use crate::{exit, Ctx, Fail};
+
+/// Whether this runs in a GitHub Actions job (`GITHUB_ACTIONS=true`).
+pub(crate) fn in_actions() -> bool {
+    env_var("GITHUB_ACTIONS").is_some_and(|v| v == "true")
+}
+
+/// Registers every value with the runner's log masking: one `::add-mask::` command per non-empty line (the
+/// runner masks line by line, so a multi-line value needs each line registered).
+pub(crate) fn add_masks(out: &mut dyn Write, fields: &[RawField]) -> io::Result<()> {
+    for field in fields {
+        let text = String::from_utf8_lossy(field.expose_bytes());
+        for line in text.split('\n') {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            if !line.trim().is_empty() {
+                writeln!(out, "::add-mask::{line}")?;
+            }
+        }
+    }
+    out.flush()
+}
+
+/// `skm export [--only FIELD]... --github-env`
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// Export only this field (its id or its env name); repeatable. Default: every declared secret.
+    #[arg(long = "only", value_name = "FIELD")]
+    pub only: Vec<String>,
+    /// Append each variable to the file named by $GITHUB_ENV (the default inside GitHub Actions).
+    #[arg(long)]
+    pub github_env: bool,
+}
+
+pub(crate) async fn export(ctx: &mut Ctx<'_, '_>, args: ExportArgs) -> Result<u8, Fail> {
+    let actions = in_actions();
+    if !args.github_env && !actions {
+        return Err(Fail::Usage(
+            "export needs an explicit target outside GitHub Actions: --github-env (the file named by $GITHUB_ENV)"
+                .into(),
+        ));
+    }
+    let target = env_var("GITHUB_ENV")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .ok_or_else(|| Fail::Usage("--github-env: GITHUB_ENV is not set".into()))?;
+    let decls = ctx.declarations("export")?;
+    let fields = super::run::select(decls.fields, &args.only)?;
+    let raw = super::run::load(ctx, &decls.struct_name, &fields).await?;
+    if actions {
+        add_masks(ctx.ui.io.stdout, &raw.fields).map_err(|e| Fail::Failed(format!("cannot write masks: {e}")))?;
+    }
+    let mut body = Vec::new();
+    let mut names = Vec::new();
+    for field in &raw.fields {
+        let Some(env) = field.env else {
+            ctx.ui
+                .note(format!("skm export: `{}` has no `env`; not exported", field.field));
+            continue;
+        };
+        let value = field.expose_bytes();
+        let delimiter = delimiter(value)?;
+        body.extend_from_slice(format!("{env}<<{delimiter}\n").as_bytes());
+        body.extend_from_slice(value);
+        body.extend_from_slice(format!("\n{delimiter}\n").as_bytes());
+        names.push(env);
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&target)
+        .map_err(|e| Fail::Failed(format!("cannot open {}: {e}", target.display())))?;
+    // One write: a reader never sees half of a variable.
+    file.write_all(&body)
+        .and_then(|()| file.flush())
+        .map_err(|e| Fail::Failed(format!("cannot write {}: {}", target.display(), e.kind())))?;
+    ctx.ui
+        .note(format!("exported {} to $GITHUB_ENV: {}", names.len(), names.join(", ")));
+    Ok(exit::OK)
+}
+
+/// A random delimiter (`ghadelimiter_` + 32 hex digits, as GitHub's own toolkit writes) that occurs in no
+/// line of `value`; GitHub ends the value at the first line equal to the delimiter.
+fn delimiter(value: &[u8]) -> Result<String, Fail> {
+    loop {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).map_err(|e| Fail::Failed(format!("no randomness for a delimiter: {e}")))?;
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let delimiter = format!("ghadelimiter_{hex}");
+        if !contains(value, delimiter.as_bytes()) {
+            return Ok(delimiter);
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}

@@ -1,0 +1,345 @@
+//! `skm run` and `skm export --github-env`, end to end with the standalone binary: values come from a
+//! mounted-secrets directory (`SKM_SECRETS_DIR`), the child checks them itself, and skm never prints them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "SENTINEL-run-token-4e1f";
+const MULTI: &str = "SENTINEL-line-one\nSENTINEL-line-two\nghadelimiter_not-random\nEOF";
+
+const MANIFEST: &str = r#"skm_manifest = 1
+struct = "RunApp"
+
+[[secret]]
+field = "token"
+env = "APP_TOKEN"
+type = "SecretString"
+
+[[secret]]
+field = "cert"
+env = "APP_CERT"
+type = "SecretString"
+
+[[secret]]
+field = "no_env"
+path = "app/elsewhere"
+type = "Option<SecretString>"
+optional = true
+"#;
+
+struct Scene {
+    dir: tempfile::TempDir,
+}
+
+impl Scene {
+    fn new() -> Scene {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("secrets")).unwrap();
+        std::fs::write(dir.path().join("secrets/APP_TOKEN"), format!("{TOKEN}\n")).unwrap();
+        std::fs::write(dir.path().join("secrets/APP_CERT"), MULTI).unwrap();
+        std::fs::write(dir.path().join("skm.toml"), MANIFEST).unwrap();
+        // What the child compares against, read from a file so that no value is on any argv.
+        std::fs::write(dir.path().join("expected"), TOKEN).unwrap();
+        std::fs::write(dir.path().join("expected_cert"), MULTI).unwrap();
+        Scene { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn skm(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_skm"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("SKM_BACKEND", "none")
+            .env("SKM_DOTENV", "")
+            .env("SKM_SECRETS_DIR", self.path("secrets"))
+            .env("SKM_MANIFEST", self.path("skm.toml"))
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .current_dir(self.dir.path());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.skm(args).output().unwrap()
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn assert_no_sentinel(what: &str, s: &str) {
+    assert!(!s.contains("SENTINEL"), "a value leaked into {what}: {s}");
+}
+
+#[test]
+fn the_child_sees_the_values_and_nothing_else_does() {
+    let scene = Scene::new();
+    let report = scene.path("report");
+    let script = r#"
+        test "$APP_TOKEN" = "$(cat "$1")" || { echo "APP_TOKEN wrong" >&2; exit 10; }
+        test "$APP_CERT" = "$(cat "$3")" || { echo "APP_CERT wrong" >&2; exit 11; }
+        tr '\0' ' ' < /proc/$$/cmdline > "$2"; echo >> "$2"
+        tr '\0' ' ' < /proc/$PPID/cmdline >> "$2"
+        echo child-ran
+    "#;
+    let out = scene.run(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        script,
+        "sh",
+        scene.path("expected").to_str().unwrap(),
+        report.to_str().unwrap(),
+        scene.path("expected_cert").to_str().unwrap(),
+    ]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("child-ran"), "{all}");
+    assert!(
+        all.contains("`no_env` has no `env`"),
+        "skipped declarations are listed: {all}"
+    );
+    assert_no_sentinel("skm's output", &all);
+    let cmdlines = std::fs::read_to_string(&report).unwrap();
+    assert!(cmdlines.contains("skm run -- sh -c"), "the parent is skm: {cmdlines}");
+    assert_no_sentinel("/proc/<pid>/cmdline of skm and the child", &cmdlines);
+}
+
+#[test]
+fn exit_codes_and_signals_pass_through() {
+    let scene = Scene::new();
+    assert_eq!(scene.run(&["run", "--", "sh", "-c", "exit 0"]).status.code(), Some(0));
+    assert_eq!(scene.run(&["run", "--", "sh", "-c", "exit 3"]).status.code(), Some(3));
+    let killed = scene.run(&["run", "--", "sh", "-c", "kill -KILL $$"]);
+    assert_eq!(killed.status.code(), Some(128 + 9), "{}", text(&killed));
+    let missing = scene.run(&["run", "--", "/nonexistent/command"]);
+    assert_eq!(missing.status.code(), Some(127), "{}", text(&missing));
+}
+
+fn wait_for(path: &Path) {
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigterm_reaches_the_child() {
+    let scene = Scene::new();
+    let (ready, got) = (scene.path("ready"), scene.path("got-term"));
+    let script = r#"trap 'echo term > "$2"; exit 42' TERM; echo > "$1"; while :; do sleep 0.05; done"#;
+    let mut skm = scene
+        .skm(&[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            ready.to_str().unwrap(),
+            got.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&ready);
+    let status = Command::new("kill")
+        .args(["-TERM", &skm.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = skm.wait().unwrap();
+    assert_eq!(status.code(), Some(42), "the child's trap ran and its code came back");
+    assert_eq!(std::fs::read_to_string(&got).unwrap().trim(), "term");
+}
+
+#[test]
+fn a_load_failure_starts_nothing() {
+    let scene = Scene::new();
+    std::fs::remove_file(scene.path("secrets/APP_TOKEN")).unwrap();
+    let marker = scene.path("started");
+    let out = scene.run(&["run", "--", "sh", "-c", "echo > \"$1\"", "sh", marker.to_str().unwrap()]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("APP_TOKEN"), "the usual report names the field: {all}");
+    assert!(!marker.exists(), "the command must not start");
+    assert_no_sentinel("the failure report", &all);
+}
+
+#[test]
+fn only_limits_the_variables() {
+    let scene = Scene::new();
+    let out = scene.run(&[
+        "run",
+        "--only",
+        "token",
+        "--",
+        "sh",
+        "-c",
+        r#"test -n "$APP_TOKEN" && test -z "${APP_CERT+x}""#,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let bad = scene.run(&["run", "--only", "nope", "--", "true"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+}
+
+#[cfg(unix)]
+#[test]
+fn mount_writes_a_0600_file_removed_afterwards() {
+    use std::os::unix::fs::PermissionsExt;
+    let scene = Scene::new();
+    let mounted = scene.path("token.mounted");
+    let mode = scene.path("mode");
+    let script = r#"stat -c %a "$1" > "$2"; test "$(cat "$1")" = "$(cat "$3")""#;
+    let out = scene.run(&[
+        "run",
+        "--mount",
+        &format!("APP_TOKEN={}", mounted.display()),
+        "--",
+        "sh",
+        "-c",
+        script,
+        "sh",
+        mounted.to_str().unwrap(),
+        mode.to_str().unwrap(),
+        scene.path("expected").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(&mode).unwrap().trim(), "600");
+    assert!(!mounted.exists(), "removed when the child exited");
+    assert_no_sentinel("skm's output", &text(&out));
+
+    // Also when the child is killed.
+    let out = scene.run(&[
+        "run",
+        "--mount",
+        &format!("token={}", mounted.display()),
+        "--",
+        "sh",
+        "-c",
+        r#"test -f "$1" && kill -KILL $$"#,
+        "sh",
+        mounted.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(137), "{}", text(&out));
+    assert!(!mounted.exists(), "removed after the child was killed");
+
+    // An existing file is never overwritten.
+    std::fs::write(&mounted, "keep").unwrap();
+    std::fs::set_permissions(&mounted, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = scene.run(&[
+        "run",
+        "--mount",
+        &format!("APP_TOKEN={}", mounted.display()),
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(&mounted).unwrap(), "keep");
+}
+
+/// `$GITHUB_ENV` parsed with the runner's rules: `NAME=value` lines, or `NAME<<DELIMITER`, the value's lines,
+/// and a line equal to `DELIMITER`.
+fn parse_github_env(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+    while let Some(line) = lines.next() {
+        if line.is_empty() {
+            continue;
+        }
+        let heredoc = line.find("<<");
+        let equals = line.find('=');
+        match (heredoc, equals) {
+            (Some(h), e) if e.is_none_or(|e| h < e) => {
+                let (name, delimiter) = (&line[..h], &line[h + 2..]);
+                let mut value = Vec::new();
+                loop {
+                    let next = lines.next().expect("the delimiter closes the value");
+                    if next == delimiter {
+                        break;
+                    }
+                    value.push(next);
+                }
+                out.push((name.to_string(), value.join("\n")));
+            }
+            (_, Some(e)) => out.push((line[..e].to_string(), line[e + 1..].to_string())),
+            _ => panic!("malformed GITHUB_ENV line"),
+        }
+    }
+    out
+}
+
+#[test]
+fn github_env_round_trips_and_masks_come_first() {
+    let scene = Scene::new();
+    let env_file = scene.path("github_env");
+    std::fs::write(&env_file, "EARLIER=kept\n").unwrap();
+    let out = scene
+        .skm(&["export", "--github-env"])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_ENV", &env_file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let masks: Vec<&str> = stdout.lines().collect();
+    for line in TOKEN.lines().chain(MULTI.lines()) {
+        assert!(masks.contains(&format!("::add-mask::{line}").as_str()), "{stdout}");
+    }
+    assert!(
+        masks.iter().all(|l| l.starts_with("::add-mask::")),
+        "only masks on stdout: {stdout}"
+    );
+    assert_no_sentinel("stderr", &String::from_utf8_lossy(&out.stderr));
+
+    let written = std::fs::read_to_string(&env_file).unwrap();
+    let parsed = parse_github_env(&written);
+    assert_eq!(
+        parsed,
+        vec![
+            ("EARLIER".to_string(), "kept".to_string()),
+            ("APP_TOKEN".to_string(), TOKEN.to_string()),
+            ("APP_CERT".to_string(), MULTI.to_string()),
+        ]
+    );
+
+    // `skm run` in Actions: the masks precede everything the child prints.
+    let out = scene
+        .skm(&["run", "--", "sh", "-c", "echo child-output"])
+        .env("GITHUB_ACTIONS", "true")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.last(), Some(&"child-output"), "{stdout}");
+    assert!(
+        lines[..lines.len() - 1].iter().all(|l| l.starts_with("::add-mask::")),
+        "{stdout}"
+    );
+    assert_eq!(lines.len() - 1, 5, "one mask per line of each value: {stdout}");
+}
+
+#[test]
+fn export_outside_actions_needs_a_target() {
+    let scene = Scene::new();
+    let out = scene.run(&["export"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--github-env"));
+    let no_file = scene.run(&["export", "--github-env"]);
+    assert_eq!(no_file.status.code(), Some(2), "GITHUB_ENV unset: {}", text(&no_file));
+}
