@@ -908,6 +908,17 @@ mod cli {
         if cfg!(feature = "vault") {
             features.push("vault");
         }
+        // Every backend feature this test has: the build replaces `target/debug/skm`, which the CLI's own tests
+        // run next, so it must not lose a command or flag they use.
+        for (on, name) in [
+            (cfg!(feature = "gcp"), "gcp"),
+            (cfg!(feature = "azure"), "azure"),
+            (cfg!(feature = "postgres"), "postgres"),
+        ] {
+            if on {
+                features.push(name);
+            }
+        }
         let out = Command::new(env!("CARGO"))
             .args([
                 "build",

@@ -291,7 +291,7 @@ fn policy_names() -> clap::builder::PossibleValuesParser {
 /// The `policy` subcommand with the registry's flags added: `--NAME` per backend with a renderer, and each
 /// renderer option once (backends sharing an option name share the flag).
 pub(crate) fn policy_command(cmd: clap::Command) -> clap::Command {
-    let mut kinds: Vec<&'static str> = vec!["for", "external_secret"];
+    let mut kinds: Vec<&'static str> = vec!["for_backend", "external_secret"];
     let mut cmd = cmd;
     let mut seen: Vec<&'static str> = Vec::new();
     for d in registry::all() {
