@@ -124,7 +124,7 @@ pub use skm_cli as cli;
 ///     skm::cli::run::<my_app::AppSecrets>()
 /// }
 /// ```
-/// Dynamic secrets (Vault / OpenBao leases): [`Leased`](lease::Leased) credentials renewed, re-issued and
+/// Dynamic secrets (Vault / OpenBao leases): [`Leased`] credentials renewed, re-issued and
 /// revoked in the background (feature `vault`).
 #[cfg(feature = "vault")]
 pub use skm_runtime::lease;

@@ -9,7 +9,7 @@
 //! - The value is a string; a `key` reads a property of the JSON object it holds. Binary values written by
 //!   skm are base64 with content type [`BINARY_CONTENT_TYPE`] and read back as bytes.
 //! - Versions: the latest by default; `version_id = "..."` pins a version;
-//!   [`VersionPin::Previous`](crate::VersionPin::Previous) (a `Rotating` field) is the newest *enabled*
+//!   [`VersionPin::Previous`] (a `Rotating` field) is the newest *enabled*
 //!   version created before the current one. Staging labels and numbered versions do not exist in Key Vault
 //!   and fail as *invalid*.
 //! - A disabled secret is an error that says so (*invalid*, no fallback). Key Vault leaves `nbf` and `exp`

@@ -17,8 +17,8 @@
 //!
 //! # Versions
 //! - Current: `latest`, which Google documents as the most recently *created* version.
-//! - `version = 3` ([`VersionPin::Number`](crate::VersionPin::Number)), or `version_id = "3"`: that version.
-//! - [`Rotating`](crate::Rotating) ([`VersionPin::Previous`](crate::VersionPin::Previous)): the newest
+//! - `version = 3` ([`VersionPin::Number`]), or `version_id = "3"`: that version.
+//! - [`Rotating`](crate::Rotating) ([`VersionPin::Previous`]): the newest
 //!   *enabled* version older than the current one, found by accessing `N-1`, `N-2`, … (at most 10) after
 //!   the current version `N`, so the accessor role suffices.
 //! - A disabled or destroyed version is an error that says so (never "not found").
@@ -65,7 +65,7 @@
 //!
 //! # IAM
 //! Loading needs `roles/secretmanager.secretAccessor` on each declared secret, nothing project-wide;
-//! [`policy`] renders those bindings as JSON and as `gcloud` commands. The admin operations need
+//! [`policy()`] renders those bindings as JSON and as `gcloud` commands. The admin operations need
 //! `roles/secretmanager.admin` (or `secretVersionAdder` + `viewer` for writes and listings).
 
 use std::fmt;

@@ -132,7 +132,7 @@ impl VaultBuilder {
     /// | `SKM_VAULT_SECRET_ID` / `SKM_VAULT_SECRET_ID_FILE` | AppRole secret id, or a file holding it | |
     /// | `SKM_VAULT_APPROLE_MOUNT` | AppRole auth mount | `approle` |
     /// | `SKM_VAULT_K8S_ROLE` | Kubernetes auth role | |
-    /// | `SKM_VAULT_K8S_JWT_FILE` | the service-account JWT file | [`DEFAULT_K8S_JWT_FILE`] |
+    /// | `SKM_VAULT_K8S_JWT_FILE` | the service-account JWT file | [`DEFAULT_K8S_JWT_FILE`](super::DEFAULT_K8S_JWT_FILE) |
     /// | `SKM_VAULT_K8S_MOUNT` | Kubernetes auth mount | `kubernetes` |
     ///
     /// # Errors
