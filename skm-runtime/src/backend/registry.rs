@@ -267,6 +267,13 @@ pub fn names() -> Vec<&'static str> {
     names
 }
 
+/// A [`Descriptor::build`] for backends not compiled in. [`Descriptor::build_admin`] answers with
+/// [`Descriptor::not_compiled`] before it would call this; the error is only a safety net.
+#[allow(dead_code)]
+fn absent_build(_: Env) -> BoxFuture<Result<Arc<dyn AdminBackend>, Error>> {
+    Box::pin(async { Err(Error::config("this backend is not compiled into this build".into())) })
+}
+
 /// A [`Descriptor::doctor`] for backends without specific checks (here: those not compiled in).
 #[allow(dead_code)]
 fn no_probes(_: Env) -> BoxFuture<Vec<Probe>> {
@@ -295,9 +302,7 @@ static REGISTRY: [Descriptor; 5] = [
         #[cfg(feature = "aws")]
         build: super::aws::registry_build,
         #[cfg(not(feature = "aws"))]
-        build: |_| {
-            Box::pin(async { Err(find("aws").map_or_else(|| Error::config("aws".into()), |d| d.not_compiled())) })
-        },
+        build: absent_build,
         #[cfg(feature = "aws")]
         doctor: super::aws::doctor,
         #[cfg(not(feature = "aws"))]
@@ -316,9 +321,7 @@ static REGISTRY: [Descriptor; 5] = [
         #[cfg(feature = "vault")]
         build: super::vault::registry_build,
         #[cfg(not(feature = "vault"))]
-        build: |_| {
-            Box::pin(async { Err(find("vault").map_or_else(|| Error::config("vault".into()), |d| d.not_compiled())) })
-        },
+        build: absent_build,
         #[cfg(feature = "vault")]
         doctor: super::vault::doctor,
         #[cfg(not(feature = "vault"))]
@@ -341,9 +344,7 @@ static REGISTRY: [Descriptor; 5] = [
         #[cfg(feature = "azure")]
         build: super::azure::registry_build,
         #[cfg(not(feature = "azure"))]
-        build: |_| {
-            Box::pin(async { Err(find("azure").map_or_else(|| Error::config("azure".into()), |d| d.not_compiled())) })
-        },
+        build: absent_build,
         #[cfg(feature = "azure")]
         doctor: super::azure::doctor,
         #[cfg(not(feature = "azure"))]
@@ -373,9 +374,7 @@ static REGISTRY: [Descriptor; 5] = [
         #[cfg(feature = "gcp")]
         build: super::gcp::registry_build,
         #[cfg(not(feature = "gcp"))]
-        build: |_| {
-            Box::pin(async { Err(find("gcp").map_or_else(|| Error::config("gcp".into()), |d| d.not_compiled())) })
-        },
+        build: absent_build,
         #[cfg(feature = "gcp")]
         doctor: super::gcp::doctor,
         #[cfg(not(feature = "gcp"))]
@@ -404,9 +403,7 @@ static REGISTRY: [Descriptor; 5] = [
         #[cfg(feature = "local")]
         build: super::local::registry_build,
         #[cfg(not(feature = "local"))]
-        build: |_| {
-            Box::pin(async { Err(find("local").map_or_else(|| Error::config("local".into()), |d| d.not_compiled())) })
-        },
+        build: absent_build,
         #[cfg(feature = "local")]
         doctor: super::local::doctor,
         #[cfg(not(feature = "local"))]
