@@ -151,11 +151,16 @@ async fn generated_credentials_log_in_renewal_extends_them_and_revoke_drops_the_
     let after = pg.valid_until(&creds.username).await.unwrap();
     assert!(after > before, "renewal moves rolvaliduntil: {before} -> {after}");
 
-    // Past the first lease's 3 s, the renewed user still logs in; a second renewal followed.
-    tokio::time::sleep(Duration::from_secs(3).saturating_sub(issued.elapsed()) + Duration::from_millis(1500)).await;
+    // Past the first lease's 3 s, the renewed user still logs in. The renewal asked 3 s + 1 s (Vault may
+    // round a capped grant up), so the second one comes about 2/3 of 4 s later, near 4.7 s.
+    tokio::time::sleep(Duration::from_secs(3).saturating_sub(issued.elapsed()) + Duration::from_millis(500)).await;
+    login(&pg, &creds).await.unwrap();
+    wait_for("the second renewal", Duration::from_secs(6), || {
+        db.stats().renewals >= 2
+    })
+    .await;
     login(&pg, &creds).await.unwrap();
     let stats = db.stats();
-    assert!(stats.renewals >= 2, "{stats:?}");
     assert_eq!(stats.reissues, 0, "{stats:?}");
     eprintln!(
         "lease timing: {} renewals in {:.1} s",
@@ -201,7 +206,8 @@ async fn reissue_before_max_ttl_publishes_new_credentials_and_keeps_the_old_ones
     );
     assert!(
         reissued_at >= Duration::from_millis(4800) && reissued_at <= Duration::from_millis(6000),
-        "{reissued_at:?}"
+        "{reissued_at:?}\n{}",
+        logs().text()
     );
     let new = db.current();
     assert_ne!(new.username, old.username);
@@ -256,9 +262,10 @@ async fn without_a_max_ttl_the_end_is_learnt_from_the_first_capped_renewal() {
         7.0 - reissued_at.as_secs_f64(),
         db.stats().renewals
     );
-    // Renewals at ~2 s and ~4 s are granted in full; the one at ~6 s is capped to the end at 7 s.
+    // The renewal at ~2 s asks 4 s and is granted in full (to ~6 s); the one at ~4.7 s is capped to the end
+    // at 7 s, which the keeper learns from it.
     assert!(reissued_at < Duration::from_secs(7), "{reissued_at:?}");
-    assert!(db.stats().renewals >= 3, "{:?}", db.stats());
+    assert!(db.stats().renewals >= 2, "{:?}", db.stats());
     let new = db.current();
     login(&pg, &new).await.unwrap();
     // The old user works until its own end (the overlap cannot outlast the max TTL).
@@ -447,10 +454,13 @@ async fn put_api_key(bao: &Bao) {
 async fn a_derived_struct_loads_a_leased_credential_and_a_kv_secret_in_one_load() {
     let (pg, bao, vault) = peers(2, 4).await;
     put_api_key(&bao).await;
+    // The max TTL is given, so that the re-issue comes at a fixed 2 s and the old user keeps 1.5 s of overlap
+    // even on a loaded machine; learning the end from a capped renewal has its own test above.
     let loader = skm::Loader::new().backend(vault).no_dotenv().lease_options(
         LeaseOptions::new()
+            .max_ttl(Duration::from_secs(4))
             .reissue_before(Duration::from_secs(2))
-            .overlap(Duration::from_millis(800)),
+            .overlap(Duration::from_millis(1500)),
     );
     let started = Instant::now();
     let loaded = loader.load_report::<Service>().await.unwrap();
@@ -486,9 +496,12 @@ async fn a_derived_struct_loads_a_leased_credential_and_a_kv_secret_in_one_load(
     let second = service.db.current();
     assert_ne!(first.username, second.username);
     login(&pg, &second).await.expect("the new credentials log in");
-    login(&pg, &first)
-        .await
-        .expect("the old credentials still work during the overlap");
+    login(&pg, &first).await.unwrap_or_else(|e| {
+        panic!(
+            "the old credentials still work during the overlap: {e}\n{}",
+            logs().text()
+        )
+    });
 
     // Audit events for issue and re-issue, on `skm::audit`.
     let logs = logs().text();

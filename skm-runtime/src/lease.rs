@@ -63,6 +63,12 @@ const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(30);
 /// The shortest sleep between two maintenance steps, whatever the server says.
 const MIN_STEP: Duration = Duration::from_millis(50);
+/// Vault reports a grant in whole seconds and may round a grant capped by the max TTL *up* (measured on
+/// OpenBao 2.x: 1.35 s left was reported as 2 s, 0.67 s as 1 s). Renewals therefore ask this much more than
+/// the lease's duration, so that a capped grant still shows as "less than asked", and re-issue as if a
+/// learnt end came this much earlier than reported. The old lease's overlap still runs to the reported end:
+/// the server ends it at its true end anyway.
+const GRANT_ROUNDING: Duration = Duration::from_secs(1);
 
 /// How [`Leased`] keeps its credentials alive. The defaults suit leases of minutes to hours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,7 +264,7 @@ struct Counters {
 struct Held {
     id: String,
     fingerprint: String,
-    /// The duration first granted: the increment asked at each renewal.
+    /// The duration first granted; each renewal asks for it plus [`GRANT_ROUNDING`].
     duration: Duration,
     renewable: bool,
     /// When the lease runs out unless renewed.
@@ -802,7 +808,10 @@ async fn renew(source: &dyn LeaseSource, state: &Mutex<State>, counters: &Counte
             Some(i) => s.retired.get(i),
         };
         let Some(held) = held else { return };
-        (held.id.clone(), held.duration.max(Duration::from_secs(1)))
+        (
+            held.id.clone(),
+            held.duration.max(Duration::from_secs(1)) + GRANT_ROUNDING,
+        )
     };
     let sent = Instant::now();
     let result = source.renew(&id, asked).await;
@@ -831,15 +840,18 @@ async fn renew(source: &dyn LeaseSource, state: &Mutex<State>, counters: &Counte
             held.renew_at = sent + renewal.duration.mul_f64(RENEW_AT);
             held.renewable = renewal.renewable;
             // Less than asked: the max TTL caps the lease, which now ends at `expires` whatever we do.
-            if renewal.duration < asked || !renewal.renewable {
+            let learnt = renewal.duration < asked || !renewal.renewable;
+            if learnt {
                 held.hard_end = Some(held.expires);
             }
             tracing::info!(target: "skm::audit", lease = %held.fingerprint, granted_s = renewal.duration.as_secs_f64(),
                 capped = renewal.duration < asked, "lease renewed");
             if is_active {
                 if let Some(end) = held.hard_end {
+                    // A learnt end may have been rounded up: re-issue as if it came a second earlier.
                     // Learnt late, the end may be nearer than the lead: then re-issue now.
-                    let due = end.checked_sub(*lead).unwrap_or(sent).max(sent);
+                    let margin = if learnt { GRANT_ROUNDING } else { Duration::ZERO };
+                    let due = end.checked_sub(*lead + margin).unwrap_or(sent).max(sent);
                     *reissue_at = Some(reissue_at.map_or(due, |r| r.min(due)));
                 }
             }
