@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::backend::FailureKind;
+use crate::failure::FailureKind;
 
 /// Everything that can go wrong in skm.
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +21,7 @@ pub enum Error {
     Dotenv(#[from] crate::dotenv::DotenvError),
     /// A backend operation outside a load (tooling) failed.
     #[error(transparent)]
-    Admin(#[from] crate::backend::AdminError),
+    Admin(#[from] crate::failure::AdminError),
     /// A backend could not be set up (client construction, authentication), or a hot-reload refresh failed.
     #[error("{backend}: {detail}")]
     Backend {

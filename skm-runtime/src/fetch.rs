@@ -164,3 +164,63 @@ async fn refetch(
 fn is_outage(e: &FetchError) -> bool {
     e.kind.is_outage() || e.kind == FailureKind::Other
 }
+
+#[cfg(feature = "vault")]
+/// The lease step, beside the fetch of the plan's requests: issues one lease per `#[secret(dynamic = "...")]` field through the loader's
+/// Vault backend. Each entry is the issued lease, or the field's error for the one load report.
+pub(crate) async fn issue_fields(
+    backend: Option<&std::sync::Arc<dyn crate::backend::Backend>>,
+    fields: &[crate::plan::LeasedField],
+    options: crate::lease::LeaseOptions,
+) -> std::collections::HashMap<String, Result<crate::lease::Issued, crate::error::FieldError>> {
+    use crate::backend::vault::VaultBackend;
+    use crate::error::{Attempt, AttemptOutcome, FieldError, FieldProblem};
+    use crate::lease::LeaseErrorKind;
+
+    let mut out = std::collections::HashMap::new();
+    let vault = backend
+        .and_then(|b| b.as_any())
+        .and_then(|a| a.downcast_ref::<VaultBackend>());
+    for field in fields {
+        let path = field.spec.path;
+        let fail = |kind: crate::backend::FailureKind, reason: FieldProblem, detail: String| FieldError {
+            field: field.id.clone(),
+            path: Some(path.to_string()),
+            key: None,
+            env: None,
+            type_name: field.spec.type_name,
+            reason,
+            attempts: vec![Attempt {
+                source: format!("dynamic secret {path}"),
+                outcome: AttemptOutcome::Failed { kind, detail },
+            }],
+        };
+        let Some(vault) = vault else {
+            let have = backend.map_or_else(|| "no backend".to_string(), |b| format!("the backend {}", b.name()));
+            let why = format!(
+                "`dynamic = \"{path}\"` needs a Vault / OpenBao backend to issue its lease, and the loader has {have}: \
+                 set `SKM_BACKEND=vault` (with `VAULT_ADDR`, `VAULT_TOKEN`) or `Loader::backend(VaultBackend)`"
+            );
+            let kind = crate::backend::FailureKind::Unsupported;
+            out.insert(
+                field.id.clone(),
+                Err(fail(kind, FieldProblem::Invalid(why.clone()), why)),
+            );
+            continue;
+        };
+        let result = vault.issue_for_field(path, options).await.map_err(|e| {
+            use crate::backend::FailureKind as F;
+            let kind = match e.kind() {
+                LeaseErrorKind::Forbidden => F::Forbidden,
+                LeaseErrorKind::NotFound => F::NotFound,
+                LeaseErrorKind::Unavailable => F::Unavailable,
+                LeaseErrorKind::NotLeased | LeaseErrorKind::Invalid => F::Invalid,
+                _ => F::Other,
+            };
+            tracing::info!(target: "skm::audit", field = %field.id, path = %path, error = %e, "lease refused");
+            fail(kind, FieldProblem::Backend(kind), e.to_string())
+        });
+        out.insert(field.id.clone(), result);
+    }
+    out
+}

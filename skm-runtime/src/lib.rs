@@ -9,13 +9,16 @@
 //!   |---|---|---|---|
 //!   | 1 | declarations | `spec.rs` (+ `validate.rs`) | static data the derive emits: [`StructSpec`], [`SecretSpec`], [`VersionPin`], [`Validators`] |
 //!   | 2 | plan | `plan.rs` | fields with prefixes and profile resolved ([`ResolvedField`]), duplicate check, one request per (path, version) |
-//!   | 3 | fetch | `fetch.rs` | one [`Backend::fetch`](backend::Backend::fetch) call under [`Loader::deadline`], one result per request, `skm::audit` events; hot-reload refreshes |
+//!   | 3 | fetch | `fetch.rs` | one [`Backend::fetch`](backend::Backend::fetch) call under [`Loader::deadline`], one result per request, `skm::audit` events; hot-reload refreshes; the lease step for `dynamic` fields |
 //!   | 4 | resolve | `resolve.rs` (+ `layer.rs`, `files.rs`, [`dotenv`]) | one lookup per field and layer, figment merges the layers and picks the one winner; fallback rules |
 //!   | 5 | report | `report.rs`, `error.rs` | provenance ([`Origin`], [`Provenance`]), check results ([`Check`]), per-field errors ([`LoadError`]) |
 //!   | 6 | values | `values.rs` (+ `de.rs`) | the [`Secrets`] trait and typed extraction, with value-free errors |
 //!
 //!   [`Loader`] (`loader.rs`) is the builder and the single pipeline entry that [`Loader::load`],
 //!   [`Loader::load_report`], [`Loader::check_fields`] and every [`Loader::watch`] refresh run.
+//! - Shared by every stage and backend, importing none of them: `failure.rs` (the one failure kind,
+//!   [`FetchError`](backend::FetchError), [`AdminError`](backend::AdminError), re-exported by [`backend`]) and
+//!   `error.rs` ([`Error`]).
 //! - [`backend`]: the [`Backend`](backend::Backend) trait, [`MemoryBackend`](backend::MemoryBackend) and
 //!   one module per backend; [`detect`] chooses one from the environment.
 //! - [`dotenv`]: the `.env` reader the loader and the `skm` tool share.
@@ -28,7 +31,8 @@
 //! - [`conformance`]: the test suite every backend passes.
 //! - [`gitcheck`]: a warning when `.env` or the local store sits in a git work tree without being ignored;
 //!   the `skm` tool runs it (`skm check`, `skm doctor`), a load never does.
-//! - `lease` (feature `vault`): dynamic secrets, `Leased<T>` renewed, re-issued and revoked in the background.
+//! - `lease` (feature `vault`): dynamic secrets, `Leased<T>` renewed, re-issued and revoked in the background
+//!   by its keeper (`lease/keeper.rs`); backends build on it, it imports no stage.
 //!
 //! # Cargo features
 //! | feature | default | what it adds |
@@ -44,6 +48,7 @@
 pub mod backend;
 pub mod conformance;
 mod de;
+mod failure;
 pub mod detect;
 pub mod dotenv;
 pub mod error;

@@ -299,7 +299,7 @@ impl Loader {
         // Leases are issued once per load, after the fetch, so that a failed fetch issues none.
         #[cfg(feature = "vault")]
         let leases =
-            crate::lease::issue_fields(self.backend.as_ref(), &T::spec().leased_fields(), self.lease_options).await;
+            crate::fetch::issue_fields(self.backend.as_ref(), &T::spec().leased_fields(), self.lease_options).await;
         #[cfg(not(feature = "vault"))]
         let leases = values::Leases;
         values::build(&fields, pass.resolved.expect("a first pass always resolves"), leases)
