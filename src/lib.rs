@@ -33,7 +33,7 @@
 //!   variant keeps its cause ([`std::error::Error::source`]).
 //! - [`Rotating`], [`Watch`]: rotation grace and hot reload.
 //! - [`dotenv`]: the `.env` reader skm uses.
-//! - [`testing`]: [`MemoryBackend`](testing::MemoryBackend) and the [`conformance`](testing::conformance)
+//! - [`testing`]: [`MemoryBackend`](testing::MemoryBackend) and (feature `conformance`) the `conformance`
 //!   suite a backend must pass.
 //!
 //! # The attribute
@@ -108,6 +108,8 @@ pub use skm_runtime::{
 /// Helpers for testing code that loads secrets, and for testing a backend of your own.
 pub mod testing {
     pub use skm_runtime::backend::MemoryBackend;
+    /// The backend conformance suite (feature `conformance`).
+    #[cfg(feature = "conformance")]
     pub use skm_runtime::conformance;
 }
 
@@ -135,13 +137,13 @@ pub use skm_runtime::rotation;
 pub use zeroize::{self, Zeroize};
 
 /// Paths used by the code `#[derive(Secrets)]` generates, and the runtime's internals (the pipeline's
-/// `spec` and `plan` stages, backend `detect`ion, the `conformance` suite) for skm's own tools and tests;
+/// `spec` and `plan` stages, backend `detect`ion) for skm's own tools and tests;
 /// not a public API.
 #[doc(hidden)]
 pub mod __private {
     pub use core::option::Option::{self, None, Some};
     pub use skm_runtime::spec::LeasedSpec;
-    pub use skm_runtime::{conformance, detect, plan, spec};
+    pub use skm_runtime::{detect, plan, spec};
     pub use skm_runtime::{
         Error, FieldKind, FieldSpec, Loader, SecretSpec, Secrets, StructSpec, Validators, Values, VersionPin,
     };

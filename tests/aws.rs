@@ -668,8 +668,48 @@ async fn unreachable_endpoint_is_unavailable() {
 
 #[tokio::test]
 async fn conformance() {
+    use skm::backend::aws::aws_sdk_secretsmanager::config::retry::RetryConfig;
+    use skm_testing::{Quotas, Rate};
     let moto = moto().await;
-    skm::testing::conformance::run_all(Arc::new(backend(&moto.endpoint()).await), "awsconformance").await;
+    // Forbidden: moto does not enforce IAM, so a proxy in front of it answers as AWS does for a denied call.
+    let denied = Proxy::start(&moto.endpoint()).await;
+    denied.set_rule(|_| {
+        Action::aws_error(
+            400,
+            "AccessDeniedException",
+            "User: arn:aws:iam::123456789012:user/app is not authorized to perform: secretsmanager:GetSecretValue",
+        )
+    });
+    // Throttled: AWS's per-operation buckets with no tokens for the read calls, and the SDK's retries bounded.
+    let throttling = Proxy::start(&moto.endpoint()).await;
+    let empty = Rate {
+        per_second: 0.001,
+        burst: 0.0,
+    };
+    throttling.set_quotas(
+        Quotas::aws(1.0)
+            .with("GetSecretValue", empty)
+            .with("BatchGetSecretValue", empty),
+    );
+    let closed = format!("http://127.0.0.1:{}", skm_testing::free_port());
+    let quick = |endpoint: &str| {
+        builder(endpoint)
+            .max_attempts(2)
+            .retry_config(RetryConfig::standard().with_initial_backoff(Duration::from_millis(5)))
+    };
+    let report = skm_runtime::conformance::Suite::new(Arc::new(backend(&moto.endpoint()).await), "awsconformance")
+        .forbidden(Arc::new(quick(&denied.url()).build().await.unwrap()))
+        .unavailable(Arc::new(quick(&closed).build().await.unwrap()))
+        .throttled(Arc::new(quick(&throttling.url()).build().await.unwrap()))
+        .run()
+        .await;
+    // AWS writes are not check-and-set: `expected_version` is refused rather than written unchecked.
+    assert_eq!(report.unsupported_names(), ["check_and_set"], "{report:?}");
+    assert_eq!(report.not_exercised, Vec::<&str>::new());
+    assert!(
+        throttling.quota_counts().values().any(|c| c.throttled > 0),
+        "the proxy throttled"
+    );
 }
 
 #[tokio::test]

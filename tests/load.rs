@@ -379,7 +379,26 @@ fn spec_is_static_data() {
 
 #[tokio::test]
 async fn memory_backend_passes_the_conformance_suite() {
-    skm::testing::conformance::run_all(Arc::new(MemoryBackend::new()), "conf").await;
+    let report = skm_runtime::conformance::run_all(Arc::new(MemoryBackend::new()), "conf").await;
+    // The memory backend can be made neither forbidden, unavailable nor throttled.
+    assert_eq!(report.unsupported, [], "{report:?}");
+    assert_eq!(report.not_exercised, ["forbidden", "unavailable", "throttled"]);
+    assert_eq!(report.passed.len(), skm_runtime::conformance::CHECKS.len() - 3);
+}
+
+#[cfg(feature = "local")]
+#[tokio::test]
+async fn local_store_passes_the_conformance_suite() {
+    use skm::backend::local::{LocalKey, LocalStore};
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path().join(".skm")).key(LocalKey::from_bytes([7; 32]));
+    // The same files read with another key: the store cannot decrypt them.
+    let wrong = LocalStore::open(dir.path().join(".skm")).key(LocalKey::from_bytes([8; 32]));
+    let report = skm_runtime::conformance::run_all(Arc::new(store), "conf").await;
+    assert_eq!(report.unsupported, [], "{report:?}");
+    assert_eq!(report.not_exercised, ["forbidden", "unavailable", "throttled"]);
+    let decrypt = skm_runtime::conformance::fails_as(&wrong, "conf", skm::backend::FailureKind::Decryption).await;
+    assert!(matches!(decrypt, skm_runtime::conformance::Outcome::Passed));
 }
 
 #[test]

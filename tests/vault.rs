@@ -907,7 +907,53 @@ async fn forty_fields_on_ten_paths_cost_ten_reads() {
 #[tokio::test]
 async fn conformance() {
     let bao = Bao::start().await;
-    skm::testing::conformance::run_all(Arc::new(root(&bao).await), "conformance").await;
+    // Forbidden: a real token whose policies do not cover the secrets.
+    let limited = token(&bao, &["default"], json!({})).await;
+    // Throttled: OpenBao's own rate-limit quota on a second KV v2 mount, one request per hour, used up here.
+    api_ok(
+        &bao,
+        "POST",
+        "sys/mounts/slow",
+        json!({"type": "kv", "options": {"version": "2"}}),
+    )
+    .await;
+    api_ok(
+        &bao,
+        "POST",
+        "sys/quotas/rate-limit/conformance",
+        json!({"path": "slow/", "rate": 1, "interval": "1h"}),
+    )
+    .await;
+    let (first, _) = bao.api("GET", "slow/data/warm-up", Value::Null).await;
+    assert_eq!(first, 404, "the quota's one request");
+    let (second, body) = bao.api("GET", "slow/data/warm-up", Value::Null).await;
+    assert_eq!(second, 429, "OpenBao throttles past the quota: {body}");
+    let quick = |b: VaultBuilder| b.retries(1);
+    let report = skm_runtime::conformance::Suite::new(Arc::new(root(&bao).await), "conformance")
+        .forbidden(Arc::new(
+            VaultBuilder::new(bao.addr()).token(limited).build().await.unwrap(),
+        ))
+        .unavailable(Arc::new(
+            quick(VaultBuilder::new(format!(
+                "http://127.0.0.1:{}",
+                skm_testing::free_port()
+            )))
+            .token("unused")
+            .build()
+            .await
+            .unwrap(),
+        ))
+        .throttled(Arc::new(
+            quick(VaultBuilder::new(bao.addr()))
+                .token(bao.root_token())
+                .mount("slow")
+                .build()
+                .await
+                .unwrap(),
+        ))
+        .run()
+        .await;
+    report.assert_complete();
 }
 
 /// Admin round trip on KV v2: create-only, versions with labels, tags as custom metadata, recursive list,

@@ -28,7 +28,7 @@
 //! - [`rotation`]: rotating a password in its target system ([`rotation::Rotator`]), the AWS rotation
 //!   protocol (feature `aws`) and a PostgreSQL rotator (feature `postgres`).
 //! - [`watch`]: hot reload ([`Loader::watch`]) with stale-on-error and version-checked refreshes.
-//! - [`conformance`]: the test suite every backend passes.
+//! - `conformance` (feature `conformance`): the test suite every backend passes, with a report of what ran.
 //! - [`gitcheck`]: a warning when `.env` or the local store sits in a git work tree without being ignored;
 //!   the `skm` tool runs it (`skm check`, `skm doctor`), a load never does.
 //! - `lease` (feature `vault`): dynamic secrets, `Leased<T>` renewed, re-issued and revoked in the background
@@ -42,16 +42,18 @@
 //! | `azure` | no | Azure Key Vault |
 //! | `vault` | no | HashiCorp Vault / OpenBao KV, and dynamic secrets (`lease`) |
 //! | `postgres` | no | the PostgreSQL rotator (`tokio-postgres`) |
+//! | `conformance` | no | the backend conformance suite (`conformance`), for tests of a backend |
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod backend;
+#[cfg(feature = "conformance")]
 pub mod conformance;
 mod de;
-mod failure;
 pub mod detect;
 pub mod dotenv;
 pub mod error;
+mod failure;
 mod fetch;
 mod files;
 #[doc(hidden)]

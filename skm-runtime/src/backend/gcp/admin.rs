@@ -63,6 +63,14 @@ fn bytes_of(value: &SecretValue) -> Vec<u8> {
 
 pub(super) async fn put(backend: &GcpBackend, request: PutRequest) -> Result<String, AdminError> {
     let path = request.path.as_str();
+    if request.expected_version.is_some() {
+        // AddSecretVersion takes no precondition: refuse rather than write unchecked (`supports_cas` is false).
+        return Err(AdminError::new(
+            AdminErrorKind::Unsupported,
+            path,
+            "Secret Manager cannot add a version only if the current one is a given version (no check-and-set)",
+        ));
+    }
     let name = backend.name_for(path)?;
     let labels = labels(path, &request.tags)?;
     let client = &backend.inner.client;

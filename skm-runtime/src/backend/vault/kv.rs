@@ -311,6 +311,8 @@ impl Inner {
             match &request.version {
                 VersionPin::Current => None,
                 &VersionPin::Number(n) if kv == KvVersion::V2 => Some(n),
+                // The id `put` and `versions` return (a number as text) pins that version, as on every backend.
+                VersionPin::Id(id) if kv == KvVersion::V2 && id.parse::<u64>().is_ok() => id.parse().ok(),
                 VersionPin::Number(_) | VersionPin::Previous if kv == KvVersion::V1 => return Err(self.invalid(
                     path,
                     "a KV v1 mount keeps no versions: remove `version` (or use a plain type instead of `Rotating`), \
