@@ -31,6 +31,8 @@
 //! | `check` | resolves every declared secret here, shows where each comes from, never a value |
 //! | `template` | writes `.env.example` |
 //! | `policy --aws \| --vault \| --external-secret` | least-privilege policies for exactly the declared secrets |
+//! | `run [--only F]... [--mount NAME=PATH]... [--restart-on-change] -- CMD` | runs a command with the secrets in its environment; restarted after a rotation with `--restart-on-change` (`--watch-ttl SECS`, `--kill-after SECS`) |
+//! | `export --github-env` | appends the secrets to `$GITHUB_ENV`, masked (GitHub Actions) |
 //! | `doctor` | backend and why, reachability, Vault token TTL, git ignores, file permissions |
 //! | `manifest` | exports the declarations for `--manifest`; `--schema`: the manifest's JSON Schema |
 //! | `completions bash\|zsh\|fish\|powershell` | a shell completion script |
