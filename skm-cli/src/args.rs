@@ -173,14 +173,24 @@ pub(crate) enum Command {
         #[arg(long, value_name = "FILE")]
         dotenv: Option<PathBuf>,
     },
-    /// Export the declarations (never values) as TOML or JSON, for `--manifest`.
+    /// Export the declarations (never values) as TOML or JSON, for `--manifest`; or, with --schema, the
+    /// manifest's JSON Schema.
     Manifest {
         /// The format.
         #[arg(long, value_enum, default_value_t = ManifestFormat::Toml)]
         format: ManifestFormat,
+        /// Print the JSON Schema of the manifest file (`skm.toml`) instead, for editors; needs no declarations.
+        #[arg(long, conflicts_with = "format")]
+        schema: bool,
         /// Where to write (`-` for stdout).
         #[arg(long, short, default_value = "-", value_name = "FILE")]
         output: PathBuf,
+    },
+    /// Print a shell completion script: `skm completions bash > ~/.local/share/bash-completion/completions/skm`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: CompletionShell,
     },
 }
 
@@ -248,6 +258,27 @@ pub(crate) enum Charset {
     Urlsafe,
     /// Printable ASCII without space, quotes or backslash.
     Ascii,
+}
+
+/// The shells `skm completions` writes a script for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+    #[value(name = "powershell")]
+    PowerShell,
+}
+
+impl From<CompletionShell> for clap_complete::Shell {
+    fn from(s: CompletionShell) -> Self {
+        match s {
+            CompletionShell::Bash => clap_complete::Shell::Bash,
+            CompletionShell::Zsh => clap_complete::Shell::Zsh,
+            CompletionShell::Fish => clap_complete::Shell::Fish,
+            CompletionShell::PowerShell => clap_complete::Shell::PowerShell,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -346,14 +377,21 @@ pub(crate) fn registry_args(m: &clap::ArgMatches) -> RegistryArgs {
     out
 }
 
+/// The whole command line as clap knows it: the derived [`Cli`] plus the registry's `policy` flags (what
+/// [`parse`] parses with, and what `completions` describes).
+pub(crate) fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command().mut_subcommand("policy", policy_command)
+}
+
 /// Parses a command line: the derived [`Cli`] plus the registry's `policy` flags.
 pub(crate) fn parse<I, A>(args: I) -> Result<Cli, clap::Error>
 where
     I: IntoIterator<Item = A>,
     A: Into<std::ffi::OsString> + Clone,
 {
-    use clap::{CommandFactory, FromArgMatches};
-    let cmd = Cli::command().mut_subcommand("policy", policy_command);
+    use clap::FromArgMatches;
+    let cmd = command();
     let matches = cmd.clone().try_get_matches_from(args)?;
     let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd.clone()))?;
     if let (Command::Policy(args), Some(("policy", m))) = (&mut cli.command, matches.subcommand()) {

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::pin::Pin;
 
 use crate::{safe, valid};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use skm_runtime::{Error, Loader, Provenance, ResolvedField, SecretSpec, Secrets, Validators, VersionPin};
 
@@ -62,7 +63,7 @@ pub(crate) struct Declarations {
 }
 
 /// One declared secret in a manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ManifestField {
     /// Dotted field id, e.g. `db.url` for a flattened field.
@@ -95,7 +96,7 @@ pub struct ManifestField {
 
 /// A version pin in a manifest: `"current"`, `"previous"`, `{ stage = "AWSPREVIOUS" }`, `{ id = "..." }`,
 /// `{ number = 3 }`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ManifestVersion {
     /// The current version.
@@ -112,10 +113,19 @@ pub enum ManifestVersion {
 }
 
 /// The value-free export of a struct's declarations.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Its JSON Schema (`skm manifest --schema`) is [`Manifest::json_schema`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+// The schema's own words: an editor shows them to people editing `skm.toml`, where rustdoc links mean nothing.
+#[schemars(
+    title = "skm manifest",
+    description = "The declarations of a skm struct, exported by `skm manifest` (never values), read by the \
+                   standalone `skm --manifest FILE`."
+)]
 pub struct Manifest {
     /// The format version ([`MANIFEST_FORMAT`]).
+    #[schemars(extend("const" = MANIFEST_FORMAT), description = "The manifest format version (1).")]
     pub skm_manifest: u32,
     /// The struct's name.
     #[serde(rename = "struct")]
@@ -129,6 +139,24 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The JSON Schema (draft 2020-12) of a manifest file, derived from the types that read it, so editors
+    /// validate a hand-edited `skm.toml` as strictly as `--manifest` does (unknown keys and wrong types are
+    /// errors). `skm manifest --schema` prints it.
+    ///
+    /// # Example
+    /// ```
+    /// let schema = skm_cli::Manifest::json_schema();
+    /// assert_eq!(schema["properties"]["skm_manifest"]["const"], skm_cli::MANIFEST_FORMAT);
+    /// assert_eq!(schema["additionalProperties"], false);
+    /// ```
+    pub fn json_schema() -> serde_json::Value {
+        let schema = schemars::generate::SchemaSettings::draft2020_12()
+            .for_deserialize()
+            .into_generator()
+            .into_root_schema_for::<Manifest>();
+        schema.to_value()
+    }
+
     pub(crate) fn from_declarations(d: &Declarations) -> Manifest {
         Manifest {
             skm_manifest: MANIFEST_FORMAT,

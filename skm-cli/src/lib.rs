@@ -31,8 +31,11 @@
 //! | `check` | resolves every declared secret here, shows where each comes from, never a value |
 //! | `template` | writes `.env.example` |
 //! | `policy --aws \| --vault \| --external-secret` | least-privilege policies for exactly the declared secrets |
+//! | `run [--only F]... [--mount NAME=PATH]... [--restart-on-change] -- CMD` | runs a command with the secrets in its environment; restarted after a rotation with `--restart-on-change` (`--watch-ttl SECS`, `--kill-after SECS`) |
+//! | `export --github-env` | appends the secrets to `$GITHUB_ENV`, masked (GitHub Actions) |
 //! | `doctor` | backend and why, reachability, Vault token TTL, git ignores, file permissions |
-//! | `manifest` | exports the declarations for `--manifest` |
+//! | `manifest` | exports the declarations for `--manifest`; `--schema`: the manifest's JSON Schema |
+//! | `completions bash\|zsh\|fish\|powershell` | a shell completion script |
 //!
 //! Every command takes `--json` (machine output on stdout), `--backend aws|vault|local|none` (instead of
 //! detection), `--profile NAME` and, for the standalone binary, `--manifest FILE` (or `SKM_MANIFEST`).
@@ -203,6 +206,18 @@ impl Cli {
         I: IntoIterator<Item = A>,
         A: Into<OsString> + Clone,
     {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        // The name this binary was started as (`skm`, or an application's `secrets`): completion scripts
+        // complete that name.
+        let program = args
+            .first()
+            .and_then(|a| std::path::Path::new(a).file_name())
+            .map(|s| {
+                let s = s.to_string_lossy();
+                s.strip_suffix(".exe").unwrap_or(&s).to_string()
+            })
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "skm".to_string());
         let cli = match args::parse(args) {
             Ok(cli) => cli,
             Err(e) => {
@@ -225,6 +240,7 @@ impl Cli {
             profile: cli.profile.clone(),
             source: self.source,
             backend: self.backend,
+            program,
         };
         let result = cmd::dispatch(&mut ctx, cli.command).await;
         match result {
@@ -289,6 +305,8 @@ pub(crate) struct Ctx<'a, 'b> {
     pub profile: Option<String>,
     pub source: DeclSource,
     pub backend: Option<Arc<dyn AdminBackend>>,
+    /// The name the binary was started as (argv\[0\]'s file name), for `completions`.
+    pub program: String,
 }
 
 impl Ctx<'_, '_> {

@@ -1,5 +1,6 @@
 //! `skm run` and `skm export --github-env`, end to end with the standalone binary: values come from a
 //! mounted-secrets directory (`SKM_SECRETS_DIR`), the child checks them itself, and skm never prints them.
+//! `--restart-on-change` runs against the local store, changed by `skm put` while the child runs.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -342,4 +343,250 @@ fn export_outside_actions_needs_a_target() {
     assert!(text(&out).contains("--github-env"));
     let no_file = scene.run(&["export", "--github-env"]);
     assert_eq!(no_file.status.code(), Some(2), "GITHUB_ENV unset: {}", text(&no_file));
+}
+
+const RESTART_MANIFEST: &str = r#"skm_manifest = 1
+struct = "RestartApp"
+
+[[secret]]
+field = "token"
+path = "app/token"
+env = "APP_TOKEN"
+type = "SecretString"
+"#;
+
+const FIRST: &str = "SENTINEL-restart-first-71c2";
+const SECOND: &str = "SENTINEL-restart-second-9d0e";
+
+impl Scene {
+    /// `skm` against a local store in the scene (and an empty secrets directory, so the backend is the source).
+    fn local(&self, args: &[&str]) -> Command {
+        std::fs::write(self.path("restart.toml"), RESTART_MANIFEST).unwrap();
+        std::fs::create_dir_all(self.path("no-secrets")).unwrap();
+        let mut cmd = self.skm(args);
+        cmd.env("SKM_BACKEND", "local")
+            .env("SKM_LOCAL_PATH", self.path(".skm"))
+            .env("SKM_LOCAL_KEY", "7f".repeat(32))
+            .env("SKM_MANIFEST", self.path("restart.toml"))
+            .env("SKM_SECRETS_DIR", self.path("no-secrets"));
+        cmd
+    }
+
+    /// `skm put PATH` with the value on stdin.
+    fn put(&self, path: &str, value: &str) {
+        use std::io::Write;
+        let mut put = self
+            .local(&["put", path])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        put.stdin.take().unwrap().write_all(value.as_bytes()).unwrap();
+        let out = put.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert_no_sentinel("skm put's output", &text(&out));
+    }
+}
+
+/// A running `skm run` whose command exits on its own once `quit` exists: a failed assertion still ends both
+/// (no process outlives the test).
+struct Running {
+    skm: Option<std::process::Child>,
+    quit: PathBuf,
+}
+
+impl Running {
+    /// Lets the command exit on its own and returns skm's output.
+    fn finish(mut self) -> Output {
+        std::fs::write(&self.quit, "").unwrap();
+        self.skm.take().unwrap().wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let Some(mut skm) = self.skm.take() else { return };
+        let _ = std::fs::write(&self.quit, "");
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = skm.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = skm.kill();
+        let _ = skm.wait();
+    }
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn wait_for_lines(path: &Path, n: usize) -> Vec<String> {
+    let start = Instant::now();
+    loop {
+        let got = lines(path);
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{} has {} lines, not {n}: {got:?}",
+            path.display(),
+            got.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn restart_on_change_restarts_once_after_a_put() {
+    let scene = Scene::new();
+    scene.put("app/token", FIRST);
+    let (log, quit, mounted) = (scene.path("log"), scene.path("quit"), scene.path("token.mounted"));
+    // The child records what it started with (its env value, the mounted file and its mode) and the SIGTERM
+    // it gets; skm never prints any of it. It exits 5 on its own once `quit` exists.
+    let script = r#"
+        trap 'echo "term $APP_TOKEN" >> "$1"; exit 0' TERM
+        echo "start $APP_TOKEN $(cat "$3") $(stat -c %a "$3")" >> "$1"
+        while :; do
+            if [ -f "$2" ]; then exit 5; fi
+            sleep 0.05
+        done
+    "#;
+    let skm = scene
+        .local(&[
+            "run",
+            "--restart-on-change",
+            "--watch-ttl",
+            "1",
+            "--kill-after",
+            "5",
+            "--mount",
+            &format!("APP_TOKEN={}", mounted.display()),
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            log.to_str().unwrap(),
+            quit.to_str().unwrap(),
+            mounted.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let skm = Running {
+        skm: Some(skm),
+        quit: quit.clone(),
+    };
+
+    assert_eq!(wait_for_lines(&log, 1), [format!("start {FIRST} {FIRST} 600")]);
+    // Several TTLs without a change: no restart.
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(lines(&log).len(), 1, "restarted without a change: {:?}", lines(&log));
+
+    scene.put("app/token", SECOND);
+    let got = wait_for_lines(&log, 3);
+    assert_eq!(
+        got,
+        [
+            format!("start {FIRST} {FIRST} 600"),
+            format!("term {FIRST}"),
+            format!("start {SECOND} {SECOND} 600"),
+        ],
+        "the old child got SIGTERM, the new one the new value (env and mounted file)"
+    );
+    // Exactly once: a few more TTLs, nothing new.
+    std::thread::sleep(Duration::from_millis(3000));
+    assert_eq!(lines(&log).len(), 3, "{:?}", lines(&log));
+
+    // The command's own exit ends skm with its code.
+    let out = skm.finish();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(5), "{all}");
+    assert!(all.contains("`token` changed; restarting the command"), "{all}");
+    assert_eq!(all.matches("restarting").count(), 1, "{all}");
+    assert_no_sentinel("skm's output", &all);
+    assert!(!mounted.exists(), "the mounted file is removed at the end");
+}
+
+#[test]
+fn restart_flags_need_restart_on_change() {
+    let scene = Scene::new();
+    let out = scene.run(&["run", "--watch-ttl", "1", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = scene.run(&["run", "--restart-on-change", "--watch-ttl", "0", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    // With nothing to restart for, the command's code is still skm's.
+    let out = scene.run(&["run", "--restart-on-change", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+}
+
+#[cfg(unix)]
+#[test]
+fn a_child_ignoring_sigterm_is_killed_after_the_grace_period() {
+    let scene = Scene::new();
+    scene.put("app/token", FIRST);
+    let (log, quit) = (scene.path("log"), scene.path("quit"));
+    let script = r#"
+        trap 'echo ignored >> "$1"' TERM
+        echo "start $APP_TOKEN $$" >> "$1"
+        while :; do
+            if [ -f "$2" ]; then exit 5; fi
+            sleep 0.05
+        done
+    "#;
+    let skm = scene
+        .local(&[
+            "run",
+            "--restart-on-change",
+            "--watch-ttl",
+            "1",
+            "--kill-after",
+            "1",
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            log.to_str().unwrap(),
+            quit.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let skm = Running {
+        skm: Some(skm),
+        quit: quit.clone(),
+    };
+    let first = wait_for_lines(&log, 1);
+    let old_pid = first[0].rsplit(' ').next().unwrap().to_string();
+    let started = Instant::now();
+    scene.put("app/token", SECOND);
+    let got = wait_for_lines(&log, 3);
+    assert_eq!(got[1], "ignored", "{got:?}");
+    assert!(got[2].starts_with(&format!("start {SECOND} ")), "{got:?}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "the new child started before the grace period ended"
+    );
+    let alive = Command::new("kill")
+        .args(["-0", &old_pid])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!alive.success(), "the old child survived SIGKILL");
+    let out = skm.finish();
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert_no_sentinel("skm's output", &text(&out));
 }

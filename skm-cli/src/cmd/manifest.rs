@@ -34,3 +34,18 @@ pub(crate) fn run(ctx: &mut Ctx<'_, '_>, format: ManifestFormat, output: &Path) 
     ));
     Ok(exit::OK)
 }
+
+/// `manifest --schema`: the manifest's JSON Schema, for editors. Needs no declarations.
+pub(crate) fn schema(ctx: &mut Ctx<'_, '_>, output: &Path) -> Result<u8, Fail> {
+    let text = serde_json::to_string_pretty(&Manifest::json_schema())
+        .map_err(|e| Fail::Failed(format!("cannot encode the schema: {e}")))?
+        + "\n";
+    if output == Path::new("-") {
+        let _ = ctx.ui.io.stdout.write_all(text.as_bytes());
+        return Ok(exit::OK);
+    }
+    crate::cmd::util::write_atomic(output, text.as_bytes(), Some(0o644))
+        .map_err(|e| Fail::Failed(format!("cannot write {}: {e}", output.display())))?;
+    ctx.ui.note(format!("wrote {}", output.display()));
+    Ok(exit::OK)
+}

@@ -1,6 +1,7 @@
 //! One module per command family; [`dispatch`] routes a parsed command line to it.
 
 mod check;
+mod completions;
 mod doctor;
 pub(crate) mod github;
 mod manifest;
@@ -79,6 +80,14 @@ pub(crate) async fn dispatch(ctx: &mut Ctx<'_, '_>, command: Command) -> Result<
         Command::Template { output, force } => template::run(ctx, &output, force),
         Command::Policy(args) => policy::run(ctx, &args),
         Command::Doctor { dotenv } => doctor::run(ctx, dotenv).await,
-        Command::Manifest { format, output } => manifest::run(ctx, format, &output),
+        Command::Manifest {
+            format,
+            schema: false,
+            output,
+        } => manifest::run(ctx, format, &output),
+        Command::Manifest {
+            schema: true, output, ..
+        } => manifest::schema(ctx, &output),
+        Command::Completions { shell } => completions::run(ctx, shell),
     }
 }

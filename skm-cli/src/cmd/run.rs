@@ -3,11 +3,18 @@
 //! Values go to the child only through its environment (and `--mount` files): never on its argv or skm's,
 //! never in skm's output. The child's exit code becomes skm's (a death by signal N becomes 128 + N, as in a
 //! shell); SIGINT, SIGTERM and SIGHUP sent to skm are passed on to the child.
+//!
+//! `--restart-on-change` reloads the secrets every `--watch-ttl` seconds (the same load, through the same
+//! loader and backend client); when a value changed, it stops the child gracefully (SIGTERM, then SIGKILL after
+//! `--kill-after` seconds), rewrites the `--mount` files atomically, and starts the command again with the new
+//! environment. A child that exits on its own still ends skm with its exit code. Only field names are reported,
+//! never values.
 
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Args;
 use skm_runtime::{Loader, RawField, RawValues, ResolvedField};
@@ -25,6 +32,28 @@ pub(crate) struct RunArgs {
     /// Also write the secret NAME (env name or field) to PATH, mode 0600, removed when the command exits.
     #[arg(long = "mount", value_name = "NAME=PATH", value_parser = parse_mount)]
     pub mounts: Vec<(String, PathBuf)>,
+    /// Restart the command when a secret changes (a rotation, a `put`): SIGTERM, SIGKILL after --kill-after,
+    /// then the command again with the new values (and `--mount` files rewritten).
+    #[arg(long)]
+    pub restart_on_change: bool,
+    /// With --restart-on-change: seconds between reloads that look for a change (as hot reload's TTL).
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 300,
+        value_parser = clap::value_parser!(u64).range(1..=86_400),
+        requires = "restart_on_change"
+    )]
+    pub watch_ttl: u64,
+    /// With --restart-on-change: seconds the old command has to exit after SIGTERM before it gets SIGKILL.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(0..=3600),
+        requires = "restart_on_change"
+    )]
+    pub kill_after: u64,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -60,6 +89,13 @@ pub(crate) fn select(fields: Vec<ResolvedField>, only: &[String]) -> Result<Vec<
 /// Loads `fields` the way the application would (backend, secret files, env, `.env`, defaults; SKM_DOTENV,
 /// SKM_STRICT, SKM_SECRETS_DIR), all at once, or fails with the usual per-field report.
 pub(crate) async fn load(ctx: &Ctx<'_, '_>, struct_name: &str, fields: &[ResolvedField]) -> Result<RawValues, Fail> {
+    let loader = loader(ctx).await?;
+    load_with(&loader, leak(struct_name), fields).await
+}
+
+/// The loader `load` uses: the backend (built once, so that `--restart-on-change` reuses its client) and the
+/// environment's options.
+async fn loader(ctx: &Ctx<'_, '_>) -> Result<Loader, Fail> {
     let (backend, _) = ctx.backend_opt().await?;
     let mut loader = Loader::new();
     if let Some(b) = &backend {
@@ -76,15 +112,24 @@ pub(crate) async fn load(ctx: &Ctx<'_, '_>, struct_name: &str, fields: &[Resolve
     if let Some(p) = ctx.profile()? {
         loader = loader.profile(p);
     }
-    // `LoadError` names its struct with a `&'static str`; one short name per process is a fine price.
-    let name: &'static str = Box::leak(struct_name.to_string().into_boxed_str());
+    Ok(loader)
+}
+
+/// `LoadError` names its struct with a `&'static str`; one short name per process is a fine price.
+fn leak(struct_name: &str) -> &'static str {
+    Box::leak(struct_name.to_string().into_boxed_str())
+}
+
+async fn load_with(loader: &Loader, name: &'static str, fields: &[ResolvedField]) -> Result<RawValues, Fail> {
     loader.load_raw(name, fields).await.map_err(Fail::from)
 }
 
 pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, args: RunArgs) -> Result<u8, Fail> {
     let decls = ctx.declarations("run")?;
     let fields = select(decls.fields, &args.only)?;
-    let raw = load(ctx, &decls.struct_name, &fields).await?;
+    let name = leak(&decls.struct_name);
+    let loader = loader(ctx).await?;
+    let mut raw = load_with(&loader, name, &fields).await?;
 
     // In GitHub Actions every value is registered for masking before anything else is printed.
     if github::in_actions() {
@@ -100,25 +145,123 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, args: RunArgs) -> Result<u8, Fail
 
     let mut mounts = Mounts::default();
     for (name, path) in &args.mounts {
-        let field = find(&raw.fields, name).ok_or_else(|| {
-            Fail::Usage(format!(
-                "--mount {name}=...: no loaded secret named `{name}` (use its env name or field)"
-            ))
-        })?;
-        mounts.write(field, path)?;
+        mounts.write(mounted(&raw.fields, name)?, path)?;
     }
 
-    let mut command = std::process::Command::new(&args.command[0]);
-    command.args(&args.command[1..]);
+    let forwarding = signals::Forwarding::install();
+    loop {
+        let command = command(&args.command, &raw)?;
+        let _ = ctx.ui.io.stdout.flush();
+        let _ = ctx.ui.io.stderr.flush();
+        let mut child = match spawn(command, &args.command[0]) {
+            Ok(child) => child,
+            Err(code) => return Ok(code),
+        };
+        forwarding.child(child.id());
+        if !args.restart_on_change {
+            let status = wait(&mut child).await;
+            forwarding.reaped();
+            return status.map(exit_code);
+        }
+
+        // Watch until the child exits on its own (its code is skm's) or a value changes.
+        let ttl = Duration::from_secs(args.watch_ttl);
+        let mut last_failure: Option<String> = None;
+        let (new, changed) = loop {
+            tokio::select! {
+                status = wait(&mut child) => {
+                    forwarding.reaped();
+                    return status.map(exit_code);
+                }
+                () = tokio::time::sleep(ttl) => {}
+            }
+            match load_with(&loader, name, &fields).await {
+                Ok(new) => {
+                    last_failure = None;
+                    let changed = changes(&raw, &new);
+                    if !changed.is_empty() {
+                        break (new, changed);
+                    }
+                }
+                // The command keeps running on the values it has; each new failure is reported once.
+                Err(fail) => {
+                    let why = match fail {
+                        Fail::Usage(m) | Fail::Failed(m) => m,
+                    };
+                    if last_failure.as_ref() != Some(&why) {
+                        ctx.ui.warn(format!(
+                            "skm run: reloading the secrets failed; the command keeps running: {why}"
+                        ));
+                        last_failure = Some(why);
+                    }
+                }
+            }
+        };
+        if signals::requested() {
+            // skm was asked to stop and passed that on: no restart, the child's exit is the end.
+            let status = wait(&mut child).await;
+            forwarding.reaped();
+            return status.map(exit_code);
+        }
+
+        ctx.ui.note(format!(
+            "skm run: {} changed; restarting the command (SIGTERM, SIGKILL after {} s)",
+            changed.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", "),
+            args.kill_after
+        ));
+        let status = stop(&mut child, Duration::from_secs(args.kill_after)).await;
+        forwarding.reaped();
+        let status = status?;
+        if signals::requested() {
+            return Ok(exit_code(status));
+        }
+        // Only the new command can print the new values: their masks come before it starts.
+        if github::in_actions() {
+            github::add_masks(ctx.ui.io.stdout, &new.fields)
+                .map_err(|e| Fail::Failed(format!("cannot write masks: {e}")))?;
+        }
+        for (name, path) in &args.mounts {
+            mounts.rewrite(mounted(&new.fields, name)?, path)?;
+        }
+        raw = new;
+    }
+}
+
+/// The loaded field `--mount NAME=...` names.
+fn mounted<'a>(fields: &'a [RawField], name: &str) -> Result<&'a RawField, Fail> {
+    find(fields, name).ok_or_else(|| {
+        Fail::Usage(format!(
+            "--mount {name}=...: no loaded secret named `{name}` (use its env name or field)"
+        ))
+    })
+}
+
+/// The ids of the fields whose value differs between two loads (changed, appeared or gone).
+fn changes(old: &RawValues, new: &RawValues) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in &new.fields {
+        match old.fields.iter().find(|o| o.field == f.field) {
+            Some(o) if o.expose_bytes() == f.expose_bytes() => {}
+            _ => out.push(f.field.clone()),
+        }
+    }
+    for o in &old.fields {
+        if !new.fields.iter().any(|f| f.field == o.field) {
+            out.push(o.field.clone());
+        }
+    }
+    out
+}
+
+/// The command with the values in its environment (and nowhere else).
+fn command(argv: &[OsString], raw: &RawValues) -> Result<tokio::process::Command, Fail> {
+    let mut command = tokio::process::Command::new(&argv[0]);
+    command.args(&argv[1..]);
     for field in &raw.fields {
         let Some(env) = field.env else { continue };
         command.env(env, env_value(field)?);
     }
-    let _ = ctx.ui.io.stdout.flush();
-    let _ = ctx.ui.io.stderr.flush();
-    let code = spawn_and_wait(command, &args.command[0]).await;
-    drop(mounts);
-    code
+    Ok(command)
 }
 
 fn find<'a>(fields: &'a [RawField], name: &str) -> Option<&'a RawField> {
@@ -176,6 +319,15 @@ impl Mounts {
     }
 }
 
+impl Mounts {
+    /// Replaces a mounted file's content for a restart: a temporary file (0600) beside it, renamed over it, so a
+    /// reader sees the old value or the new one, never a mix.
+    fn rewrite(&mut self, field: &RawField, path: &std::path::Path) -> Result<(), Fail> {
+        crate::cmd::util::write_atomic(path, field.expose_bytes(), Some(0o600))
+            .map_err(|e| Fail::Failed(format!("--mount: cannot rewrite {}: {}", path.display(), e.kind())))
+    }
+}
+
 impl Drop for Mounts {
     fn drop(&mut self) {
         for path in &self.0 {
@@ -184,30 +336,43 @@ impl Drop for Mounts {
     }
 }
 
-/// Starts `command`, forwards SIGINT/SIGTERM/SIGHUP to it while it runs, and returns its exit code.
-async fn spawn_and_wait(mut command: std::process::Command, program: &OsString) -> Result<u8, Fail> {
-    let forwarding = signals::Forwarding::install();
-    let mut child = match command.spawn() {
-        Ok(child) => child,
-        Err(e) => {
-            drop(forwarding);
-            // As env(1) and shells do: 127 for a command not found, 126 for one that cannot run.
-            let code = if e.kind() == std::io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            };
-            eprintln!("error: cannot start `{}`: {}", program.to_string_lossy(), e.kind());
-            return Ok(code);
+/// Starts `command`; when it cannot start, the exit code to end with (as env(1) and shells do: 127 for a
+/// command not found, 126 for one that cannot run).
+fn spawn(mut command: tokio::process::Command, program: &OsString) -> Result<tokio::process::Child, u8> {
+    command.spawn().map_err(|e| {
+        eprintln!("error: cannot start `{}`: {}", program.to_string_lossy(), e.kind());
+        if e.kind() == std::io::ErrorKind::NotFound {
+            127
+        } else {
+            126
         }
-    };
-    forwarding.child(child.id());
-    let status = tokio::task::spawn_blocking(move || child.wait())
+    })
+}
+
+/// Waits for the child. Cancel-safe: the child is not reaped until this returns, so its pid stays its own
+/// (a zombie) while skm signals it.
+async fn wait(child: &mut tokio::process::Child) -> Result<std::process::ExitStatus, Fail> {
+    child
+        .wait()
         .await
-        .map_err(|e| Fail::Failed(format!("waiting for the command failed: {e}")))?
-        .map_err(|e| Fail::Failed(format!("waiting for the command failed: {e}")))?;
-    drop(forwarding);
-    Ok(exit_code(status))
+        .map_err(|e| Fail::Failed(format!("waiting for the command failed: {e}")))
+}
+
+/// Stops the child for a restart: SIGTERM, then SIGKILL if it has not exited after `grace`.
+async fn stop(child: &mut tokio::process::Child, grace: Duration) -> Result<std::process::ExitStatus, Fail> {
+    #[cfg(unix)]
+    if let Some(pid) = child.id() {
+        // SAFETY: kill(2) on our own child, not yet reaped (`id()` is `None` once it is).
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        if let Ok(status) = tokio::time::timeout(grace, wait(child)).await {
+            return status;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = grace;
+    // Not gone after the grace period (or no SIGTERM here): SIGKILL (TerminateProcess on Windows).
+    let _ = child.start_kill();
+    wait(child).await
 }
 
 fn exit_code(status: std::process::ExitStatus) -> u8 {
@@ -229,13 +394,21 @@ mod signals {
     //! Forwarding with a plain signal handler: `kill(2)` is async-signal-safe, so the handler passes the
     //! signal straight to the child. A signal that arrives before the child exists is kept and sent to it
     //! once it does.
-    use std::sync::atomic::{AtomicI32, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
     const FORWARDED: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
     static CHILD: AtomicI32 = AtomicI32::new(0);
     static PENDING: AtomicI32 = AtomicI32::new(0);
+    static RECEIVED: AtomicBool = AtomicBool::new(false);
+
+    /// Whether skm received a signal to pass on since [`Forwarding::install`]: `--restart-on-change` does not
+    /// restart a command that skm was asked to stop.
+    pub(super) fn requested() -> bool {
+        RECEIVED.load(Ordering::SeqCst)
+    }
 
     extern "C" fn forward(sig: libc::c_int) {
+        RECEIVED.store(true, Ordering::SeqCst);
         let pid = CHILD.load(Ordering::SeqCst);
         if pid > 0 {
             // SAFETY: kill(2) is async-signal-safe; `pid` is our own child, not yet reaped.
@@ -253,6 +426,7 @@ mod signals {
         pub(super) fn install() -> Forwarding {
             CHILD.store(0, Ordering::SeqCst);
             PENDING.store(0, Ordering::SeqCst);
+            RECEIVED.store(false, Ordering::SeqCst);
             let mut previous = Vec::new();
             for sig in FORWARDED {
                 // SAFETY: a zeroed sigaction is valid; the handler only touches atomics and calls kill(2).
@@ -270,7 +444,9 @@ mod signals {
             Forwarding { previous }
         }
 
-        pub(super) fn child(&self, pid: u32) {
+        /// The child to pass signals to (`None`: it already exited).
+        pub(super) fn child(&self, pid: Option<u32>) {
+            let Some(pid) = pid else { return };
             let pid = pid as i32;
             CHILD.store(pid, Ordering::SeqCst);
             let pending = PENDING.swap(0, Ordering::SeqCst);
@@ -278,6 +454,11 @@ mod signals {
                 // SAFETY: `pid` is our own child, not yet reaped.
                 unsafe { libc::kill(pid, pending) };
             }
+        }
+
+        /// The child was reaped: its pid may be reused, so signals are kept for the next child instead.
+        pub(super) fn reaped(&self) {
+            CHILD.store(0, Ordering::SeqCst);
         }
     }
 
@@ -300,6 +481,10 @@ mod signals {
         pub(super) fn install() -> Forwarding {
             Forwarding
         }
-        pub(super) fn child(&self, _pid: u32) {}
+        pub(super) fn child(&self, _pid: Option<u32>) {}
+        pub(super) fn reaped(&self) {}
+    }
+    pub(super) fn requested() -> bool {
+        false
     }
 }
