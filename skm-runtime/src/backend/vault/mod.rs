@@ -53,6 +53,7 @@ mod config;
 mod doctor;
 mod errors;
 mod kv;
+mod kv_admin;
 pub mod policy;
 // Dynamic secrets: `VaultBackend::lease` (see `crate::lease`).
 mod lease;
