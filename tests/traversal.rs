@@ -9,7 +9,7 @@
 //! (`../canary`, `a/../canary`, `%2e%2e/canary`...): a backend that resolved them would overwrite or delete
 //! it. The servers are started by `skm_testing`, which panics with a clear message when a peer is missing.
 
-use skm::backend::{AdminBackend, Backend, DeleteMode, FetchRequest, FetchResult, PutRequest, SecretValue};
+use skm::backend::{AdminBackend, DeleteMode, FetchRequest, FetchResult, PutRequest, SecretValue};
 use skm::ExposeSecret;
 
 const CANARY: &str = "SENTINEL-traversal-canary-61c7";
