@@ -354,3 +354,41 @@ async fn readers_racing_writers_never_see_a_false_alarm() {
     assert!(reads > 0);
     assert_eq!(text(&get(&store, "db", VersionPin::Current).await), "60");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_meets_a_write_in_progress_waits_for_it_instead_of_failing() {
+    // Deterministic form of the race above: the test holds the writers' lock and leaves the store as a
+    // writer would be seen between its renames (here: the index two writes behind the file), so a reader
+    // finds a mismatch; it must wait on the lock and read again, not report an integrity error.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join(".skm");
+    let store = store_at(&root);
+    put(&store, "db", OLD).await;
+    let old_index = std::fs::read(root.join("index")).unwrap();
+    put(&store, "db", "between").await;
+    put(&store, "db", NEW).await;
+    let current_index = std::fs::read(root.join("index")).unwrap();
+
+    let lock_file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(root.join("lock"))
+        .unwrap();
+    let mut lock = fd_lock::RwLock::new(lock_file);
+    let guard = lock.write().unwrap();
+    std::fs::write(root.join("index"), &old_index).unwrap();
+    let reader = {
+        let store = store.clone();
+        tokio::spawn(async move { get(&store, "db", VersionPin::Current).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !reader.is_finished(),
+        "the reader did not wait for the write in progress"
+    );
+    // The "writer" finishes: the index catches up, the lock is released.
+    std::fs::write(root.join("index"), &current_index).unwrap();
+    drop(guard);
+    let r = reader.await.unwrap();
+    assert_eq!(text(&r), NEW);
+}
