@@ -308,7 +308,7 @@ async fn every_flipped_bit_position_and_truncation_is_a_decryption_error() {
     put(&store, "other", "other value").await;
     let file = root.join("secrets").join("auth%2Fjwt.skm");
     let original = std::fs::read(&file).unwrap();
-    assert!(original.starts_with(b"SKMLOCAL\x01"));
+    assert!(original.starts_with(b"SKMLOCAL\x02"));
 
     let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
     for i in 0..original.len() {

@@ -121,7 +121,7 @@ pub(super) fn create_key_file(path: &Path) -> Result<LocalKey, String> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    super::create_private_dir(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    super::names::create_private_dir(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let key = LocalKey::generate().map_err(|e| e.to_string())?;
     let io = |e: std::io::Error| format!("cannot write the key file {}: {e}", path.display());
     // Write the whole key to a private temp file, then link it into place: the link either creates the
@@ -138,7 +138,7 @@ pub(super) fn create_key_file(path: &Path) -> Result<LocalKey, String> {
     tmp.as_file().sync_all().map_err(io)?;
     match std::fs::hard_link(tmp.path(), path) {
         Ok(()) => {
-            super::sync_dir(dir).map_err(io)?;
+            super::names::sync_dir(dir).map_err(io)?;
             tracing::info!(target: "skm", key_file = %path.display(), "created a new key for the local store");
             Ok(key)
         }

@@ -32,6 +32,7 @@
 //! ```text
 //! .skm/                 mode 0700
 //!   lock                empty; writers hold an exclusive lock on it (flock) for each write
+//!   index               the store's identity and each path's write count, encrypted (mode 0600)
 //!   secrets/            mode 0700
 //!     auth%2Fjwt.skm    one file per path, mode 0600
 //! ```
@@ -41,22 +42,49 @@
 //!
 //! ```text
 //! "SKMLOCAL"  8 bytes   magic
-//! 0x01        1 byte    format version
+//! 0x02        1 byte    format version
+//! store       16 bytes  the store's identity (random, made with the store)
+//! generation  8 bytes   big-endian: which write of this path made the file (1, 2, ...)
 //! len         2 bytes   big-endian length of the path in bytes
 //! path        len bytes the path, UTF-8
 //! nonce       24 bytes  random, new for every write
 //! ciphertext  rest      XChaCha20-Poly1305 of the entry, with its 16-byte tag
 //! ```
-//! Everything before the nonce is the associated data, so a file renamed or copied to another path fails
-//! authentication. The entry is JSON: `{"next": N, "deleted": bool, "versions": [{"n", "created_ms",
-//! "binary", "value" (base64)}, …]}` plus the description and tags of the last put that gave them. A wrong
-//! key, a modified or truncated file all read as [`FailureKind::Decryption`], never as a value.
+//! Everything before the nonce is the associated data. The entry is JSON: `{"next": N, "deleted": bool,
+//! "versions": [{"n", "created_ms", "binary", "value" (base64)}, …]}` plus the description and tags of the
+//! last put that gave them. The `index` is `"SKMINDEX"`, `0x01`, the store identity (the associated data),
+//! a nonce and the encrypted JSON `{"paths": {path: {"g": generation, "r": removed}}}`.
+//!
+//! # Integrity
+//! Reading a path checks its file against the index: the file must be of this store and of the generation
+//! the index records (or one more: a write killed between its two renames). Someone who can write the
+//! directory but does not hold the key therefore cannot, without an error naming the path
+//! ([`FailureKind::Decryption`], never a value):
+//! - modify or truncate a file or the index, or use another key's files (authentication fails);
+//! - rename, copy or swap a file to another path (the path is authenticated);
+//! - put back an older copy of a path's file, even a soft-deleted or force-deleted path's (the generation is
+//!   behind the index);
+//! - copy in a file of another store, even one that shares the default key (the store identity differs);
+//! - remove a path's file (the index still records it) or the index of a store that has one.
+//!
+//! Not detected: rolling back the *whole* directory (index and files together) to an earlier state, or
+//! replacing it with another complete store encrypted with the same key: nothing outside the directory
+//! remembers its latest state. Rolling back the index alone with one path's file to the state of the same
+//! earlier moment is that same whole-store rollback as far as that path is concerned. Deleting the whole
+//! directory makes the store absent.
+//!
+//! Stores of format 1 (no identity, no index) are read as they are; the first write upgrades the whole
+//! store under the lock: it records every path in a new index, rewrites each file in format 2, and records
+//! their generations, each step atomic and resumable. After that, a format-1 file is refused.
 //!
 //! # Durability and concurrency
 //! A write takes the exclusive lock, reads the path's file, writes the new file to a temporary file in
-//! `secrets/`, fsyncs it, renames it over the old one and fsyncs the directory. A process killed at any
-//! point leaves the old or the new file, never a mix; the temporary files it may leave (`.tmp-*`) are removed
-//! by the first write of the next store opened on the directory. Readers take no lock: a rename is atomic, so they see one complete file.
+//! `secrets/`, fsyncs it, renames it over the old one and fsyncs the directory, then replaces the index the
+//! same way. A process killed at any point leaves the old or the new file and index, never a mix within a
+//! file; the temporary files it may leave (`.tmp-*`) are removed by the first write of the next store opened
+//! on the directory. Readers take no lock: a rename is atomic, so they see complete files; a reader that
+//! finds a file and the index out of step (a write in progress) reads both again under a shared lock before
+//! it reports an integrity error.
 //!
 //! If the store directory is inside a git work tree and not ignored, the first use logs a warning.
 //!
@@ -75,34 +103,30 @@
 
 mod doctor;
 mod format;
+mod index;
+mod inner;
 mod key;
+mod names;
+mod versions;
 
 pub(crate) use doctor::{doctor, registry_build};
 
-use std::collections::HashMap;
 use std::fmt;
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
 use super::{
     AdminBackend, AdminError, AdminErrorKind, Backend, DeleteMode, FailureKind, FetchError, FetchRequest, FetchResult,
-    ListEntry, PutRequest, SecretPayload, SecretValue, VersionInfo, VersionPin,
+    ListEntry, PutRequest, VersionInfo,
 };
 use crate::Error;
-use format::{Blob, Entry};
+use inner::{Inner, KeySource};
 pub use key::LocalKey;
-
-const SECRETS_DIR: &str = "secrets";
-const LOCK_FILE: &str = "lock";
-const SUFFIX: &str = ".skm";
-const TEMP_PREFIX: &str = ".tmp-";
+use names::SECRETS_DIR;
 
 /// The local encrypted store: a [`Backend`] and [`AdminBackend`] on a directory. See the [module docs](self).
 ///
@@ -110,21 +134,6 @@ const TEMP_PREFIX: &str = ".tmp-";
 #[derive(Clone)]
 pub struct LocalStore {
     inner: Arc<Inner>,
-}
-
-struct Inner {
-    root: PathBuf,
-    key_source: KeySource,
-    key: Mutex<Option<LocalKey>>,
-    /// Stale temporary files are removed once per store value, by its first write.
-    swept: AtomicBool,
-}
-
-enum KeySource {
-    Given(LocalKey),
-    File(PathBuf),
-    /// No key and no place for a key file; the reason is shown when a key is needed.
-    Missing(String),
 }
 
 impl fmt::Debug for LocalStore {
@@ -147,6 +156,8 @@ enum Fail {
     Exists(String),
     Conflict(String),
     Decryption(String),
+    /// A file that decrypts but does not match the store's index: rolled back, copied in, removed.
+    Integrity(String),
     Forbidden(String),
     Io(String),
     Invalid(String),
@@ -166,7 +177,7 @@ impl Fail {
         match self {
             Fail::NotFound(d) => FetchError::not_found(d),
             Fail::Exists(d) | Fail::Conflict(d) | Fail::Io(d) => FetchError::unavailable(d),
-            Fail::Decryption(d) => FetchError::new(FailureKind::Decryption, d),
+            Fail::Decryption(d) | Fail::Integrity(d) => FetchError::new(FailureKind::Decryption, d),
             Fail::Forbidden(d) => FetchError::new(FailureKind::Forbidden, d),
             Fail::Invalid(d) => FetchError::new(FailureKind::Invalid, d),
         }
@@ -179,7 +190,7 @@ impl Fail {
             Fail::Conflict(d) => (AdminErrorKind::Conflict, d),
             Fail::Forbidden(d) => (AdminErrorKind::Forbidden, d),
             Fail::Io(d) => (AdminErrorKind::Unavailable, d),
-            Fail::Decryption(d) | Fail::Invalid(d) => (AdminErrorKind::Other, d),
+            Fail::Decryption(d) | Fail::Integrity(d) | Fail::Invalid(d) => (AdminErrorKind::Other, d),
         };
         AdminError::new(kind, path, detail)
     }
@@ -338,430 +349,6 @@ fn default_key_file() -> Option<PathBuf> {
     dirs::config_dir().map(|d| d.join("skm").join("local.key"))
 }
 
-/// Creates `dir` and missing parents with mode 0700.
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
-}
-
-/// Makes a rename or unlink in `dir` durable.
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    File::open(dir)?.sync_all()?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
-}
-
-/// The file name of `path`: see the module docs.
-fn file_name(path: &str) -> Result<String, Fail> {
-    if path.is_empty() {
-        return Err(Fail::Invalid("the path is empty".into()));
-    }
-    let mut name = String::with_capacity(path.len() + SUFFIX.len());
-    for b in path.bytes() {
-        if b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' {
-            name.push(b as char);
-        } else {
-            name.push_str(&format!("%{b:02X}"));
-        }
-    }
-    name.push_str(SUFFIX);
-    if name.len() > 255 {
-        return Err(Fail::Invalid(format!(
-            "path `{path}` is too long for the local store (its file name would exceed 255 bytes)"
-        )));
-    }
-    Ok(name)
-}
-
-/// The path stored in file `name`, or `None` for files that are not store files.
-fn path_of(name: &str) -> Option<String> {
-    let stem = name.strip_suffix(SUFFIX)?;
-    if stem.is_empty() || stem.starts_with('.') {
-        return None;
-    }
-    let mut bytes = Vec::with_capacity(stem.len());
-    let mut rest = stem.as_bytes();
-    while let Some((&b, tail)) = rest.split_first() {
-        if b == b'%' {
-            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
-            bytes.push(u8::from_str_radix(hex, 16).ok()?);
-            rest = &tail[2..];
-        } else {
-            bytes.push(b);
-            rest = tail;
-        }
-    }
-    String::from_utf8(bytes).ok()
-}
-
-fn to_value(version: &format::Version) -> Result<SecretValue, Fail> {
-    if version.binary {
-        return Ok(SecretValue::binary(version.value.0.to_vec()));
-    }
-    match std::str::from_utf8(&version.value.0) {
-        Ok(text) => Ok(SecretValue::text(text)),
-        Err(_) => Err(Fail::Decryption("a text value is not UTF-8".into())),
-    }
-}
-
-fn to_blob(value: &SecretValue) -> (bool, Blob) {
-    match value {
-        SecretValue::Text(s) => (false, Blob(Zeroizing::new(s.expose_secret().as_bytes().to_vec()))),
-        SecretValue::Binary(b) => (true, Blob(Zeroizing::new(b.expose_secret().clone()))),
-    }
-}
-
-/// The version of `entry` that `pin` names.
-fn select<'e>(entry: &'e Entry, path: &str, pin: &VersionPin) -> Result<&'e format::Version, Fail> {
-    let last = entry.versions.len().checked_sub(1);
-    let index = match pin {
-        VersionPin::Current => last,
-        VersionPin::Stage(s) if matches!(&**s, "current" | "AWSCURRENT") => last,
-        VersionPin::Previous => last.and_then(|l| l.checked_sub(1)),
-        VersionPin::Stage(s) if matches!(&**s, "previous" | "AWSPREVIOUS") => last.and_then(|l| l.checked_sub(1)),
-        VersionPin::Number(n) => entry.versions.iter().position(|v| v.n == *n),
-        VersionPin::Id(id) => match id.parse::<u64>() {
-            Ok(n) => entry.versions.iter().position(|v| v.n == n),
-            Err(_) => {
-                return Err(Fail::NotFound(format!(
-                    "`{path}` has no version id `{id}`: local store versions are numbers"
-                )))
-            }
-        },
-        VersionPin::Stage(stage) => {
-            return Err(Fail::NotFound(format!(
-                "`{path}` has no stage `{stage}`: the local store knows `current` and `previous`"
-            )))
-        }
-    };
-    index.map(|i| &entry.versions[i]).ok_or_else(|| {
-        let kept = match (entry.versions.first(), entry.versions.last()) {
-            (Some(a), Some(b)) => format!("versions {} to {} are kept", a.n, b.n),
-            _ => "no versions are kept".into(),
-        };
-        Fail::NotFound(format!(
-            "`{path}` has no {pin} ({kept}; the local store keeps the last {})",
-            format::KEEP
-        ))
-    })
-}
-
-impl Inner {
-    fn secrets_dir(&self) -> PathBuf {
-        self.root.join(SECRETS_DIR)
-    }
-
-    fn warn_git(&self) {
-        crate::gitcheck::warn_if_not_ignored_in_background(&self.root, "the local secret store");
-    }
-
-    fn cached_key(&self) -> Option<LocalKey> {
-        self.key.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn remember(&self, key: LocalKey) -> LocalKey {
-        *self.key.lock().unwrap_or_else(|e| e.into_inner()) = Some(key.clone());
-        key
-    }
-
-    /// The key to read with; never creates one.
-    fn read_key(&self) -> Result<LocalKey, Fail> {
-        if let Some(k) = self.cached_key() {
-            return Ok(k);
-        }
-        match &self.key_source {
-            KeySource::Given(k) => Ok(self.remember(k.clone())),
-            KeySource::File(p) => match key::read_key_file(p).map_err(Fail::Decryption)? {
-                Some(k) => Ok(self.remember(k)),
-                None => Err(Fail::Decryption(format!(
-                    "no key to decrypt the local store: the key file {} does not exist; set SKM_LOCAL_KEY \
-                     or restore the key file",
-                    p.display()
-                ))),
-            },
-            KeySource::Missing(why) => Err(Fail::Decryption(why.clone())),
-        }
-    }
-
-    /// The key to write with; creates the key file if the store holds no secrets yet. Called under the lock.
-    fn write_key(&self) -> Result<LocalKey, Fail> {
-        match (&self.key_source, self.read_key()) {
-            (_, Ok(k)) => Ok(k),
-            (KeySource::File(p), Err(e)) if !p.exists() => {
-                if self.has_files()? {
-                    return Err(e);
-                }
-                Ok(self.remember(key::create_key_file(p).map_err(Fail::Io)?))
-            }
-            (_, Err(e)) => Err(e),
-        }
-    }
-
-    fn has_files(&self) -> Result<bool, Fail> {
-        Ok(!self.names()?.is_empty())
-    }
-
-    /// The store file names and their paths; empty if the store does not exist.
-    fn names(&self) -> Result<Vec<(String, String)>, Fail> {
-        let dir = self.secrets_dir();
-        let read = match std::fs::read_dir(&dir) {
-            Ok(r) => r,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Fail::io("list", &dir, e)),
-        };
-        let mut out = Vec::new();
-        for item in read {
-            let item = item.map_err(|e| Fail::io("list", &dir, e))?;
-            let name = item.file_name();
-            if let Some(path) = name.to_str().and_then(path_of) {
-                out.push((name.to_string_lossy().into_owned(), path));
-            }
-        }
-        Ok(out)
-    }
-
-    /// The entry of `path`, `None` if it has no file.
-    fn load(&self, path: &str, key: Option<&LocalKey>) -> Result<Option<Entry>, Fail> {
-        let file = self.secrets_dir().join(file_name(path)?);
-        let bytes = match std::fs::read(&file) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Fail::io("read", &file, e)),
-        };
-        let key = match key {
-            Some(k) => k.clone(),
-            None => self.read_key()?,
-        };
-        format::open(path, &bytes, &key)
-            .map(Some)
-            .map_err(|why| Fail::Decryption(format!("cannot decrypt `{path}` in {}: {why}", file.display())))
-    }
-
-    fn fetch_one(&self, path: &str) -> Result<Entry, Fail> {
-        match self.load(path, None)? {
-            Some(e) if !e.deleted => Ok(e),
-            _ => Err(Fail::NotFound(format!("no secret at `{path}` in the local store"))),
-        }
-    }
-
-    fn fetch(&self, requests: &[FetchRequest]) -> Vec<FetchResult> {
-        // No git check here: a load never starts a process (writes and `skm check` / `doctor` warn instead).
-        // Each path is decrypted once however many versions of it are asked for.
-        let mut entries: HashMap<&str, Result<Entry, FetchError>> = HashMap::new();
-        requests
-            .iter()
-            .map(|r| {
-                let entry = entries
-                    .entry(r.path.as_str())
-                    .or_insert_with(|| self.fetch_one(&r.path).map_err(Fail::fetch));
-                let entry = entry.as_ref().map_err(Clone::clone)?;
-                let version = select(entry, &r.path, &r.version).map_err(Fail::fetch)?;
-                Ok(SecretPayload::new(to_value(version).map_err(Fail::fetch)?).with_version(version.n.to_string()))
-            })
-            .collect()
-    }
-
-    /// Runs `change` on the entry of `path` under the store's exclusive lock and writes the result atomically.
-    fn update<T>(&self, path: &str, change: impl FnOnce(Option<Entry>) -> Result<(Entry, T), Fail>) -> Result<T, Fail> {
-        let name = file_name(path)?;
-        let dir = self.secrets_dir();
-        let created = !self.root.exists();
-        create_private_dir(&dir).map_err(|e| Fail::io("create", &dir, e))?;
-        if created {
-            sync_dir(self.root.parent().unwrap_or(Path::new("/"))).ok();
-        }
-        self.warn_git();
-        let lock_path = self.root.join(LOCK_FILE);
-        let lock_file = open_lock(&lock_path).map_err(|e| Fail::io("open", &lock_path, e))?;
-        let mut lock = fd_lock::RwLock::new(lock_file);
-        let _guard = lock.write().map_err(|e| Fail::io("lock", &lock_path, e))?;
-        self.sweep(&dir);
-        let key = self.write_key()?;
-        let current = self.load(path, Some(&key))?;
-        let (entry, out) = change(current)?;
-        let bytes = format::seal(path, &entry, &key).map_err(Fail::Io)?;
-        write_atomic(&dir, &name, &bytes)?;
-        Ok(out)
-    }
-
-    /// Removes temporary files left by killed writers. Called under the lock, when no write is in flight.
-    fn sweep(&self, dir: &Path) {
-        if self.swept.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let Ok(read) = std::fs::read_dir(dir) else { return };
-        for item in read.flatten() {
-            if item.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
-                let _ = std::fs::remove_file(item.path());
-            }
-        }
-    }
-
-    fn put(&self, request: &PutRequest) -> Result<u64, Fail> {
-        self.update(&request.path, |current| {
-            let mut entry = match current {
-                Some(e) if request.create_only && !e.deleted => {
-                    return Err(Fail::Exists(format!(
-                        "`{}` already exists (version {}); not overwriting a create-only put",
-                        request.path,
-                        e.next - 1
-                    )))
-                }
-                Some(e) => e,
-                None => Entry::new(),
-            };
-            // Under the store's lock (`update`), so that no writer slips in between check and write.
-            if let Some(expected) = &request.expected_version {
-                let current = entry
-                    .versions
-                    .last()
-                    .filter(|_| !entry.deleted)
-                    .map(|v| v.n.to_string());
-                if current.as_ref() != Some(expected) {
-                    return Err(Fail::Conflict(format!(
-                        "`{}`: check-and-set expected version {expected}, found {}",
-                        request.path,
-                        current.as_deref().unwrap_or("none")
-                    )));
-                }
-            }
-            if request.description.is_some() {
-                entry.description.clone_from(&request.description);
-            }
-            if !request.tags.is_empty() {
-                entry.tags.clone_from(&request.tags);
-            }
-            let (binary, blob) = to_blob(&request.value);
-            let n = entry.push(binary, blob);
-            Ok((entry, n))
-        })
-    }
-
-    fn put_key(&self, path: &str, key: &str, value: &str) -> Result<u64, Fail> {
-        self.update(path, |current| {
-            let mut entry = current.unwrap_or_else(Entry::new);
-            let mut map = serde_json::Map::new();
-            if let Some(v) = entry.versions.last().filter(|_| !entry.deleted) {
-                let parsed = (!v.binary)
-                    .then(|| serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&v.value.0).ok())
-                    .flatten();
-                map = parsed.ok_or_else(|| {
-                    Fail::Invalid(format!(
-                        "`{path}` is not a JSON object, so key `{key}` cannot be set in it"
-                    ))
-                })?;
-            }
-            map.insert(key.to_string(), serde_json::Value::String(value.to_string()));
-            let text = Zeroizing::new(serde_json::Value::Object(map).to_string());
-            let n = entry.push(false, Blob(Zeroizing::new(text.as_bytes().to_vec())));
-            Ok((entry, n))
-        })
-    }
-
-    fn rollback(&self, path: &str, version: u64) -> Result<u64, Fail> {
-        self.update(path, |current| {
-            let mut entry = current.ok_or_else(|| Fail::NotFound(format!("no secret at `{path}`")))?;
-            let old = select(&entry, path, &VersionPin::Number(version))?;
-            let (binary, blob) = (old.binary, old.value.clone());
-            let n = entry.push(binary, blob);
-            Ok((entry, n))
-        })
-    }
-
-    fn delete(&self, path: &str, mode: DeleteMode) -> Result<(), Fail> {
-        let missing = || Fail::NotFound(format!("no secret at `{path}`"));
-        if mode == DeleteMode::Force {
-            let name = file_name(path)?;
-            let dir = self.secrets_dir();
-            if !dir.join(&name).exists() {
-                return Err(missing());
-            }
-            let lock_path = self.root.join(LOCK_FILE);
-            let lock_file = open_lock(&lock_path).map_err(|e| Fail::io("open", &lock_path, e))?;
-            let mut lock = fd_lock::RwLock::new(lock_file);
-            let _guard = lock.write().map_err(|e| Fail::io("lock", &lock_path, e))?;
-            let file = dir.join(&name);
-            return match std::fs::remove_file(&file) {
-                Ok(()) => sync_dir(&dir).map_err(|e| Fail::io("sync", &dir, e)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(missing()),
-                Err(e) => Err(Fail::io("remove", &file, e)),
-            };
-        }
-        self.update(path, |current| match current {
-            Some(mut e) if !e.deleted => {
-                e.deleted = true;
-                Ok((e, ()))
-            }
-            _ => Err(missing()),
-        })
-    }
-
-    fn list(&self, prefix: &str) -> Result<Vec<ListEntry>, Fail> {
-        let mut out = Vec::new();
-        for (_, path) in self.names()? {
-            if !path.starts_with(prefix) {
-                continue;
-            }
-            // Decrypt to skip soft-deleted paths; a file that fails to decrypt is an error, not a silent gap.
-            if let Some(entry) = self.load(&path, None)?.filter(|e| !e.deleted) {
-                out.push(ListEntry {
-                    updated: entry.versions.last().map(format::Version::created),
-                    path,
-                });
-            }
-        }
-        out.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(out)
-    }
-
-    fn versions(&self, path: &str) -> Result<Vec<VersionInfo>, Fail> {
-        let entry = self.fetch_one(path)?;
-        let count = entry.versions.len();
-        Ok(entry
-            .versions
-            .iter()
-            .rev()
-            .enumerate()
-            .map(|(age, v)| VersionInfo {
-                id: v.n.to_string(),
-                stages: match age {
-                    0 => vec!["current".into()],
-                    1 if count > 1 => vec!["previous".into()],
-                    _ => Vec::new(),
-                },
-                created: Some(v.created()),
-            })
-            .collect())
-    }
-}
-
-fn open_lock(path: &Path) -> std::io::Result<File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)
-}
-
-/// Temp file in the same directory, write, fsync, rename over `name`, fsync the directory.
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Fail> {
-    let io = |what: &str, e: std::io::Error| Fail::io(what, &dir.join(name), e);
-    // tempfile creates the file with mode 0600.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempfile_in(dir)
-        .map_err(|e| io("create a temporary file for", e))?;
-    tmp.write_all(bytes).map_err(|e| io("write", e))?;
-    tmp.as_file().sync_all().map_err(|e| io("sync", e))?;
-    tmp.persist(dir.join(name)).map_err(|e| io("replace", e.error))?;
-    sync_dir(dir).map_err(|e| io("sync the directory of", e))
-}
-
 #[async_trait]
 impl Backend for LocalStore {
     fn name(&self) -> String {
@@ -823,19 +410,22 @@ impl AdminBackend for LocalStore {
 
 /// The store's parsers as pure functions, for [`crate::fuzzing`]: no file system, no lock.
 pub(crate) mod pure {
-    use super::{format, select, to_value, Fail, LocalKey, VersionPin};
+    use super::format::{self, Stamp};
+    use super::versions::{select, to_value};
+    use super::{Fail, LocalKey};
+    use crate::backend::VersionPin;
 
     fn text(f: Fail) -> String {
         match f {
             Fail::NotFound(d) | Fail::Exists(d) | Fail::Decryption(d) | Fail::Forbidden(d) | Fail::Io(d) => d,
-            Fail::Invalid(d) | Fail::Conflict(d) => d,
+            Fail::Invalid(d) | Fail::Conflict(d) | Fail::Integrity(d) => d,
         }
     }
 
     /// Opens the bytes of `path`'s store file and reads it as a fetch would: every kept version, and the
     /// version pins a declaration can name. Returns how many versions are kept.
     pub(crate) fn open(path: &str, bytes: &[u8], key: &LocalKey) -> Result<usize, String> {
-        let entry = format::open(path, bytes, key)?;
+        let entry = format::open(path, bytes, key)?.entry;
         for version in &entry.versions {
             to_value(version).map_err(text)?;
         }
@@ -850,39 +440,23 @@ pub(crate) mod pure {
         Ok(entry.versions.len())
     }
 
-    /// Encrypts `plain` as the entry of `path`'s store file, whatever it holds.
+    /// Encrypts `plain` as the entry of `path`'s store file (current format, a zero store identity, the
+    /// path's first write), whatever it holds. The index check is not the parser's business.
     pub(crate) fn seal(path: &str, plain: &[u8], key: &LocalKey) -> Result<Vec<u8>, String> {
-        format::seal_plain(path, plain, key)
+        let stamp = Stamp {
+            store: [0; 16],
+            generation: 1,
+        };
+        format::seal_plain(path, Some(&stamp), plain, key)
     }
 
     /// The file name of `path`.
     pub(crate) fn file_name(path: &str) -> Result<String, String> {
-        super::file_name(path).map_err(text)
+        super::names::file_name(path).map_err(text)
     }
 
     /// The path a file name stands for.
     pub(crate) fn path_of(name: &str) -> Option<String> {
-        super::path_of(name)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn file_names_round_trip() {
-        for path in ["auth/jwt", "DB", "a.b", "ünï/côde", "-_", "%41", ".hidden", "x y"] {
-            let name = file_name(path).ok().unwrap();
-            assert!(!name.starts_with('.'), "{name}");
-            assert_eq!(path_of(&name).as_deref(), Some(path), "{name}");
-        }
-        assert_eq!(file_name("auth/jwt").ok().unwrap(), "auth%2Fjwt.skm");
-        assert_ne!(file_name("DB").ok(), file_name("db").ok());
-        assert!(file_name("").is_err());
-        assert!(file_name(&"x/".repeat(100)).is_err());
-        assert_eq!(path_of(".tmp-abc.skm"), None);
-        assert_eq!(path_of("lock"), None);
-        assert_eq!(path_of("%4.skm"), None);
+        super::names::path_of(name)
     }
 }
