@@ -10,7 +10,7 @@ use futures_util::TryStreamExt;
 use secrecy::ExposeSecret;
 
 use super::error::{admin_error, describe, is_disabled, who};
-use super::{secret_name, AzureBackend, BINARY_CONTENT_TYPE};
+use super::{secret_name, AzureBackend, Inner, BINARY_CONTENT_TYPE};
 use crate::backend::{
     AdminBackend, AdminError, AdminErrorKind, DeleteMode, ListEntry, PutRequest, SecretValue, VersionInfo,
 };
@@ -22,6 +22,8 @@ fn admin_name(path: &str) -> Result<String, AdminError> {
 #[async_trait]
 impl AdminBackend for AzureBackend {
     async fn put(&self, request: PutRequest) -> Result<String, AdminError> {
+        // Key Vault has no conditional write (no ETag on set): refuse a check-and-set rather than write unchecked.
+        crate::backend::cas_unsupported(&request, "Azure Key Vault")?;
         let path = request.path.as_str();
         let name = admin_name(path)?;
         if request.create_only {
@@ -43,7 +45,7 @@ impl AdminBackend for AzureBackend {
                         format!("{} already exists (disabled)", who(path, &name)),
                     ))
                 }
-                Err(e) => return Err(admin_error(&e, path, &name)),
+                Err(e) => return Err(self.inner.admin_error(&e, path, &name)),
             }
         }
         let (value, content_type) = match &request.value {
@@ -85,7 +87,7 @@ impl AdminBackend for AzureBackend {
             .set_secret(&name, body, None)
             .await
             .and_then(|r| r.into_model())
-            .map_err(|e| admin_error(&e, path, &name))?;
+            .map_err(|e| self.inner.admin_error(&e, path, &name))?;
         secret
             .resource_id()
             .ok()
@@ -105,7 +107,7 @@ impl AdminBackend for AzureBackend {
             let page = match pages.try_next().await {
                 Ok(Some(page)) => page,
                 Ok(None) => break,
-                Err(e) => return Err(admin_error(&e, prefix, "*")),
+                Err(e) => return Err(self.inner.admin_error(&e, prefix, "*")),
             };
             let page = page
                 .into_model()
@@ -144,10 +146,10 @@ impl AdminBackend for AzureBackend {
             // Already soft-deleted: `--force` still purges it.
             Err(e) if mode == DeleteMode::Force && e.http_status().map(u16::from) == Some(404) => {
                 if client.get_deleted_secret(&name, None).await.is_err() {
-                    return Err(admin_error(&e, path, &name));
+                    return Err(self.inner.admin_error(&e, path, &name));
                 }
             }
-            Err(e) => return Err(admin_error(&e, path, &name)),
+            Err(e) => return Err(self.inner.admin_error(&e, path, &name)),
         }
         if mode != DeleteMode::Force {
             return Ok(());
@@ -163,7 +165,7 @@ impl AdminBackend for AzureBackend {
                 {
                     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                 }
-                Err(e) => return Err(admin_error(&e, path, &name)),
+                Err(e) => return Err(self.inner.admin_error(&e, path, &name)),
             }
         }
     }
@@ -174,7 +176,7 @@ impl AdminBackend for AzureBackend {
             .inner
             .list_versions(&name)
             .await
-            .map_err(|e| admin_error(&e, path, &name))?;
+            .map_err(|e| self.inner.admin_error(&e, path, &name))?;
         if versions.is_empty() {
             return Err(AdminError::new(
                 AdminErrorKind::NotFound,
@@ -211,5 +213,11 @@ impl AdminBackend for AzureBackend {
                 }
             })
             .collect())
+    }
+}
+
+impl Inner {
+    fn admin_error(&self, e: &azure_core::Error, path: &str, name: &str) -> AdminError {
+        admin_error(e, path, name, &self.vault_url)
     }
 }

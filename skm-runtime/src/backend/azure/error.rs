@@ -43,7 +43,12 @@ fn body_message(e: &azure_core::Error) -> Option<String> {
     let code = body["code"].as_str().unwrap_or("");
     let message = body["message"].as_str()?;
     let status = e.http_status().map(u16::from).unwrap_or(0);
-    Some(format!("{status} {code}: {message}"))
+    // The inner code tells apart what the outer one lumps together (409 `Conflict`: soft-deleted, being
+    // deleted, being recovered), and is what Microsoft's documentation and other tools name.
+    Some(match inner_code(e) {
+        Some(inner) => format!("{status} {code} ({inner}): {message}"),
+        None => format!("{status} {code}: {message}"),
+    })
 }
 
 fn inner_code(e: &azure_core::Error) -> Option<String> {
@@ -87,20 +92,25 @@ pub(super) fn is_disabled(e: &azure_core::Error) -> bool {
             .unwrap_or(false)
 }
 
-pub(super) fn admin_error(e: &azure_core::Error, path: &str, name: &str) -> AdminError {
+/// An admin operation's error. `vault_url` names the vault in the recovery commands of a soft-deleted name.
+pub(super) fn admin_error(e: &azure_core::Error, path: &str, name: &str, vault_url: &str) -> AdminError {
     let status = e.http_status().map(u16::from);
     let kind = match (e.kind(), status) {
         (_, Some(404)) => AdminErrorKind::NotFound,
-        (_, Some(409)) => AdminErrorKind::AlreadyExists,
+        // Key Vault's 409s are all conflicts with the name's state (soft-deleted, being deleted or recovered),
+        // never "a secret exists": setting an existing name adds a version.
+        (_, Some(409)) => AdminErrorKind::Conflict,
         (_, Some(401 | 403)) | (ErrorKind::Credential, _) => AdminErrorKind::Forbidden,
         (_, Some(s)) if s >= 500 || s == 429 => AdminErrorKind::Unavailable,
         (ErrorKind::Io | ErrorKind::Connection, _) => AdminErrorKind::Unavailable,
         _ => AdminErrorKind::Other,
     };
-    let detail = if status == Some(409) {
+    let detail = if is_soft_deleted(e) {
+        let id = format!("{}/deletedsecrets/{name}", vault_url.trim_end_matches('/'));
         format!(
-            "{} is held by a soft-deleted secret: recover it (`az keyvault secret recover --name {name}`) or \
-             purge it (`skm delete --force`, `az keyvault secret purge --name {name}`) before writing ({})",
+            "{} is soft-deleted (deleted but not purged), and Key Vault keeps its name until it is recovered or \
+             purged: recover it to keep its versions (`az keyvault secret recover --id {id}`), or purge it for \
+             good (`skm delete {path} --force`, or `az keyvault secret purge --id {id}`), then write again ({})",
             who(path, name),
             describe(e)
         )
@@ -108,4 +118,10 @@ pub(super) fn admin_error(e: &azure_core::Error, path: &str, name: &str) -> Admi
         format!("{}: {}", who(path, name), describe(e))
     };
     AdminError::new(kind, path, detail)
+}
+
+/// Whether Key Vault refused a name because a soft-deleted secret holds it: `409 Conflict` with
+/// `innererror.code` `ObjectIsDeletedButRecoverable`.
+pub(super) fn is_soft_deleted(e: &azure_core::Error) -> bool {
+    e.http_status().map(u16::from) == Some(409) && inner_code(e).as_deref() == Some("ObjectIsDeletedButRecoverable")
 }

@@ -5,7 +5,8 @@
 //! - A declared path becomes a Key Vault secret name with `/` mapped to `-` (`auth/jwt` → `auth-jwt`), see
 //!   [`secret_name`]. Any character other than letters, digits, `-` and `/` is an error, and two paths of
 //!   one load that map to one name (names are case-insensitive) are an error naming both ([`check_names`]).
-//!   Errors show the declared path and the mapped name.
+//!   Errors show the declared path and the mapped name; so does provenance: a field's
+//!   [`Origin`](crate::Origin) reads `Azure Key Vault https://…: secret auth-jwt (path auth/jwt) version …`.
 //! - The value is a string; a `key` reads a property of the JSON object it holds. Binary values written by
 //!   skm are base64 with content type [`BINARY_CONTENT_TYPE`] and read back as bytes.
 //! - Versions: the latest by default; `version_id = "..."` pins a version;
@@ -14,8 +15,12 @@
 //!   and fail as *invalid*.
 //! - A disabled secret is an error that says so (*invalid*, no fallback). Key Vault leaves `nbf` and `exp`
 //!   to the client: a secret not valid yet or expired is an *invalid* error naming the date; one that
-//!   expires within [`EXPIRY_WARNING_DAYS`] days loads, with a warning on the `skm` log target and an
-//!   `skm::audit` event.
+//!   expires within [`EXPIRY_WARNING_DAYS`] days loads, with a warning on the `skm` log target, an
+//!   `skm::audit` event, and a note in the field's provenance: `… (expires 2026-12-03T10:00:00Z, within 7
+//!   days: rotate it)`.
+//! - Writing to a name held by a soft-deleted secret (deleted, not purged) fails with
+//!   [`FailureKind::Conflict`](crate::backend::FailureKind::Conflict) (Key Vault's `409 Conflict`,
+//!   `ObjectIsDeletedButRecoverable`); the error says how to recover or purge it.
 //!
 //! # Requests
 //! Key Vault has no batch read: one [`fetch`](Backend::fetch) deduplicates its requests and reads each
@@ -116,7 +121,6 @@ pub struct AzureBackend {
 struct Inner {
     client: SecretClient,
     vault_url: String,
-    host: String,
     concurrency: usize,
     chain: Option<Arc<credential::ChainCredential>>,
     /// Set once the first request has taught the client the vault's challenge.

@@ -40,6 +40,7 @@ fn payload(secret: Secret, path: &str, name: &str) -> FetchResult {
             format!("{} is not valid before {} (its `nbf`)", who(path, name), date(&nbf)),
         ));
     }
+    let mut expiring = None;
     if let Some(exp) = attributes.expires {
         if exp <= now {
             return Err(FetchError::new(
@@ -48,7 +49,9 @@ fn payload(secret: Secret, path: &str, name: &str) -> FetchResult {
             ));
         }
         if exp - now <= azure_core::time::Duration::days(EXPIRY_WARNING_DAYS) {
-            // No per-backend warning channel reaches the load's provenance yet: the log carries it.
+            // The provenance carries it too (see `location` below), so that `skm check` and a
+            // `load_report` show it without a log subscriber.
+            expiring = Some(date(&exp));
             tracing::warn!(target: "skm", path = %path, name = %name, expires = %date(&exp),
                 "{} expires on {}: rotate it", who(path, name), date(&exp));
             tracing::info!(target: "skm::audit", event = "expiring_soon", backend = "azure", path = %path,
@@ -77,11 +80,29 @@ fn payload(secret: Secret, path: &str, name: &str) -> FetchResult {
     } else {
         SecretValue::text(text)
     };
-    let payload = SecretPayload::new(value);
+    let payload = SecretPayload::new(value).with_location(location(path, name, version.as_deref(), expiring));
     Ok(match version {
         Some(v) => payload.with_version(v),
         None => payload,
     })
+}
+
+/// What provenance shows: `secret auth-jwt (path auth/jwt) version 3f…`, then ` (expires DATE, within 7
+/// days: rotate it)` for a secret close to its `exp`. The path is left out where it is the name.
+fn location(path: &str, name: &str, version: Option<&str>, expiring: Option<String>) -> String {
+    let mut text = format!("secret {name}");
+    if path != name {
+        text.push_str(&format!(" (path {path})"));
+    }
+    if let Some(v) = version {
+        text.push_str(&format!(" version {v}"));
+    }
+    if let Some(date) = expiring {
+        text.push_str(&format!(
+            " (expires {date}, within {EXPIRY_WARNING_DAYS} days: rotate it)"
+        ));
+    }
+    text
 }
 
 /// A version's id, creation time and whether it is enabled, from a versions listing.
@@ -174,8 +195,9 @@ impl Inner {
 
 #[async_trait]
 impl Backend for AzureBackend {
+    /// `Azure Key Vault https://NAME.vault.azure.net`: the vault's URL, as `AZURE_KEYVAULT_URL` names it.
     fn name(&self) -> String {
-        format!("Azure Key Vault ({})", self.inner.host)
+        format!("Azure Key Vault {}", self.inner.vault_url)
     }
 
     async fn fetch(&self, requests: &[FetchRequest]) -> Vec<FetchResult> {
