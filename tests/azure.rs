@@ -701,6 +701,12 @@ except HttpResponseError as e:
     assert_eq!(e.kind, AdminErrorKind::NotFound, "{e}");
     let e = b.delete("svc/token", DeleteMode::RecoveryDays(7)).await.unwrap_err();
     assert_eq!(e.kind, AdminErrorKind::Unsupported);
+    // Key Vault has no conditional write: a check-and-set put is refused, never written unchecked.
+    assert!(!b.supports_cas());
+    let mut cas = PutRequest::new("svc/token", SecretValue::text("unchecked"));
+    cas.expected_version = Some("0".repeat(32));
+    assert_eq!(b.put(cas).await.unwrap_err().kind, AdminErrorKind::Unsupported);
+    assert_eq!(text(&b.fetch(&[FetchRequest::current("svc/token")]).await[0]), "fresh");
 }
 
 #[tokio::test]
