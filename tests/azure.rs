@@ -461,6 +461,7 @@ async fn provenance_shows_the_mapped_name_and_an_expiry_within_seven_days() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(loaded.value.soon.expose_secret(), SENTINEL);
+    assert_eq!(loaded.value.fine.expose_secret(), SENTINEL);
     let origin = loaded.provenance.get("soon").unwrap();
     let expected = format!(
         "Azure Key Vault {}: secret app-soon (path app/soon) version {} (expires {}, within 7 days: rotate it)",
