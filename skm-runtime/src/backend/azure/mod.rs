@@ -10,7 +10,7 @@
 //! - The value is a string; a `key` reads a property of the JSON object it holds. Binary values written by
 //!   skm are base64 with content type [`BINARY_CONTENT_TYPE`] and read back as bytes.
 //! - Versions: the latest by default; `version_id = "..."` pins a version;
-//!   [`VersionPin::Previous`] (a `Rotating` field) is the newest *enabled*
+//!   [`VersionPin::Previous`](crate::backend::VersionPin::Previous) (a `Rotating` field) is the newest *enabled*
 //!   version created before the current one. Staging labels and numbered versions do not exist in Key Vault
 //!   and fail as *invalid*.
 //! - A disabled secret is an error that says so (*invalid*, no fallback). Key Vault leaves `nbf` and `exp`
@@ -23,7 +23,7 @@
 //!   `ObjectIsDeletedButRecoverable`); the error says how to recover or purge it.
 //!
 //! # Requests
-//! Key Vault has no batch read: one [`fetch`](Backend::fetch) deduplicates its requests and reads each
+//! Key Vault has no batch read: one [`fetch`](crate::backend::Backend::fetch) deduplicates its requests and reads each
 //! name with its own `GET`, at most [`AzureBackendBuilder::concurrency`] (default 32) in flight. The first
 //! request of a backend goes alone: Key Vault answers it with the bearer challenge that tells the client
 //! which token to get, and sending the others before the client knows would have each of them challenged.
@@ -102,7 +102,7 @@ pub const EXPIRY_WARNING_DAYS: i64 = 7;
 /// The content type skm gives binary values, which it stores base64-encoded (Key Vault holds strings only).
 pub const BINARY_CONTENT_TYPE: &str = "application/octet-stream; encoding=base64";
 
-/// Azure Key Vault as a [`Backend`] and [`AdminBackend`]. Cloning is cheap and shares the client.
+/// Azure Key Vault as a [`Backend`](crate::backend::Backend) and [`AdminBackend`]. Cloning is cheap and shares the client.
 ///
 /// # Example
 /// ```no_run
