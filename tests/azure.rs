@@ -135,10 +135,23 @@ client.set_secret("plain-value", "plain from python")
     assert_eq!(loaded.value.jwt.expose_secret(), "from-python");
     assert_eq!(*loaded.value.port.expose_secret(), 5432);
     assert_eq!(loaded.value.plain.expose_secret(), "plain from python");
-    let origin = loaded.provenance.get("jwt").unwrap().to_string();
-    assert!(
-        origin.starts_with("Azure Key Vault (127.0.0.1)") && origin.contains("auth/jwt"),
-        "{origin}"
+    // Provenance names the vault, the mapped name next to the declared path, and the version read.
+    let origin = loaded.provenance.get("jwt").unwrap();
+    let version = origin.version.clone().expect("a version");
+    assert_eq!(
+        origin.to_string(),
+        format!(
+            "Azure Key Vault {}: secret auth-jwt (path auth/jwt) version {version} key secret",
+            kv.url()
+        )
+    );
+    let origin = loaded.provenance.get("plain").unwrap();
+    assert_eq!(
+        origin.location,
+        format!(
+            "secret plain-value (path plain/value) version {}",
+            origin.version.as_deref().unwrap()
+        )
     );
 }
 
@@ -408,6 +421,71 @@ async fn expired_not_yet_valid_and_expiring_soon() {
     assert!(!logs.contains(SENTINEL), "value leaked to the log");
 }
 
+#[derive(Secrets)]
+struct Expiring {
+    #[secret(path = "app/soon")]
+    soon: SecretString,
+    #[secret(path = "app/fine", key = "k")]
+    fine: SecretString,
+}
+
+#[tokio::test]
+async fn provenance_shows_the_mapped_name_and_an_expiry_within_seven_days() {
+    let kv = kv().await;
+    let b = backend(&kv);
+    let now = OffsetDateTime::now_utc();
+    let soon = now + time_days(2);
+    set_with(
+        &b,
+        "app-soon",
+        SecretAttributes {
+            expires: Some(soon),
+            ..Default::default()
+        },
+    )
+    .await;
+    let params = SetSecretParameters {
+        value: Some(format!("{{\"k\": \"{SENTINEL}\"}}")),
+        secret_attributes: Some(SecretAttributes {
+            expires: Some(now + time_days(30)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    b.client()
+        .set_secret("app-fine", params.try_into().unwrap(), None)
+        .await
+        .unwrap();
+    let loaded = loader(&b)
+        .load_report::<Expiring>()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.value.soon.expose_secret(), SENTINEL);
+    assert_eq!(loaded.value.fine.expose_secret(), SENTINEL);
+    let origin = loaded.provenance.get("soon").unwrap();
+    let expected = format!(
+        "Azure Key Vault {}: secret app-soon (path app/soon) version {} (expires {}, within 7 days: rotate it)",
+        kv.url(),
+        origin.version.as_deref().unwrap(),
+        skm::backend::azure::azure_core::time::to_rfc3339(&soon.replace_nanosecond(0).unwrap()),
+    );
+    assert_eq!(origin.to_string(), expected);
+    // Thirty days away: no note; the key follows the name.
+    let fine = loaded.provenance.get("fine").unwrap();
+    assert_eq!(
+        fine.location,
+        format!(
+            "secret app-fine (path app/fine) version {} key k",
+            fine.version.as_deref().unwrap()
+        )
+    );
+    let shown = loaded.provenance.to_string();
+    assert!(
+        shown.contains("within 7 days: rotate it") && !shown.contains(SENTINEL),
+        "{shown}"
+    );
+}
+
 fn time_days(n: i64) -> skm::backend::azure::azure_core::time::Duration {
     skm::backend::azure::azure_core::time::Duration::days(n)
 }
@@ -570,14 +648,42 @@ async fn admin_round_trip_with_soft_delete_recover_and_purge() {
     let r = b.fetch(&[FetchRequest::current("svc/token")]).await;
     assert_eq!(r[0].as_ref().unwrap_err().kind, FailureKind::NotFound);
     let e = b
-        .put(PutRequest::new("svc/token", SecretValue::text("three")))
+        .put(PutRequest::new("svc/token", SecretValue::text(SENTINEL)))
         .await
         .unwrap_err();
-    assert_eq!(e.kind, AdminErrorKind::AlreadyExists, "{e}");
-    assert!(
-        e.detail.contains("soft-deleted") && e.detail.contains("recover") && e.detail.contains("purge"),
-        "{e}"
+    assert_eq!(e.kind, AdminErrorKind::Conflict, "{e}");
+    let recovery_id = format!("{}/deletedsecrets/svc-token", kv.url());
+    for needle in [
+        "secret `svc/token` (Key Vault name `svc-token`) is soft-deleted",
+        &format!("az keyvault secret recover --id {recovery_id}"),
+        "skm delete svc/token --force",
+        &format!("az keyvault secret purge --id {recovery_id}"),
+        "ObjectIsDeletedButRecoverable",
+    ] {
+        assert!(e.detail.contains(needle), "missing `{needle}` in: {e}");
+    }
+    assert!(!format!("{e} {e:?}").contains(SENTINEL), "value leaked: {e}");
+    // Microsoft's client gets the same answer from the server: 409, `Conflict`, inner code
+    // `ObjectIsDeletedButRecoverable` (what Azure answers, e.g. `az keyvault secret set` on such a name).
+    let out = python(
+        &kv,
+        r#"
+from azure.core.exceptions import HttpResponseError
+try:
+    client.set_secret("svc-token", "x")
+    print("no error")
+except HttpResponseError as e:
+    print(type(e).__name__, e.status_code, e.error.code, e.error.innererror["code"])
+    print(e.error.message)
+"#,
+    )
+    .await;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0], "ResourceExistsError 409 Conflict ObjectIsDeletedButRecoverable",
+        "{out}"
     );
+    assert!(lines[1].contains("deleted but recoverable state"), "{out}");
     let out = python(
         &kv,
         "client.begin_recover_deleted_secret('svc-token').result(); print(client.get_secret('svc-token').value)",
@@ -596,6 +702,12 @@ async fn admin_round_trip_with_soft_delete_recover_and_purge() {
     assert_eq!(e.kind, AdminErrorKind::NotFound, "{e}");
     let e = b.delete("svc/token", DeleteMode::RecoveryDays(7)).await.unwrap_err();
     assert_eq!(e.kind, AdminErrorKind::Unsupported);
+    // Key Vault has no conditional write: a check-and-set put is refused, never written unchecked.
+    assert!(!b.supports_cas());
+    let mut cas = PutRequest::new("svc/token", SecretValue::text("unchecked"));
+    cas.expected_version = Some("0".repeat(32));
+    assert_eq!(b.put(cas).await.unwrap_err().kind, AdminErrorKind::Unsupported);
+    assert_eq!(text(&b.fetch(&[FetchRequest::current("svc/token")]).await[0]), "fresh");
 }
 
 #[tokio::test]

@@ -251,9 +251,13 @@ impl Sources<'_> {
             path: path.clone(),
             version,
         };
+        // A backend may name the place itself (Key Vault: the mapped name, the version, an expiry).
+        let base = (self.fetched.get(&request))
+            .and_then(|r| r.as_ref().ok()?.location.clone())
+            .unwrap_or_else(|| format!("secret {path}"));
         let location = match field.key {
-            Some(k) => format!("secret {path} key {k}"),
-            None => format!("secret {path}"),
+            Some(k) => format!("{base} key {k}"),
+            None => base,
         };
         match self.fetched.get(&request) {
             None => Lookup::Failed(FailureKind::Other, "not fetched".into()),

@@ -136,17 +136,39 @@ pub struct SecretPayload {
     pub value: SecretValue,
     /// The backend's version identifier, if it has one (AWS version id, Vault version number).
     pub version: Option<String>,
+    /// Where the value is, as the backend names it, for provenance ([`Origin::location`](crate::Origin)):
+    /// `None`, the default, shows `secret {path}`. A backend sets it when its own name differs from the
+    /// declared path or when the reader should know more (Key Vault: `secret auth-jwt (path auth/jwt)
+    /// version …`, and an expiry within 7 days). Never holds a value.
+    pub location: Option<String>,
 }
 
 impl SecretPayload {
     /// A payload without version information.
     pub fn new(value: SecretValue) -> Self {
-        SecretPayload { value, version: None }
+        SecretPayload {
+            value,
+            version: None,
+            location: None,
+        }
     }
 
     /// Sets the version.
     pub fn with_version(mut self, version: impl Into<String>) -> Self {
         self.version = Some(version.into());
+        self
+    }
+
+    /// Sets [`location`](Self::location), what provenance shows instead of `secret {path}`.
+    ///
+    /// # Example
+    /// ```
+    /// use skm_runtime::backend::{SecretPayload, SecretValue};
+    /// let p = SecretPayload::new(SecretValue::text("v")).with_location("secret auth-jwt (path auth/jwt)");
+    /// assert_eq!(p.location.as_deref(), Some("secret auth-jwt (path auth/jwt)"));
+    /// ```
+    pub fn with_location(mut self, location: impl Into<String>) -> Self {
+        self.location = Some(location.into());
         self
     }
 }

@@ -288,7 +288,6 @@ impl AzureBackendBuilder {
             inner: Arc::new(Inner {
                 client,
                 vault_url: url.as_str().trim_end_matches('/').to_string(),
-                host: url.host_str().unwrap_or("").to_string(),
                 concurrency: self.concurrency.unwrap_or(DEFAULT_CONCURRENCY).max(1),
                 chain,
                 warmed: tokio::sync::OnceCell::new(),

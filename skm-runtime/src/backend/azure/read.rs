@@ -1,0 +1,278 @@
+//! The read path: one `GET` per name through a bounded fan-out, and the checks Key Vault leaves to the
+//! client (`enabled`, `nbf`, `exp`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use azure_core::time::OffsetDateTime;
+use azure_security_keyvault_secrets::models::{
+    Secret, SecretClientGetSecretOptions, SecretClientListSecretPropertiesVersionsOptions,
+};
+use azure_security_keyvault_secrets::ResourceExt;
+use futures_util::TryStreamExt;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::error::{classify, who};
+use super::{check_names, secret_name, AzureBackend, Inner, BINARY_CONTENT_TYPE, EXPIRY_WARNING_DAYS};
+use crate::backend::{
+    Backend, FailureKind, FetchError, FetchRequest, FetchResult, SecretPayload, SecretValue, VersionPin,
+};
+
+fn date(t: &OffsetDateTime) -> String {
+    azure_core::time::to_rfc3339(t)
+}
+
+/// Checks `enabled`, `nbf` and `exp` (Key Vault returns such secrets; the client decides), then converts.
+fn payload(secret: Secret, path: &str, name: &str) -> FetchResult {
+    let attributes = secret.attributes.clone().unwrap_or_default();
+    let now = OffsetDateTime::now_utc();
+    if attributes.enabled == Some(false) {
+        return Err(FetchError::new(
+            FailureKind::Invalid,
+            format!("{} is disabled in Key Vault", who(path, name)),
+        ));
+    }
+    if let Some(nbf) = attributes.not_before.filter(|nbf| *nbf > now) {
+        return Err(FetchError::new(
+            FailureKind::Invalid,
+            format!("{} is not valid before {} (its `nbf`)", who(path, name), date(&nbf)),
+        ));
+    }
+    let mut expiring = None;
+    if let Some(exp) = attributes.expires {
+        if exp <= now {
+            return Err(FetchError::new(
+                FailureKind::Invalid,
+                format!("{} expired on {} (its `exp`)", who(path, name), date(&exp)),
+            ));
+        }
+        if exp - now <= azure_core::time::Duration::days(EXPIRY_WARNING_DAYS) {
+            // The provenance carries it too (see `location` below), so that `skm check` and a
+            // `load_report` show it without a log subscriber.
+            expiring = Some(date(&exp));
+            tracing::warn!(target: "skm", path = %path, name = %name, expires = %date(&exp),
+                "{} expires on {}: rotate it", who(path, name), date(&exp));
+            tracing::info!(target: "skm::audit", event = "expiring_soon", backend = "azure", path = %path,
+                name = %name, expires = %date(&exp), "secret expires within {EXPIRY_WARNING_DAYS} days");
+        }
+    }
+    let version = secret.resource_id().ok().and_then(|id| id.version);
+    let binary = secret.content_type.as_deref() == Some(BINARY_CONTENT_TYPE);
+    let Some(text) = secret.value else {
+        return Err(FetchError::new(
+            FailureKind::Other,
+            format!("{}: Key Vault returned no value", who(path, name)),
+        ));
+    };
+    let value = if binary {
+        use base64::Engine as _;
+        match base64::engine::general_purpose::STANDARD.decode(text.as_bytes()) {
+            Ok(bytes) => SecretValue::binary(bytes),
+            Err(_) => {
+                return Err(FetchError::new(
+                    FailureKind::Invalid,
+                    format!("{}: content type says base64 but the value is not", who(path, name)),
+                ))
+            }
+        }
+    } else {
+        SecretValue::text(text)
+    };
+    let payload = SecretPayload::new(value).with_location(location(path, name, version.as_deref(), expiring));
+    Ok(match version {
+        Some(v) => payload.with_version(v),
+        None => payload,
+    })
+}
+
+/// What provenance shows: `secret auth-jwt (path auth/jwt) version 3f…`, then ` (expires DATE, within 7
+/// days: rotate it)` for a secret close to its `exp`. The path is left out where it is the name.
+fn location(path: &str, name: &str, version: Option<&str>, expiring: Option<String>) -> String {
+    let mut text = format!("secret {name}");
+    if path != name {
+        text.push_str(&format!(" (path {path})"));
+    }
+    if let Some(v) = version {
+        text.push_str(&format!(" version {v}"));
+    }
+    if let Some(date) = expiring {
+        text.push_str(&format!(
+            " (expires {date}, within {EXPIRY_WARNING_DAYS} days: rotate it)"
+        ));
+    }
+    text
+}
+
+/// A version's id, creation time and whether it is enabled, from a versions listing.
+pub(super) struct VersionMeta {
+    pub(super) id: String,
+    pub(super) created: Option<OffsetDateTime>,
+    pub(super) enabled: bool,
+}
+
+impl Inner {
+    pub(super) async fn get(&self, name: &str, version: Option<String>) -> azure_core::Result<Secret> {
+        self.client
+            .get_secret(
+                name,
+                Some(SecretClientGetSecretOptions {
+                    secret_version: version,
+                    ..Default::default()
+                }),
+            )
+            .await?
+            .into_model()
+    }
+
+    pub(super) async fn list_versions(&self, name: &str) -> azure_core::Result<Vec<VersionMeta>> {
+        let mut pages = self
+            .client
+            .list_secret_properties_versions(name, Some(SecretClientListSecretPropertiesVersionsOptions::default()))?
+            .into_pages();
+        let mut out = Vec::new();
+        while let Some(page) = pages.try_next().await? {
+            for item in page.into_model()?.value {
+                let Some(id) = item.resource_id().ok().and_then(|r| r.version) else {
+                    continue;
+                };
+                let attributes = item.attributes.unwrap_or_default();
+                out.push(VersionMeta {
+                    id,
+                    created: attributes.created,
+                    enabled: attributes.enabled != Some(false),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn read(&self, path: &str, name: &str, version: &VersionPin) -> FetchResult {
+        let secret = match version {
+            VersionPin::Current => self.get(name, None).await,
+            VersionPin::Id(id) => self.get(name, Some(id.to_string())).await,
+            VersionPin::Previous => return self.previous(path, name).await,
+            VersionPin::Stage(_) | VersionPin::Number(_) => {
+                return Err(FetchError::new(
+                    FailureKind::Invalid,
+                    format!(
+                        "{}: Azure Key Vault has no {version}; pin a version with `version_id = \"...\"`",
+                        who(path, name)
+                    ),
+                ))
+            }
+        };
+        match secret {
+            Ok(secret) => payload(secret, path, name),
+            Err(e) => Err(classify(&e, path, name)),
+        }
+    }
+
+    /// The newest enabled version created before the current (latest) one.
+    async fn previous(&self, path: &str, name: &str) -> FetchResult {
+        let versions = self.list_versions(name).await.map_err(|e| classify(&e, path, name))?;
+        // The current version is the newest created; Key Vault lists versions in no promised order.
+        let Some(current) = versions.iter().filter_map(|v| v.created).max() else {
+            return Err(FetchError::not_found(format!("{} has no versions", who(path, name))));
+        };
+        let previous = versions
+            .iter()
+            .filter(|v| v.enabled && v.created.is_some_and(|c| c < current))
+            .max_by_key(|v| v.created);
+        match previous {
+            None => Err(FetchError::not_found(format!(
+                "{} has no enabled version created before the current one",
+                who(path, name)
+            ))),
+            Some(v) => match self.get(name, Some(v.id.clone())).await {
+                Ok(secret) => payload(secret, path, name),
+                Err(e) => Err(classify(&e, path, name)),
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for AzureBackend {
+    /// `Azure Key Vault https://NAME.vault.azure.net`: the vault's URL, as `AZURE_KEYVAULT_URL` names it.
+    fn name(&self) -> String {
+        format!("Azure Key Vault {}", self.inner.vault_url)
+    }
+
+    async fn fetch(&self, requests: &[FetchRequest]) -> Vec<FetchResult> {
+        // Names first: a bad or colliding path fails before any request.
+        let problems: HashMap<String, String> = check_names(requests.iter().map(|r| r.path.as_str()))
+            .into_iter()
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        let unique: Vec<&FetchRequest> = requests
+            .iter()
+            .filter(|r| !problems.contains_key(&r.path) && seen.insert(*r))
+            .collect();
+        let mut answers: HashMap<FetchRequest, FetchResult> = HashMap::new();
+        let mut rest = unique.as_slice();
+        if self.inner.warmed.get().is_none() {
+            if let Some((first, others)) = rest.split_first() {
+                let name = secret_name(&first.path).expect("checked above");
+                let answer = self.inner.read(&first.path, &name, &first.version).await;
+                // An answer from the vault (even a refusal) means the challenge was seen; a connection
+                // failure means it was not, and the next load warms up again.
+                let reached = match &answer {
+                    Ok(_) => true,
+                    Err(e) => !matches!(e.kind, FailureKind::Unavailable | FailureKind::Other),
+                };
+                if reached {
+                    let _ = self.inner.warmed.set(());
+                }
+                // No credential worked: every other read would run the whole chain again to say the same.
+                let failed_auth = answer
+                    .as_ref()
+                    .err()
+                    .filter(|e| e.kind == FailureKind::Forbidden && e.detail.contains("no Azure credential worked"));
+                if let Some(e) = failed_auth.cloned() {
+                    for r in others {
+                        answers.insert((*r).clone(), Err(e.clone()));
+                    }
+                    rest = &[];
+                } else {
+                    rest = others;
+                }
+                answers.insert((*first).clone(), answer);
+            }
+        }
+        let limit = Arc::new(Semaphore::new(self.inner.concurrency));
+        let mut tasks = JoinSet::new();
+        for request in rest {
+            let request = (*request).clone();
+            let inner = self.inner.clone();
+            let limit = limit.clone();
+            tasks.spawn(async move {
+                let _permit = limit.acquire_owned().await.expect("semaphore open");
+                let name = secret_name(&request.path).expect("checked above");
+                let answer = inner.read(&request.path, &name, &request.version).await;
+                (request, answer)
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok((request, answer)) => {
+                    answers.insert(request, answer);
+                }
+                Err(e) => tracing::error!(target: "skm", "an Azure Key Vault read task failed: {e}"),
+            }
+        }
+        requests
+            .iter()
+            .map(|r| match problems.get(&r.path) {
+                Some(problem) => Err(FetchError::new(FailureKind::Invalid, problem.clone())),
+                None => answers.get(r).cloned().unwrap_or_else(|| {
+                    Err(FetchError::new(
+                        FailureKind::Other,
+                        format!("secret `{}`: read task lost", r.path),
+                    ))
+                }),
+            })
+            .collect()
+    }
+}
