@@ -91,6 +91,10 @@ pub struct ManifestField {
     /// Which version is read.
     #[serde(default)]
     pub version: ManifestVersion,
+    /// The backend the field is routed to (`#[secret(backend = "vault")]`): a registry name or alias;
+    /// absent for the default backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
 }
 
 /// A version pin in a manifest: `"current"`, `"previous"`, `{ stage = "AWSPREVIOUS" }`, `{ id = "..." }`,
@@ -147,6 +151,7 @@ impl Manifest {
                     has_default: f.spec.default.is_some(),
                     plain: f.spec.plain,
                     version: pin_to_manifest(f.spec.version.clone()),
+                    backend: f.route().map(str::to_string),
                 })
                 .collect(),
         }
@@ -212,6 +217,11 @@ impl Manifest {
             .map(|m| {
                 let key = m.key.map(leak);
                 let env = m.env.map(leak);
+                // Checked by `valid::check`: a known name, mapped to its canonical form.
+                let backend = m
+                    .backend
+                    .as_deref()
+                    .map(|b| skm_runtime::backend::registry::find(b).map_or_else(|| leak(b.to_string()), |d| d.name));
                 let spec: &'static SecretSpec = Box::leak(Box::new(SecretSpec {
                     path: None,
                     key,
@@ -226,6 +236,7 @@ impl Manifest {
                     // The manifest does not carry validators or rotation; `check` on it reports sources only.
                     validate: Validators::NONE,
                     rotating: false,
+                    backend,
                 }));
                 ResolvedField {
                     id: m.field,

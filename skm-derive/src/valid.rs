@@ -100,6 +100,15 @@ fn check_field(cx: &Ctxt, field: &Field) {
             );
         }
     }
+    if let Some(backend) = &attrs.backend {
+        if attrs.path.is_none() && !attrs.invalid {
+            cx.error_at(
+                backend.name.span(),
+                "`backend` needs `path`: it names the backend the field's `path` is read from, and an env-only \
+                 field reads no backend; write `#[secret(path = \"db/password\", backend = \"vault\")]`",
+            );
+        }
+    }
     if let Some(env) = &attrs.env {
         check_env(cx, env);
     }
