@@ -3,12 +3,17 @@
 //! A manifest is the value-free export of a struct's declarations (`skm manifest`), read back by the
 //! standalone binary with `--manifest FILE`. It never holds a default *value*, only whether one exists.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 
-use crate::{safe, valid};
+use crate::{safe, select, valid};
 use serde::{Deserialize, Serialize};
+use skm_runtime::backend::registry::{self, Descriptor};
+use skm_runtime::backend::AdminBackend;
+use skm_runtime::detect::Choice;
 use skm_runtime::{Error, Loader, Provenance, ResolvedField, SecretSpec, Secrets, Validators, VersionPin};
 
 /// The manifest format version this build writes and reads.
@@ -254,6 +259,66 @@ impl Manifest {
             typed: None,
         }
     }
+}
+
+/// A backend that declared fields are routed to (`backend = "vault"`), other than the command's default one.
+pub(crate) struct Routed {
+    /// The registry entry of the route.
+    pub descriptor: &'static Descriptor,
+    /// The ids of the fields routed to it, in declaration order.
+    pub fields: Vec<String>,
+    /// Their distinct paths, sorted.
+    pub paths: Vec<String>,
+    /// The backend, built from the environment as `Loader::from_env` would; else why it is not available.
+    pub backend: Result<Arc<dyn AdminBackend>, String>,
+}
+
+/// The backends `fields` are routed to besides `choice` (the default backend), each built from the process
+/// environment when its detection signal is present, as a load does. Empty when no backend is wanted at all
+/// (`--backend none`, `SKM_BACKEND=none`), where routed fields fall back to env like the others.
+pub(crate) async fn routed_backends(fields: &[ResolvedField], choice: &Choice) -> Vec<Routed> {
+    let explicit_none =
+        choice.backend.is_none() && (choice.reason == "SKM_BACKEND=none" || choice.reason == "--backend none");
+    let mut groups: BTreeMap<&'static str, (Vec<String>, Vec<String>)> = BTreeMap::new();
+    for f in fields {
+        let (Some(route), Some(path)) = (f.route(), &f.path) else {
+            continue;
+        };
+        if explicit_none || Some(route) == choice.backend.map(|d| d.name) {
+            continue;
+        }
+        let group = groups.entry(route).or_default();
+        group.0.push(f.id.clone());
+        if !group.1.contains(path) {
+            group.1.push(path.clone());
+        }
+    }
+    let mut out = Vec::new();
+    for (route, (fields, mut paths)) in groups {
+        // The manifest check and the derive accept registry names only.
+        let Some(descriptor) = registry::find(route) else {
+            continue;
+        };
+        paths.sort();
+        let backend = if !descriptor.compiled {
+            Err(descriptor.not_compiled().to_string())
+        } else if (descriptor.signal)(&select::env_var).is_none() {
+            Err(format!("not configured: it is configured when {}", descriptor.signal_doc))
+        } else {
+            match select::build(Some(descriptor)).await {
+                Ok(Some(b)) => Ok(b),
+                Ok(None) => Err("no backend was built".into()),
+                Err(crate::Fail::Usage(m) | crate::Fail::Failed(m)) => Err(m),
+            }
+        };
+        out.push(Routed {
+            descriptor,
+            fields,
+            paths,
+            backend,
+        });
+    }
+    out
 }
 
 fn pin_to_manifest(pin: VersionPin) -> ManifestVersion {
