@@ -238,7 +238,11 @@ impl Plan {
     ///     plain: false, type_name: "SecretString", version: VersionPin::Current,
     ///     validate: Validators::NONE, rotating: true, backend: None,
     /// };
-    /// static DB: SecretSpec = SecretSpec { backend: Some("vault"), rotating: false, ..JWT };
+    /// static DB: SecretSpec = SecretSpec {
+    ///     path: Some("auth/jwt"), key: Some("secret"), env: None, default: None, optional: false,
+    ///     plain: false, type_name: "SecretString", version: VersionPin::Current,
+    ///     validate: Validators::NONE, rotating: false, backend: Some("vault"),
+    /// };
     /// let field = |id: &str, spec| ResolvedField {
     ///     id: id.into(), path: Some("auth/jwt".into()), key: Some("secret"), env: None, spec,
     /// };
