@@ -125,7 +125,9 @@ async fn one_struct_on_aws_and_vault_loads_in_one_wave() {
     let delay = Duration::from_millis(1500);
     p.aws_proxy.set_latency(delay);
     p.vault_proxy.set_latency(delay);
-    let loader = loader(&[]).backend(p.aws.clone()).with_backend("vault", p.vault.clone());
+    let loader = loader(&[])
+        .backend(p.aws.clone())
+        .with_backend("vault", p.vault.clone());
 
     let started = Instant::now();
     let loaded = loader.load_report::<Service>().await.unwrap_or_else(|e| panic!("{e}"));
@@ -139,10 +141,22 @@ async fn one_struct_on_aws_and_vault_loads_in_one_wave() {
     let aws_counts = p.aws_proxy.counts();
     let vault_counts = p.vault_proxy.counts();
     println!("one load on two backends: {elapsed:?}; aws {aws_counts:?}; vault {vault_counts:?}");
-    assert_eq!(p.aws_proxy.count_of("secretsmanager.BatchGetSecretValue"), 1, "{aws_counts:?}");
+    assert_eq!(
+        p.aws_proxy.count_of("secretsmanager.BatchGetSecretValue"),
+        1,
+        "{aws_counts:?}"
+    );
     assert_eq!(p.aws_proxy.count(), 1, "nothing but one batch on AWS: {aws_counts:?}");
-    assert_eq!(p.vault_proxy.count_of("GET /v1/secret/data/svc/db"), 1, "{vault_counts:?}");
-    assert_eq!(p.vault_proxy.count(), 1, "nothing but one read on Vault: {vault_counts:?}");
+    assert_eq!(
+        p.vault_proxy.count_of("GET /v1/secret/data/svc/db"),
+        1,
+        "{vault_counts:?}"
+    );
+    assert_eq!(
+        p.vault_proxy.count(),
+        1,
+        "nothing but one read on Vault: {vault_counts:?}"
+    );
     assert!(
         elapsed < delay * 2 - Duration::from_millis(300),
         "the two backends were not fetched concurrently: {elapsed:?} for two delays of {delay:?}"
@@ -163,7 +177,11 @@ async fn one_struct_on_aws_and_vault_loads_in_one_wave() {
         assert!(origin.version.is_some(), "{field}: {origin:?}");
     }
     // The Vault origin names the address it was read from, not AWS's.
-    assert!(prov.get("db_password").unwrap().source.contains(&p.vault_proxy.url()[7..]));
+    assert!(prov
+        .get("db_password")
+        .unwrap()
+        .source
+        .contains(&p.vault_proxy.url()[7..]));
 }
 
 /// Vault down: its fields follow the fallback rules one by one (env wins with a warning; without env,
@@ -190,7 +208,11 @@ async fn an_unavailable_second_backend_falls_back_per_field() {
     assert_eq!(prov.get("db_password").unwrap().layer, Some(Layer::Env));
     assert_eq!(prov.get("db_port").unwrap().layer, Some(Layer::Env));
     assert_eq!(prov.warnings.len(), 2, "{:?}", prov.warnings);
-    assert!(prov.warnings.iter().all(|w| w.contains("unavailable")), "{:?}", prov.warnings);
+    assert!(
+        prov.warnings.iter().all(|w| w.contains("unavailable")),
+        "{:?}",
+        prov.warnings
+    );
 
     // One routed field without env: one error, naming only it; the others resolve.
     let e = loader(&[("DB_PASSWORD", "db-from-env")])
@@ -223,7 +245,9 @@ async fn an_unavailable_second_backend_falls_back_per_field() {
     let denied_loader = loader(&env).backend(p.aws.clone()).with_backend("vault", denied);
     let errors = load_error(denied_loader.load::<Service>().await.map(|_| ()).unwrap_err());
     assert!(
-        errors.iter().all(|e| e.reason == FieldProblem::Backend(FailureKind::Forbidden)),
+        errors
+            .iter()
+            .all(|e| e.reason == FieldProblem::Backend(FailureKind::Forbidden)),
         "{errors:?}"
     );
     assert_eq!(errors.len(), 2);
@@ -249,8 +273,18 @@ async fn a_route_to_an_unconfigured_backend_is_a_clear_error() {
     println!("{shown}");
     let errors = load_error(e);
     let failed: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-    assert_eq!(failed, ["db_password", "db_port"], "env does not hide a missing backend");
-    for needle in ["db_password", "db_port", "backend `vault`", "VAULT_ADDR", "with_backend"] {
+    assert_eq!(
+        failed,
+        ["db_password", "db_port"],
+        "env does not hide a missing backend"
+    );
+    for needle in [
+        "db_password",
+        "db_port",
+        "backend `vault`",
+        "VAULT_ADDR",
+        "with_backend",
+    ] {
         assert!(shown.contains(needle), "{needle} missing from: {shown}");
     }
     assert!(!shown.contains("db-from-env"));
@@ -263,9 +297,16 @@ async fn a_route_to_an_unconfigured_backend_is_a_clear_error() {
         ("DB_PASSWORD", "d"),
         ("DB_PORT", "1"),
     ];
-    let loaded = loader(&env).load_report::<Service>().await.unwrap_or_else(|e| panic!("{e}"));
+    let loaded = loader(&env)
+        .load_report::<Service>()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(loaded.value.db_password.expose_secret(), "d");
-    assert!(loaded.provenance.warnings.is_empty(), "{:?}", loaded.provenance.warnings);
+    assert!(
+        loaded.provenance.warnings.is_empty(),
+        "{:?}",
+        loaded.provenance.warnings
+    );
 }
 
 /// Hot reload goes through the same pipeline: a change on either backend is picked up.
@@ -360,12 +401,19 @@ async fn child_process_entry() {
     };
     match mode.as_str() {
         "readme" => {
-            let c = checkout().await.unwrap_or_else(|e| panic!("README example failed: {e}"));
+            let c = checkout()
+                .await
+                .unwrap_or_else(|e| panic!("README example failed: {e}"));
             assert_eq!(c.stripe_key.expose_secret(), "sk-from-aws");
             assert_eq!(c.db_password.expose_secret(), "db-from-vault");
         }
         "readme-provenance" => {
-            let loaded = Loader::from_env().await.unwrap().load_report::<Checkout>().await.unwrap();
+            let loaded = Loader::from_env()
+                .await
+                .unwrap()
+                .load_report::<Checkout>()
+                .await
+                .unwrap();
             assert!(loaded.provenance.get("stripe_key").unwrap().source.contains("AWS"));
             assert!(loaded.provenance.get("db_password").unwrap().source.contains("Vault"));
         }
@@ -410,7 +458,10 @@ async fn readme_example_runs_with_both_backends_detected() {
     let bao = Bao::start().await;
     aws(&moto.endpoint())
         .await
-        .put(PutRequest::new("checkout/stripe", SecretValue::map([("api_key", "sk-from-aws")])))
+        .put(PutRequest::new(
+            "checkout/stripe",
+            SecretValue::map([("api_key", "sk-from-aws")]),
+        ))
         .await
         .unwrap();
     write(&bao, "checkout/db", json!({ "password": "db-from-vault" })).await;

@@ -216,42 +216,41 @@ impl Manifest {
         fn leak(s: String) -> &'static str {
             Box::leak(s.into_boxed_str())
         }
-        let fields = self
-            .secrets
-            .into_iter()
-            .map(|m| {
-                let key = m.key.map(leak);
-                let env = m.env.map(leak);
-                // Checked by `valid::check`: a known name, mapped to its canonical form.
-                let backend = m
-                    .backend
-                    .as_deref()
-                    .map(|b| skm_runtime::backend::registry::find(b).map_or_else(|| leak(b.to_string()), |d| d.name));
-                let spec: &'static SecretSpec = Box::leak(Box::new(SecretSpec {
-                    path: None,
-                    key,
-                    env,
-                    // The manifest says only that a default exists. A placeholder keeps `check` truthful
-                    // (the field resolves from its default, as at run time); no command prints it.
-                    default: m.has_default.then_some(""),
-                    optional: m.optional,
-                    plain: m.plain,
-                    type_name: leak(m.type_name),
-                    version: manifest_to_pin(m.version),
-                    // The manifest does not carry validators or rotation; `check` on it reports sources only.
-                    validate: Validators::NONE,
-                    rotating: false,
-                    backend,
-                }));
-                ResolvedField {
-                    id: m.field,
-                    path: m.path,
-                    key,
-                    env,
-                    spec,
-                }
-            })
-            .collect();
+        let fields =
+            self.secrets
+                .into_iter()
+                .map(|m| {
+                    let key = m.key.map(leak);
+                    let env = m.env.map(leak);
+                    // Checked by `valid::check`: a known name, mapped to its canonical form.
+                    let backend = m.backend.as_deref().map(|b| {
+                        skm_runtime::backend::registry::find(b).map_or_else(|| leak(b.to_string()), |d| d.name)
+                    });
+                    let spec: &'static SecretSpec = Box::leak(Box::new(SecretSpec {
+                        path: None,
+                        key,
+                        env,
+                        // The manifest says only that a default exists. A placeholder keeps `check` truthful
+                        // (the field resolves from its default, as at run time); no command prints it.
+                        default: m.has_default.then_some(""),
+                        optional: m.optional,
+                        plain: m.plain,
+                        type_name: leak(m.type_name),
+                        version: manifest_to_pin(m.version),
+                        // The manifest does not carry validators or rotation; `check` on it reports sources only.
+                        validate: Validators::NONE,
+                        rotating: false,
+                        backend,
+                    }));
+                    ResolvedField {
+                        id: m.field,
+                        path: m.path,
+                        key,
+                        env,
+                        spec,
+                    }
+                })
+                .collect();
         Declarations {
             struct_name: self.struct_name,
             profile: self.profile,
@@ -303,7 +302,10 @@ pub(crate) async fn routed_backends(fields: &[ResolvedField], choice: &Choice) -
         let backend = if !descriptor.compiled {
             Err(descriptor.not_compiled().to_string())
         } else if (descriptor.signal)(&select::env_var).is_none() {
-            Err(format!("not configured: it is configured when {}", descriptor.signal_doc))
+            Err(format!(
+                "not configured: it is configured when {}",
+                descriptor.signal_doc
+            ))
         } else {
             match select::build(Some(descriptor)).await {
                 Ok(Some(b)) => Ok(b),

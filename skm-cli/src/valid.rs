@@ -72,7 +72,9 @@ fn check_field(index: usize, f: &ManifestField, errors: &mut Vec<String>) {
             ));
         }
         if f.path.is_none() {
-            errors.push(format!("{at}: `backend` needs `path`: an env-only secret reads no backend"));
+            errors.push(format!(
+                "{at}: `backend` needs `path`: an env-only secret reads no backend"
+            ));
         }
     }
     if let Some(env) = &f.env {

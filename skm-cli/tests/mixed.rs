@@ -40,7 +40,11 @@ struct Out {
 
 impl std::fmt::Debug for Out {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 
@@ -48,7 +52,10 @@ impl std::fmt::Debug for Out {
 async fn skm(dir: &Path, vars: &[(&str, String)], args: &[&str]) -> Out {
     let out = run(dir, vars, args).await;
     for sentinel in [AWS_VALUE, VAULT_VALUE] {
-        assert!(!out.stdout.contains(sentinel) && !out.stderr.contains(sentinel), "leaked: {out:?}");
+        assert!(
+            !out.stdout.contains(sentinel) && !out.stderr.contains(sentinel),
+            "leaked: {out:?}"
+        );
     }
     out
 }
@@ -92,7 +99,11 @@ async fn check_doctor_policy_and_migrate_follow_routed_fields() {
         .await
         .unwrap();
     let (status, body) = bao
-        .api("POST", "secret/data/svc/db", json!({ "data": { "password": VAULT_VALUE } }))
+        .api(
+            "POST",
+            "secret/data/svc/db",
+            json!({ "data": { "password": VAULT_VALUE } }),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
 
@@ -131,7 +142,10 @@ async fn check_doctor_policy_and_migrate_follow_routed_fields() {
     let no_vault: Vec<(&str, String)> = vars.iter().filter(|(k, _)| *k != "VAULT_ADDR").cloned().collect();
     let out = skm(dir.path(), &no_vault, &["check"]).await;
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(out.stdout.contains("db_password") && out.stdout.contains("VAULT_ADDR"), "{out:?}");
+    assert!(
+        out.stdout.contains("db_password") && out.stdout.contains("VAULT_ADDR"),
+        "{out:?}"
+    );
 
     // doctor: the default backend and the routed one are both probed.
     let out = skm(dir.path(), &vars, &["doctor", "--json"]).await;
@@ -145,17 +159,32 @@ async fn check_doctor_policy_and_migrate_follow_routed_fields() {
     };
     assert_eq!(find("reachable", "1 of 1 declared paths exist")["status"], "ok");
     assert_eq!(find("routed backend", "1 of 1 routed paths exist")["status"], "ok");
-    assert!(find("routed backend", "Vault")["detail"].as_str().unwrap().contains("db_password"));
+    assert!(find("routed backend", "Vault")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("db_password"));
 
     // policy: each backend's document covers the fields it serves, and says which it leaves out.
     let out = skm(dir.path(), &vars, &["policy", "--for", "vault"]).await;
     assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stdout.contains("svc/db") && !out.stdout.contains("svc/api"), "{out:?}");
-    assert!(out.stderr.contains("api_key") && out.stderr.contains("--for aws"), "{out:?}");
+    assert!(
+        out.stdout.contains("svc/db") && !out.stdout.contains("svc/api"),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr.contains("api_key") && out.stderr.contains("--for aws"),
+        "{out:?}"
+    );
     let out = skm(dir.path(), &vars, &["policy", "--for", "aws"]).await;
     assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stdout.contains("svc/api") && !out.stdout.contains("svc/db"), "{out:?}");
-    assert!(out.stderr.contains("db_password") && out.stderr.contains("--for vault"), "{out:?}");
+    assert!(
+        out.stdout.contains("svc/api") && !out.stdout.contains("svc/db"),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr.contains("db_password") && out.stderr.contains("--for vault"),
+        "{out:?}"
+    );
 
     // migrate --from aws: the routed field is read from Vault, the other from AWS, both into the local store.
     let out = skm(dir.path(), &vars, &["migrate", "--from", "aws", "--to", "local"]).await;

@@ -107,7 +107,11 @@ pub(crate) async fn run(
     let mut names: BTreeMap<(&str, String), Result<String, String>> = BTreeMap::new();
     let kinds: std::collections::BTreeSet<&str> = decls.fields.iter().map(kind_of).collect();
     for kind in kinds {
-        let paths = decls.fields.iter().filter(|f| kind_of(f) == kind).filter_map(|f| f.path.as_deref());
+        let paths = decls
+            .fields
+            .iter()
+            .filter(|f| kind_of(f) == kind)
+            .filter_map(|f| f.path.as_deref());
         names.extend(mapped_names(kind, paths).into_iter().map(|(p, n)| ((kind, p), n)));
     }
     let mut lines = Vec::new();

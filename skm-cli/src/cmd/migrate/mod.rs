@@ -116,7 +116,12 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, args: MigrateArgs) -> Result<u8, 
                         r.descriptor.name
                     ))
                 })?;
-                let fields: Vec<_> = decls.fields.iter().filter(|f| r.fields.contains(&f.id)).cloned().collect();
+                let fields: Vec<_> = decls
+                    .fields
+                    .iter()
+                    .filter(|f| r.fields.contains(&f.id))
+                    .cloned()
+                    .collect();
                 rows.extend(rows_from_backend(&fields, backend.as_ref()).await);
                 names.push(backend.name());
             }
