@@ -117,26 +117,23 @@ enum Document {
     Text(String),
 }
 
-/// The paths `backend` serves: fields routed to it (`backend = "vault"`), and the unrouted ones unless the
-/// detected default backend is another one. Also, by backend, the fields left to other backends.
+/// The paths `backend` serves: the fields routed to it (`backend = "vault"`), and the unrouted ones, which
+/// read the default backend. Those are left out only when the struct routes fields to `backend` while the
+/// detected default is another backend: then `backend` serves exactly its routed fields. Also returned, by
+/// backend, the fields left to others.
 fn paths_for(
     decls: &Declarations,
     backend: &'static str,
     default_kind: Option<&'static str>,
 ) -> (BTreeSet<String>, std::collections::BTreeMap<&'static str, Vec<String>>) {
+    let routed_here = decls.fields.iter().any(|f| f.route() == Some(backend));
+    let default_elsewhere = default_kind.filter(|d| routed_here && *d != backend);
     let mut paths = BTreeSet::new();
     let mut elsewhere: std::collections::BTreeMap<&'static str, Vec<String>> = Default::default();
     for f in decls.fields.iter().filter(|f| f.path.is_some()) {
-        let serves = match f.route() {
-            Some(route) => route == backend,
-            None => default_kind.is_none_or(|d| d == backend),
-        };
-        match (serves, f.route().or(default_kind)) {
-            (true, _) => {
-                paths.extend(f.path.clone());
-            }
-            (false, Some(other)) => elsewhere.entry(other).or_default().push(f.id.clone()),
-            (false, None) => {}
+        match f.route().or(default_elsewhere) {
+            Some(other) if other != backend => elsewhere.entry(other).or_default().push(f.id.clone()),
+            _ => paths.extend(f.path.clone()),
         }
     }
     (paths, elsewhere)
