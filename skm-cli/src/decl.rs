@@ -323,6 +323,17 @@ pub(crate) async fn routed_backends(fields: &[ResolvedField], choice: &Choice) -
     out
 }
 
+/// `loader` with every backend `fields` are routed to that the environment configures, as
+/// `Loader::from_env` would; a route left unconfigured fails its fields in the load, with the others.
+pub(crate) async fn with_routed(mut loader: Loader, fields: &[ResolvedField], choice: &Choice) -> Loader {
+    for r in routed_backends(fields, choice).await {
+        if let Ok(b) = r.backend {
+            loader = loader.with_backend_arc(r.descriptor.name, Arc::new(select::ReadOnly(b)));
+        }
+    }
+    loader
+}
+
 fn pin_to_manifest(pin: VersionPin) -> ManifestVersion {
     match pin {
         VersionPin::Current => ManifestVersion::Current,

@@ -186,6 +186,11 @@ async fn check_doctor_policy_and_migrate_follow_routed_fields() {
         "{out:?}"
     );
 
+    // run: the child gets both values, each from its own backend (checked by the child, not printed).
+    let script = r#"case "$API_KEY/$DB_PASSWORD" in *-aws-71c2/*-vault-0e4f) exit 0;; *) exit 7;; esac"#;
+    let out = skm(dir.path(), &vars, &["run", "--", "sh", "-c", script]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+
     // migrate --from aws: the routed field is read from Vault, the other from AWS, both into the local store.
     let out = skm(dir.path(), &vars, &["migrate", "--from", "aws", "--to", "local"]).await;
     assert_eq!(out.code, 0, "{out:?}");

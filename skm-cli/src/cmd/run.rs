@@ -60,11 +60,12 @@ pub(crate) fn select(fields: Vec<ResolvedField>, only: &[String]) -> Result<Vec<
 /// Loads `fields` the way the application would (backend, secret files, env, `.env`, defaults; SKM_DOTENV,
 /// SKM_STRICT, SKM_SECRETS_DIR), all at once, or fails with the usual per-field report.
 pub(crate) async fn load(ctx: &Ctx<'_, '_>, struct_name: &str, fields: &[ResolvedField]) -> Result<RawValues, Fail> {
-    let (backend, _) = ctx.backend_opt().await?;
+    let (backend, choice) = ctx.backend_opt().await?;
     let mut loader = Loader::new();
     if let Some(b) = &backend {
         loader = loader.backend_arc(Arc::new(ReadOnly(b.clone())));
     }
+    let mut loader = crate::decl::with_routed(loader, fields, &choice).await;
     match env_var("SKM_DOTENV") {
         Some(p) if p.is_empty() => loader = loader.no_dotenv(),
         Some(p) => loader = loader.dotenv(p),
