@@ -49,6 +49,7 @@
 //! | `min_len = 32` | reject a value shorter than 32 characters |
 //! | `not = ["changeme", "dummy"]` | reject placeholder values (trimmed, ignoring ASCII case) |
 //! | `pattern = "^sk-"` | reject a value the regex does not match; a bad regex is a compile error |
+//! | `backend = "vault"` | read `path` from this backend instead of the default one (see below); needs `path` |
 //!
 //! A `default` is a compile-time decision: it is part of the binary and wins in every environment where no
 //! higher layer has a value, so a secret field's default is a credential shipped to production. Keep
@@ -57,6 +58,41 @@
 //!
 //! Validators check the winning source's text before type conversion; a failure names the source and the
 //! check ([`FieldProblem::Validation`]), never the value, and does not fall back to a lower layer.
+//!
+//! `backend = "..."` routes one field to a backend by its registry name (`aws`, `vault`, `azure`, `gcp`,
+//! `local`, or an alias such as `openbao`; an unknown name is a compile error). The [`Loader`] holds the
+//! default backend and any number of named ones ([`Loader::with_backend`]; [`Loader::from_env`] configures
+//! each backend whose signal is present); one load fetches every backend's requests at once, and each
+//! field's provenance names its backend:
+//! ```
+//! use skm::{ExposeSecret, Loader, SecretString, Secrets};
+//! use skm::backend::{MemoryBackend, SecretValue};
+//!
+//! #[derive(Secrets)]
+//! struct Checkout {
+//!     #[secret(path = "checkout/stripe", key = "api_key")]
+//!     stripe_key: SecretString,
+//!     #[secret(path = "checkout/db", key = "password", backend = "vault")]
+//!     db_password: SecretString,
+//! }
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let aws = MemoryBackend::new().named("aws");
+//! aws.insert("checkout/stripe", SecretValue::map([("api_key", "sk-1")]));
+//! let vault = MemoryBackend::new().named("vault");
+//! vault.insert("checkout/db", SecretValue::map([("password", "pw")]));
+//! let loaded = Loader::new()
+//!     .backend(aws)
+//!     .with_backend("vault", vault)
+//!     .no_dotenv()
+//!     .load_report::<Checkout>()
+//!     .await?;
+//! assert_eq!(loaded.value.db_password.expose_secret(), "pw");
+//! assert_eq!(loaded.provenance.get("db_password").unwrap().source, "vault");
+//! assert_eq!(loaded.provenance.get("stripe_key").unwrap().source, "aws");
+//! # Ok::<(), skm::Error>(())
+//! # }).unwrap();
+//! ```
 //!
 //! A field of type [`Rotating<T>`](Rotating) (with a `path`) holds the backend's current version and the
 //! previous one, for rotation grace:

@@ -3,13 +3,18 @@
 //! A manifest is the value-free export of a struct's declarations (`skm manifest`), read back by the
 //! standalone binary with `--manifest FILE`. It never holds a default *value*, only whether one exists.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 
-use crate::{safe, valid};
+use crate::{safe, select, valid};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use skm_runtime::backend::registry::{self, Descriptor};
+use skm_runtime::backend::AdminBackend;
+use skm_runtime::detect::Choice;
 use skm_runtime::{Error, Loader, Provenance, ResolvedField, SecretSpec, Secrets, Validators, VersionPin};
 
 /// The manifest format version this build writes and reads.
@@ -92,6 +97,10 @@ pub struct ManifestField {
     /// Which version is read.
     #[serde(default)]
     pub version: ManifestVersion,
+    /// The backend the field is routed to (`#[secret(backend = "vault")]`): a registry name or alias;
+    /// absent for the default backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
 }
 
 /// A version pin in a manifest: `"current"`, `"previous"`, `{ stage = "AWSPREVIOUS" }`, `{ id = "..." }`,
@@ -175,6 +184,7 @@ impl Manifest {
                     has_default: f.spec.default.is_some(),
                     plain: f.spec.plain,
                     version: pin_to_manifest(f.spec.version.clone()),
+                    backend: f.route().map(str::to_string),
                 })
                 .collect(),
         }
@@ -234,36 +244,41 @@ impl Manifest {
         fn leak(s: String) -> &'static str {
             Box::leak(s.into_boxed_str())
         }
-        let fields = self
-            .secrets
-            .into_iter()
-            .map(|m| {
-                let key = m.key.map(leak);
-                let env = m.env.map(leak);
-                let spec: &'static SecretSpec = Box::leak(Box::new(SecretSpec {
-                    path: None,
-                    key,
-                    env,
-                    // The manifest says only that a default exists. A placeholder keeps `check` truthful
-                    // (the field resolves from its default, as at run time); no command prints it.
-                    default: m.has_default.then_some(""),
-                    optional: m.optional,
-                    plain: m.plain,
-                    type_name: leak(m.type_name),
-                    version: manifest_to_pin(m.version),
-                    // The manifest does not carry validators or rotation; `check` on it reports sources only.
-                    validate: Validators::NONE,
-                    rotating: false,
-                }));
-                ResolvedField {
-                    id: m.field,
-                    path: m.path,
-                    key,
-                    env,
-                    spec,
-                }
-            })
-            .collect();
+        let fields =
+            self.secrets
+                .into_iter()
+                .map(|m| {
+                    let key = m.key.map(leak);
+                    let env = m.env.map(leak);
+                    // Checked by `valid::check`: a known name, mapped to its canonical form.
+                    let backend = m.backend.as_deref().map(|b| {
+                        skm_runtime::backend::registry::find(b).map_or_else(|| leak(b.to_string()), |d| d.name)
+                    });
+                    let spec: &'static SecretSpec = Box::leak(Box::new(SecretSpec {
+                        path: None,
+                        key,
+                        env,
+                        // The manifest says only that a default exists. A placeholder keeps `check` truthful
+                        // (the field resolves from its default, as at run time); no command prints it.
+                        default: m.has_default.then_some(""),
+                        optional: m.optional,
+                        plain: m.plain,
+                        type_name: leak(m.type_name),
+                        version: manifest_to_pin(m.version),
+                        // The manifest does not carry validators or rotation; `check` on it reports sources only.
+                        validate: Validators::NONE,
+                        rotating: false,
+                        backend,
+                    }));
+                    ResolvedField {
+                        id: m.field,
+                        path: m.path,
+                        key,
+                        env,
+                        spec,
+                    }
+                })
+                .collect();
         Declarations {
             struct_name: self.struct_name,
             profile: self.profile,
@@ -271,6 +286,80 @@ impl Manifest {
             typed: None,
         }
     }
+}
+
+/// A backend that declared fields are routed to (`backend = "vault"`), other than the command's default one.
+pub(crate) struct Routed {
+    /// The registry entry of the route.
+    pub descriptor: &'static Descriptor,
+    /// The ids of the fields routed to it, in declaration order.
+    pub fields: Vec<String>,
+    /// Their distinct paths, sorted.
+    pub paths: Vec<String>,
+    /// The backend, built from the environment as `Loader::from_env` would; else why it is not available.
+    pub backend: Result<Arc<dyn AdminBackend>, String>,
+}
+
+/// The backends `fields` are routed to besides `choice` (the default backend), each built from the process
+/// environment when its detection signal is present, as a load does. Empty when no backend is wanted at all
+/// (`--backend none`, `SKM_BACKEND=none`), where routed fields fall back to env like the others.
+pub(crate) async fn routed_backends(fields: &[ResolvedField], choice: &Choice) -> Vec<Routed> {
+    let explicit_none =
+        choice.backend.is_none() && (choice.reason == "SKM_BACKEND=none" || choice.reason == "--backend none");
+    let mut groups: BTreeMap<&'static str, (Vec<String>, Vec<String>)> = BTreeMap::new();
+    for f in fields {
+        let (Some(route), Some(path)) = (f.route(), &f.path) else {
+            continue;
+        };
+        if explicit_none || Some(route) == choice.backend.map(|d| d.name) {
+            continue;
+        }
+        let group = groups.entry(route).or_default();
+        group.0.push(f.id.clone());
+        if !group.1.contains(path) {
+            group.1.push(path.clone());
+        }
+    }
+    let mut out = Vec::new();
+    for (route, (fields, mut paths)) in groups {
+        // The manifest check and the derive accept registry names only.
+        let Some(descriptor) = registry::find(route) else {
+            continue;
+        };
+        paths.sort();
+        let backend = if !descriptor.compiled {
+            Err(descriptor.not_compiled().to_string())
+        } else if (descriptor.signal)(&select::env_var).is_none() {
+            Err(format!(
+                "not configured: it is configured when {}",
+                descriptor.signal_doc
+            ))
+        } else {
+            match select::build(Some(descriptor)).await {
+                Ok(Some(b)) => Ok(b),
+                Ok(None) => Err("no backend was built".into()),
+                Err(crate::Fail::Usage(m) | crate::Fail::Failed(m)) => Err(m),
+            }
+        };
+        out.push(Routed {
+            descriptor,
+            fields,
+            paths,
+            backend,
+        });
+    }
+    out
+}
+
+/// `loader` with every backend `fields` are routed to that the environment configures, as
+/// `Loader::from_env` would; a route left unconfigured fails its fields in the load, with the others.
+pub(crate) async fn with_routed(mut loader: Loader, fields: &[ResolvedField], choice: &Choice) -> Loader {
+    for r in routed_backends(fields, choice).await {
+        if let Ok(b) = r.backend {
+            loader = loader.with_backend_arc(r.descriptor.name, Arc::new(select::ReadOnly(b)));
+        }
+    }
+    loader
 }
 
 fn pin_to_manifest(pin: VersionPin) -> ManifestVersion {

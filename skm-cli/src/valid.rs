@@ -62,6 +62,21 @@ fn check_field(index: usize, f: &ManifestField, errors: &mut Vec<String>) {
             errors.push(format!("{at}: `key` = `{}` contains a control character", display(key)));
         }
     }
+    if let Some(backend) = &f.backend {
+        if skm_runtime::backend::registry::find(backend).is_none() {
+            let names: Vec<&str> = skm_runtime::backend::registry::all().iter().map(|d| d.name).collect();
+            errors.push(format!(
+                "{at}: unknown `backend` = `{}`: use one of {}",
+                display(backend),
+                names.join(", ")
+            ));
+        }
+        if f.path.is_none() {
+            errors.push(format!(
+                "{at}: `backend` needs `path`: an env-only secret reads no backend"
+            ));
+        }
+    }
     if let Some(env) = &f.env {
         if !is_env_name(env) {
             errors.push(format!(
@@ -185,6 +200,7 @@ mod tests {
             has_default: false,
             plain: false,
             version: ManifestVersion::Current,
+            backend: None,
         }
     }
 

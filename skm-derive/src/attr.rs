@@ -27,6 +27,29 @@ const FIELD_OPTIONS: &[&str] = &[
     "not",
     "pattern",
     "dynamic",
+    "backend",
+];
+
+/// The backend names and aliases `#[secret(backend = "...")]` accepts, as `(name or alias, canonical name)`.
+///
+/// The derive cannot see skm-runtime's registry, so this copy is kept in step with
+/// `skm_runtime::backend::registry::all()` by a unit test there (`derive_backend_names_match_the_registry`).
+pub const BACKEND_NAMES: &[(&str, &str)] = &[
+    ("aws", "aws"),
+    ("aws-secrets-manager", "aws"),
+    ("secretsmanager", "aws"),
+    ("vault", "vault"),
+    ("openbao", "vault"),
+    ("bao", "vault"),
+    ("azure", "azure"),
+    ("azure-keyvault", "azure"),
+    ("keyvault", "azure"),
+    ("akv", "azure"),
+    ("gcp", "gcp"),
+    ("google", "gcp"),
+    ("gcp-secret-manager", "gcp"),
+    ("local", "local"),
+    ("local-store", "local"),
 ];
 
 /// The options of `#[secrets(...)]`.
@@ -61,6 +84,8 @@ pub struct FieldAttrs<'a> {
     pub not: Option<Opt<Vec<String>>>,
     pub pattern: Option<Opt<String>>,
     pub dynamic: Option<Opt<String>>,
+    /// The canonical registry name the field is routed to (aliases already mapped).
+    pub backend: Option<Opt<String>>,
 }
 
 impl FieldAttrs<'_> {
@@ -79,6 +104,7 @@ impl FieldAttrs<'_> {
         names.extend(self.version.as_ref().map(|o| &o.name));
         names.extend(self.validator_options());
         names.extend(self.dynamic.as_ref().map(|o| &o.name));
+        names.extend(self.backend.as_ref().map(|o| &o.name));
         names
     }
 
@@ -273,12 +299,46 @@ fn parse_field_option(cx: &Ctxt, meta: &ParseNestedMeta, out: &mut FieldAttrs) -
                 set(cx, "secret", &mut out.dynamic, &name, lit.value(), lit.span());
             }
         }
+        // #[secret(path = "db/password", backend = "vault")]
+        "backend" => {
+            if let Some(lit) = string_value(cx, meta, &name, "backend = \"vault\"")? {
+                if let Some(canonical) = backend_name(cx, &lit) {
+                    set(cx, "secret", &mut out.backend, &name, canonical.to_string(), lit.span());
+                }
+            }
+        }
         _ => {
             unknown_option(cx, "secret", &name, FIELD_OPTIONS);
             skip_value(meta.input)?;
         }
     }
     Ok(())
+}
+
+/// The canonical backend name for `backend = "..."` (case-insensitive, aliases accepted), or an error at the
+/// literal listing the accepted names.
+fn backend_name(cx: &Ctxt, lit: &LitStr) -> Option<&'static str> {
+    let value = lit.value();
+    let trimmed = value.trim();
+    if let Some((_, canonical)) = BACKEND_NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(trimmed)) {
+        return Some(canonical);
+    }
+    let mut canonical: Vec<&str> = BACKEND_NAMES.iter().map(|(_, c)| *c).collect();
+    canonical.dedup();
+    let message = if trimmed.is_empty() {
+        format!(
+            "`backend` is empty: name a backend, e.g. `backend = \"vault\"` (one of {})",
+            canonical.join(", ")
+        )
+    } else {
+        format!(
+            "unknown backend `{}`: use one of {} (or an alias such as `openbao`), e.g. `backend = \"vault\"`",
+            trimmed.escape_debug(),
+            canonical.join(", ")
+        )
+    };
+    cx.error_at(lit.span(), message);
+    None
 }
 
 /// Whether `attr` is a list `#[name(...)]`; the bare `#[name]` and `#[name = ...]` forms get an error.

@@ -128,6 +128,7 @@ fn field_spec(field: &Field) -> TokenStream {
         };
         let validate = validators(field);
         let rotating = field.rotating().is_some();
+        let backend = opt_str(attrs.backend.as_ref().map(|o| o.value.as_str()));
         quote! {
             ::skm::__private::FieldKind::Secret(::skm::__private::SecretSpec {
                 path: #path,
@@ -140,6 +141,7 @@ fn field_spec(field: &Field) -> TokenStream {
                 version: #version,
                 validate: #validate,
                 rotating: #rotating,
+                backend: #backend,
             })
         }
     };

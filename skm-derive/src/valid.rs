@@ -100,6 +100,15 @@ fn check_field(cx: &Ctxt, field: &Field) {
             );
         }
     }
+    if let Some(backend) = &attrs.backend {
+        if attrs.path.is_none() && !attrs.invalid {
+            cx.error_at(
+                backend.name.span(),
+                "`backend` needs `path`: it names the backend the field's `path` is read from, and an env-only \
+                 field reads no backend; write `#[secret(path = \"db/password\", backend = \"vault\")]`",
+            );
+        }
+    }
     if let Some(env) = &attrs.env {
         check_env(cx, env);
     }
@@ -120,6 +129,14 @@ fn check_field(cx: &Ctxt, field: &Field) {
 fn check_dynamic(cx: &Ctxt, field: &Field, dynamic: &Opt<String>) {
     // Every other option describes a stored value; a leased field's credentials are issued at `dynamic`.
     for option in field.attrs.non_dynamic_options() {
+        if option == "backend" {
+            cx.error_at(
+                option.span(),
+                "`backend` cannot be used with `dynamic`: leases are issued by the loader's default backend, \
+                 which must be Vault or OpenBao (`SKM_BACKEND=vault`); remove `backend`",
+            );
+            continue;
+        }
         cx.error_at(
             option.span(),
             format!(

@@ -547,6 +547,7 @@ const fn secret_field(
             version: VersionPin::Current,
             validate: Validators::NONE,
             rotating: false,
+            backend: None,
         }),
     }
 }

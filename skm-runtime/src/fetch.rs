@@ -1,19 +1,65 @@
-//! Stage 3, fetch: the plan's requests go to the backend under the loader's deadline, one result per
+//! Stage 3, fetch: the plan's requests go to their backends under the loader's deadline, one result per
 //! request is checked, and every request leaves one `skm::audit` event (never a value).
 //!
-//! A first load fetches the whole plan in one [`Backend::fetch`] call. A hot-reload refresh
+//! A first load fetches each backend's group of the plan in one [`Backend::fetch`] call, all groups
+//! concurrently ([`wave`]): a struct with fields on AWS and on Vault costs one round trip of the slower. A hot-reload refresh
 //! ([`refresh`]) starts from the last results: where the backend can tell current versions cheaply it
 //! refetches only the paths that moved, otherwise every path, and reports whether anything changed.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::future::join_all;
+
 use crate::backend::{Backend, FailureKind, FetchError, FetchRequest, FetchResult};
+use crate::plan::Route;
 use crate::spec::VersionPin;
 
-/// The backend's answer for every request of a plan.
-pub(crate) type Fetched = HashMap<FetchRequest, FetchResult>;
+/// One backend's answer for every request of its group.
+pub(crate) type Group = HashMap<FetchRequest, FetchResult>;
+
+/// Every backend's answers, by route (`None`: the default backend).
+pub(crate) type Fetched = HashMap<Route, Group>;
+
+/// One group of a plan bound to the backend that serves it.
+pub(crate) struct Bound<'a> {
+    pub(crate) route: Route,
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) requests: &'a [FetchRequest],
+}
+
+/// Fetches every group concurrently, one backend call each, all under the same deadline.
+pub(crate) async fn wave(groups: &[Bound<'_>], deadline: Option<Duration>) -> Fetched {
+    let calls = groups.iter().map(|g| all(&*g.backend, g.requests, deadline));
+    let results = join_all(calls).await;
+    groups.iter().map(|g| g.route).zip(results).collect()
+}
+
+/// Refreshes every group concurrently (see [`refresh`]); fails, keeping nothing, when any backend is out.
+pub(crate) async fn refresh_wave(
+    groups: &[Bound<'_>],
+    deadline: Option<Duration>,
+    cache: &Fetched,
+) -> Result<Refreshed<Fetched>, (Arc<dyn Backend>, String, FetchError)> {
+    let empty = Group::new();
+    let calls = groups
+        .iter()
+        .map(|g| refresh(&*g.backend, g.requests, deadline, cache.get(&g.route).unwrap_or(&empty)));
+    let mut out = Refreshed {
+        fetched: Fetched::new(),
+        refetched: 0,
+        changed: false,
+    };
+    for (group, result) in groups.iter().zip(join_all(calls).await) {
+        let r = result.map_err(|(path, e)| (group.backend.clone(), path, e))?;
+        out.fetched.insert(group.route, r.fetched);
+        out.refetched += r.refetched;
+        out.changed |= r.changed;
+    }
+    Ok(out)
+}
 
 /// Runs `call` within `deadline`; `None` when the deadline passed first.
 async fn within<F: Future>(deadline: Option<Duration>, call: F) -> Option<F::Output> {
@@ -62,15 +108,15 @@ pub(crate) async fn fetch(
     results
 }
 
-/// Fetches every request of a plan.
-pub(crate) async fn all(backend: &dyn Backend, requests: &[FetchRequest], deadline: Option<Duration>) -> Fetched {
+/// Fetches every request of one group.
+pub(crate) async fn all(backend: &dyn Backend, requests: &[FetchRequest], deadline: Option<Duration>) -> Group {
     let results = fetch(backend, requests, deadline).await;
     requests.iter().cloned().zip(results).collect()
 }
 
 /// The outcome of a refresh: the new results and what moved.
-pub(crate) struct Refreshed {
-    pub(crate) fetched: Fetched,
+pub(crate) struct Refreshed<F = Group> {
+    pub(crate) fetched: F,
     pub(crate) refetched: usize,
     pub(crate) changed: bool,
 }
@@ -83,7 +129,7 @@ pub(crate) async fn refresh(
     backend: &dyn Backend,
     requests: &[FetchRequest],
     deadline: Option<Duration>,
-    cache: &Fetched,
+    cache: &Group,
 ) -> Result<Refreshed, (String, FetchError)> {
     let probed = match within(deadline, backend.current_versions(requests)).await {
         Some(probed) => probed,
@@ -136,7 +182,7 @@ async fn refetch(
     backend: &dyn Backend,
     requests: &[FetchRequest],
     deadline: Option<Duration>,
-    next: &mut Fetched,
+    next: &mut Group,
 ) -> Result<(usize, Vec<String>), (String, FetchError)> {
     let results = fetch(backend, requests, deadline).await;
     if let Some((request, Err(e))) = requests

@@ -1,20 +1,21 @@
 //! The [`Loader`]: the builder, and the single pipeline entry that [`Loader::load`],
 //! [`Loader::load_report`], [`Loader::check_fields`] and every [`Loader::watch`] refresh run.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::backend::registry::{self, Descriptor};
 use crate::backend::{Backend, FailureKind, FetchError};
 use crate::error::Error;
-use crate::fetch::{self, Fetched};
+use crate::fetch::{self, Bound, Fetched};
 use crate::files::{SecretsDir, Stamp};
 use crate::layer::{EnvSource, Layer};
 use crate::plan::{self, Plan, ResolvedField};
 use crate::report::{Check, Loaded, Resolved};
-use crate::resolve::{self, Sources};
+use crate::resolve::{self, Binding, Sources};
 use crate::values::{self, RawValues, Secrets};
 
 /// Loads a [`Secrets`] struct from a backend, the process environment, a `.env` file and declared defaults.
@@ -32,6 +33,15 @@ use crate::values::{self, RawValues, Secrets};
 /// A `default = "..."` on a secret field is compiled into the binary: it wins whenever no higher layer has
 /// a value, in every environment the binary runs in. Use it for non-secret settings (ports, hosts), not as
 /// a fallback credential.
+///
+/// # Mixed backends
+/// A field declared `#[secret(path = "...", backend = "vault")]` is read from the backend registered under
+/// that name ([`Loader::with_backend`]), or, with [`Loader::from_env`], from the registry backend whose
+/// signal is present (`VAULT_ADDR` for `vault`), built the first time a load needs it. Fields without
+/// `backend` use the default backend ([`Loader::backend`]). One load fetches every backend's requests
+/// concurrently, and each field's [`Origin`](crate::Origin) names the backend that served it. A routed
+/// backend that is out follows the fallback rules above for its own fields; a field routed to a backend no
+/// one configured fails (with every other failing field), unless the loader has no backend at all.
 ///
 /// Loading never modifies the process environment and never starts a process (the `git` check for an
 /// unignored `.env` is `skm check`'s and `skm doctor`'s job).
@@ -52,6 +62,12 @@ use crate::values::{self, RawValues, Secrets};
 pub struct Loader {
     backend: Option<Arc<dyn Backend>>,
     backend_reason: String,
+    /// The registry name of the default backend, when detection chose it: routed fields naming it use it.
+    backend_kind: Option<&'static str>,
+    /// Backends added with [`Loader::with_backend`], by canonical registry name.
+    routed: BTreeMap<String, Arc<dyn Backend>>,
+    /// Registry backends whose signal [`Loader::from_env`] saw, built when a routed field first needs one.
+    detected: Arc<Vec<Detected>>,
     order: Vec<Layer>,
     dotenv: Option<PathBuf>,
     secrets_dir: SecretsDir,
@@ -70,6 +86,11 @@ impl fmt::Debug for Loader {
         f.debug_struct("Loader")
             .field("backend", &self.backend_name())
             .field("backend_reason", &self.backend_reason)
+            .field("routed", &self.routed.keys().collect::<Vec<_>>())
+            .field(
+                "detected",
+                &self.detected.iter().map(|d| d.descriptor.name).collect::<Vec<_>>(),
+            )
             .field("order", &self.order)
             .field("dotenv", &self.dotenv)
             .field("secrets_dir", &self.secrets_dir)
@@ -94,6 +115,9 @@ impl Loader {
         Loader {
             backend: None,
             backend_reason: "no backend configured".into(),
+            backend_kind: None,
+            routed: BTreeMap::new(),
+            detected: Arc::default(),
             order: Layer::DEFAULT_ORDER.to_vec(),
             dotenv: Some(PathBuf::from(".env")),
             secrets_dir: SecretsDir::Auto,
@@ -117,6 +141,11 @@ impl Loader {
     /// of `forbidden`, `decryption`: see [`Loader::allow_fallback_on`]). See the `detect` module for the
     /// backend rules.
     ///
+    /// Every other compiled-in backend whose signal is present (e.g. `VAULT_ADDR` beside `AWS_REGION`)
+    /// serves the fields routed to it with `#[secret(backend = "vault")]`; it is built from the process
+    /// environment the first time a load has such a field, and never otherwise. `SKM_BACKEND=none` turns
+    /// every backend off, routed ones included.
+    ///
     /// # Errors
     /// `SKM_BACKEND` or `SKM_ALLOW_FALLBACK` has an unknown value, `SKM_BACKEND` names a backend this build
     /// lacks, or the backend cannot be set up.
@@ -126,6 +155,22 @@ impl Loader {
         tracing::info!(target: "skm", backend = %choice.name(), reason = %choice.reason, "skm backend selected");
         let mut loader = Loader::new();
         loader.backend = crate::detect::build(&choice).await?;
+        loader.backend_kind = choice.backend.map(|d| d.name);
+        let explicit_none = lookup("SKM_BACKEND").is_some_and(|v| v.trim().eq_ignore_ascii_case("none"));
+        if !explicit_none {
+            let detected = registry::all()
+                .iter()
+                .filter(|d| d.compiled && Some(d.name) != loader.backend_kind)
+                .filter_map(|d| {
+                    (d.signal)(&lookup).map(|reason| Detected {
+                        descriptor: d,
+                        reason,
+                        built: tokio::sync::OnceCell::new(),
+                    })
+                })
+                .collect();
+            loader.detected = Arc::new(detected);
+        }
         loader.backend_reason = choice.reason;
         if let Some(path) = lookup("SKM_DOTENV") {
             loader.dotenv = (!path.is_empty()).then(|| PathBuf::from(path));
@@ -153,9 +198,43 @@ impl Loader {
         self
     }
 
-    /// Removes the backend: only env, `.env` and defaults are used.
+    /// Adds `backend` under `name`, for the fields declared `#[secret(backend = "name")]`, beside the default
+    /// backend ([`Loader::backend`]) that serves every other field.
+    ///
+    /// `name` is a registry name or alias (`aws`, `vault`, `openbao`, `azure`, `gcp`, `local`; case does
+    /// not matter); adding a second backend under the same name replaces the first.
+    ///
+    /// # Example
+    /// ```
+    /// use skm_runtime::Loader;
+    /// use skm_runtime::backend::MemoryBackend;
+    ///
+    /// let loader = Loader::new()
+    ///     .backend(MemoryBackend::new().named("aws"))
+    ///     .with_backend("OpenBao", MemoryBackend::new().named("vault"));
+    /// assert_eq!(loader.routed_backend("vault").map(|b| b.name()).as_deref(), Some("vault"));
+    /// ```
+    pub fn with_backend(self, name: &str, backend: impl Backend + 'static) -> Self {
+        self.with_backend_arc(name, Arc::new(backend))
+    }
+
+    /// Like [`Loader::with_backend`], with a shared backend.
+    pub fn with_backend_arc(mut self, name: &str, backend: Arc<dyn Backend>) -> Self {
+        self.routed.insert(canonical(name), backend);
+        self
+    }
+
+    /// The backend added under `name` with [`Loader::with_backend`] (any alias of it works).
+    pub fn routed_backend(&self, name: &str) -> Option<&Arc<dyn Backend>> {
+        self.routed.get(&canonical(name))
+    }
+
+    /// Removes every backend, routed ones included: only env, `.env` and defaults are used.
     pub fn no_backend(mut self) -> Self {
         self.backend = None;
+        self.backend_kind = None;
+        self.routed.clear();
+        self.detected = Arc::default();
         self.backend_reason = "no backend configured".into();
         self
     }
@@ -378,24 +457,26 @@ impl Loader {
         let stamp = self.stamp(fields, files_dir.as_deref());
         let files_changed = prior.is_some_and(|p| p.stamp != stamp);
         let prior = prior.map(|p| &p.fetched);
-        let backend = self.backend.as_ref().filter(|_| self.order.contains(&Layer::Backend));
-        let plan = match backend {
-            Some(_) => Plan::new(fields),
-            None => Plan::default(),
+        let plan = if self.order.contains(&Layer::Backend) {
+            Plan::new(fields)
+        } else {
+            Plan::default()
         };
-        let (fetched, refetched, changed) = match (backend, prior) {
-            (Some(b), None) => (
-                fetch::all(&**b, &plan.requests, self.deadline).await,
-                plan.requests.len(),
+        let (bound, routed) = self.bind(&plan).await;
+        let (fetched, refetched, changed) = match prior {
+            // One wave: every backend's group at once.
+            None => (
+                fetch::wave(&bound, self.deadline).await,
+                bound.iter().map(|g| g.requests.len()).sum(),
                 true,
             ),
-            (Some(b), Some(prior)) if !plan.is_empty() => {
-                let r = fetch::refresh(&**b, &plan.requests, self.deadline, prior)
+            Some(prior) if !bound.is_empty() => {
+                let r = fetch::refresh_wave(&bound, self.deadline, prior)
                     .await
-                    .map_err(|(path, e)| refresh_failed(&**b, &path, e))?;
+                    .map_err(|(b, path, e)| refresh_failed(&*b, &path, e))?;
                 (r.fetched, r.refetched, r.changed)
             }
-            (_, prior) => (Fetched::new(), 0, prior.is_none()),
+            Some(_) => (Fetched::new(), 0, false),
         };
         if !changed && !files_changed {
             return Ok(Pass {
@@ -414,6 +495,7 @@ impl Loader {
             strict: self.strict,
             allow_fallback: &self.allow_fallback,
             fetched: &fetched,
+            routed: &routed,
         };
         let (decided, warnings) = resolve::resolve(&sources, fields)?;
         let resolved = crate::report::assemble(
@@ -428,6 +510,82 @@ impl Loader {
             resolved: Some(resolved),
             prior: Prior { fetched, stamp },
             refetched,
+        })
+    }
+
+    /// Binds each group of `plan` to its backend: the default group to the default backend, each routed
+    /// group to [`Loader::with_backend`]'s, the default backend when detection chose that name, or a
+    /// detected backend (built now, once). Routes left unbound say why, for the resolve stage.
+    async fn bind<'p>(&self, plan: &'p Plan) -> (Vec<Bound<'p>>, HashMap<&'static str, Binding>) {
+        let mut bound = Vec::new();
+        let mut bindings = HashMap::new();
+        if let Some(b) = self.backend.as_ref().filter(|_| !plan.requests.is_empty()) {
+            bound.push(Bound {
+                route: None,
+                backend: b.clone(),
+                requests: &plan.requests,
+            });
+        }
+        let env_only = self.backend.is_none() && self.routed.is_empty() && self.detected.is_empty();
+        for (name, requests) in &plan.routed {
+            match self.route_backend(name, env_only).await {
+                Ok(backend) => {
+                    bindings.insert(*name, Binding::Bound(backend.name()));
+                    bound.push(Bound {
+                        route: Some(name),
+                        backend,
+                        requests,
+                    });
+                }
+                Err(binding) => {
+                    bindings.insert(*name, binding);
+                }
+            }
+        }
+        (bound, bindings)
+    }
+
+    /// The backend serving the route `name`, or why there is none.
+    async fn route_backend(&self, name: &str, env_only: bool) -> Result<Arc<dyn Backend>, Binding> {
+        if let Some(b) = self.routed.get(name) {
+            return Ok(b.clone());
+        }
+        if let (Some(b), Some(kind)) = (&self.backend, self.backend_kind) {
+            if kind == name {
+                return Ok(b.clone());
+            }
+        }
+        if let Some(d) = self.detected.iter().find(|d| d.descriptor.name == name) {
+            let built = d
+                .built
+                .get_or_init(|| async {
+                    tracing::info!(target: "skm", backend = d.descriptor.name, reason = %d.reason,
+                        "skm routed backend selected");
+                    crate::detect::build(&crate::detect::Choice {
+                        backend: Some(d.descriptor),
+                        reason: d.reason.clone(),
+                    })
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| b.ok_or_else(|| "no backend was built".to_string()))
+                })
+                .await;
+            return built.clone().map_err(|e| Binding::Unconfigured {
+                why: format!("backend `{name}` ({}) cannot be set up: {e}", d.reason),
+                fail: true,
+            });
+        }
+        let how = match registry::find(name) {
+            Some(d) if !d.compiled => d.not_compiled().to_string(),
+            Some(d) => format!(
+                "`Loader::from_env` configures it when {}, or add one with `Loader::with_backend(\"{name}\", ...)`",
+                d.signal_doc
+            ),
+            None => format!("add one with `Loader::with_backend(\"{name}\", ...)`"),
+        };
+        Err(Binding::Unconfigured {
+            why: format!("the field is routed to backend `{name}`, which is not configured: {how}"),
+            fail: !env_only,
         })
     }
 
@@ -446,6 +604,18 @@ impl Loader {
         });
         Stamp::of(paths)
     }
+}
+
+/// A registry backend whose detection signal was present, built on first use by a routed field.
+struct Detected {
+    descriptor: &'static Descriptor,
+    reason: String,
+    built: tokio::sync::OnceCell<Result<Arc<dyn Backend>, String>>,
+}
+
+/// The canonical registry name for `name` (an alias maps to its backend), else `name` as given.
+fn canonical(name: &str) -> String {
+    registry::find(name).map_or_else(|| name.trim().to_string(), |d| d.name.to_string())
 }
 
 /// What a hot-reload refresh starts from: the last backend results and the files' stamp.

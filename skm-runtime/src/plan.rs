@@ -1,10 +1,12 @@
 //! Stage 2, the plan: declarations resolved into fields (prefixes, profile, flattening), checked for
 //! duplicates, and the backend requests one load needs, each once.
 //!
-//! Fields that share a path (and version) cost one fetch; the whole plan goes to the backend in one
-//! [`Backend::fetch`](crate::backend::Backend::fetch) call so that it can batch.
+//! Fields that share a backend, a path and a version cost one fetch. Requests are grouped by backend: the
+//! default backend's (fields without `#[secret(backend = "...")]`) and one group per routed backend. Each
+//! group goes to its backend in one [`Backend::fetch`](crate::backend::Backend::fetch) call so that it can
+//! batch, and the groups are fetched concurrently, in one wave.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::backend::FetchRequest;
 use crate::error::Error;
@@ -23,6 +25,33 @@ pub struct ResolvedField {
     pub env: Option<&'static str>,
     /// The declaration this came from.
     pub spec: &'static SecretSpec,
+}
+
+/// Which backend a request goes to: `None` for the loader's default backend, or a routed backend's
+/// canonical registry name (`#[secret(backend = "vault")]`).
+pub type Route = Option<&'static str>;
+
+impl ResolvedField {
+    /// The backend this field's `path` is read from: `None` for the default backend, else the canonical
+    /// registry name of `#[secret(backend = "...")]` (an alias such as `openbao` maps to `vault`).
+    ///
+    /// # Example
+    /// ```
+    /// use skm_runtime::plan::ResolvedField;
+    /// use skm_runtime::spec::{SecretSpec, Validators, VersionPin};
+    ///
+    /// static DB: SecretSpec = SecretSpec {
+    ///     path: Some("db"), key: None, env: None, default: None, optional: false, plain: false,
+    ///     type_name: "SecretString", version: VersionPin::Current, validate: Validators::NONE,
+    ///     rotating: false, backend: Some("OpenBao"),
+    /// };
+    /// let field = ResolvedField { id: "db".into(), path: Some("db".into()), key: None, env: None, spec: &DB };
+    /// assert_eq!(field.route(), Some("vault"));
+    /// ```
+    pub fn route(&self) -> Route {
+        let name = self.spec.backend?;
+        Some(crate::backend::registry::find(name).map_or(name, |d| d.name))
+    }
 }
 
 impl StructSpec {
@@ -172,7 +201,7 @@ pub(crate) fn check_unique(fields: &[ResolvedField]) -> Result<(), Error> {
             }
         }
         if let Some(p) = &f.path {
-            if let Some(prev) = paths.insert((p.clone(), f.key, f.spec.version.clone()), &f.id) {
+            if let Some(prev) = paths.insert((f.route(), p.clone(), f.key, f.spec.version.clone()), &f.id) {
                 return Err(Error::config(format!(
                     "fields `{prev}` and `{}` both read path `{p}`{}: give each its own key",
                     f.id,
@@ -184,15 +213,17 @@ pub(crate) fn check_unique(fields: &[ResolvedField]) -> Result<(), Error> {
     Ok(())
 }
 
-/// The distinct requests a set of fields needs, in a stable (sorted) order.
+/// The distinct requests a set of fields needs, grouped by backend, each group in a stable (sorted) order.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Plan {
-    /// One request per distinct (path, version).
+    /// The default backend's requests (fields without `backend = "..."`): one per distinct (path, version).
     pub requests: Vec<FetchRequest>,
+    /// The routed fields' requests, by the canonical registry name of their backend.
+    pub routed: BTreeMap<&'static str, Vec<FetchRequest>>,
 }
 
 impl Plan {
-    /// Groups `fields` by (path, version). Fields without a path need no fetch.
+    /// Groups `fields` by (backend, path, version). Fields without a path need no fetch.
     ///
     /// A [`Rotating`](crate::Rotating) field also needs the previous version of its path
     /// ([`VersionPin::Previous`]).
@@ -205,35 +236,51 @@ impl Plan {
     /// static JWT: SecretSpec = SecretSpec {
     ///     path: Some("auth/jwt"), key: Some("secret"), env: None, default: None, optional: false,
     ///     plain: false, type_name: "SecretString", version: VersionPin::Current,
-    ///     validate: Validators::NONE, rotating: true,
+    ///     validate: Validators::NONE, rotating: true, backend: None,
     /// };
-    /// let field = |id: &str| ResolvedField {
-    ///     id: id.into(), path: Some("auth/jwt".into()), key: Some("secret"), env: None, spec: &JWT,
+    /// static DB: SecretSpec = SecretSpec {
+    ///     path: Some("auth/jwt"), key: Some("secret"), env: None, default: None, optional: false,
+    ///     plain: false, type_name: "SecretString", version: VersionPin::Current,
+    ///     validate: Validators::NONE, rotating: false, backend: Some("vault"),
     /// };
-    /// // Two fields on one path, one of them rotating: the current and the previous version, once each.
-    /// let plan = Plan::new(&[field("a"), field("b")]);
+    /// let field = |id: &str, spec| ResolvedField {
+    ///     id: id.into(), path: Some("auth/jwt".into()), key: Some("secret"), env: None, spec,
+    /// };
+    /// // Two fields on one path, one of them rotating: the current and the previous version, once each;
+    /// // the same path on Vault is a request of its own group.
+    /// let plan = Plan::new(&[field("a", &JWT), field("b", &JWT), field("c", &DB)]);
     /// assert_eq!(plan.requests.len(), 2);
     /// assert_eq!(plan.requests[1].version, VersionPin::Previous);
+    /// assert_eq!(plan.routed["vault"].len(), 1);
     /// ```
     pub fn new(fields: &[ResolvedField]) -> Self {
-        let set: BTreeSet<FetchRequest> = fields
-            .iter()
-            .filter_map(|f| f.path.as_ref().map(|p| (f, p)))
-            .flat_map(|(f, p)| {
-                let request = |version| FetchRequest {
-                    path: p.clone(),
-                    version,
-                };
-                let previous = f.spec.rotating.then(|| request(VersionPin::Previous));
-                std::iter::once(request(f.spec.version.clone())).chain(previous)
-            })
-            .collect();
-        Plan {
-            requests: set.into_iter().collect(),
+        let mut groups: BTreeMap<Route, BTreeSet<FetchRequest>> = BTreeMap::new();
+        for field in fields {
+            let Some(path) = &field.path else { continue };
+            let request = |version| FetchRequest {
+                path: path.clone(),
+                version,
+            };
+            let group = groups.entry(field.route()).or_default();
+            group.insert(request(field.spec.version.clone()));
+            if field.spec.rotating {
+                group.insert(request(VersionPin::Previous));
+            }
         }
+        let mut plan = Plan::default();
+        for (route, requests) in groups {
+            let requests = requests.into_iter().collect();
+            match route {
+                None => plan.requests = requests,
+                Some(name) => {
+                    plan.routed.insert(name, requests);
+                }
+            }
+        }
+        plan
     }
 
-    /// A plan for the current versions of `paths` (deduplicated), for tools.
+    /// A plan for the current versions of `paths` (deduplicated) on the default backend, for tools.
     ///
     /// # Example
     /// ```
@@ -245,11 +292,28 @@ impl Plan {
         let set: BTreeSet<FetchRequest> = paths.into_iter().map(FetchRequest::current).collect();
         Plan {
             requests: set.into_iter().collect(),
+            routed: BTreeMap::new(),
         }
+    }
+
+    /// Every non-empty group: `(route, requests)`, the default backend's first.
+    pub fn groups(&self) -> impl Iterator<Item = (Route, &[FetchRequest])> {
+        let default = (!self.requests.is_empty()).then_some((None, self.requests.as_slice()));
+        default.into_iter().chain(
+            self.routed
+                .iter()
+                .filter(|(_, r)| !r.is_empty())
+                .map(|(name, r)| (Some(*name), r.as_slice())),
+        )
+    }
+
+    /// How many requests the plan holds, over all backends.
+    pub fn len(&self) -> usize {
+        self.groups().map(|(_, r)| r.len()).sum()
     }
 
     /// Whether nothing needs fetching.
     pub fn is_empty(&self) -> bool {
-        self.requests.is_empty()
+        self.len() == 0
     }
 }

@@ -12,7 +12,12 @@
 //! - forbidden, decryption failed: an error (a configuration problem, not an outage) unless the loader
 //!   allows fallback for that kind ([`Loader::allow_fallback_on`](crate::Loader::allow_fallback_on));
 //! - invalid (e.g. `key` on a value that is not a JSON object): always an error.
+//!
+//! A field routed to another backend (`#[secret(backend = "vault")]`) follows the same rules, per field,
+//! with that backend's results. A route no backend is configured for fails the field, unless the loader
+//! has no backend at all (env, `.env` and defaults only), where routed fields fall through like the others.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use figment::Figment;
@@ -21,7 +26,7 @@ use secrecy::ExposeSecret;
 use crate::backend::{FailureKind, FetchRequest, SecretValue};
 use crate::dotenv::{DotenvError, DotenvFile};
 use crate::error::{Attempt, AttemptOutcome, Error, FieldError, FieldProblem};
-use crate::fetch::Fetched;
+use crate::fetch::{Fetched, Group};
 use crate::layer::{EnvSource, Layer, Snapshot};
 use crate::plan::ResolvedField;
 use crate::spec::VersionPin;
@@ -38,6 +43,18 @@ pub(crate) struct Sources<'a> {
     pub(crate) strict: bool,
     pub(crate) allow_fallback: &'a [FailureKind],
     pub(crate) fetched: &'a Fetched,
+    /// How the loader bound each routed backend name of the plan.
+    pub(crate) routed: &'a HashMap<&'static str, Binding>,
+}
+
+/// How a routed backend name (`#[secret(backend = "vault")]`) was bound by the loader.
+pub(crate) enum Binding {
+    /// Served by the backend with this display name.
+    Bound(String),
+    /// No backend is configured for it: the sentence says which signal or call would configure it.
+    /// `fail` is false when the loader has no backend at all, so that the field falls through like every
+    /// other field of an env-only load.
+    Unconfigured { why: String, fail: bool },
 }
 
 /// A found value: text or bytes, wiped when dropped.
@@ -162,10 +179,27 @@ pub(crate) fn resolve(src: &Sources<'_>, fields: &[ResolvedField]) -> Result<(Ve
 }
 
 impl Sources<'_> {
+    /// The display name of the backend that serves `field`'s path.
+    fn backend_name(&self, field: &ResolvedField) -> String {
+        let default = || self.backend.clone().unwrap_or_else(|| "backend".into());
+        match field.route() {
+            None => default(),
+            Some(route) => match self.routed.get(route) {
+                Some(Binding::Bound(name)) => name.clone(),
+                _ => format!("{route} backend"),
+            },
+        }
+    }
+
+    /// The results of the backend that serves `field`'s path, if it was fetched.
+    fn group(&self, field: &ResolvedField) -> Option<&Group> {
+        self.fetched.get(&field.route())
+    }
+
     fn source_name(&self, layer: Layer, field: &ResolvedField) -> String {
         match layer {
             Layer::Backend => {
-                let name = self.backend.clone().unwrap_or_else(|| "backend".into());
+                let name = self.backend_name(field);
                 match (&field.path, field.key) {
                     (Some(p), Some(k)) => format!("{name} secret `{p}` key `{k}`"),
                     (Some(p), None) => format!("{name} secret `{p}`"),
@@ -236,7 +270,7 @@ impl Sources<'_> {
             path: field.path.clone()?,
             version: field.spec.version.clone(),
         };
-        self.fetched.get(&request)?.as_ref().ok()?.version.clone()
+        self.group(field)?.get(&request)?.as_ref().ok()?.version.clone()
     }
 
     /// What the backend holds for `field` at `version` (the declared pin, or the previous of a rotating field).
@@ -244,22 +278,30 @@ impl Sources<'_> {
         let Some(path) = &field.path else {
             return Lookup::Skipped("no `path` declared".into());
         };
-        if self.backend.is_none() {
-            return Lookup::Skipped(self.backend_reason.to_string());
+        match field.route().map(|r| self.routed.get(r)) {
+            None if self.backend.is_none() => return Lookup::Skipped(self.backend_reason.to_string()),
+            None | Some(Some(Binding::Bound(_))) => {}
+            Some(Some(Binding::Unconfigured { why, fail: false })) => return Lookup::Skipped(why.clone()),
+            // A route the loader was never asked to bind: the backend layer is off for this load.
+            Some(None) => return Lookup::Skipped("the backend layer is not consulted".into()),
+            // Not an outage: a configuration mistake that no lower layer may hide.
+            Some(Some(Binding::Unconfigured { why, fail: true })) => {
+                return Lookup::Failed(FailureKind::Invalid, why.clone());
+            }
         }
         let request = FetchRequest {
             path: path.clone(),
             version,
         };
         // A backend may name the place itself (Key Vault: the mapped name, the version, an expiry).
-        let base = (self.fetched.get(&request))
+        let base = (self.group(field).and_then(|g| g.get(&request)))
             .and_then(|r| r.as_ref().ok()?.location.clone())
             .unwrap_or_else(|| format!("secret {path}"));
         let location = match field.key {
             Some(k) => format!("{base} key {k}"),
             None => base,
         };
-        match self.fetched.get(&request) {
+        match self.group(field).and_then(|g| g.get(&request)) {
             None => Lookup::Failed(FailureKind::Other, "not fetched".into()),
             Some(Err(e)) if e.kind == FailureKind::NotFound => Lookup::Missing(e.detail.clone()),
             Some(Err(e)) => Lookup::Failed(e.kind, e.detail.clone()),
@@ -285,20 +327,35 @@ impl Sources<'_> {
                 _ => None,
             };
             let name = match layer {
-                Layer::Backend => self.backend.clone().unwrap_or_else(|| "backend".into()),
+                Layer::Backend => String::new(),
                 Layer::Files => "file".into(),
                 Layer::Env => "env var".into(),
                 Layer::Dotenv => ".env file".into(),
                 Layer::Default => "default".into(),
             };
-            let mut snapshot = Snapshot::new(name, source);
+            // The backend layer is one snapshot per backend, so that each value's metadata names the backend
+            // that served it; a field is routed to one backend, so they never overlap.
+            let mut snapshots: Vec<(String, Snapshot)> = Vec::new();
             for (field, lookups) in fields.iter().zip(table.iter_mut()) {
                 if let Lookup::Found(value, location) = &mut lookups[index] {
-                    snapshot.insert(&field.id, slots.0.len(), location.clone());
+                    let name = match layer {
+                        Layer::Backend => self.backend_name(field),
+                        _ => name.clone(),
+                    };
+                    let at = match snapshots.iter().position(|(n, _)| *n == name) {
+                        Some(at) => at,
+                        None => {
+                            snapshots.push((name.clone(), Snapshot::new(name, source.clone())));
+                            snapshots.len() - 1
+                        }
+                    };
+                    snapshots[at].1.insert(&field.id, slots.0.len(), location.clone());
                     slots.0.push((index, value.take()));
                 }
             }
-            figment = figment.merge(snapshot);
+            for (_, snapshot) in snapshots {
+                figment = figment.merge(snapshot);
+            }
         }
         figment
     }

@@ -86,6 +86,9 @@ pub struct SecretSpec {
     pub validate: Validators,
     /// The field is a [`Rotating`](crate::Rotating): the loader also reads the backend's previous version.
     pub rotating: bool,
+    /// `#[secret(backend = "vault")]`: the registry name of the backend this field's `path` is read from;
+    /// `None` reads it from the loader's default backend. The derive maps aliases to the canonical name.
+    pub backend: Option<&'static str>,
 }
 
 impl fmt::Debug for SecretSpec {
@@ -101,6 +104,7 @@ impl fmt::Debug for SecretSpec {
             .field("version", &self.version)
             .field("validate", &self.validate)
             .field("rotating", &self.rotating)
+            .field("backend", &self.backend)
             .finish()
     }
 }

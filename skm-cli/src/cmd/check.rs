@@ -8,7 +8,7 @@ use serde_json::json;
 use skm_runtime::{Error, FieldError, FieldProblem, Loader};
 
 use super::doctor::{git_ignored, Level};
-use crate::decl::location;
+use crate::decl::{location, routed_backends};
 use crate::output::Tone;
 use crate::safe::display_lines;
 use crate::select::{env_var, ReadOnly};
@@ -26,6 +26,19 @@ pub(crate) async fn run(
     let mut loader = Loader::new();
     if let Some(b) = &backend {
         loader = loader.backend_arc(Arc::new(ReadOnly(b.clone())));
+    }
+    // Fields routed to another backend (`backend = "vault"`) are checked on it, as a load would read them.
+    let routed = routed_backends(&decls.fields, &choice).await;
+    let mut route_warnings = Vec::new();
+    for r in &routed {
+        match &r.backend {
+            Ok(b) => loader = loader.with_backend_arc(r.descriptor.name, Arc::new(ReadOnly(b.clone()))),
+            Err(why) => route_warnings.push(format!(
+                "backend `{}` (for {}): {why}",
+                r.descriptor.name,
+                r.fields.join(", ")
+            )),
+        }
     }
     // The same `.env` and strictness the application would use (SKM_DOTENV, SKM_STRICT), unless overridden.
     loader = match (no_dotenv, dotenv.clone(), env_var("SKM_DOTENV")) {
@@ -88,7 +101,19 @@ pub(crate) async fn run(
         /// Why the path cannot be a name in the backend (Key Vault's rules, collisions).
         name_error: Option<String>,
     }
-    let names = mapped_names(choice.name(), decls.fields.iter().filter_map(|f| f.path.as_deref()));
+    // Each path's name in the backend that serves it.
+    let default_kind = choice.name();
+    let kind_of = |f: &skm_runtime::ResolvedField| f.route().unwrap_or(default_kind);
+    let mut names: BTreeMap<(&str, String), Result<String, String>> = BTreeMap::new();
+    let kinds: std::collections::BTreeSet<&str> = decls.fields.iter().map(kind_of).collect();
+    for kind in kinds {
+        let paths = decls
+            .fields
+            .iter()
+            .filter(|f| kind_of(f) == kind)
+            .filter_map(|f| f.path.as_deref());
+        names.extend(mapped_names(kind, paths).into_iter().map(|(p, n)| ((kind, p), n)));
+    }
     let mut lines = Vec::new();
     for (field, (id, result)) in decls.fields.iter().zip(&check.fields) {
         let mut line = Line {
@@ -105,7 +130,7 @@ pub(crate) async fn run(
             mapped: None,
             name_error: None,
         };
-        match field.path.as_deref().and_then(|p| names.get(p)) {
+        match field.path.clone().and_then(|p| names.get(&(kind_of(field), p))) {
             Some(Ok(name)) if Some(name.as_str()) != field.path.as_deref() => line.mapped = Some(name.clone()),
             Some(Err(e)) => line.name_error = Some(e.clone()),
             _ => {}
@@ -137,7 +162,8 @@ pub(crate) async fn run(
         }
         lines.push(line);
     }
-    let mut warnings = check.provenance.warnings.clone();
+    let mut warnings = route_warnings;
+    warnings.extend(check.provenance.warnings.iter().cloned());
     for path in dotenv_file.iter().chain(&store_dir).filter(|p| p.exists()) {
         if let (Level::Fail, why) = git_ignored(path) {
             warnings.push(why);
@@ -180,6 +206,15 @@ pub(crate) async fn run(
             "profile": decls.profile,
             "backend": backend_name,
             "backend_reason": choice.reason,
+            "routed_backends": routed
+                .iter()
+                .map(|r| json!({
+                    "backend": r.descriptor.name,
+                    "name": r.backend.as_ref().ok().map(|b| b.name()),
+                    "error": r.backend.as_ref().err(),
+                    "fields": r.fields,
+                }))
+                .collect::<Vec<_>>(),
             "strict": strict,
             "typed": decls.typed.is_some(),
             "declared": lines.len(),
@@ -194,6 +229,16 @@ pub(crate) async fn run(
             backend_name.as_deref().unwrap_or("none"),
             choice.reason
         )));
+        for r in &routed {
+            if let Ok(b) = &r.backend {
+                ctx.ui.line(display_lines(&format!(
+                    "  routed to {}: {} ({})",
+                    b.name(),
+                    r.fields.join(", "),
+                    r.descriptor.name
+                )));
+            }
+        }
         let rows: Vec<_> = lines
             .iter()
             .map(|l| {

@@ -96,9 +96,17 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, dotenv: Option<PathBuf>) -> Resul
         match ctx.backend_opt().await {
             Ok((Some(backend), _)) => {
                 built = true;
+                // The default backend's paths: those not routed to another backend.
+                let default_kind = choice.as_ref().ok().and_then(|c| c.backend).map(|d| d.name);
                 let mut paths: Vec<String> = decls
                     .as_ref()
-                    .map(|d| d.fields.iter().filter_map(|f| f.path.clone()).collect())
+                    .map(|d| {
+                        d.fields
+                            .iter()
+                            .filter(|f| f.route().is_none() || f.route() == default_kind)
+                            .filter_map(|f| f.path.clone())
+                            .collect()
+                    })
                     .unwrap_or_default();
                 paths.sort();
                 paths.dedup();
@@ -165,6 +173,55 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, dotenv: Option<PathBuf>) -> Resul
                 _ => "backend check",
             };
             push(check, level, p.detail);
+        }
+    }
+
+    // Every backend fields are routed to (`backend = "vault"`): configured, reachable, its own checks.
+    if let (Some(d), Ok(c)) = (&decls, &choice) {
+        for r in crate::decl::routed_backends(&d.fields, c).await {
+            let name = r.descriptor.name;
+            let fields = r.fields.join(", ");
+            let backend = match r.backend {
+                Ok(b) => b,
+                Err(why) => {
+                    push("routed backend", Level::Fail, format!("{name} (for {fields}): {why}"));
+                    continue;
+                }
+            };
+            let requests: Vec<FetchRequest> = r.paths.iter().map(FetchRequest::current).collect();
+            let started = Instant::now();
+            let results = backend.fetch(&requests).await;
+            let ms = started.elapsed().as_millis();
+            let present = results.iter().filter(|r| r.is_ok()).count();
+            let failure = results
+                .iter()
+                .filter_map(|r| r.as_ref().err())
+                .find(|e| e.kind != FailureKind::NotFound);
+            let (level, detail) = match failure {
+                None => (
+                    Level::Ok,
+                    format!(
+                        "{} (for {fields}) answered in {ms} ms; {present} of {} routed paths exist",
+                        backend.name(),
+                        r.paths.len()
+                    ),
+                ),
+                Some(e) if e.kind == FailureKind::Forbidden => (
+                    Level::Warn,
+                    format!("{} (for {fields}) denied access: {}", backend.name(), e.detail),
+                ),
+                Some(e) => (Level::Fail, format!("{} (for {fields}): {e}", backend.name())),
+            };
+            push("routed backend", level, detail);
+            for p in (r.descriptor.doctor)(registry::process_env()).await {
+                let level = match p.level {
+                    ProbeLevel::Ok => Level::Ok,
+                    ProbeLevel::Warn => Level::Warn,
+                    ProbeLevel::Fail => Level::Fail,
+                    ProbeLevel::Skip => Level::Skip,
+                };
+                push("backend check", level, format!("{name}: {}: {}", p.check, p.detail));
+            }
         }
     }
 

@@ -30,12 +30,22 @@ pub(crate) fn run(ctx: &mut Ctx<'_, '_>, args: &PolicyArgs) -> Result<u8, Fail> 
             .find(|(n, _)| *n == name)
             .map(|(_, v)| v.clone())
     };
+    // Fields without `backend` belong to the default backend: the detected one, if any.
+    let default_kind = ctx.choice().ok().and_then(|c| c.backend).map(|d| d.name);
+    let mut route_notes = Vec::new();
     let (kind, document, mut notes) = match backend {
         Some(d) if !args.external_secret => {
             let renderer = d
                 .policy
                 .ok_or_else(|| Fail::Usage(format!("{} has no policy renderer", d.title)))?;
-            let paths: Vec<String> = declared_paths(&decls).into_iter().collect();
+            let (paths, elsewhere) = paths_for(&decls, d.name, default_kind);
+            let paths: Vec<String> = paths.into_iter().collect();
+            for (other, fields) in elsewhere {
+                route_notes.push(format!(
+                    "not covered (read from {other}): {}; render theirs with `skm policy --for {other}`",
+                    fields.join(", ")
+                ));
+            }
             let doc = (renderer.render)(&PolicyInput {
                 struct_name: &decls.struct_name,
                 paths: &paths,
@@ -53,6 +63,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_, '_>, args: &PolicyArgs) -> Result<u8, Fail> 
             ("external-secret-yaml", Document::Text(doc), notes)
         }
     };
+    notes.extend(route_notes);
     if !undeclared.is_empty() {
         notes.push(format!(
             "not covered (no backend path declared, env/.env only): {}",
@@ -106,8 +117,26 @@ enum Document {
     Text(String),
 }
 
-fn declared_paths(decls: &Declarations) -> BTreeSet<String> {
-    decls.fields.iter().filter_map(|f| f.path.clone()).collect()
+/// The paths `backend` serves: the fields routed to it (`backend = "vault"`), and the unrouted ones, which
+/// read the default backend. Those are left out only when the struct routes fields to `backend` while the
+/// detected default is another backend: then `backend` serves exactly its routed fields. Also returned, by
+/// backend, the fields left to others.
+fn paths_for(
+    decls: &Declarations,
+    backend: &'static str,
+    default_kind: Option<&'static str>,
+) -> (BTreeSet<String>, std::collections::BTreeMap<&'static str, Vec<String>>) {
+    let routed_here = decls.fields.iter().any(|f| f.route() == Some(backend));
+    let default_elsewhere = default_kind.filter(|d| routed_here && *d != backend);
+    let mut paths = BTreeSet::new();
+    let mut elsewhere: std::collections::BTreeMap<&'static str, Vec<String>> = Default::default();
+    for f in decls.fields.iter().filter(|f| f.path.is_some()) {
+        match f.route().or(default_elsewhere) {
+            Some(other) if other != backend => elsewhere.entry(other).or_default().push(f.id.clone()),
+            _ => paths.extend(f.path.clone()),
+        }
+    }
+    (paths, elsewhere)
 }
 
 /// An External Secrets Operator `ExternalSecret` that syncs the declared secrets into a Kubernetes Secret whose

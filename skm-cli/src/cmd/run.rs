@@ -89,18 +89,19 @@ pub(crate) fn select(fields: Vec<ResolvedField>, only: &[String]) -> Result<Vec<
 /// Loads `fields` the way the application would (backend, secret files, env, `.env`, defaults; SKM_DOTENV,
 /// SKM_STRICT, SKM_SECRETS_DIR), all at once, or fails with the usual per-field report.
 pub(crate) async fn load(ctx: &Ctx<'_, '_>, struct_name: &str, fields: &[ResolvedField]) -> Result<RawValues, Fail> {
-    let loader = loader(ctx).await?;
+    let loader = loader(ctx, fields).await?;
     load_with(&loader, leak(struct_name), fields).await
 }
 
-/// The loader `load` uses: the backend (built once, so that `--restart-on-change` reuses its client) and the
-/// environment's options.
-async fn loader(ctx: &Ctx<'_, '_>) -> Result<Loader, Fail> {
-    let (backend, _) = ctx.backend_opt().await?;
+/// The loader `load` uses: the backends (built once, so that `--restart-on-change` reuses their clients; a
+/// field routed to another backend gets that one too) and the environment's options.
+async fn loader(ctx: &Ctx<'_, '_>, fields: &[ResolvedField]) -> Result<Loader, Fail> {
+    let (backend, choice) = ctx.backend_opt().await?;
     let mut loader = Loader::new();
     if let Some(b) = &backend {
         loader = loader.backend_arc(Arc::new(ReadOnly(b.clone())));
     }
+    let mut loader = crate::decl::with_routed(loader, fields, &choice).await;
     match env_var("SKM_DOTENV") {
         Some(p) if p.is_empty() => loader = loader.no_dotenv(),
         Some(p) => loader = loader.dotenv(p),
@@ -128,7 +129,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, args: RunArgs) -> Result<u8, Fail
     let decls = ctx.declarations("run")?;
     let fields = select(decls.fields, &args.only)?;
     let name = leak(&decls.struct_name);
-    let loader = loader(ctx).await?;
+    let loader = loader(ctx, &fields).await?;
     let mut raw = load_with(&loader, name, &fields).await?;
 
     // In GitHub Actions every value is registered for masking before anything else is printed.

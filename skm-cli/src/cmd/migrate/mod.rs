@@ -93,8 +93,41 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, args: MigrateArgs) -> Result<u8, 
             let src = select::build(Some(*kind))
                 .await?
                 .ok_or_else(|| Fail::Usage(format!("cannot build the `{}` backend", kind.name)))?;
-            let rows = rows_from_backend(&decls.fields, src.as_ref()).await;
-            (src.name(), rows, None)
+            // Each field is read where it lives: fields routed to another backend (`backend = "vault"`)
+            // from that backend, built from the environment as a load would.
+            let choice = skm_runtime::detect::Choice {
+                backend: Some(*kind),
+                reason: format!("--from {}", kind.name),
+            };
+            let routed = crate::decl::routed_backends(&decls.fields, &choice).await;
+            let on_source: Vec<_> = decls
+                .fields
+                .iter()
+                .filter(|f| !routed.iter().any(|r| r.fields.contains(&f.id)))
+                .cloned()
+                .collect();
+            let mut rows = rows_from_backend(&on_source, src.as_ref()).await;
+            let mut names = vec![src.name()];
+            for r in &routed {
+                let backend = r.backend.as_ref().map_err(|why| {
+                    Fail::Usage(format!(
+                        "{} are read from backend `{}`: {why}",
+                        r.fields.join(", "),
+                        r.descriptor.name
+                    ))
+                })?;
+                let fields: Vec<_> = decls
+                    .fields
+                    .iter()
+                    .filter(|f| r.fields.contains(&f.id))
+                    .cloned()
+                    .collect();
+                rows.extend(rows_from_backend(&fields, backend.as_ref()).await);
+                names.push(backend.name());
+            }
+            let order = |row: &plan::Row| decls.fields.iter().position(|f| f.id == row.field.id);
+            rows.sort_by_key(order);
+            (names.join(" + "), rows, None)
         }
     };
     let dest_name = dest.name();

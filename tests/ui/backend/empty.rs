@@ -1,0 +1,9 @@
+use skm::{SecretString, Secrets};
+
+#[derive(Secrets)]
+struct AppSecrets {
+    #[secret(path = "db/password", backend = "")]
+    db_password: SecretString,
+}
+
+fn main() {}
