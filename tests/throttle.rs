@@ -98,6 +98,8 @@ async fn instance(endpoint: &str, attempts: u32) -> AwsBackend {
         .static_credentials("test", "test")
         .max_attempts(attempts)
         .retry_config(RetryConfig::standard().with_initial_backoff(Duration::from_millis(5)))
+        // These quotas never refill within a test: a short patience keeps the over-quota loads quick.
+        .throttle_patience(Duration::from_millis(300))
         .build()
         .await
         .expect("an AWS backend")
@@ -188,6 +190,53 @@ async fn a_fleet_over_quota_gets_whole_structs_or_errors_naming_the_throttled_fi
     assert!(batch.throttled > 0, "{counts:?}");
     // Throttled calls never reached moto: at most the burst got through.
     assert!(batch.total - batch.throttled <= 3, "{batch:?}");
+}
+
+/// Single gets throttled past the SDK's retries: the adaptive strategy waits for the quota to refill (jittered
+/// backoff, up to its patience) and loads; with no patience the same load fails, naming the throttled fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_single_gets_wait_for_the_quota_within_the_patience() {
+    let moto = seeded_moto().await;
+    let proxy = Proxy::start(&moto.endpoint()).await;
+    // No batch calls at all; single gets at 10 a second after a burst of 5, for 25 secrets.
+    let quotas = Quotas::aws(1.0)
+        .with(
+            "BatchGetSecretValue",
+            Rate {
+                per_second: 0.001,
+                burst: 0.0,
+            },
+        )
+        .with(
+            "GetSecretValue",
+            Rate {
+                per_second: 10.0,
+                burst: 5.0,
+            },
+        );
+    proxy.set_quotas(quotas.clone());
+    // One attempt per call: no SDK retry, so what loads is skm's own patience.
+    let patient = instance(&proxy.url(), 1)
+        .await
+        .with_throttle_patience(Duration::from_secs(20));
+    let t = loader(&patient).load::<Fleet>().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(values(&t), expected());
+    let singles = proxy.quota_counts()["GetSecretValue"];
+    println!("patient single gets: {singles:?}");
+    assert!(singles.throttled > 0, "the quota throttled some calls: {singles:?}");
+    assert_eq!(singles.total - singles.throttled, SECRETS, "each secret read once");
+
+    proxy.clear();
+    proxy.set_quotas(quotas);
+    let impatient = instance(&proxy.url(), 1).await.with_throttle_patience(Duration::ZERO);
+    let Err(e) = loader(&impatient).load::<Fleet>().await else {
+        panic!("without patience the throttled single gets fail");
+    };
+    let load = e.as_load().expect("a load error");
+    assert!(!load.fields.is_empty());
+    for field in &load.fields {
+        assert_eq!(field.reason, FieldProblem::Backend(FailureKind::Throttled), "{e}");
+    }
 }
 
 /// The default (adaptive) strategy: a throttled batch moves its ids to `GetSecretValue` at once (no SDK

@@ -334,8 +334,11 @@ pub async fn new_version_becomes_current<B: AdminBackend>(backend: &B, prefix: &
 /// Current, previous and an explicit version (the id `put` returned) each read their own value, in one call.
 pub async fn version_pins<B: AdminBackend>(backend: &B, prefix: &str) -> Outcome {
     let path = format!("{prefix}/pinned");
+    // A second apart: Key Vault orders versions by their creation time, which it keeps in whole seconds.
     let v1 = put_ok(backend, PutRequest::new(&path, SecretValue::text("first"))).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let v2 = put_ok(backend, PutRequest::new(&path, SecretValue::text("second"))).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let v3 = put_ok(backend, PutRequest::new(&path, SecretValue::text("third"))).await;
     let pin = |version: VersionPin| FetchRequest {
         path: path.clone(),

@@ -39,6 +39,7 @@ pub struct AwsBackendBuilder {
     retry: Option<RetryConfig>,
     max_attempts: Option<u32>,
     strategy: Option<super::FetchStrategy>,
+    throttle_patience: Option<std::time::Duration>,
     timeout: Option<TimeoutConfig>,
     max_concurrency: Option<usize>,
     allow_insecure_http: bool,
@@ -147,6 +148,14 @@ impl AwsBackendBuilder {
         self
     }
 
+    /// How long the adaptive strategy keeps trying a throttled `GetSecretValue` past the SDK's retries
+    /// (default [`DEFAULT_THROTTLE_PATIENCE`](super::DEFAULT_THROTTLE_PATIENCE), 30 s; zero: the SDK's
+    /// retries only). See [`AwsBackend::with_throttle_patience`](super::AwsBackend::with_throttle_patience).
+    pub fn throttle_patience(mut self, patience: std::time::Duration) -> Self {
+        self.throttle_patience = Some(patience);
+        self
+    }
+
     /// Resolves the configuration and builds the backend.
     ///
     /// Contacts nothing when a region is configured: credentials are resolved on the first request. When
@@ -223,7 +232,8 @@ impl AwsBackendBuilder {
         let backend = AwsBackend::from_client(Client::from_conf(config.build()));
         Ok(backend
             .with_max_concurrency(self.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY))
-            .with_strategy(self.strategy.unwrap_or_default()))
+            .with_strategy(self.strategy.unwrap_or_default())
+            .with_throttle_patience(self.throttle_patience.unwrap_or(super::DEFAULT_THROTTLE_PATIENCE)))
     }
 }
 

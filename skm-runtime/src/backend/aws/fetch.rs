@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_secretsmanager::config::retry::RetryConfig;
 use aws_sdk_secretsmanager::primitives::Blob;
@@ -93,7 +93,7 @@ pub(super) async fn fetch(backend: &AwsBackend, requests: &[FetchRequest]) -> Ve
     let limit = Arc::new(Semaphore::new(backend.max_concurrency));
     let mut tasks = JoinSet::new();
     for item in batches {
-        spawn(&mut tasks, &backend.client, &limit, item, adaptive);
+        spawn(&mut tasks, backend, &limit, item, adaptive);
     }
     while let Some(joined) = tasks.join_next().await {
         match joined {
@@ -112,7 +112,7 @@ pub(super) async fn fetch(backend: &AwsBackend, requests: &[FetchRequest]) -> Ve
                 for (slot, id) in chunk {
                     spawn(
                         &mut tasks,
-                        &backend.client,
+                        backend,
                         &limit,
                         Work::Single(slot, id, VersionPin::Current),
                         adaptive,
@@ -127,7 +127,7 @@ pub(super) async fn fetch(backend: &AwsBackend, requests: &[FetchRequest]) -> Ve
                 for (slot, id) in chunk {
                     spawn(
                         &mut tasks,
-                        &backend.client,
+                        backend,
                         &limit,
                         Work::Single(slot, id, VersionPin::Current),
                         adaptive,
@@ -148,17 +148,59 @@ pub(super) async fn fetch(backend: &AwsBackend, requests: &[FetchRequest]) -> Ve
     slot_of.into_iter().map(|slot| results[slot].clone()).collect()
 }
 
-fn spawn(tasks: &mut JoinSet<Done>, client: &Client, limit: &Arc<Semaphore>, item: Work, adaptive: bool) {
-    let client = client.clone();
+fn spawn(tasks: &mut JoinSet<Done>, backend: &AwsBackend, limit: &Arc<Semaphore>, item: Work, adaptive: bool) {
+    let client = backend.client.clone();
     let limit = limit.clone();
+    let patience = if adaptive {
+        backend.throttle_patience
+    } else {
+        Duration::ZERO
+    };
     tasks.spawn(async move {
-        // The semaphore is never closed, so acquiring only waits.
-        let _permit = limit.acquire_owned().await.expect("semaphore is never closed");
         match item {
-            Work::Batch(chunk) => batch(&client, chunk, adaptive).await,
-            Work::Single(slot, id, version) => Done::Results(vec![(slot, single(&client, &id, version).await)]),
+            Work::Batch(chunk) => {
+                // The semaphore is never closed, so acquiring only waits.
+                let _permit = limit.acquire_owned().await.expect("semaphore is never closed");
+                batch(&client, chunk, adaptive).await
+            }
+            Work::Single(slot, id, version) => Done::Results(vec![(
+                slot,
+                patient_single(&client, &limit, &id, version, patience).await,
+            )]),
         }
     });
+}
+
+/// `GetSecretValue`, tried again while throttled for up to `patience` (zero: the SDK's retries only), after
+/// a jittered exponential backoff. The SDK's own retries stop early under a fleet-wide throttle (its retry
+/// token bucket runs dry); the quota refills every second, so waiting a little loads instead of failing.
+/// No permit is held while waiting, so other reads go on.
+async fn patient_single(
+    client: &Client,
+    limit: &Arc<Semaphore>,
+    id: &str,
+    version: VersionPin,
+    patience: Duration,
+) -> FetchResult {
+    let started = Instant::now();
+    let backoff = crate::backend::fanout::FanOut::new(1);
+    let mut retry = 0;
+    loop {
+        let result = {
+            let _permit = limit.acquire().await.expect("semaphore is never closed");
+            single(client, id, version.clone()).await
+        };
+        let delay = backoff.backoff(retry);
+        match &result {
+            Err(e) if e.kind == FailureKind::Throttled && started.elapsed() + delay < patience => {
+                tracing::debug!(target: "skm", id, retry, delay_ms = delay.as_millis() as u64,
+                    "GetSecretValue throttled; trying again");
+                tokio::time::sleep(delay).await;
+                retry += 1;
+            }
+            _ => return result,
+        }
+    }
 }
 
 /// `GetSecretValue` for one secret.

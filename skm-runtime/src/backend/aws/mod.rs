@@ -90,7 +90,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
@@ -151,6 +151,11 @@ const DEFAULT_MAX_CONCURRENCY: usize = 8;
 /// (the SDK's default of 3: 97.3 %). Backoff is the SDK's standard mode: exponential with full jitter.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 
+/// How long the adaptive strategy keeps trying a throttled `GetSecretValue` by default: a fleet starting at
+/// once can use up the region's quota for several seconds, and the SDK's retry token bucket runs dry long
+/// before the quota refills (measured in `skm-bench --only fleet`).
+pub const DEFAULT_THROTTLE_PATIENCE: Duration = Duration::from_secs(30);
+
 /// AWS Secrets Manager as a [`Backend`] and [`AdminBackend`].
 ///
 /// Cloning is cheap and shares the client and what the backend learned (a refused batch call).
@@ -170,6 +175,8 @@ pub struct AwsBackend {
     max_concurrency: usize,
     batch_refused: Arc<AtomicBool>,
     strategy: FetchStrategy,
+    /// How long an adaptive backend keeps trying a throttled `GetSecretValue`.
+    throttle_patience: Duration,
     /// Until when an adaptive backend reads current versions one by one after a throttled batch.
     batch_paused_until: Arc<Mutex<Option<Instant>>>,
     /// `DescribeSecret` was refused: hot reload refetches values.
@@ -218,6 +225,7 @@ impl AwsBackend {
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             batch_refused: Arc::new(AtomicBool::new(false)),
             strategy: FetchStrategy::default(),
+            throttle_patience: DEFAULT_THROTTLE_PATIENCE,
             batch_paused_until: Arc::new(Mutex::new(None)),
             describe_refused: Arc::new(AtomicBool::new(false)),
         }
@@ -226,6 +234,14 @@ impl AwsBackend {
     /// Sets how current versions are read (default [`FetchStrategy::Adaptive`]).
     pub fn with_strategy(mut self, strategy: FetchStrategy) -> Self {
         self.strategy = strategy;
+        self
+    }
+
+    /// How long the adaptive strategy keeps trying a throttled `GetSecretValue`, past the SDK's own
+    /// retries, with jittered exponential backoff (default [`DEFAULT_THROTTLE_PATIENCE`]); zero leaves
+    /// throttling to the SDK. [`Loader::deadline`](crate::Loader::deadline) still bounds the whole load.
+    pub fn with_throttle_patience(mut self, patience: Duration) -> Self {
+        self.throttle_patience = patience;
         self
     }
 
