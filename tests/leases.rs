@@ -665,3 +665,39 @@ mod readme_service {
         Ok(())
     }
 }
+
+#[derive(skm::Secrets)]
+struct PerProfile {
+    #[secret(dynamic = "database/creds/{profile}-app")]
+    db: Leased<DbCredentials>,
+}
+
+/// `{profile}` in a dynamic path picks the role of the environment; without a profile the load says so.
+#[tokio::test]
+async fn a_dynamic_path_takes_the_profile() {
+    let (pg, bao, vault) = peers(60, 120).await;
+    role(&bao, "prod-app", 60, 120).await;
+    let loader = skm::Loader::new().backend(vault).no_dotenv();
+    let err = match loader.load::<PerProfile>().await {
+        Ok(_) => panic!("no profile: `{{profile}}` cannot be resolved"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("database/creds/{profile}-app") && err.contains("SKM_PROFILE"),
+        "{err}"
+    );
+    let (_, listed) = bao
+        .api("LIST", "sys/leases/lookup/database/creds/prod-app/", None)
+        .await;
+    assert!(
+        listed["data"]["keys"].as_array().is_none_or(|k| k.is_empty()),
+        "no lease issued: {listed}"
+    );
+
+    let loaded = loader.profile("prod").load_report::<PerProfile>().await.unwrap();
+    let creds = loaded.value.db.current();
+    login(&pg, &creds).await.expect("the prod role's credentials log in");
+    let origin = loaded.provenance.get("db").expect("origin");
+    assert!(origin.location.contains("database/creds/prod-app"), "{origin}");
+    loaded.value.db.revoke().await.unwrap();
+}

@@ -228,7 +228,7 @@ pub(crate) async fn issue_fields(
         .and_then(|b| b.as_any())
         .and_then(|a| a.downcast_ref::<VaultBackend>());
     for field in fields {
-        let path = field.spec.path;
+        let path = field.path.as_str();
         let fail = |kind: crate::backend::FailureKind, reason: FieldProblem, detail: String| FieldError {
             field: field.id.clone(),
             path: Some(path.to_string()),

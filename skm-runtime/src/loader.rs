@@ -302,7 +302,7 @@ impl Loader {
         self
     }
 
-    /// Sets the profile that replaces `{profile}` in prefixes (default: `SKM_PROFILE`).
+    /// Sets the profile that replaces `{profile}` in prefixes and dynamic paths (default: `SKM_PROFILE`).
     pub fn profile(mut self, profile: impl Into<String>) -> Self {
         self.profile = Some(profile.into());
         self
@@ -377,8 +377,12 @@ impl Loader {
         let pass = self.run(&fields, None).await?;
         // Leases are issued once per load, after the fetch, so that a failed fetch issues none.
         #[cfg(feature = "vault")]
-        let leases =
-            crate::fetch::issue_fields(self.backend.as_ref(), &T::spec().leased_fields(), self.lease_options).await;
+        let leases = crate::fetch::issue_fields(
+            self.backend.as_ref(),
+            &T::spec().leased_fields_for(self.resolved_profile()?.as_deref())?,
+            self.lease_options,
+        )
+        .await;
         #[cfg(not(feature = "vault"))]
         let leases = values::Leases;
         values::build(&fields, pass.resolved.expect("a first pass always resolves"), leases)

@@ -108,8 +108,9 @@ impl StructSpec {
     }
 
     /// Every leased field (`#[secret(dynamic = "...")]`) of this struct and its flattened children, in
-    /// declaration order, with its dotted id. Prefixes do not apply: a dynamic path names a secrets engine's
-    /// endpoint, not a KV location.
+    /// declaration order, with its dotted id and its path as declared. Prefixes do not apply: a dynamic path
+    /// names a secrets engine's endpoint, not a KV location. See [`StructSpec::leased_fields_for`] for a
+    /// path holding `{profile}`.
     ///
     /// # Example
     /// ```
@@ -133,6 +134,45 @@ impl StructSpec {
         out
     }
 
+    /// [`StructSpec::leased_fields`] for a profile: `{profile}` in a dynamic path (one role per
+    /// environment, e.g. `dynamic = "database/creds/{profile}-app"`) becomes the profile.
+    ///
+    /// # Errors
+    /// A path holds `{profile}` and there is no profile.
+    ///
+    /// # Example
+    /// ```
+    /// use skm_runtime::spec::{FieldKind, FieldSpec, LeasedSpec, StructSpec};
+    ///
+    /// static SPEC: StructSpec = StructSpec {
+    ///     name: "Db",
+    ///     prefix: None,
+    ///     fields: &[FieldSpec {
+    ///         name: "db",
+    ///         kind: FieldKind::Leased(LeasedSpec { path: "database/creds/{profile}-app", type_name: "Leased<Creds>" }),
+    ///     }],
+    /// };
+    /// assert_eq!(SPEC.leased_fields_for(Some("prod")).unwrap()[0].path, "database/creds/prod-app");
+    /// assert!(SPEC.leased_fields_for(None).is_err());
+    /// ```
+    pub fn leased_fields_for(&self, profile: Option<&str>) -> Result<Vec<LeasedField>, Error> {
+        let mut out = self.leased_fields();
+        for field in &mut out {
+            field.path = match profile {
+                Some(p) => field.spec.path.replace("{profile}", p),
+                None if field.spec.path.contains("{profile}") => {
+                    return Err(Error::config(format!(
+                        "field `{}` has `dynamic = \"{}\"`, which needs a profile: set SKM_PROFILE (e.g. \
+                         SKM_PROFILE=dev) or call `Loader::profile(\"dev\")`",
+                        field.id, field.spec.path
+                    )))
+                }
+                None => field.spec.path.to_string(),
+            };
+        }
+        Ok(out)
+    }
+
     fn leased_into(&self, id_prefix: &str, out: &mut Vec<LeasedField>) {
         for field in self.fields {
             let id = if id_prefix.is_empty() {
@@ -141,7 +181,11 @@ impl StructSpec {
                 format!("{id_prefix}.{}", field.name)
             };
             match &field.kind {
-                FieldKind::Leased(spec) => out.push(LeasedField { id, spec }),
+                FieldKind::Leased(spec) => out.push(LeasedField {
+                    id,
+                    path: spec.path.to_string(),
+                    spec,
+                }),
                 FieldKind::Flatten(nested) => nested().leased_into(&id, out),
                 FieldKind::Secret(_) => {}
             }
@@ -154,6 +198,9 @@ impl StructSpec {
 pub struct LeasedField {
     /// Dotted field path from the outer struct.
     pub id: String,
+    /// The credentials path to read: the declared one, with `{profile}` replaced by
+    /// [`StructSpec::leased_fields_for`].
+    pub path: String,
     /// The declaration.
     pub spec: &'static LeasedSpec,
 }
