@@ -1,0 +1,9 @@
+use skm::{Leased, Secrets};
+
+#[derive(Secrets)]
+struct AppSecrets {
+    #[secret(dynamic = "database/creds/app")]
+    db: Leased,
+}
+
+fn main() {}
