@@ -9,12 +9,12 @@
 //!   |---|---|---|---|
 //!   | 1 | declarations | `spec.rs` (+ `validate.rs`) | static data the derive emits: [`StructSpec`], [`SecretSpec`], [`VersionPin`], [`Validators`] |
 //!   | 2 | plan | `plan.rs` | fields with prefixes and profile resolved ([`ResolvedField`]), duplicate check, one request per (path, version) |
-//!   | 3 | fetch | `fetch.rs` | one [`Backend::fetch`](backend::Backend::fetch) call under [`Loader::deadline`], one result per request, `skm::audit` events; hot-reload refreshes; the lease step for `dynamic` fields |
-//!   | 4 | resolve | `resolve.rs` (+ `layer.rs`, `files.rs`, [`dotenv`]) | one lookup per field and layer, figment merges the layers and picks the one winner; fallback rules |
+//!   | 3 | fetch | `fetch.rs` | one [`Backend::fetch`](backend::Backend::fetch) call per backend, all in one concurrent wave, under [`Loader::deadline`], one result per request, `skm::audit` events; hot-reload refreshes; the lease step for `dynamic` fields |
+//!   | 4 | resolve | `resolve/` (`mod.rs` the winner, `lookup.rs` the per-layer lookups; + `layer.rs`, `files.rs`, [`dotenv`]) | one lookup per field and layer, figment merges the layers and picks the one winner; fallback rules |
 //!   | 5 | report | `report.rs`, `error.rs` | provenance ([`Origin`], [`Provenance`]), check results ([`Check`]), per-field errors ([`LoadError`]) |
 //!   | 6 | values | `values.rs` (+ `de.rs`) | the [`Secrets`] trait and typed extraction, with value-free errors |
 //!
-//!   [`Loader`] (`loader.rs`) is the builder and the single pipeline entry that [`Loader::load`],
+//!   [`Loader`] (`loader/mod.rs` the builder, `loader/run.rs` the single pipeline entry, which [`Loader::load`],
 //!   [`Loader::load_report`], [`Loader::check_fields`] and every [`Loader::watch`] refresh run.
 //! - Shared by every stage and backend, importing none of them: `failure.rs` (the one failure kind,
 //!   [`FetchError`](backend::FetchError), [`AdminError`](backend::AdminError), re-exported by [`backend`]) and

@@ -21,7 +21,6 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use figment::Figment;
-use secrecy::ExposeSecret;
 
 use crate::backend::{FailureKind, FetchRequest, SecretValue};
 use crate::dotenv::{DotenvError, DotenvFile};
@@ -30,6 +29,10 @@ use crate::fetch::{Fetched, Group};
 use crate::layer::{EnvSource, Layer, Snapshot};
 use crate::plan::ResolvedField;
 use crate::spec::VersionPin;
+
+mod lookup;
+
+pub(crate) use lookup::extract_key_text;
 
 /// What the resolve stage needs from the loader's settings.
 pub(crate) struct Sources<'a> {
@@ -179,144 +182,6 @@ pub(crate) fn resolve(src: &Sources<'_>, fields: &[ResolvedField]) -> Result<(Ve
 }
 
 impl Sources<'_> {
-    /// The display name of the backend that serves `field`'s path.
-    fn backend_name(&self, field: &ResolvedField) -> String {
-        let default = || self.backend.clone().unwrap_or_else(|| "backend".into());
-        match field.route() {
-            None => default(),
-            Some(route) => match self.routed.get(route) {
-                Some(Binding::Bound(name)) => name.clone(),
-                _ => format!("{route} backend"),
-            },
-        }
-    }
-
-    /// The results of the backend that serves `field`'s path, if it was fetched.
-    fn group(&self, field: &ResolvedField) -> Option<&Group> {
-        self.fetched.get(&field.route())
-    }
-
-    fn source_name(&self, layer: Layer, field: &ResolvedField) -> String {
-        match layer {
-            Layer::Backend => {
-                let name = self.backend_name(field);
-                match (&field.path, field.key) {
-                    (Some(p), Some(k)) => format!("{name} secret `{p}` key `{k}`"),
-                    (Some(p), None) => format!("{name} secret `{p}`"),
-                    _ => name,
-                }
-            }
-            Layer::Files => match (self.files, field.env) {
-                (Some(dir), Some(name)) => format!("file {}", dir.join(name).display()),
-                _ => "secret files".into(),
-            },
-            Layer::Env => format!("env var {}", field.env.unwrap_or("(none)")),
-            Layer::Dotenv => match self.dotenv {
-                Some(p) => format!(".env file {}", p.display()),
-                None => ".env file".into(),
-            },
-            Layer::Default => "declared default".into(),
-        }
-    }
-
-    fn lookup(&self, layer: Layer, field: &ResolvedField, dotenv: Option<&DotenvFile>, unreadable: bool) -> Lookup {
-        match layer {
-            Layer::Backend => self.backend_lookup(field, field.spec.version.clone()),
-            Layer::Files => match (field.env, self.files) {
-                (None, _) => Lookup::Skipped("no `env` declared".into()),
-                (_, None) => Lookup::Skipped("no secrets directory (SKM_SECRETS_DIR)".into()),
-                (Some(name), Some(dir)) => read_file(&dir.join(name), "no such file"),
-            },
-            Layer::Env => match field.env {
-                None => Lookup::Skipped("no `env` declared".into()),
-                Some(name) => match self.env.get(name) {
-                    Some(v) => Lookup::Found(Found::Text(v), name.to_string()),
-                    // Docker's convention: `NAME_FILE` names a file holding the value.
-                    None => match self.env.get(&format!("{name}_FILE")) {
-                        Some(path) if !path.is_empty() => match read_file(Path::new(&path), "") {
-                            Lookup::Found(v, location) => Lookup::Found(v, format!("{name}_FILE {location}")),
-                            Lookup::Missing(_) => Lookup::Failed(
-                                FailureKind::Invalid,
-                                format!("{name}_FILE names {path}, which does not exist"),
-                            ),
-                            other => other,
-                        },
-                        _ => Lookup::Missing("not set".into()),
-                    },
-                },
-            },
-            Layer::Dotenv => match (field.env, self.dotenv, dotenv) {
-                (None, _, _) => Lookup::Skipped("no `env` declared".into()),
-                (_, None, _) => Lookup::Skipped("disabled".into()),
-                (_, Some(_), None) if unreadable => Lookup::Unreadable,
-                (_, Some(_), None) => Lookup::Missing("no such file".into()),
-                (Some(name), Some(_), Some(file)) => match file.get(name) {
-                    Some(entry) => Lookup::Found(
-                        Found::Text(entry.value().expose_secret().to_string()),
-                        format!("{} line {}", file.path().display(), entry.line()),
-                    ),
-                    None => Lookup::Missing(format!("{name} not in file")),
-                },
-            },
-            Layer::Default => match field.spec.default {
-                Some(d) => Lookup::Found(Found::Text(d.to_string()), "#[secret(default = ...)]".into()),
-                None => Lookup::Skipped("none declared".into()),
-            },
-        }
-    }
-
-    fn backend_version(&self, field: &ResolvedField) -> Option<String> {
-        let request = FetchRequest {
-            path: field.path.clone()?,
-            version: field.spec.version.clone(),
-        };
-        self.group(field)?.get(&request)?.as_ref().ok()?.version.clone()
-    }
-
-    /// What the backend holds for `field` at `version` (the declared pin, or the previous of a rotating field).
-    fn backend_lookup(&self, field: &ResolvedField, version: VersionPin) -> Lookup {
-        let Some(path) = &field.path else {
-            return Lookup::Skipped("no `path` declared".into());
-        };
-        match field.route().map(|r| self.routed.get(r)) {
-            None if self.backend.is_none() => return Lookup::Skipped(self.backend_reason.to_string()),
-            None | Some(Some(Binding::Bound(_))) => {}
-            Some(Some(Binding::Unconfigured { why, fail: false })) => return Lookup::Skipped(why.clone()),
-            // A route the loader was never asked to bind: the backend layer is off for this load.
-            Some(None) => return Lookup::Skipped("the backend layer is not consulted".into()),
-            // Not an outage: a configuration mistake that no lower layer may hide.
-            Some(Some(Binding::Unconfigured { why, fail: true })) => {
-                return Lookup::Failed(FailureKind::Invalid, why.clone());
-            }
-        }
-        let request = FetchRequest {
-            path: path.clone(),
-            version,
-        };
-        // A backend may name the place itself (Key Vault: the mapped name, the version, an expiry).
-        let base = (self.group(field).and_then(|g| g.get(&request)))
-            .and_then(|r| r.as_ref().ok()?.location.clone())
-            .unwrap_or_else(|| format!("secret {path}"));
-        let location = match field.key {
-            Some(k) => format!("{base} key {k}"),
-            None => base,
-        };
-        match self.group(field).and_then(|g| g.get(&request)) {
-            None => Lookup::Failed(FailureKind::Other, "not fetched".into()),
-            Some(Err(e)) if e.kind == FailureKind::NotFound => Lookup::Missing(e.detail.clone()),
-            Some(Err(e)) => Lookup::Failed(e.kind, e.detail.clone()),
-            Some(Ok(payload)) => match (&payload.value, field.key) {
-                (SecretValue::Text(t), None) => Lookup::Found(Found::Text(t.expose_secret().to_string()), location),
-                (SecretValue::Binary(b), None) => Lookup::Found(Found::Binary(b.expose_secret().clone()), location),
-                (SecretValue::Binary(_), Some(k)) => Lookup::Failed(
-                    FailureKind::Invalid,
-                    format!("`{path}` is binary, so key `{k}` cannot be read; remove `key` to read the bytes"),
-                ),
-                (SecretValue::Text(t), Some(k)) => extract_key(t.expose_secret(), path, k, location),
-            },
-        }
-    }
-
     /// One figment provider per layer, merged lowest first so that higher layers win. Found values move
     /// from `table` into `slots`; the providers hold slot numbers.
     fn figment(&self, fields: &[ResolvedField], table: &mut [Vec<Lookup>], slots: &mut Slots) -> Figment {
@@ -523,25 +388,6 @@ impl Sources<'_> {
     }
 }
 
-/// Reads one secret file (see [`crate::files::read`]). Text when it is UTF-8, else bytes; the location is
-/// the path. An unreadable file is an error naming the file and the OS reason, never a byte of it.
-fn read_file(path: &Path, missing: &str) -> Lookup {
-    match crate::files::read(path) {
-        Ok(Some(bytes)) => {
-            let location = path.display().to_string();
-            match String::from_utf8(bytes) {
-                Ok(text) => Lookup::Found(Found::Text(text), location),
-                Err(e) => Lookup::Found(Found::Binary(e.into_bytes()), location),
-            }
-        }
-        Ok(None) => Lookup::Missing(missing.to_string()),
-        Err(e) => Lookup::Failed(
-            FailureKind::Invalid,
-            format!("cannot read file {}: {}", path.display(), e.kind()),
-        ),
-    }
-}
-
 /// Applies the field's validators to a found value; the message names `source`, never the value.
 fn validate(field: &ResolvedField, raw: &Found, source: &str) -> Result<(), String> {
     let validators = &field.spec.validate;
@@ -556,36 +402,4 @@ fn validate(field: &ResolvedField, raw: &Found, source: &str) -> Result<(), Stri
         },
     };
     checked.map_err(|problems| format!("the value from {source} {problems}"))
-}
-
-/// Reads property `key` of a JSON object secret. A non-object is an error, never a silent miss.
-fn extract_key(text: &str, path: &str, key: &str, location: String) -> Lookup {
-    let parsed: Result<serde_json::Map<String, serde_json::Value>, _> = serde_json::from_str(text);
-    match parsed {
-        Err(_) => Lookup::Failed(
-            FailureKind::Invalid,
-            format!(
-                "`{path}` is not a JSON object, so key `{key}` cannot be read; remove `key` to read the whole value"
-            ),
-        ),
-        Ok(map) => match map.get(key) {
-            None => Lookup::Missing(format!("`{path}` has no key `{key}`")),
-            Some(serde_json::Value::String(s)) => Lookup::Found(Found::Text(s.clone()), location),
-            Some(serde_json::Value::Null) => Lookup::Missing(format!("key `{key}` is null")),
-            // Numbers, booleans and nested objects keep their JSON text; the field's type parses it.
-            Some(other) => Lookup::Found(Found::Text(other.to_string()), location),
-        },
-    }
-}
-
-/// [`extract_key`] without a loader around it, for [`crate::fuzzing`]: the value of `key`, `None` when
-/// missing, or why the text cannot hold keys.
-pub(crate) fn extract_key_text(text: &str, key: &str) -> Result<Option<String>, String> {
-    match extract_key(text, "fuzz", key, String::new()) {
-        Lookup::Found(Found::Text(ref s), _) => Ok(Some(s.clone())),
-        Lookup::Found(Found::Binary(_), _) => Err("binary".into()),
-        Lookup::Missing(_) => Ok(None),
-        Lookup::Failed(_, why) | Lookup::Skipped(why) => Err(why),
-        Lookup::Unreadable => Err("unreadable".into()),
-    }
 }
