@@ -1,4 +1,4 @@
-//! Checks that need more than one option or more than one field; single options are checked in `attr.rs`.
+//! Checks that need more than one option or more than one field; single options are checked in `attr/`.
 
 use std::collections::HashMap;
 

@@ -434,13 +434,13 @@ mod tests {
     /// cannot see this table); this keeps the copy in step.
     #[test]
     fn derive_backend_names_match_the_registry() {
-        let attr = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../skm-derive/src/attr.rs");
-        let text = std::fs::read_to_string(&attr).expect("skm-derive's attr.rs next to skm-runtime");
+        let attr = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../skm-derive/src/attr/mod.rs");
+        let text = std::fs::read_to_string(&attr).expect("skm-derive's attr/mod.rs next to skm-runtime");
         let table = text
             .split("pub const BACKEND_NAMES")
             .nth(1)
             .and_then(|t| t.split("];").next())
-            .expect("BACKEND_NAMES in skm-derive/src/attr.rs");
+            .expect("BACKEND_NAMES in skm-derive/src/attr/mod.rs");
         let mut derive: Vec<(String, String)> = table
             .lines()
             .filter_map(|l| {
@@ -461,7 +461,7 @@ mod tests {
         registry.sort();
         assert_eq!(
             derive, registry,
-            "update BACKEND_NAMES in skm-derive/src/attr.rs to match registry::all()"
+            "update BACKEND_NAMES in skm-derive/src/attr/mod.rs to match registry::all()"
         );
     }
 
