@@ -262,9 +262,9 @@ fn run_inner(settings: &Settings) -> Result<Section, String> {
     let tokio_only = cases[2].samples.median();
     let no_git = cases[4].samples.median();
     section.notes.push(format!(
-        "On first use of `.env` and of the store, skm runs `git check-ignore` once per file (a `git` process \
-         each) to warn about secrets that could be committed. Without git on `PATH` the same start takes {} \
-         ({} of the hand-written one): the checks cost {} of the {}.",
+        "A load never runs git (the `git check-ignore` warning moved to `skm check` / `skm doctor`): without git \
+         on `PATH` the same start takes {} ({} of the hand-written one), a difference of {} from the {} \
+         above, which is noise.",
         fmt_secs(no_git),
         fmt_ratio(no_git / manual),
         fmt_secs(cases[0].samples.median() - no_git),
