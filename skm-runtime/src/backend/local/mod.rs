@@ -19,9 +19,9 @@
 //!
 //! # Model
 //! A *path* such as `auth/jwt` holds a value; like Vault, the value is usually a JSON object of keys
-//! ([`SecretValue::map`]), but plain text is stored and read back as-is, and bytes as bytes. Each put adds a
-//! numbered version (1, 2, …); the last 5 are kept. Reads take [`VersionPin::Current`], a kept
-//! [`VersionPin::Number`] (or the same number as [`VersionPin::Id`]), or [`VersionPin::Previous`] (also the
+//! ([`SecretValue::map`](crate::backend::SecretValue::map)), but plain text is stored and read back as-is, and bytes as bytes. Each put adds a
+//! numbered version (1, 2, …); the last 5 are kept. Reads take [`VersionPin::Current`](crate::spec::VersionPin::Current), a kept
+//! [`VersionPin::Number`](crate::spec::VersionPin::Number) (or the same number as [`VersionPin::Id`](crate::spec::VersionPin::Id)), or [`VersionPin::Previous`](crate::spec::VersionPin::Previous) (also the
 //! stages `previous` and `AWSPREVIOUS`) for the version before the latest. [`LocalStore::rollback`] makes an
 //! old version current again as a new version. [`DeleteMode::Force`] removes a path and its versions; the
 //! other modes hide it (reads say not found, `list` omits it) but keep its versions, so `rollback` or a new
