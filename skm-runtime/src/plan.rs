@@ -158,17 +158,9 @@ impl StructSpec {
     pub fn leased_fields_for(&self, profile: Option<&str>) -> Result<Vec<LeasedField>, Error> {
         let mut out = self.leased_fields();
         for field in &mut out {
-            field.path = match profile {
-                Some(p) => field.spec.path.replace("{profile}", p),
-                None if field.spec.path.contains("{profile}") => {
-                    return Err(Error::config(format!(
-                        "field `{}` has `dynamic = \"{}\"`, which needs a profile: set SKM_PROFILE (e.g. \
-                         SKM_PROFILE=dev) or call `Loader::profile(\"dev\")`",
-                        field.id, field.spec.path
-                    )))
-                }
-                None => field.spec.path.to_string(),
-            };
+            field.path = replace_profile(field.spec.path, profile, || {
+                format!("field `{}` has `dynamic = \"{}\"`", field.id, field.spec.path)
+            })?;
         }
         Ok(out)
     }
@@ -206,14 +198,19 @@ pub struct LeasedField {
 }
 
 pub(crate) fn substitute_profile(prefix: &str, profile: Option<&str>, owner: &str) -> Result<String, Error> {
-    if !prefix.contains("{profile}") {
-        return Ok(prefix.to_string());
+    replace_profile(prefix, profile, || format!("`{owner}` has prefix `{prefix}`"))
+}
+
+/// `text` with `{profile}` replaced; without a profile, an error saying `holder` (what holds the text) needs one.
+fn replace_profile(text: &str, profile: Option<&str>, holder: impl FnOnce() -> String) -> Result<String, Error> {
+    if !text.contains("{profile}") {
+        return Ok(text.to_string());
     }
     match profile {
-        Some(p) => Ok(prefix.replace("{profile}", p)),
+        Some(p) => Ok(text.replace("{profile}", p)),
         None => Err(Error::config(format!(
-            "`{owner}` has prefix `{prefix}`, which needs a profile: set SKM_PROFILE (e.g. SKM_PROFILE=dev) \
-             or call `Loader::profile(\"dev\")`"
+            "{}, which needs a profile: set SKM_PROFILE (e.g. SKM_PROFILE=dev) or call `Loader::profile(\"dev\")`",
+            holder()
         ))),
     }
 }
