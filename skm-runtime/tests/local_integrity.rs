@@ -392,3 +392,31 @@ async fn a_reader_that_meets_a_write_in_progress_waits_for_it_instead_of_failing
     let r = reader.await.unwrap();
     assert_eq!(text(&r), NEW);
 }
+
+#[test]
+fn an_uncontended_read_does_not_need_the_blocking_pool() {
+    // A read that meets no writer happens on the calling task (a blocking thread's start was a large part of
+    // a cold start). With the runtime's only blocking thread held by another task, it still completes.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join(".skm");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(1)
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = store_at(&root);
+        put(&store, "db", NEW).await;
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let occupant = tokio::task::spawn_blocking(move || held.recv_timeout(std::time::Duration::from_secs(60)));
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            get(&store, "db", VersionPin::Current),
+        )
+        .await
+        .expect("the read waited for the blocking pool");
+        assert_eq!(text(&read), NEW);
+        release.send(()).unwrap();
+        occupant.await.unwrap().unwrap();
+    });
+}

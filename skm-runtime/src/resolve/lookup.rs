@@ -128,15 +128,16 @@ impl Sources<'_> {
             path: path.clone(),
             version,
         };
+        let fetched = self.group(field).and_then(|g| g.get(&request));
         // A backend may name the place itself (Key Vault: the mapped name, the version, an expiry).
-        let base = (self.group(field).and_then(|g| g.get(&request)))
+        let base = fetched
             .and_then(|r| r.as_ref().ok()?.location.clone())
             .unwrap_or_else(|| format!("secret {path}"));
         let location = match field.key {
             Some(k) => format!("{base} key {k}"),
             None => base,
         };
-        match self.group(field).and_then(|g| g.get(&request)) {
+        match fetched {
             None => Lookup::Failed(FailureKind::Other, "not fetched".into()),
             Some(Err(e)) if e.kind == FailureKind::NotFound => Lookup::Missing(e.detail.clone()),
             Some(Err(e)) => Lookup::Failed(e.kind, e.detail.clone()),

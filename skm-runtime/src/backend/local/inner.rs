@@ -42,6 +42,10 @@ struct View {
     index: Option<Option<Index>>,
     /// Under the exclusive lock: what is read is final, and a mismatch is not retried.
     locked: bool,
+    /// A reader that must not wait: a mismatch is not retried under the shared lock (which may wait for a
+    /// writer) but marks the view `contended`.
+    no_wait: bool,
+    contended: bool,
 }
 
 impl View {
@@ -50,6 +54,8 @@ impl View {
             key: None,
             index: None,
             locked: false,
+            no_wait: false,
+            contended: false,
         }
     }
 
@@ -58,6 +64,8 @@ impl View {
             key: Some(key),
             index: Some(Some(index)),
             locked: true,
+            no_wait: false,
+            contended: false,
         }
     }
 }
@@ -197,6 +205,10 @@ impl Inner {
     /// path's file and of the index, so a mismatch is read again under a shared lock before it counts.
     fn load(&self, path: &str, view: &mut View) -> Result<Found, Fail> {
         match self.load_once(path, view) {
+            Err(Fail::Integrity(why)) if !view.locked && view.no_wait => {
+                view.contended = true;
+                Err(Fail::Integrity(why))
+            }
             Err(Fail::Integrity(_)) if !view.locked => {
                 let lock_path = self.root.join(LOCK_FILE);
                 let Ok(file) = open_lock(&lock_path, false) else {
@@ -219,16 +231,28 @@ impl Inner {
     }
 
     pub fn fetch(&self, requests: &[FetchRequest]) -> Vec<FetchResult> {
+        self.fetch_in(requests, &mut View::reader())
+    }
+
+    /// [`Inner::fetch`] that never waits on the store's lock: `None` when a read caught a writer between its
+    /// renames, which only a read under the shared lock (which waits for the writer) can settle.
+    pub fn fetch_without_waiting(&self, requests: &[FetchRequest]) -> Option<Vec<FetchResult>> {
+        let mut view = View::reader();
+        view.no_wait = true;
+        let results = self.fetch_in(requests, &mut view);
+        (!view.contended).then_some(results)
+    }
+
+    fn fetch_in(&self, requests: &[FetchRequest], view: &mut View) -> Vec<FetchResult> {
         // No git check here: a load never starts a process (writes and `skm check` / `doctor` warn instead).
         // Each path is decrypted once however many versions of it are asked for.
-        let mut view = View::reader();
         let mut entries: HashMap<&str, Result<Entry, FetchError>> = HashMap::new();
         requests
             .iter()
             .map(|r| {
                 let entry = entries
                     .entry(r.path.as_str())
-                    .or_insert_with(|| self.fetch_one(&r.path, &mut view).map_err(Fail::fetch));
+                    .or_insert_with(|| self.fetch_one(&r.path, view).map_err(Fail::fetch));
                 let entry = entry.as_ref().map_err(Clone::clone)?;
                 let version = select(entry, &r.path, &r.version).map_err(Fail::fetch)?;
                 Ok(SecretPayload::new(to_value(version).map_err(Fail::fetch)?).with_version(version.n.to_string()))
@@ -268,6 +292,8 @@ impl Inner {
                     key: Some(key.clone()),
                     index: Some(None),
                     locked: true,
+                    no_wait: false,
+                    contended: false,
                 };
                 for (_, path) in self.names()? {
                     // Every file must open under the key and be of the legacy format: a current-format file

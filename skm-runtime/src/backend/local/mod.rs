@@ -356,6 +356,12 @@ impl Backend for LocalStore {
     }
 
     async fn fetch(&self, requests: &[FetchRequest]) -> Vec<FetchResult> {
+        // Read in place: a lock-free read of small local files never waits, and handing it to a blocking
+        // thread cost 0.24 ms of a 2.7 ms cold start (skm-bench's cold binary). Only a read that caught a
+        // writer mid-write goes to a blocking thread, to wait there on the store's shared lock.
+        if let Some(results) = self.inner.fetch_without_waiting(requests) {
+            return results;
+        }
         let inner = Arc::clone(&self.inner);
         let owned = requests.to_vec();
         match tokio::task::spawn_blocking(move || inner.fetch(&owned)).await {
