@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 
 use super::error::Failure;
 use super::{AwsBackend, FetchStrategy};
+use crate::backend::fanout::Distinct;
 use crate::backend::{FailureKind, FetchError, FetchRequest, FetchResult, SecretPayload, SecretValue, VersionPin};
 
 /// `BatchGetSecretValue` accepts at most 20 ids (moto does not enforce it; AWS does).
@@ -49,18 +50,8 @@ enum Done {
 }
 
 pub(super) async fn fetch(backend: &AwsBackend, requests: &[FetchRequest]) -> Vec<FetchResult> {
-    // Identical requests cost one lookup; each gets its own copy of the answer.
-    let mut slots: HashMap<&FetchRequest, usize> = HashMap::new();
-    let mut unique: Vec<&FetchRequest> = Vec::new();
-    let slot_of: Vec<usize> = requests
-        .iter()
-        .map(|r| {
-            *slots.entry(r).or_insert_with(|| {
-                unique.push(r);
-                unique.len() - 1
-            })
-        })
-        .collect();
+    let distinct = Distinct::of(requests);
+    let unique = &distinct.unique;
 
     let mut results: Vec<Option<FetchResult>> = vec![None; unique.len()];
     let adaptive = backend.strategy == FetchStrategy::Adaptive;
@@ -141,11 +132,7 @@ pub(super) async fn fetch(backend: &AwsBackend, requests: &[FetchRequest]) -> Ve
         }
     }
 
-    let results: Vec<FetchResult> = results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(FetchError::new(FailureKind::Other, "the request was cancelled"))))
-        .collect();
-    slot_of.into_iter().map(|slot| results[slot].clone()).collect()
+    distinct.spread(results)
 }
 
 fn spawn(tasks: &mut JoinSet<Done>, backend: &AwsBackend, limit: &Arc<Semaphore>, item: Work, adaptive: bool) {

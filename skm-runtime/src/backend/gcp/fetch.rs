@@ -1,7 +1,7 @@
 //! The read path: one `AccessSecretVersion` per distinct request, all in flight at once up to the
 //! backend's bound (Secret Manager has no batch read).
 
-use crate::backend::fanout::FanOut;
+use crate::backend::fanout::{Distinct, FanOut};
 use std::collections::HashMap;
 
 use google_cloud_gax::error::rpc::Code;
@@ -30,23 +30,13 @@ struct Job {
 }
 
 pub(super) async fn fetch(backend: &GcpBackend, requests: &[FetchRequest]) -> Vec<FetchResult> {
-    // Identical requests cost one access; each gets its own copy of the answer.
-    let mut slots: HashMap<&FetchRequest, usize> = HashMap::new();
-    let mut unique: Vec<&FetchRequest> = Vec::new();
-    let slot_of: Vec<usize> = requests
-        .iter()
-        .map(|r| {
-            *slots.entry(r).or_insert_with(|| {
-                unique.push(r);
-                unique.len() - 1
-            })
-        })
-        .collect();
+    let distinct = Distinct::of(requests);
+    let unique = &distinct.unique;
 
     let mut results: Vec<Option<FetchResult>> = vec![None; unique.len()];
     // Paths in first-seen order, resolved together so that two paths naming one secret are caught.
     let mut paths: Vec<&str> = Vec::new();
-    for r in &unique {
+    for r in unique {
         if !paths.contains(&r.path.as_str()) {
             paths.push(&r.path);
         }
@@ -140,11 +130,7 @@ pub(super) async fn fetch(backend: &GcpBackend, requests: &[FetchRequest]) -> Ve
     for (slot, result) in answers.into_iter().flatten() {
         results[slot] = Some(result);
     }
-    let results: Vec<FetchResult> = results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(FetchError::new(FailureKind::Other, "the request was cancelled"))))
-        .collect();
-    slot_of.into_iter().map(|slot| results[slot].clone()).collect()
+    distinct.spread(results)
 }
 
 /// The current version (`latest`), and the newest enabled version before it, for one secret.
