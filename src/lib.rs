@@ -136,9 +136,9 @@ pub mod figment;
 pub use skm_derive::Secrets;
 pub use skm_runtime::{
     backend, dotenv, watch, Attempt, AttemptOutcome, BoxError, Check, ConfigError, Error, FieldError, FieldKind,
-    FieldProblem, FieldSpec, Layer, LoadError, Loaded, Loader, Origin, Provenance, RawField, RawValues, ResolvedField,
-    Rotating, SecretSpec, SecretType, Secrets, Stale, StructSpec, Validators, VersionPin, Watch, WatchOptions,
-    WatchStats,
+    FieldProblem, FieldSpec, Layer, LoadError, Loaded, Loader, Origin, Pattern, Provenance, RawField, RawValues,
+    ResolvedField, Rotating, SecretSpec, SecretType, Secrets, Stale, StructSpec, Validators, VersionPin, Watch,
+    WatchOptions, WatchStats,
 };
 
 /// Helpers for testing code that loads secrets, and for testing a backend of your own.
@@ -181,7 +181,7 @@ pub mod __private {
     pub use skm_runtime::spec::LeasedSpec;
     pub use skm_runtime::{detect, plan, spec};
     pub use skm_runtime::{
-        Error, FieldKind, FieldSpec, Loader, SecretSpec, Secrets, StructSpec, Validators, Values, VersionPin,
+        Error, FieldKind, FieldSpec, Loader, Pattern, SecretSpec, Secrets, StructSpec, Validators, Values, VersionPin,
     };
     pub use std::borrow::Cow;
 

@@ -200,7 +200,7 @@ fn validators_are_in_the_spec() {
         skm::Validators {
             min_len: Some(12),
             not: &["changeme", "dummy"],
-            pattern: Some("^sk-"),
+            pattern: Some(skm::Pattern::regex("^sk-")),
         }
     );
     let debug = format!("{spec:?}");

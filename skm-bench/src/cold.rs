@@ -12,7 +12,7 @@ use skm::backend::{AdminBackend, PutRequest, SecretValue};
 use skm::ExposeSecret;
 
 use crate::report::{Section, Table, Target};
-use crate::stats::{fmt_ratio, fmt_secs, Samples};
+use crate::stats::{fmt_ratio, fmt_secs, fmt_size, Samples};
 use crate::Settings;
 
 /// Secrets each binary loads.
@@ -173,7 +173,7 @@ fn run_inner(settings: &Settings) -> Result<Section, String> {
             what: "**`cold_skm`**: `AppSecrets::load()`, 10 from the local store + 10 from `.env`",
             binary: bin.join("cold_skm"),
             dir: store_dir.clone(),
-            env: key_env,
+            env: key_env.clone(),
             samples: Samples::new(),
             load: Samples::new(),
         },
@@ -209,6 +209,14 @@ fn run_inner(settings: &Settings) -> Result<Section, String> {
             samples: Samples::new(),
             load: Samples::new(),
         },
+        Case {
+            what: "`cold_skm_pattern`: `cold_skm` with one `pattern = \"^cold-\"` validator (links the regex engine)",
+            binary: bin.join("cold_skm_pattern"),
+            dir: store_dir.clone(),
+            env: key_env,
+            samples: Samples::new(),
+            load: Samples::new(),
+        },
     ];
     for case in &cases {
         for _ in 0..warmup {
@@ -234,6 +242,7 @@ fn run_inner(settings: &Settings) -> Result<Section, String> {
         "runs",
         "vs hand-written",
         "of which `load()` (median)",
+        "binary size",
     ]);
     for case in &cases {
         table.row(vec![
@@ -247,6 +256,7 @@ fn run_inner(settings: &Settings) -> Result<Section, String> {
             } else {
                 fmt_secs(case.load.median())
             },
+            std::fs::metadata(&case.binary).map_or_else(|_| "?".into(), |m| fmt_size(m.len())),
         ]);
     }
     let ratio = cases[0].samples.median() / manual;
@@ -272,8 +282,17 @@ fn run_inner(settings: &Settings) -> Result<Section, String> {
     ));
     section.notes.push(format!(
         "The multi-threaded Tokio runtime of `#[tokio::main]` (worker threads, CPU-quota probing) costs {} by \
-         itself; `cold_skm`'s binary is also larger (figment, the store's cipher), so its start maps more pages.",
+         itself; `cold_skm`'s binary is also larger (figment, serde_json, the store's cipher), so its start maps \
+         and relocates more pages.",
         fmt_secs(tokio_only - manual)
+    ));
+    let pattern = cases[5].samples.median();
+    section.notes.push(format!(
+        "A `pattern` validator links the regex engine and its Unicode tables, whose pointers the loader \
+         relocates at every start: {} ({}) against {} without. A program with no pattern does not link it.",
+        fmt_secs(pattern),
+        fmt_ratio(pattern / manual),
+        fmt_secs(cases[0].samples.median())
     ));
     section.targets.push(Target::new(
         "cold start: skm / hand-written process wall time",

@@ -148,6 +148,15 @@ pub fn fmt_ratio(r: f64) -> String {
     }
 }
 
+/// A file size written as `812 KB` or `2.51 MB` (powers of 1000, as `ls -l --si` writes them).
+pub fn fmt_size(bytes: u64) -> String {
+    if bytes >= 1_000_000 {
+        format!("{:.2} MB", bytes as f64 / 1e6)
+    } else {
+        format!("{:.0} KB", bytes as f64 / 1e3)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -165,7 +165,15 @@ fn validators(field: &Field) -> TokenStream {
         None => quote!(::skm::__private::None),
     };
     let not = attrs.not.iter().flat_map(|o| &o.value);
-    let pattern = opt_str(attrs.pattern.as_ref().map(|o| o.value.as_str()));
+    // The regex matcher is named only here, for a field that declares a pattern: a program without one
+    // does not link the regex engine (see `Pattern`).
+    let pattern = match &attrs.pattern {
+        Some(o) => {
+            let source = o.value.as_str();
+            quote!(::skm::__private::Some(::skm::__private::Pattern::regex(#source)))
+        }
+        None => quote!(::skm::__private::None),
+    };
     quote! {
         ::skm::__private::Validators {
             min_len: #min_len,

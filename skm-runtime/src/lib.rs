@@ -79,7 +79,7 @@ pub use loader::Loader;
 pub use plan::ResolvedField;
 pub use report::{Check, Loaded, Origin, Provenance};
 pub use rotating::Rotating;
-pub use spec::{FieldKind, FieldSpec, SecretSpec, StructSpec, Validators, VersionPin};
+pub use spec::{FieldKind, FieldSpec, Pattern, SecretSpec, StructSpec, Validators, VersionPin};
 #[doc(hidden)]
 pub use values::Values;
 pub use values::{RawField, RawValues, Secrets};

@@ -233,8 +233,8 @@ pub(crate) fn check_profile(p: &str) -> Result<(), Error> {
 
 /// Flattened structs can repeat a name the derive could not see; catch it before loading.
 pub(crate) fn check_unique(fields: &[ResolvedField]) -> Result<(), Error> {
-    let mut envs = HashMap::new();
-    let mut paths = HashMap::new();
+    let mut envs = HashMap::with_capacity(fields.len());
+    let mut paths = HashMap::with_capacity(fields.len());
     for f in fields {
         if let Some(e) = f.env {
             if let Some(prev) = envs.insert(e, &f.id) {
@@ -245,7 +245,7 @@ pub(crate) fn check_unique(fields: &[ResolvedField]) -> Result<(), Error> {
             }
         }
         if let Some(p) = &f.path {
-            if let Some(prev) = paths.insert((f.route(), p.clone(), f.key, f.spec.version.clone()), &f.id) {
+            if let Some(prev) = paths.insert((f.route(), p.as_str(), f.key, &f.spec.version), &f.id) {
                 return Err(Error::config(format!(
                     "fields `{prev}` and `{}` both read path `{p}`{}: give each its own key",
                     f.id,

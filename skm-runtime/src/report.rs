@@ -40,8 +40,8 @@ pub(crate) fn assemble(
     backend_reason: String,
     strict: bool,
 ) -> Resolved {
-    let mut resolutions = HashMap::new();
-    let mut origins = Vec::new();
+    let mut resolutions = HashMap::with_capacity(fields.len());
+    let mut origins = Vec::with_capacity(fields.len());
     for (field, decision) in fields.iter().zip(decided) {
         let res = match decision {
             Decided::Found {

@@ -28,11 +28,12 @@ impl Validators {
             problems.push("is a placeholder listed in `not`".to_string());
         }
         if let Some(pattern) = self.pattern {
-            match compiled(pattern) {
-                Ok(re) if re.is_match(value) => {}
-                Ok(_) => problems.push(format!("does not match `pattern` {pattern}")),
+            let source = pattern.source;
+            match (pattern.matches)(source, value) {
+                Ok(true) => {}
+                Ok(false) => problems.push(format!("does not match `pattern` {source}")),
                 // The derive parses the pattern at compile time; only a limit (e.g. its compiled size) is left.
-                Err(e) => problems.push(format!("cannot be checked: `pattern` {pattern} does not compile ({e})")),
+                Err(e) => problems.push(format!("cannot be checked: `pattern` {source} does not compile ({e})")),
             }
         }
         if problems.is_empty() {
@@ -41,6 +42,16 @@ impl Validators {
             Err(problems.join("; "))
         }
     }
+}
+
+/// [`Pattern::regex`](crate::spec::Pattern::regex)'s matcher: whether `value` matches `pattern`, which is compiled once per process.
+///
+/// # Errors
+/// The pattern does not compile (the `regex` crate's message, which quotes the pattern, never the value).
+pub fn regex_matches(pattern: &'static str, value: &str) -> Result<bool, String> {
+    compiled(pattern)
+        .map(|re| re.is_match(value))
+        .map_err(|e| e.to_string())
 }
 
 /// The compiled form of `pattern`, compiled once per process: declarations are `'static`, so the cache is
@@ -63,11 +74,12 @@ fn compiled(pattern: &'static str) -> Result<Regex, regex::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::Pattern;
 
     const ALL: Validators = Validators {
         min_len: Some(6),
         not: &["changeme", " Dummy "],
-        pattern: Some("^sk-"),
+        pattern: Some(Pattern::regex("^sk-")),
     };
 
     #[test]
@@ -99,7 +111,7 @@ mod tests {
     #[test]
     fn a_pattern_is_compiled_once() {
         let v = Validators {
-            pattern: Some("^[0-9]+$"),
+            pattern: Some(Pattern::regex("^[0-9]+$")),
             ..Validators::NONE
         };
         assert!(v.check("123").is_ok());

@@ -10,13 +10,12 @@
 //! The futures are polled by the calling task (no spawning): they may borrow the backend, a panic reaches the
 //! caller as it is, and nothing outlives the call. I/O-bound reads gain nothing from extra threads.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
 
-use super::{FailureKind, FetchError, FetchRequest, FetchResult};
+use super::{FailureKind, FetchError};
 
 /// Whether a failure of `kind` may succeed if tried again soon: [`FailureKind::Unavailable`] (a refused or
 /// reset connection, a timeout, a 5xx) and [`FailureKind::Throttled`].
@@ -150,42 +149,6 @@ impl FanOut {
                 answer => return answer,
             }
         }
-    }
-}
-
-/// The distinct requests of one fetch: identical requests cost one lookup, and each gets its own copy of the
-/// answer ([`Distinct::spread`]).
-pub(crate) struct Distinct<'a> {
-    /// The distinct requests, in first-seen order; a backend answers by index into this.
-    pub(crate) unique: Vec<&'a FetchRequest>,
-    /// For each request, the index of its distinct twin in `unique`.
-    slot_of: Vec<usize>,
-}
-
-impl<'a> Distinct<'a> {
-    pub(crate) fn of(requests: &'a [FetchRequest]) -> Self {
-        let mut slots: HashMap<&FetchRequest, usize> = HashMap::new();
-        let mut unique: Vec<&FetchRequest> = Vec::new();
-        let slot_of = requests
-            .iter()
-            .map(|r| {
-                *slots.entry(r).or_insert_with(|| {
-                    unique.push(r);
-                    unique.len() - 1
-                })
-            })
-            .collect();
-        Distinct { unique, slot_of }
-    }
-
-    /// One answer per request, in the requests' order, from one per distinct request; a distinct request
-    /// left unanswered (its task was cancelled: the runtime is shutting down) is an error.
-    pub(crate) fn spread(self, answers: Vec<Option<FetchResult>>) -> Vec<FetchResult> {
-        let answers: Vec<FetchResult> = answers
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(FetchError::new(FailureKind::Other, "the request was cancelled"))))
-            .collect();
-        self.slot_of.into_iter().map(|slot| answers[slot].clone()).collect()
     }
 }
 

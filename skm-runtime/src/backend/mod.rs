@@ -26,6 +26,8 @@ pub mod aws {
 }
 #[cfg(feature = "azure")]
 pub mod azure;
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+pub(crate) mod distinct;
 pub mod fanout;
 #[cfg(feature = "gcp")]
 pub mod gcp;

@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 
 use super::error::Failure;
 use super::{AwsBackend, FetchStrategy};
-use crate::backend::fanout::Distinct;
+use crate::backend::distinct::Distinct;
 use crate::backend::{FailureKind, FetchError, FetchRequest, FetchResult, SecretPayload, SecretValue, VersionPin};
 
 /// `BatchGetSecretValue` accepts at most 20 ids (moto does not enforce it; AWS does).

@@ -13,7 +13,8 @@ use futures_util::TryStreamExt;
 
 use super::error::{classify, who};
 use super::{check_names, secret_name, AzureBackend, Inner, BINARY_CONTENT_TYPE, EXPIRY_WARNING_DAYS};
-use crate::backend::fanout::{Distinct, FanOut};
+use crate::backend::distinct::Distinct;
+use crate::backend::fanout::FanOut;
 use crate::backend::{
     Backend, FailureKind, FetchError, FetchRequest, FetchResult, SecretPayload, SecretValue, VersionPin,
 };

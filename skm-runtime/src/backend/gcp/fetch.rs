@@ -1,7 +1,8 @@
 //! The read path: one `AccessSecretVersion` per distinct request, all in flight at once up to the
 //! backend's bound (Secret Manager has no batch read).
 
-use crate::backend::fanout::{Distinct, FanOut};
+use crate::backend::distinct::Distinct;
+use crate::backend::fanout::FanOut;
 use std::collections::HashMap;
 
 use google_cloud_gax::error::rpc::Code;
