@@ -1,4 +1,4 @@
-//! The distinct requests of one fetch, shared by the cloud backends (AWS, GCP, Azure).
+//! The distinct requests of one fetch, shared by AWS and GCP (Azure keeps its answers by request).
 
 use std::collections::HashMap;
 

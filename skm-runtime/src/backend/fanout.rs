@@ -1,5 +1,5 @@
 //! Bounded fan-out with retry, shared by the backends that read one secret per request (Vault, AWS's
-//! `GetSecretValue` fallback, GCP, Azure).
+//! `GetSecretValue` fallback, GCP; Azure spawns its reads, see `azure/read.rs`).
 //!
 //! [`FanOut::map`] runs one future per item with at most `max_in_flight` running at once and returns the
 //! answers in the items' order, one per item. [`FanOut::fetch`] does the same for operations answering

@@ -26,7 +26,7 @@ pub mod aws {
 }
 #[cfg(feature = "azure")]
 pub mod azure;
-#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+#[cfg(any(feature = "aws", feature = "gcp"))]
 pub(crate) mod distinct;
 pub mod fanout;
 #[cfg(feature = "gcp")]
