@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use skm_runtime::backend::registry::Descriptor;
-use skm_runtime::backend::{AdminBackend, Backend, FetchRequest, FetchResult};
+use skm_runtime::backend::{AdminBackend, Backend, FetchError, FetchRequest, FetchResult};
 use skm_runtime::detect::{self, Choice};
 
 use crate::Fail;
@@ -56,5 +56,10 @@ impl Backend for ReadOnly {
 
     async fn fetch(&self, requests: &[FetchRequest]) -> Vec<FetchResult> {
         self.0.fetch(requests).await
+    }
+
+    /// Forwarded: `skm run --restart-on-change` asks for versions before it fetches values.
+    async fn current_versions(&self, requests: &[FetchRequest]) -> Option<Vec<Result<String, FetchError>>> {
+        self.0.current_versions(requests).await
     }
 }

@@ -1,6 +1,7 @@
 //! `skm run` and `skm export --github-env`, end to end with the standalone binary: values come from a
 //! mounted-secrets directory (`SKM_SECRETS_DIR`), the child checks them itself, and skm never prints them.
-//! `--restart-on-change` runs against the local store, changed by `skm put` while the child runs.
+//! `--restart-on-change` runs against the local store, changed by `skm put` while the child runs, and against
+//! AWS (moto behind the counting proxy), where an unchanged tick must only ask for versions.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -517,6 +518,94 @@ fn restart_on_change_restarts_once_after_a_put() {
     assert_eq!(all.matches("restarting").count(), 1, "{all}");
     assert_no_sentinel("skm's output", &all);
     assert!(!mounted.exists(), "the mounted file is removed at the end");
+}
+
+/// Against AWS (moto behind the counting proxy): a tick without a change asks `DescribeSecret` for the
+/// version and fetches no value; a put is seen and restarts the command once.
+#[cfg(all(unix, feature = "aws"))]
+#[test]
+fn restart_on_change_probes_versions_and_fetches_values_only_on_a_change() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let moto = runtime.block_on(skm_testing::Moto::start());
+    let proxy = runtime.block_on(skm_testing::Proxy::start(&moto.endpoint()));
+    let scene = Scene::new();
+    std::fs::write(scene.path("restart.toml"), RESTART_MANIFEST).unwrap();
+    std::fs::create_dir_all(scene.path("no-secrets")).unwrap();
+    let aws = |args: &[&str]| {
+        let mut cmd = scene.skm(args);
+        cmd.env("SKM_BACKEND", "aws")
+            .env("AWS_ENDPOINT_URL", proxy.url())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("SKM_MANIFEST", scene.path("restart.toml"))
+            .env("SKM_SECRETS_DIR", scene.path("no-secrets"));
+        cmd
+    };
+    let put = |value: &str| {
+        use std::io::Write;
+        let mut put = aws(&["put", "app/token"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        put.stdin.take().unwrap().write_all(value.as_bytes()).unwrap();
+        let out = put.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    };
+    put(FIRST);
+
+    let (log, quit) = (scene.path("log"), scene.path("quit"));
+    let script = r#"
+        trap 'exit 0' TERM
+        echo "start $APP_TOKEN" >> "$1"
+        while :; do
+            if [ -f "$2" ]; then exit 5; fi
+            sleep 0.05
+        done
+    "#;
+    let skm = aws(&[
+        "run",
+        "--restart-on-change",
+        "--watch-ttl",
+        "1",
+        "--",
+        "sh",
+        "-c",
+        script,
+        "sh",
+        log.to_str().unwrap(),
+        quit.to_str().unwrap(),
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let skm = Running {
+        skm: Some(skm),
+        quit: quit.clone(),
+    };
+    assert_eq!(wait_for_lines(&log, 1), [format!("start {FIRST}")]);
+
+    proxy.clear();
+    std::thread::sleep(Duration::from_millis(3500));
+    let probes = proxy.count_of("secretsmanager.DescribeSecret");
+    let values = proxy.count_of("secretsmanager.BatchGetSecretValue") + proxy.count_of("secretsmanager.GetSecretValue");
+    assert!(probes >= 2, "{probes} DescribeSecret calls in 3.5 s of 1 s ticks");
+    assert_eq!(values, 0, "unchanged ticks fetched values ({probes} probes)");
+    assert_eq!(lines(&log).len(), 1, "restarted without a change: {:?}", lines(&log));
+
+    put(SECOND);
+    assert_eq!(
+        wait_for_lines(&log, 2),
+        [format!("start {FIRST}"), format!("start {SECOND}")]
+    );
+    let out = skm.finish();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(5), "{all}");
+    assert_eq!(all.matches("restarting").count(), 1, "{all}");
+    assert_no_sentinel("skm's output", &all);
 }
 
 #[test]

@@ -75,7 +75,7 @@ pub mod watch;
 
 pub use error::{Attempt, AttemptOutcome, BoxError, ConfigError, Error, FieldError, FieldProblem, LoadError};
 pub use layer::Layer;
-pub use loader::Loader;
+pub use loader::{Loader, RawTracker};
 pub use plan::ResolvedField;
 pub use report::{Check, Loaded, Origin, Provenance};
 pub use rotating::Rotating;

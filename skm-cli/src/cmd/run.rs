@@ -90,7 +90,7 @@ pub(crate) fn select(fields: Vec<ResolvedField>, only: &[String]) -> Result<Vec<
 /// SKM_STRICT, SKM_SECRETS_DIR), all at once, or fails with the usual per-field report.
 pub(crate) async fn load(ctx: &Ctx<'_, '_>, struct_name: &str, fields: &[ResolvedField]) -> Result<RawValues, Fail> {
     let loader = loader(ctx, fields).await?;
-    load_with(&loader, leak(struct_name), fields).await
+    loader.load_raw(leak(struct_name), fields).await.map_err(Fail::from)
 }
 
 /// The loader `load` uses: the backends (built once, so that `--restart-on-change` reuses their clients; a
@@ -121,16 +121,12 @@ fn leak(struct_name: &str) -> &'static str {
     Box::leak(struct_name.to_string().into_boxed_str())
 }
 
-async fn load_with(loader: &Loader, name: &'static str, fields: &[ResolvedField]) -> Result<RawValues, Fail> {
-    loader.load_raw(name, fields).await.map_err(Fail::from)
-}
-
 pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, args: RunArgs) -> Result<u8, Fail> {
     let decls = ctx.declarations("run")?;
     let fields = select(decls.fields, &args.only)?;
     let name = leak(&decls.struct_name);
     let loader = loader(ctx, &fields).await?;
-    let mut raw = load_with(&loader, name, &fields).await?;
+    let (mut raw, mut tracker) = loader.load_raw_tracked(name, &fields).await.map_err(Fail::from)?;
 
     // In GitHub Actions every value is registered for masking before anything else is printed.
     if github::in_actions() {
@@ -176,8 +172,10 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, args: RunArgs) -> Result<u8, Fail
                 }
                 () = tokio::time::sleep(ttl) => {}
             }
-            match load_with(&loader, name, &fields).await {
-                Ok(new) => {
+            // Versions first where the backend can tell them: values are fetched only for what moved.
+            match loader.reload_raw(name, &fields, &mut tracker).await.map_err(Fail::from) {
+                Ok(None) => last_failure = None,
+                Ok(Some(new)) => {
                     last_failure = None;
                     let changed = changes(&raw, &new);
                     if !changed.is_empty() {

@@ -424,12 +424,76 @@ impl Loader {
     /// # Errors
     /// As [`Loader::load`], without type errors.
     pub async fn load_raw(&self, struct_name: &'static str, fields: &[ResolvedField]) -> Result<RawValues, Error> {
+        self.load_raw_tracked(struct_name, fields).await.map(|(raw, _)| raw)
+    }
+
+    /// [`Loader::load_raw`], with what a later [`Loader::reload_raw`] compares against.
+    ///
+    /// # Errors
+    /// As [`Loader::load_raw`].
+    pub async fn load_raw_tracked(
+        &self,
+        struct_name: &'static str,
+        fields: &[ResolvedField],
+    ) -> Result<(RawValues, RawTracker), Error> {
         let pass = self.run(fields, None).await?;
-        values::raw_values(
+        let raw = values::raw_values(
             struct_name,
             fields,
             pass.resolved.expect("a first pass always resolves"),
-        )
+        )?;
+        Ok((raw, RawTracker { prior: pass.prior }))
+    }
+
+    /// Loads `fields` again only if something may have changed since `tracker`'s load, as hot reload does:
+    /// where the backend tells versions cheaply ([`Backend::current_versions`]: AWS's `DescribeSecret`,
+    /// Vault's metadata, ...) only the paths whose version moved are fetched, and the layers are resolved
+    /// again only when a backend value, a secret file or the `.env` file changed.
+    ///
+    /// `Ok(None)` when nothing changed. A backend that is out (unavailable, throttled, past the deadline)
+    /// is an error that keeps `tracker` as it was: the caller keeps its last good values.
+    ///
+    /// # Example
+    /// ```
+    /// use skm_runtime::backend::{MemoryBackend, SecretValue};
+    /// use skm_runtime::plan::ResolvedField;
+    /// use skm_runtime::spec::{SecretSpec, Validators, VersionPin};
+    /// use skm_runtime::Loader;
+    ///
+    /// static TOKEN: SecretSpec = SecretSpec {
+    ///     path: Some("app/token"), key: None, env: None, default: None, optional: false, plain: false,
+    ///     type_name: "SecretString", version: VersionPin::Current, validate: Validators::NONE,
+    ///     rotating: false, backend: None,
+    /// };
+    /// let fields = [ResolvedField { id: "token".into(), path: Some("app/token".into()), key: None, env: None, spec: &TOKEN }];
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let memory = MemoryBackend::new();
+    /// memory.insert("app/token", SecretValue::text("one"));
+    /// let loader = Loader::new().backend(memory.clone()).no_dotenv();
+    /// let (_, mut tracker) = loader.load_raw_tracked("App", &fields).await?;
+    /// assert!(loader.reload_raw("App", &fields, &mut tracker).await?.is_none());
+    /// assert_eq!(memory.fetch_calls(), 1); // the unchanged reload asked for versions only
+    /// memory.insert("app/token", SecretValue::text("two"));
+    /// assert!(loader.reload_raw("App", &fields, &mut tracker).await?.is_some());
+    /// # Ok::<(), skm_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Loader::load_raw`].
+    pub async fn reload_raw(
+        &self,
+        struct_name: &'static str,
+        fields: &[ResolvedField],
+        tracker: &mut RawTracker,
+    ) -> Result<Option<RawValues>, Error> {
+        let pass = self.run(fields, Some(&tracker.prior)).await?;
+        let raw = match pass.resolved {
+            Some(resolved) => Some(values::raw_values(struct_name, fields, resolved)?),
+            None => None,
+        };
+        tracker.prior = pass.prior;
+        Ok(raw)
     }
 
     /// The profile used for `{profile}` in prefixes: [`Loader::profile`], else `SKM_PROFILE`.
@@ -442,6 +506,18 @@ impl Loader {
             plan::check_profile(p)?;
         }
         Ok(profile)
+    }
+}
+
+/// What [`Loader::reload_raw`] compares against: the backends' last answers and the secret files' and `.env`
+/// file's stamps. Opaque; its `Debug` shows no value.
+pub struct RawTracker {
+    prior: run::Prior,
+}
+
+impl fmt::Debug for RawTracker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawTracker").finish_non_exhaustive()
     }
 }
 

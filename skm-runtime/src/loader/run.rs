@@ -174,6 +174,11 @@ impl Loader {
     /// whose stamp differs re-resolves even when the backend did not change.
     fn stamp(&self, fields: &[ResolvedField], files_dir: Option<&std::path::Path>) -> Stamp {
         let env_on = self.order.contains(&Layer::Env);
+        // The `.env` file too: a refresh resolves again when it was edited.
+        let dotenv = self
+            .dotenv
+            .clone()
+            .filter(|_| self.order.contains(&Layer::Dotenv) && fields.iter().any(|f| f.env.is_some()));
         let paths = fields.iter().filter_map(|f| f.env).flat_map(|name| {
             let in_dir = files_dir.map(|d| d.join(name));
             let named = env_on
@@ -183,7 +188,7 @@ impl Loader {
                 .map(PathBuf::from);
             in_dir.into_iter().chain(named)
         });
-        Stamp::of(paths)
+        Stamp::of(paths.chain(dotenv))
     }
 }
 
