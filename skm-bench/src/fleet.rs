@@ -65,7 +65,7 @@ fn amz_json(body: &Value) -> Action {
 }
 
 /// Secrets Manager's read operations on a fixed table of 100 secrets, in AWS's JSON protocol.
-fn serve(request: &RecordedRequest) -> Action {
+pub(crate) fn serve(request: &RecordedRequest) -> Action {
     let body = request.json().unwrap_or(Value::Null);
     let missing = || {
         Action::aws_error(
@@ -124,7 +124,8 @@ fn loader(backend: &AwsBackend) -> Loader {
         .env_vars(Vec::<(String, String)>::new())
 }
 
-fn check(cfg: &Aws100) -> bool {
+/// Whether `cfg` holds the bed's values.
+pub(crate) fn check(cfg: &Aws100) -> bool {
     use skm::ExposeSecret;
     cfg.fields()
         .iter()
