@@ -303,6 +303,8 @@ pub(crate) async fn run(
 /// Key Vault name (with Key Vault's character rules and collisions checked across all paths).
 fn mapped_names<'a>(backend: &str, paths: impl Iterator<Item = &'a str>) -> BTreeMap<String, Result<String, String>> {
     let paths: Vec<&str> = paths.collect();
+    // Mutated only by the arms of the cloud features a build has.
+    #[allow(unused_mut)]
     let mut out = BTreeMap::new();
     match backend {
         #[cfg(feature = "gcp")]
