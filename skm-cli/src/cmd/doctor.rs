@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde_json::json;
 use skm_runtime::backend::registry::{self, ProbeLevel};
-use skm_runtime::backend::{FailureKind, FetchRequest};
+use skm_runtime::backend::{Backend, FailureKind, FetchError, FetchRequest};
 use skm_runtime::gitcheck::{self, GitStatus};
 
 use super::util::mode_of;
@@ -114,15 +114,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, dotenv: Option<PathBuf>) -> Resul
                 if probe {
                     paths.push("skm-doctor-probe".into());
                 }
-                let requests: Vec<FetchRequest> = paths.iter().map(FetchRequest::current).collect();
-                let started = Instant::now();
-                let results = backend.fetch(&requests).await;
-                let ms = started.elapsed().as_millis();
-                let present = results.iter().filter(|r| r.is_ok()).count();
-                let failure = results
-                    .iter()
-                    .filter_map(|r| r.as_ref().err())
-                    .find(|e| e.kind != FailureKind::NotFound);
+                let Reach { ms, present, failure } = reach(&*backend, &paths).await;
                 match failure {
                     None if probe => push(
                         "reachable",
@@ -188,15 +180,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, dotenv: Option<PathBuf>) -> Resul
                     continue;
                 }
             };
-            let requests: Vec<FetchRequest> = r.paths.iter().map(FetchRequest::current).collect();
-            let started = Instant::now();
-            let results = backend.fetch(&requests).await;
-            let ms = started.elapsed().as_millis();
-            let present = results.iter().filter(|r| r.is_ok()).count();
-            let failure = results
-                .iter()
-                .filter_map(|r| r.as_ref().err())
-                .find(|e| e.kind != FailureKind::NotFound);
+            let Reach { ms, present, failure } = reach(&*backend, &r.paths).await;
             let (level, detail) = match failure {
                 None => (
                     Level::Ok,
@@ -417,4 +401,29 @@ fn key_file() -> Option<PathBuf> {
             .map_or_else(|| PathBuf::from(&home).join(".config"), PathBuf::from)
     };
     Some(base.join("skm").join("local.key"))
+}
+
+/// What one read of a backend's paths told `doctor`.
+struct Reach {
+    /// How long the read took.
+    ms: u128,
+    /// How many of the paths exist.
+    present: usize,
+    /// The first failure other than a missing path.
+    failure: Option<FetchError>,
+}
+
+async fn reach<B: Backend + ?Sized>(backend: &B, paths: &[String]) -> Reach {
+    let requests: Vec<FetchRequest> = paths.iter().map(FetchRequest::current).collect();
+    let started = Instant::now();
+    let results = backend.fetch(&requests).await;
+    let ms = started.elapsed().as_millis();
+    Reach {
+        ms,
+        present: results.iter().filter(|r| r.is_ok()).count(),
+        failure: results
+            .into_iter()
+            .filter_map(Result::err)
+            .find(|e| e.kind != FailureKind::NotFound),
+    }
 }
