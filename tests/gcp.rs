@@ -412,7 +412,7 @@ async fn disabled_and_destroyed_versions_say_so() {
 // ---- Concurrency ----
 
 #[tokio::test]
-async fn fifty_secrets_are_fifty_requests_in_two_round_trips() {
+async fn fifty_secrets_are_fifty_requests_sent_at_once() {
     let drongo = Drongo::start().await;
     let proxy = Proxy::start(&drongo.endpoint()).await;
     let b = backend(&proxy.url()).await;
@@ -436,10 +436,11 @@ async fn fifty_secrets_are_fifty_requests_in_two_round_trips() {
         .requests()
         .iter()
         .all(|r| path_of(r).ends_with("/versions/latest:access")));
-    // 50 requests in at most two waves of the proxy's 20 ms: at least 25 were in flight at once.
+    // The default (100 in flight) sends the 50 at once: more than the old default of 32 were in flight, and
+    // the 50 took at most two waves of the proxy's 20 ms even on a loaded machine.
     let waves = 50usize.div_ceil(proxy.max_in_flight());
     assert!(
-        waves <= 2,
+        proxy.max_in_flight() > 32 && waves <= 2,
         "max in flight {} means {waves} round trips",
         proxy.max_in_flight()
     );

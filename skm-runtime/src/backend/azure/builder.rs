@@ -147,7 +147,7 @@ impl AzureBackendBuilder {
         self
     }
 
-    /// Requests in flight per load (default 32; `SKM_AZURE_CONCURRENCY`).
+    /// Requests in flight per load (default 100; `SKM_AZURE_CONCURRENCY`).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = Some(n.max(1));
         self

@@ -113,7 +113,7 @@ impl GcpBackendBuilder {
         self
     }
 
-    /// How many requests one fetch keeps in flight (default 32, at least 1).
+    /// How many requests one fetch keeps in flight (default 100, at least 1).
     pub fn max_concurrency(mut self, max: usize) -> Self {
         self.max_concurrency = Some(max.max(1));
         self
