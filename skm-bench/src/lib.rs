@@ -9,9 +9,12 @@
 //! | [`derive_cost`] | 4. Derive compile cost: 200 fields, `#[derive(Secrets)]` vs `#[derive(Deserialize)]` |
 //! | [`cold`] | 5. Cold start: the quickstart's shape vs `dotenvy` + `std::env::var` |
 //! | [`fleet`] | 6. Fleet start: N instances at once under AWS's quotas, per fetch strategy; hot reload's quota share |
+//! | [`gcp`] | 7. Google Cloud Secret Manager load: 100 secrets on drongo, skm `load()` vs a sequential loop |
+//! | [`azure`] | 8. Azure Key Vault load: 100 secrets on the Key Vault test server, skm `load()` vs a sequential loop |
 //!
-//! The network benchmarks run the real peers of the test suite (moto, OpenBao from `.venv`) behind
-//! skm-testing's proxy, which adds a fixed latency to every request: the round-trip time (RTT).
+//! The network benchmarks run the real peers of the test suite (moto, OpenBao, drongo from `.venv`; the Key
+//! Vault test server of skm-testing) behind skm-testing's proxy, which adds a fixed latency to every request:
+//! the round-trip time (RTT).
 #![deny(missing_docs)]
 
 use std::path::PathBuf;
@@ -19,10 +22,14 @@ use std::time::Duration;
 
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "azure")]
+pub mod azure;
 pub mod cold;
 pub mod derive_cost;
 #[cfg(feature = "aws")]
 pub mod fleet;
+#[cfg(feature = "gcp")]
+pub mod gcp;
 pub mod read;
 pub mod report;
 pub mod stats;

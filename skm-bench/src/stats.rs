@@ -24,6 +24,11 @@ impl Samples {
         self.values.push(v);
     }
 
+    /// Adds every sample of `other` (runs of two approaches interleaved, then each collected).
+    pub fn extend(&mut self, other: &Samples) {
+        self.values.extend_from_slice(&other.values);
+    }
+
     /// How many samples there are.
     pub fn len(&self) -> usize {
         self.values.len()
