@@ -409,6 +409,66 @@ async fn disabled_and_destroyed_versions_say_so() {
     );
 }
 
+// ---- Throttling ----
+
+/// Accesses throttled past the client's retries (429 `RESOURCE_EXHAUSTED`, as GCP answers over quota): the
+/// backend tries them again with jittered backoff while its patience lasts, so the fetch loads every secret
+/// once the quota refills; with no patience the same fetch fails those secrets as throttled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_accesses_wait_for_the_quota_within_the_patience() {
+    let drongo = Drongo::start().await;
+    let seeder = backend(&drongo.endpoint()).await;
+    let requests: Vec<FetchRequest> = (0..25)
+        .map(|i| FetchRequest::current(format!("quota/s{i:02}")))
+        .collect();
+    for (i, r) in requests.iter().enumerate() {
+        put(&seeder, &r.path, SecretValue::text(format!("value-{i}"))).await;
+    }
+    let proxy = Proxy::start(&drongo.endpoint()).await;
+    // 10 accesses a second after a burst of 5, for 25 secrets wanted at once.
+    let quotas = skm_testing::Quotas::gcp(1.0).with(
+        "gcp.access",
+        skm_testing::Rate {
+            per_second: 10.0,
+            burst: 5.0,
+        },
+    );
+    // One attempt per call: no client retry, so what loads is the backend's own patience.
+    let build = |patience: Duration| {
+        GcpBackend::builder()
+            .project(PROJECT)
+            .endpoint(proxy.url())
+            .max_attempts(1)
+            .throttle_patience(patience)
+            .build()
+    };
+    proxy.set_quotas(quotas.clone());
+    let patient = build(Duration::from_secs(20)).await.expect("backend");
+    let results = patient.fetch(&requests).await;
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(text(r), format!("value-{i}"));
+    }
+    let access = proxy.quota_counts()["gcp.access"];
+    println!("patient accesses: {access:?}");
+    assert!(access.throttled > 0, "the quota throttled some accesses: {access:?}");
+    assert_eq!(access.total - access.throttled, 25, "each secret read once: {access:?}");
+
+    proxy.clear();
+    proxy.set_quotas(quotas);
+    let impatient = build(Duration::ZERO).await.expect("backend");
+    let results = impatient.fetch(&requests).await;
+    let throttled = results
+        .iter()
+        .filter(|r| matches!(r, Err(e) if e.kind == FailureKind::Throttled))
+        .count();
+    assert!(throttled > 0, "without patience the accesses over the burst fail");
+    assert_eq!(
+        throttled + results.iter().filter(|r| r.is_ok()).count(),
+        25,
+        "every other access loaded"
+    );
+}
+
 // ---- Concurrency ----
 
 #[tokio::test]

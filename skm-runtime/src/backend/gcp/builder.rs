@@ -11,7 +11,7 @@ use google_cloud_gax::exponential_backoff::ExponentialBackoffBuilder;
 use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt};
 use google_cloud_secretmanager_v1::client::SecretManagerService;
 
-use super::{GcpBackend, Inner, Replication, DEFAULT_MAX_CONCURRENCY};
+use super::{GcpBackend, Inner, Replication, DEFAULT_MAX_CONCURRENCY, DEFAULT_THROTTLE_PATIENCE};
 use crate::Error;
 
 /// Google's endpoint, used unless `SKM_GCP_ENDPOINT` or [`GcpBackendBuilder::endpoint`] says otherwise.
@@ -71,6 +71,7 @@ pub struct GcpBackendBuilder {
     endpoint: Option<String>,
     credentials: Option<Credentials>,
     max_concurrency: Option<usize>,
+    throttle_patience: Option<Duration>,
     max_attempts: Option<u32>,
     attempt_timeout: Option<Duration>,
     replication: Replication,
@@ -84,6 +85,7 @@ impl fmt::Debug for GcpBackendBuilder {
             .field("endpoint", &self.endpoint)
             .field("credentials", &self.credentials.as_ref().map(|_| "set"))
             .field("max_concurrency", &self.max_concurrency)
+            .field("throttle_patience", &self.throttle_patience)
             .field("max_attempts", &self.max_attempts)
             .field("attempt_timeout", &self.attempt_timeout)
             .field("replication", &self.replication)
@@ -116,6 +118,27 @@ impl GcpBackendBuilder {
     /// How many requests one fetch keeps in flight (default 100, at least 1).
     pub fn max_concurrency(mut self, max: usize) -> Self {
         self.max_concurrency = Some(max.max(1));
+        self
+    }
+
+    /// How long an access still throttled after the client's retries is tried again, with jittered
+    /// exponential backoff (default [`DEFAULT_THROTTLE_PATIENCE`](super::DEFAULT_THROTTLE_PATIENCE), 30 s);
+    /// zero leaves throttling to the client's retries. [`Loader::deadline`](crate::Loader::deadline) still
+    /// bounds a load.
+    ///
+    /// ```
+    /// # async fn f() -> Result<(), skm_runtime::Error> {
+    /// use std::time::Duration;
+    /// use skm_runtime::backend::gcp::GcpBackend;
+    /// let backend = GcpBackend::builder()
+    ///     .project("my-project")
+    ///     .throttle_patience(Duration::from_secs(10))
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn throttle_patience(mut self, patience: Duration) -> Self {
+        self.throttle_patience = Some(patience);
         self
     }
 
@@ -212,6 +235,7 @@ impl GcpBackendBuilder {
                 endpoint: endpoint.unwrap_or_else(|| DEFAULT_ENDPOINT.to_string()),
                 credentials_source,
                 max_concurrency: self.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY),
+                throttle_patience: self.throttle_patience.unwrap_or(DEFAULT_THROTTLE_PATIENCE),
                 replication: self.replication,
             }),
         })

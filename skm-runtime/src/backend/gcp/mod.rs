@@ -38,8 +38,10 @@
 //! under 5 % of the quota. Only the admin side (`skm list`, `versions`, labels) reads metadata.
 //!
 //! Retries (default 5 attempts, exponential backoff with full jitter from 100 ms to 5 s): `UNAVAILABLE`,
-//! HTTP 503, `RESOURCE_EXHAUSTED` (429) and I/O errors. No per-attempt timeout by default: bound a load with
-//! [`Loader::deadline`](crate::Loader::deadline).
+//! HTTP 503, `RESOURCE_EXHAUSTED` (429) and I/O errors. An access still throttled after them is tried again
+//! with jittered backoff for up to 30 s ([`GcpBackendBuilder::throttle_patience`], zero to leave it to the
+//! client's retries): a fleet starting at once can stay over the project's access quota for seconds. No
+//! per-attempt timeout by default: bound a load with [`Loader::deadline`](crate::Loader::deadline).
 //!
 //! # Failures
 //! By status code: `NOT_FOUND` is *not found*; `PERMISSION_DENIED`, `UNAUTHENTICATED` and credential errors
@@ -105,6 +107,10 @@ pub use google_cloud_secretmanager_v1;
 /// at 32, 100 secrets took 4 round trips (skm-bench's GCP section).
 const DEFAULT_MAX_CONCURRENCY: usize = 100;
 
+/// How long a throttled access is tried again (after the client's own retries) unless configured otherwise:
+/// the same patience as the AWS backend's.
+pub const DEFAULT_THROTTLE_PATIENCE: Duration = Duration::from_secs(30);
+
 /// The variables that select this backend when no stronger signal is present, strongest first.
 pub const PROJECT_VARS: [&str; 2] = ["GOOGLE_CLOUD_PROJECT", "GCP_PROJECT_ID"];
 
@@ -164,6 +170,7 @@ struct Inner {
     endpoint: String,
     credentials_source: String,
     max_concurrency: usize,
+    throttle_patience: Duration,
     replication: Replication,
 }
 
