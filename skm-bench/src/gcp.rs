@@ -28,13 +28,13 @@ pub const SECRETS: usize = 100;
 /// A concurrency below the secrets' count, to show what waves cost: ceil(100 / 32) = 4.
 const NARROW: usize = 32;
 /// Any project id works on drongo.
-const PROJECT: &str = "skm-bench";
+pub(crate) const PROJECT: &str = "skm-bench";
 
 fn path(i: usize) -> String {
     format!("bench/aws/s{i:03}")
 }
 
-fn value(i: usize) -> String {
+pub(crate) fn value(i: usize) -> String {
     // Not secret: benchmark data of a fixed length, so that a load can be checked by its total length.
     format!("gcp-bench-value-{i:03}-0123456789abcdef")
 }
@@ -81,7 +81,7 @@ async fn access(b: &GcpBackend, i: usize) -> usize {
 
 /// Secret Manager's `AccessSecretVersion` for the benchmark's secrets, answered at once: the stub behind the
 /// proxy that leaves only the RTT and skm's own time.
-fn serve(request: &RecordedRequest) -> Action {
+pub(crate) fn serve(request: &RecordedRequest) -> Action {
     // The Google client adds a query (`?$alt=json;enum-encoding=int`).
     let path = request.path.split('?').next().unwrap_or_default();
     let secret = path

@@ -11,6 +11,7 @@
 //! | [`fleet`] | 6. Fleet start: N instances at once under AWS's quotas, per fetch strategy; hot reload's quota share |
 //! | [`gcp`] | 7. Google Cloud Secret Manager load: 100 secrets on drongo, skm `load()` vs a sequential loop |
 //! | [`azure`] | 8. Azure Key Vault load: 100 secrets on the Key Vault test server, skm `load()` vs a sequential loop |
+//! | [`fleet_gcp`] | 9. Fleet start: N instances at once under Google Cloud's quotas; hot reload's quota share |
 //!
 //! The network benchmarks run the real peers of the test suite (moto, OpenBao, drongo from `.venv`; the Key
 //! Vault test server of skm-testing) behind skm-testing's proxy, which adds a fixed latency to every request:
@@ -28,6 +29,8 @@ pub mod cold;
 pub mod derive_cost;
 #[cfg(feature = "aws")]
 pub mod fleet;
+#[cfg(feature = "gcp")]
+pub mod fleet_gcp;
 #[cfg(feature = "gcp")]
 pub mod gcp;
 pub mod read;

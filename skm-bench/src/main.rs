@@ -1,4 +1,4 @@
-//! `cargo run --release -p skm-bench [-- --quick] [-- --only aws,vault,gcp,azure,fleet,read,derive,cold] [-- --out FILE]`
+//! `cargo run --release -p skm-bench [-- --quick] [-- --only aws,vault,gcp,azure,fleet,fleet-gcp,read,derive,cold] [-- --out FILE]`
 //!
 //! Runs the benchmarks, prints the report and writes it to `BENCHMARKS.md` at the workspace root (a run with
 //! `--quick` or `--only` writes `target/skm-bench/BENCHMARKS.partial.md` instead, unless `--out` says where).
@@ -19,7 +19,7 @@ struct Benchmark {
     targets: &'static [(&'static str, &'static str)],
 }
 
-const BENCHMARKS: [Benchmark; 8] = [
+const BENCHMARKS: [Benchmark; 9] = [
     Benchmark {
         name: "aws",
         title: "1. AWS load (moto behind the latency proxy)",
@@ -88,12 +88,18 @@ const BENCHMARKS: [Benchmark; 8] = [
             ("Azure load: requests for 100 secrets", "= 100"),
         ],
     },
+    Benchmark {
+        name: "fleet-gcp",
+        title: "9. Fleet start under Google Cloud's quotas",
+        targets: &[("GCP fleet: failed loads", "0 failed")],
+    },
 ];
 
 /// Figures measured apart from the run (clean builds at two commits), appended to every report.
 const MEASURED_APART: &str = include_str!("../apart/http_stack.md");
 
-const USAGE: &str = "usage: skm-bench [--quick] [--only aws,vault,read,derive,cold,fleet,gcp,azure] [--out FILE]";
+const USAGE: &str =
+    "usage: skm-bench [--quick] [--only aws,vault,gcp,azure,fleet,fleet-gcp,read,derive,cold] [--out FILE]";
 
 struct Args {
     quick: bool,
@@ -158,6 +164,8 @@ fn run_one(name: &str, settings: &Settings) -> Section {
         "gcp" => skm_bench::gcp::run(settings),
         #[cfg(feature = "azure")]
         "azure" => skm_bench::azure::run(settings),
+        #[cfg(feature = "gcp")]
+        "fleet-gcp" => skm_bench::fleet_gcp::run(settings),
         other => panic!("skm-bench was built without the `{other}` feature"),
     }
 }
@@ -188,7 +196,17 @@ fn main() -> ExitCode {
     let mut failed = false;
     // Run order: the compile-cost benchmark last, so that its builds (and the disk writes they leave behind)
     // cannot disturb the timing of the others. The report keeps the numbered order.
-    let order = ["aws", "vault", "gcp", "azure", "fleet", "read", "cold", "derive"];
+    let order = [
+        "aws",
+        "vault",
+        "gcp",
+        "azure",
+        "fleet",
+        "fleet-gcp",
+        "read",
+        "cold",
+        "derive",
+    ];
     let mut benchmarks: Vec<&Benchmark> = BENCHMARKS.iter().collect();
     benchmarks.sort_by_key(|b| order.iter().position(|n| *n == b.name));
     for &Benchmark { name, title, targets } in benchmarks {
