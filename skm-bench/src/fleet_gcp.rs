@@ -93,8 +93,8 @@ async fn start(proxy: &Proxy, rtt: Duration, quotas: &Quotas, n: usize, patience
         fleet.push(instance(&proxy.url(), patience).await);
     }
     // Each instance opens its connections before the start, one instance at a time, without quotas, with a
-    // latency long enough that all its requests are in flight together (one connection each): the bed's
-    // listener has a 128-deep accept queue, which thousands of connections at once overflow.
+    // latency long enough that all its requests are in flight together (one connection each): a service's
+    // connections open as it starts, spread over its start-up, not 5,000 handshakes in one instant on 2 cores.
     proxy.clear_quotas();
     proxy.set_latency(WARM_LATENCY);
     for b in &fleet {
@@ -252,9 +252,9 @@ async fn run_async(settings: &Settings) -> Section {
          at most 5 s, full jitter), then the backend tries a still-throttled access again with jittered \
          backoff for up to {} s (`throttle_patience`). The bed is section 7's stub behind the proxy ({} ms RTT per request): \
          drongo serves about 1,000–3,000 requests a second here, too few to meet the quota. Before each \
-         start every instance opens its 100 connections (one instance at a time: the bed's listener has a \
-         128-deep accept queue, and dropped SYNs would add 1 s retransmits that Google's front ends do not \
-         cause), then the buckets are filled. Counts are requests (of which throttled); every loaded value is \
+         start every instance opens its 100 connections (one instance at a time, so that the times are the \
+         quota's, not thousands of handshakes at one instant on 2 cores; the bed listens with a 4,096-deep \
+         accept queue, and the dropped-SYN count below checks that none was lost), then the buckets are filled. Counts are requests (of which throttled); every loaded value is \
          checked. 50 instances is the largest fleet: 100 would need 20,000 sockets in one process (100 \
          connections each, both ends), this machine's limit.",
         access.per_second,

@@ -21,7 +21,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::quota::{OperationCount, QuotaState, Quotas};
@@ -258,9 +258,13 @@ impl Proxy {
     }
 
     async fn serve(target: Option<String>) -> Proxy {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
+        // A deep accept queue: a benchmark fleet opens thousands of connections at once, and the default
+        // (128) drops SYNs that the kernel resends only after 1 s, a delay no real endpoint adds.
+        let socket = TcpSocket::new_v4().expect("a TCP socket");
+        socket
+            .bind((Ipv4Addr::LOCALHOST, 0).into())
             .expect("cannot bind the proxy to 127.0.0.1");
+        let listener = socket.listen(4096).expect("the proxy listens");
         let addr = listener.local_addr().expect("bound socket has an address");
         let state = Arc::new(State {
             target,
