@@ -6,10 +6,9 @@
 use std::time::Instant;
 
 use skm::backend::aws::AwsBackend;
-use skm::Loader;
 use skm_testing::{Moto, Proxy};
 
-use crate::report::{Section, Table, Target};
+use crate::report::{LoadTable, Section, Target};
 use crate::stats::{fmt_ratio, fmt_secs, Samples};
 use crate::structs::Aws100;
 use crate::Settings;
@@ -118,12 +117,7 @@ async fn python_run(endpoint: &str) -> Result<PythonRun, String> {
 /// # Panics
 /// When moto is not installed or an operation fails: the caller reports the section as failed.
 pub fn run(settings: &Settings) -> Section {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    runtime.block_on(run_async(settings))
+    crate::block_on(run_async(settings))
 }
 
 async fn run_async(settings: &Settings) -> Section {
@@ -146,12 +140,7 @@ async fn run_async(settings: &Settings) -> Section {
     let proxy = Proxy::start(&moto.endpoint()).await;
     proxy.set_latency(rtt);
     let via_proxy = backend(&proxy.url()).await;
-    let loader = |b: &AwsBackend| {
-        Loader::new()
-            .backend(b.clone())
-            .no_dotenv()
-            .env_vars(Vec::<(String, String)>::new())
-    };
+    let loader = |b: &AwsBackend| crate::loader_over(b.clone());
     let proxied_loader = loader(&via_proxy);
     let direct_loader = loader(&direct);
     let check = |cfg: Aws100| {
@@ -284,26 +273,8 @@ async fn run_async(settings: &Settings) -> Section {
 
     let naive_median = naive.median();
     let rtt_s = rtt.as_secs_f64();
-    let mut table = Table::new(&[
-        "approach",
-        "wall (median)",
-        "min–max",
-        "runs",
-        "requests",
-        "speed-up vs naive loop",
-        "wall / RTT",
-    ]);
-    let mut row = |what: &str, s: &Samples, requests: String| {
-        table.row(vec![
-            what.to_string(),
-            fmt_secs(s.median()),
-            s.range_time(),
-            s.len().to_string(),
-            requests,
-            fmt_ratio(naive_median / s.median()),
-            format!("{:.2}", s.median() / rtt_s),
-        ]);
-    };
+    let mut table = LoadTable::new("speed-up vs naive loop", naive_median, rtt);
+    let mut row = |what: &str, s: &Samples, requests: String| table.row(what, s, requests);
     row(
         "**skm `load()`** of the 100-field struct",
         &skm_load,
@@ -347,7 +318,7 @@ async fn run_async(settings: &Settings) -> Section {
         stub_requests.to_string(),
     );
 
-    let mut section = Section::new("1. AWS load (moto behind the latency proxy)", table);
+    let mut section = Section::new("1. AWS load (moto behind the latency proxy)", table.into_table());
     section.intro.push(format!(
         "{SECRETS} secrets under {SECRETS} names on a moto server, reached through the skm-testing proxy, which \
          adds {} ms before forwarding each request (the injected round-trip time, RTT). Every approach is \

@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use skm::backend::azure::azure_security_keyvault_secrets::models::SetSecretParameters;
 use skm::backend::azure::{secret_name, AzureBackend, DEFAULT_CONCURRENCY};
-use skm::{ExposeSecret, Loader};
+use skm::ExposeSecret;
 use skm_testing::KeyVault;
 
-use crate::report::{Section, Table, Target};
+use crate::report::{LoadTable, Section, Target};
 use crate::stats::{fmt_ratio, fmt_secs, Samples};
 use crate::structs::Aws100;
 use crate::Settings;
@@ -96,12 +96,7 @@ where
 /// # Panics
 /// When the Key Vault test server cannot start or an operation fails: the caller reports the section as failed.
 pub fn run(settings: &Settings) -> Section {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    runtime.block_on(run_async(settings))
+    crate::block_on(run_async(settings))
 }
 
 async fn run_async(settings: &Settings) -> Section {
@@ -123,12 +118,7 @@ async fn run_async(settings: &Settings) -> Section {
             .expect("set a benchmark secret on the Key Vault test server");
     }
     let narrow = backend(&kv, Some(NARROW));
-    let loader = |b: &AzureBackend| {
-        Loader::new()
-            .backend(b.clone())
-            .no_dotenv()
-            .env_vars(Vec::<(String, String)>::new())
-    };
+    let loader = |b: &AzureBackend| crate::loader_over(b.clone());
     let (default_loader, narrow_loader) = (loader(&default), loader(&narrow));
     let check = |cfg: Aws100| {
         let bytes: usize = cfg.fields().iter().map(|f| f.expose_secret().len()).sum();
@@ -187,30 +177,14 @@ async fn run_async(settings: &Settings) -> Section {
     .await;
 
     let seq_median = seq.median();
-    let mut table = Table::new(&[
-        "approach",
-        "wall (median)",
-        "min–max",
-        "runs",
-        "requests",
-        "speed-up vs sequential loop",
-        "wall / RTT",
-    ]);
+    let mut table = LoadTable::new("speed-up vs sequential loop", seq_median, rtt);
     let mut row = |what: String, s: &Samples, seen: &Seen| {
         let requests = if seen.requests == seen.gets {
             format!("{} × GetSecret", seen.gets)
         } else {
             format!("{} ({} × GetSecret)", seen.requests, seen.gets)
         };
-        table.row(vec![
-            what,
-            fmt_secs(s.median()),
-            s.range_time(),
-            s.len().to_string(),
-            requests,
-            fmt_ratio(seq_median / s.median()),
-            format!("{:.2}", s.median() / rtt_s),
-        ]);
+        table.row(what, s, requests);
     };
     row(
         format!("**skm `load()`** of the 100-field struct, defaults (concurrency {DEFAULT_CONCURRENCY})"),
@@ -240,7 +214,7 @@ async fn run_async(settings: &Settings) -> Section {
 
     let mut section = Section::new(
         "8. Azure Key Vault load (the Key Vault test server, latency injected)",
-        table,
+        table.into_table(),
     );
     section.intro.push(format!(
         "{SECRETS} secrets (`bench-aws-s000`…, the Key Vault names of `Aws100`'s paths `bench/aws/sNNN`) on \

@@ -118,10 +118,7 @@ fn instance(endpoint: &str, n: usize, strategy: FetchStrategy) -> AwsBackend {
 }
 
 fn loader(backend: &AwsBackend) -> Loader {
-    Loader::new()
-        .backend(backend.clone())
-        .no_dotenv()
-        .env_vars(Vec::<(String, String)>::new())
+    crate::loader_over(backend.clone())
 }
 
 /// Whether `cfg` holds the bed's values.
@@ -188,12 +185,7 @@ fn aws_rate(operation: &str) -> f64 {
 /// # Panics
 /// When the test bed cannot start.
 pub fn run(settings: &Settings) -> Section {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    runtime.block_on(run_async(settings))
+    crate::block_on(run_async(settings))
 }
 
 const STRATEGIES: [(&str, FetchStrategy); 3] = [

@@ -40,10 +40,7 @@ async fn instance(endpoint: &str, patience: Option<Duration>) -> GcpBackend {
 }
 
 fn loader(backend: &GcpBackend) -> Loader {
-    Loader::new()
-        .backend(backend.clone())
-        .no_dotenv()
-        .env_vars(Vec::<(String, String)>::new())
+    crate::loader_over(backend.clone())
 }
 
 /// The kernel's count of connections dropped because a listening socket's accept queue was full (machine-wide;
@@ -165,12 +162,7 @@ async fn reload_tick(proxy: &Proxy) -> Vec<(String, f64)> {
 /// # Panics
 /// When the test bed cannot start or a backend cannot be built.
 pub fn run(settings: &Settings) -> Section {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    runtime.block_on(run_async(settings))
+    crate::block_on(run_async(settings))
 }
 
 async fn run_async(settings: &Settings) -> Section {

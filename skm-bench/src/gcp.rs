@@ -18,7 +18,7 @@ use skm::backend::{AdminBackend, PutRequest, SecretValue};
 use skm::{ExposeSecret, Loader};
 use skm_testing::{Action, Drongo, Proxy, RecordedRequest};
 
-use crate::report::{Section, Table, Target};
+use crate::report::{LoadTable, Section, Target};
 use crate::stats::{fmt_ratio, fmt_secs, Samples};
 use crate::structs::Aws100;
 use crate::Settings;
@@ -52,10 +52,7 @@ async fn backend(endpoint: &str, concurrency: Option<usize>) -> GcpBackend {
 }
 
 fn loader(b: &GcpBackend) -> Loader {
-    Loader::new()
-        .backend(b.clone())
-        .no_dotenv()
-        .env_vars(Vec::<(String, String)>::new())
+    crate::loader_over(b.clone())
 }
 
 fn check(cfg: Aws100) {
@@ -195,12 +192,7 @@ fn plural(n: usize, what: &str) -> String {
 /// # Panics
 /// When drongo is not installed or an operation fails: the caller reports the section as failed.
 pub fn run(settings: &Settings) -> Section {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    runtime.block_on(run_async(settings))
+    crate::block_on(run_async(settings))
 }
 
 async fn run_async(settings: &Settings) -> Section {
@@ -232,26 +224,8 @@ async fn run_async(settings: &Settings) -> Section {
     }
 
     let seq_median = f.sequential.median();
-    let mut table = Table::new(&[
-        "approach",
-        "wall (median)",
-        "min–max",
-        "runs",
-        "requests",
-        "speed-up vs sequential loop",
-        "wall / RTT",
-    ]);
-    let mut row = |what: String, s: &Samples, requests: String| {
-        table.row(vec![
-            what,
-            fmt_secs(s.median()),
-            s.range_time(),
-            s.len().to_string(),
-            requests,
-            fmt_ratio(seq_median / s.median()),
-            format!("{:.2}", s.median() / rtt_s),
-        ]);
-    };
+    let mut table = LoadTable::new("speed-up vs sequential loop", seq_median, rtt);
+    let mut row = |what: String, s: &Samples, requests: String| table.row(what, s, requests);
     let counted = |c: &Option<(usize, usize)>| {
         let (r, m) = c.expect("counted by the proxy");
         format!("{r} (max {m} in flight)")
@@ -298,7 +272,7 @@ async fn run_async(settings: &Settings) -> Section {
 
     let mut section = Section::new(
         "7. Google Cloud Secret Manager load (drongo behind the latency proxy)",
-        table,
+        table.into_table(),
     );
     section.intro.push(format!(
         "{SECRETS} secrets (`bench-aws-s000` … `bench-aws-s099`: the AWS benchmark's struct, whose paths the GCP \

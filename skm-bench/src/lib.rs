@@ -45,6 +45,29 @@ pub mod structs {
     include!(concat!(env!("OUT_DIR"), "/structs.rs"));
 }
 
+/// Runs a network benchmark on the runtime they all use: multi-threaded, with a worker per core of this
+/// 2-core machine, as a service's `#[tokio::main]` would have.
+///
+/// # Panics
+/// When the runtime cannot be built.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(future)
+}
+
+/// A loader over `backend` alone: no `.env` file and no environment variables, so that a load times the
+/// backend and the loader, nothing else.
+pub fn loader_over(backend: impl skm::backend::Backend + 'static) -> skm::Loader {
+    skm::Loader::new()
+        .backend(backend)
+        .no_dotenv()
+        .env_vars(Vec::<(String, String)>::new())
+}
+
 /// What every benchmark needs to know about the run.
 #[derive(Debug, Clone)]
 pub struct Settings {

@@ -41,6 +41,53 @@ impl Table {
     }
 }
 
+/// The table of a load benchmark: approach, wall time (median, min–max, runs), requests, speed-up over the
+/// sequential loop and wall time in RTTs; every network section prints one.
+#[derive(Debug)]
+pub struct LoadTable {
+    table: Table,
+    baseline: f64,
+    rtt: f64,
+}
+
+impl LoadTable {
+    /// A table whose speed-up column divides `baseline` (the sequential loop's median, seconds) by each row's
+    /// median, titled `speedup_title`.
+    pub fn new(speedup_title: &str, baseline: f64, rtt: std::time::Duration) -> Self {
+        LoadTable {
+            table: Table::new(&[
+                "approach",
+                "wall (median)",
+                "min–max",
+                "runs",
+                "requests",
+                speedup_title,
+                "wall / RTT",
+            ]),
+            baseline,
+            rtt: rtt.as_secs_f64(),
+        }
+    }
+
+    /// Adds one approach's times and request count.
+    pub fn row(&mut self, what: impl Into<String>, times: &crate::stats::Samples, requests: impl Into<String>) {
+        self.table.row(vec![
+            what.into(),
+            crate::stats::fmt_secs(times.median()),
+            times.range_time(),
+            times.len().to_string(),
+            requests.into(),
+            crate::stats::fmt_ratio(self.baseline / times.median()),
+            format!("{:.2}", times.median() / self.rtt),
+        ]);
+    }
+
+    /// The table, to give to [`Section::new`].
+    pub fn into_table(self) -> Table {
+        self.table
+    }
+}
+
 /// One goal the issue sets, with the figure measured against it.
 #[derive(Debug, Clone)]
 pub struct Target {

@@ -8,8 +8,8 @@ use skm::backend::{Backend, FetchRequest};
 use skm::{ExposeSecret, Loader};
 use skm_testing::{Bao, Proxy};
 
-use crate::report::{Section, Table, Target};
-use crate::stats::{fmt_ratio, fmt_secs, Samples};
+use crate::report::{LoadTable, Section, Target};
+use crate::stats::{fmt_secs, Samples};
 use crate::structs::Vault50;
 use crate::Settings;
 
@@ -38,10 +38,7 @@ async fn backend(addr: &str, token: &str, concurrency: Option<usize>) -> VaultBa
 }
 
 fn loader(b: &VaultBackend) -> Loader {
-    Loader::new()
-        .backend(b.clone())
-        .no_dotenv()
-        .env_vars(Vec::<(String, String)>::new())
+    crate::loader_over(b.clone())
 }
 
 /// The length of the `value` key of one read (a Vault secret is a JSON map).
@@ -64,12 +61,7 @@ fn check(cfg: Vault50) {
 /// # Panics
 /// When OpenBao is not installed or an operation fails: the caller reports the section as failed.
 pub fn run(settings: &Settings) -> Section {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    runtime.block_on(run_async(settings))
+    crate::block_on(run_async(settings))
 }
 
 async fn run_async(settings: &Settings) -> Section {
@@ -182,25 +174,10 @@ async fn run_async(settings: &Settings) -> Section {
     }
 
     let seq_median = sequential.median();
-    let mut table = Table::new(&[
-        "approach",
-        "wall (median)",
-        "min–max",
-        "runs",
-        "requests",
-        "speed-up vs sequential",
-        "wall / RTT",
-    ]);
+    let mut table = LoadTable::new("speed-up vs sequential", seq_median, rtt);
     for (what, s, counts) in &timed {
-        table.row(vec![
-            what.to_string(),
-            fmt_secs(s.median()),
-            s.range_time(),
-            s.len().to_string(),
-            counts.map_or("— (no proxy)".into(), |(r, f)| format!("{r} (max {f} in flight)")),
-            fmt_ratio(seq_median / s.median()),
-            format!("{:.2}", s.median() / rtt_s),
-        ]);
+        let requests = counts.map_or("— (no proxy)".into(), |(r, f)| format!("{r} (max {f} in flight)"));
+        table.row(*what, s, requests);
     }
     for (what, s, requests) in [
         (
@@ -215,18 +192,10 @@ async fn run_async(settings: &Settings) -> Section {
         ),
         ("one read (the floor: 1 RTT + OpenBao)", &single, 1),
     ] {
-        table.row(vec![
-            what.to_string(),
-            fmt_secs(s.median()),
-            s.range_time(),
-            s.len().to_string(),
-            requests.to_string(),
-            fmt_ratio(seq_median / s.median()),
-            format!("{:.2}", s.median() / rtt_s),
-        ]);
+        table.row(what, s, requests.to_string());
     }
 
-    let mut section = Section::new("2. Vault load (OpenBao behind the latency proxy)", table);
+    let mut section = Section::new("2. Vault load (OpenBao behind the latency proxy)", table.into_table());
     section.intro.push(format!(
         "{PATHS} KV v2 paths (one key each) on an OpenBao dev server, through the same proxy adding {} ms per \
          request. Vault has no batch read, so skm reads each path once, concurrently. The backend is built \
