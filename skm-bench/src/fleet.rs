@@ -123,11 +123,7 @@ fn loader(backend: &AwsBackend) -> Loader {
 
 /// Whether `cfg` holds the bed's values.
 pub(crate) fn check(cfg: &Aws100) -> bool {
-    use skm::ExposeSecret;
-    cfg.fields()
-        .iter()
-        .enumerate()
-        .all(|(i, f)| f.expose_secret() == value(i))
+    crate::holds(cfg, value)
 }
 
 /// What one fleet start did.

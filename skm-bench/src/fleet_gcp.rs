@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use skm::backend::gcp::{GcpBackend, DEFAULT_MAX_ATTEMPTS, DEFAULT_THROTTLE_PATIENCE};
-use skm::{ExposeSecret, Loader};
+use skm::Loader;
 use skm_testing::{OperationCount, Proxy, Quotas};
 
 use crate::gcp::{serve, value, PROJECT, SECRETS};
@@ -55,10 +55,7 @@ fn listen_overflows() -> Option<u64> {
 
 /// Whether every field holds the bed's value.
 fn check(cfg: &Aws100) -> bool {
-    cfg.fields()
-        .iter()
-        .enumerate()
-        .all(|(i, f)| f.expose_secret() == value(i))
+    crate::holds(cfg, value)
 }
 
 /// What one fleet start did.

@@ -68,6 +68,15 @@ pub fn loader_over(backend: impl skm::backend::Backend + 'static) -> skm::Loader
         .env_vars(Vec::<(String, String)>::new())
 }
 
+/// Whether every field of `cfg` holds `value(i)`, field `i` in declaration order: a fleet's load check.
+pub fn holds(cfg: &structs::Aws100, value: fn(usize) -> String) -> bool {
+    use skm::ExposeSecret;
+    cfg.fields()
+        .iter()
+        .enumerate()
+        .all(|(i, f)| f.expose_secret() == value(i))
+}
+
 /// What every benchmark needs to know about the run.
 #[derive(Debug, Clone)]
 pub struct Settings {

@@ -131,6 +131,60 @@ impl FanOut {
         stream::iter(pending).buffered(self.max_in_flight).collect().await
     }
 
+    /// Runs `op` again, after [`FanOut::backoff`], while it fails [`FailureKind::Throttled`] and the next try
+    /// would still start within `patience` of the first (zero: `op` runs once). A client's own retries stop
+    /// after a second or two, while a quota a whole fleet exceeds refills over several: waiting loads instead
+    /// of failing. `operation` and `what` name the read in the debug log.
+    ///
+    /// # Example
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::time::Duration;
+    /// use skm_runtime::backend::{fanout::FanOut, FailureKind, FetchError};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let calls = AtomicU32::new(0);
+    /// let fan = FanOut::new(1).base_delay(Duration::from_millis(1));
+    /// let answer = fan
+    ///     .patiently(Duration::from_secs(5), "Read", &"app/token", || async {
+    ///         match calls.fetch_add(1, Ordering::SeqCst) {
+    ///             0 | 1 => Err(FetchError::new(FailureKind::Throttled, "rate exceeded")),
+    ///             _ => Ok("value"),
+    ///         }
+    ///     })
+    ///     .await;
+    /// assert_eq!(answer.unwrap(), "value");
+    /// assert_eq!(calls.load(Ordering::SeqCst), 3);
+    /// # });
+    /// ```
+    pub async fn patiently<T, F, Fut>(
+        &self,
+        patience: Duration,
+        operation: &'static str,
+        what: &(dyn std::fmt::Display + Sync),
+        mut op: F,
+    ) -> Result<T, FetchError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, FetchError>>,
+    {
+        let started = std::time::Instant::now();
+        let mut retry = 0;
+        loop {
+            let result = op().await;
+            let delay = self.backoff(retry);
+            match &result {
+                Err(e) if e.kind == FailureKind::Throttled && started.elapsed() + delay < patience => {
+                    tracing::debug!(target: "skm", operation, secret = %what, retry,
+                        delay_ms = delay.as_millis() as u64, "throttled; trying again");
+                    tokio::time::sleep(delay).await;
+                    retry += 1;
+                }
+                _ => return result,
+            }
+        }
+    }
+
     /// One item's tries.
     async fn attempts<I, T, F, Fut>(&self, op: &F, item: I) -> Result<T, FetchError>
     where

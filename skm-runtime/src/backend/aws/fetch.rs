@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_secretsmanager::config::retry::RetryConfig;
 use aws_sdk_secretsmanager::primitives::Blob;
@@ -169,25 +169,15 @@ async fn patient_single(
     version: VersionPin,
     patience: Duration,
 ) -> FetchResult {
-    let started = Instant::now();
-    let backoff = crate::backend::fanout::FanOut::new(1);
-    let mut retry = 0;
-    loop {
-        let result = {
-            let _permit = limit.acquire().await.expect("semaphore is never closed");
-            single(client, id, version.clone()).await
-        };
-        let delay = backoff.backoff(retry);
-        match &result {
-            Err(e) if e.kind == FailureKind::Throttled && started.elapsed() + delay < patience => {
-                tracing::debug!(target: "skm", id, retry, delay_ms = delay.as_millis() as u64,
-                    "GetSecretValue throttled; trying again");
-                tokio::time::sleep(delay).await;
-                retry += 1;
+    crate::backend::fanout::FanOut::new(1)
+        .patiently(patience, "GetSecretValue", &id, || {
+            let version = version.clone();
+            async move {
+                let _permit = limit.acquire().await.expect("semaphore is never closed");
+                single(client, id, version).await
             }
-            _ => return result,
-        }
-    }
+        })
+        .await
 }
 
 /// `GetSecretValue` for one secret.

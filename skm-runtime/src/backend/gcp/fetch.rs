@@ -4,7 +4,7 @@
 use crate::backend::distinct::Distinct;
 use crate::backend::fanout::FanOut;
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use google_cloud_gax::error::rpc::Code;
 use google_cloud_secretmanager_v1::client::SecretManagerService;
@@ -208,8 +208,6 @@ fn number_of(version_name: &str) -> Option<u64> {
     version_name.rsplit('/').next()?.parse().ok()
 }
 
-/// `AccessSecretVersion` of one version: the payload (checked against its CRC32C when the server sends one)
-/// and the version's number.
 /// [`access_once`], tried again while throttled (`RESOURCE_EXHAUSTED` after the client's own retries) for up
 /// to `patience` (zero: the client's retries only), after a jittered exponential backoff. A fleet starting at
 /// once can exceed the project's access quota for several seconds, longer than the client's retries last
@@ -221,25 +219,15 @@ async fn access(
     version: &str,
     patience: Duration,
 ) -> Result<(SecretPayload, u64), FetchError> {
-    let started = Instant::now();
-    let backoff = FanOut::new(1);
-    let mut retry = 0;
-    loop {
-        let result = access_once(client, name, version).await;
-        let delay = backoff.backoff(retry);
-        match &result {
-            Err(e) if e.kind == FailureKind::Throttled && started.elapsed() + delay < patience => {
-                tracing::debug!(target: "skm", secret = %name, retry, delay_ms = delay.as_millis() as u64,
-                    "AccessSecretVersion throttled; trying again");
-                tokio::time::sleep(delay).await;
-                retry += 1;
-            }
-            _ => return result,
-        }
-    }
+    FanOut::new(1)
+        .patiently(patience, "AccessSecretVersion", name, || {
+            access_once(client, name, version)
+        })
+        .await
 }
 
-/// `AccessSecretVersion` of one version, with the client's retries.
+/// `AccessSecretVersion` of one version, with the client's retries: the payload (checked against its CRC32C
+/// when the server sends one) and the version's number.
 async fn access_once(
     client: &SecretManagerService,
     name: &SecretName,
