@@ -679,3 +679,147 @@ fn a_child_ignoring_sigterm_is_killed_after_the_grace_period() {
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
     assert_no_sentinel("skm's output", &text(&out));
 }
+
+/// Values a mask line must not split or change: a bare `\r`, `\r\n`, and the runner's own escapes.
+const MASKED: [(&str, &str); 4] = [
+    ("APP_CR", "SENTINEL-cr-head-51a0\rSENTINEL-cr-tail-51a1"),
+    ("APP_CRLF", "SENTINEL-crlf-head-62b0\r\nSENTINEL-crlf-tail-62b1"),
+    ("APP_PCT", "SENTINEL-pct-73c0%25SENTINEL-pct-73c1"),
+    ("APP_ESC_NL", "SENTINEL-escnl-84d0%0ASENTINEL-escnl-84d1%0D"),
+];
+
+const MASKED_MANIFEST: &str = r#"skm_manifest = 1
+struct = "MaskApp"
+
+[[secret]]
+field = "cr"
+env = "APP_CR"
+type = "SecretString"
+
+[[secret]]
+field = "crlf"
+env = "APP_CRLF"
+type = "SecretString"
+
+[[secret]]
+field = "pct"
+env = "APP_PCT"
+type = "SecretString"
+
+[[secret]]
+field = "esc_nl"
+env = "APP_ESC_NL"
+type = "SecretString"
+"#;
+
+/// The lines the Actions runner reads from a step's output: .NET's `ReadLine` ends a line at `\n`, `\r\n`
+/// or a bare `\r`.
+fn runner_lines(stdout: &str) -> Vec<&str> {
+    let mut lines = Vec::new();
+    let mut rest = stdout;
+    while let Some(at) = rest.find(['\r', '\n']) {
+        lines.push(&rest[..at]);
+        let skip = if rest[at..].starts_with("\r\n") { 2 } else { 1 };
+        rest = &rest[at + skip..];
+    }
+    if !rest.is_empty() {
+        lines.push(rest);
+    }
+    lines
+}
+
+/// The runner's unescaping of a command's data (`ActionCommand`): `%0D`, `%0A`, then `%25`.
+fn runner_unescape(data: &str) -> String {
+    data.replace("%0D", "\r").replace("%0A", "\n").replace("%25", "%")
+}
+
+/// What the runner masks after reading `stdout`, and the lines it prints (every line that is not a mask
+/// command). A registered value is masked as a whole and, since runner 2.298, line by line: every segment
+/// between `\r` and `\n`.
+fn runner_masks(stdout: &str) -> (Vec<String>, Vec<String>) {
+    let (mut masks, mut printed) = (Vec::new(), Vec::new());
+    for line in runner_lines(stdout) {
+        match line.strip_prefix("::add-mask::") {
+            Some(data) => {
+                let value = runner_unescape(data);
+                masks.extend(
+                    value
+                        .split(['\r', '\n'])
+                        .filter(|s| !s.trim().is_empty())
+                        .map(String::from),
+                );
+                masks.push(value);
+            }
+            None => printed.push(line.to_string()),
+        }
+    }
+    (masks, printed)
+}
+
+/// Finding 1 of the second security review: every segment of every value is registered with the runner,
+/// exactly as it appears in the value, and no part of a value is printed outside a mask command's escaped data.
+#[test]
+fn github_masks_survive_the_runners_parsing() {
+    let scene = Scene::new();
+    std::fs::write(scene.path("mask.toml"), MASKED_MANIFEST).unwrap();
+    let env_file = scene.path("github_env");
+    let runs: [&[&str]; 2] = [&["export", "--github-env"], &["run", "--", "true"]];
+    for args in runs {
+        let mut cmd = scene.skm(args);
+        cmd.env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_ENV", &env_file)
+            .env("SKM_MANIFEST", scene.path("mask.toml"));
+        for (name, value) in MASKED {
+            cmd.env(name, value);
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+        assert_no_sentinel("stderr", &String::from_utf8_lossy(&out.stderr));
+        let (masks, printed) = runner_masks(&stdout);
+        for (name, value) in MASKED {
+            for segment in value.split(['\r', '\n']).filter(|s| !s.is_empty()) {
+                assert!(
+                    masks.iter().any(|m| m == segment),
+                    "{args:?}: {name}'s segment {segment:?} is not registered; the runner read {masks:?} from {stdout:?}"
+                );
+                for line in &printed {
+                    assert!(
+                        !line.contains(segment),
+                        "{args:?}: {name}'s segment printed in clear: {line:?}"
+                    );
+                }
+            }
+        }
+        assert_no_sentinel("the lines the runner prints", &printed.join("\n"));
+    }
+}
+
+/// Second review, #8: `export --github-env` creates a missing `$GITHUB_ENV` file readable by its owner only;
+/// an existing file (the runner's own) keeps its mode.
+#[cfg(unix)]
+#[test]
+fn github_env_is_created_0600_and_an_existing_file_keeps_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let scene = Scene::new();
+    let export = |file: &Path| {
+        let out = scene
+            .skm(&["export", "--github-env"])
+            .env("GITHUB_ENV", file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    };
+    let missing = scene.path("new_github_env");
+    export(&missing);
+    let mode = std::fs::metadata(&missing).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "a created $GITHUB_ENV is mode {mode:o}");
+    assert!(std::fs::read_to_string(&missing).unwrap().contains(TOKEN));
+
+    let existing = scene.path("runner_github_env");
+    std::fs::write(&existing, "").unwrap();
+    std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o640)).unwrap();
+    export(&existing);
+    let mode = std::fs::metadata(&existing).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640, "an existing $GITHUB_ENV changed to mode {mode:o}");
+}
