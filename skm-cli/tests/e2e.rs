@@ -569,7 +569,7 @@ async fn rotate_rollback(kind: Kind) {
                 "--key",
                 "password",
                 "--generate",
-                "16",
+                "32",
                 "--charset",
                 "hex",
             ],
@@ -580,7 +580,7 @@ async fn rotate_rollback(kind: Kind) {
     assert_eq!(w.reveal("svc/db", Some("user")).await, "app");
     let password = w.reveal("svc/db", Some("password")).await;
     assert!(
-        password.len() == 16 && password.chars().all(|c| c.is_ascii_hexdigit()),
+        password.len() == 32 && password.chars().all(|c| c.is_ascii_hexdigit()),
         "{password}"
     );
 

@@ -204,7 +204,7 @@ async fn names_from_a_backend_cannot_drive_the_terminal() {
         &["get", "app/ok"],
         &["get", evil_path, "--key", "nope"],
         &["get", "app/ok", "--key", "nope"],
-        &["rotate", evil_path, "--generate", "16"],
+        &["rotate", evil_path, "--generate", "24"],
     ] {
         let r = run(standalone(&memory), args).await;
         let all = r.all();
@@ -231,7 +231,7 @@ async fn rotate_without_a_key_keeps_a_json_object_unless_forced() {
         "app/db",
         SecretValue::map([("user", "app"), ("password", "SENTINEL-old")]),
     );
-    let r = run(standalone(&memory), &["rotate", "app/db", "--generate", "16"]).await;
+    let r = run(standalone(&memory), &["rotate", "app/db", "--generate", "24"]).await;
     assert_eq!(r.code, exit::FAILED, "{r:?}");
     assert!(r.err.contains("--key") && r.err.contains("--force"), "{r:?}");
     assert!(r.err.contains("password") && !r.all().contains("SENTINEL"), "{r:?}");
@@ -240,7 +240,7 @@ async fn rotate_without_a_key_keeps_a_json_object_unless_forced() {
 
     let r = run(
         standalone(&memory),
-        &["rotate", "app/db", "--generate", "16", "--force"],
+        &["rotate", "app/db", "--generate", "24", "--force"],
     )
     .await;
     assert_eq!(r.code, exit::OK, "{r:?}");
@@ -250,12 +250,12 @@ async fn rotate_without_a_key_keeps_a_json_object_unless_forced() {
         .remove(0)
         .unwrap();
     match now.value {
-        SecretValue::Text(t) => assert_eq!(t.expose_secret().len(), 16),
+        SecretValue::Text(t) => assert_eq!(t.expose_secret().len(), 24),
         other => panic!("{other:?}"),
     }
     // A plain text secret rotates as before.
     memory.insert("app/token", SecretValue::text("SENTINEL-text"));
-    let r = run(standalone(&memory), &["rotate", "app/token", "--generate", "16"]).await;
+    let r = run(standalone(&memory), &["rotate", "app/token", "--generate", "24"]).await;
     assert_eq!(r.code, exit::OK, "{r:?}");
 }
 
@@ -294,4 +294,59 @@ async fn a_dry_run_with_conflicts_exits_1() {
     forced.push("--force");
     assert_eq!(run(standalone(&memory), &forced).await.code, exit::OK);
     assert!(!r.all().contains("SENTINEL"));
+}
+
+// --- Second review, #9: a generated value has at least 128 bits of entropy unless --allow-weak ---------
+
+#[tokio::test]
+async fn rotate_refuses_fewer_than_128_bits_unless_allowed() {
+    let memory = MemoryBackend::new();
+    memory.insert("app/token", SecretValue::text("SENTINEL-weak-before"));
+    // 8 hex digits: 32 bits. Refused before anything is written, and the output says the bits.
+    let weak = ["rotate", "app/token", "--generate", "8", "--charset", "hex"];
+    let r = run(standalone(&memory), &weak).await;
+    assert_eq!(r.code, exit::USAGE, "{r:?}");
+    assert!(r.err.contains("32 bits"), "the bits are named: {r:?}");
+    assert!(
+        r.err.contains("--allow-weak") && r.err.contains("--generate 32"),
+        "{r:?}"
+    );
+    assert_eq!(
+        memory.versions("app/token").await.unwrap().len(),
+        1,
+        "a refused rotate wrote"
+    );
+    // 21 alphanumerics are 125 bits: still refused; 22 are 130.
+    let r = run(standalone(&memory), &["rotate", "app/token", "--generate", "21"]).await;
+    assert_eq!(r.code, exit::USAGE, "{r:?}");
+    assert!(r.err.contains("125 bits") && r.err.contains("--generate 22"), "{r:?}");
+    let r = run(standalone(&memory), &["rotate", "app/token", "--generate", "22"]).await;
+    assert_eq!(r.code, exit::OK, "{r:?}");
+    assert!(r.all().contains("130 bits"), "{r:?}");
+
+    // --allow-weak writes it, and still says how weak it is.
+    let mut allowed = weak.to_vec();
+    allowed.push("--allow-weak");
+    let r = run(standalone(&memory), &allowed).await;
+    assert_eq!(r.code, exit::OK, "{r:?}");
+    assert!(r.all().contains("32 bits"), "{r:?}");
+    let now = memory
+        .fetch(&[FetchRequest::current("app/token")])
+        .await
+        .remove(0)
+        .unwrap();
+    match now.value {
+        SecretValue::Text(t) => assert_eq!(t.expose_secret().len(), 8),
+        other => panic!("{other:?}"),
+    }
+    // JSON output carries the figure too.
+    let r = run(
+        standalone(&memory),
+        &["rotate", "app/token", "--generate", "32", "--json"],
+    )
+    .await;
+    assert_eq!(r.code, exit::OK, "{r:?}");
+    let doc: serde_json::Value = serde_json::from_str(&r.out).unwrap();
+    assert_eq!(doc["entropy_bits"], 190, "{doc:#}");
+    assert!(!r.all().contains("SENTINEL"), "{r:?}");
 }
