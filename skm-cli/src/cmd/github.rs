@@ -14,19 +14,29 @@ pub(crate) fn in_actions() -> bool {
     env_var("GITHUB_ACTIONS").is_some_and(|v| v == "true")
 }
 
-/// Registers every value with the runner's log masking: one `::add-mask::` command per non-empty line (the
-/// runner masks line by line, so a multi-line value needs each line registered).
+/// Registers every value with the runner's log masking: one `::add-mask::` command per segment of the value.
+///
+/// The runner reads a step's output line by line, ending a line at `\n`, `\r\n` *or a bare `\r`*, then
+/// unescapes the command's data (`%0D`, `%0A`, `%25`) and masks each of the value's lines within log lines.
+/// So the value is split on `\r` and `\n` here, and each segment is escaped as GitHub's toolkit
+/// (`@actions/core` `escapeData`) does: written raw, a `\r` would end the command and print the rest of the
+/// value in clear, and a `%25` in the value would register a different string.
 pub(crate) fn add_masks(out: &mut dyn Write, fields: &[RawField]) -> io::Result<()> {
     for field in fields {
         let text = String::from_utf8_lossy(field.expose_bytes());
-        for line in text.split('\n') {
-            let line = line.strip_suffix('\r').unwrap_or(line);
-            if !line.trim().is_empty() {
-                writeln!(out, "::add-mask::{line}")?;
+        for segment in text.split(['\r', '\n']) {
+            // The runner refuses blank data with a warning; a blank segment is never printed as a secret.
+            if !segment.trim().is_empty() {
+                writeln!(out, "::add-mask::{}", escape_data(segment))?;
             }
         }
     }
     out.flush()
+}
+
+/// A workflow command's data escaped as `@actions/core` `escapeData` does: `%` first, then `\r` and `\n`.
+pub(crate) fn escape_data(data: &str) -> String {
+    data.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
 }
 
 /// `skm export [--only FIELD]... --github-env`
@@ -73,11 +83,8 @@ pub(crate) async fn export(ctx: &mut Ctx<'_, '_>, args: ExportArgs) -> Result<u8
         body.extend_from_slice(format!("\n{delimiter}\n").as_bytes());
         names.push(env);
     }
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(&target)
-        .map_err(|e| Fail::Failed(format!("cannot open {}: {e}", target.display())))?;
+    let mut file =
+        open_append_private(&target).map_err(|e| Fail::Failed(format!("cannot open {}: {e}", target.display())))?;
     // One write: a reader never sees half of a variable.
     file.write_all(&body)
         .and_then(|()| file.flush())
@@ -85,6 +92,17 @@ pub(crate) async fn export(ctx: &mut Ctx<'_, '_>, args: ExportArgs) -> Result<u8
     ctx.ui
         .note(format!("exported {} to $GITHUB_ENV: {}", names.len(), names.join(", ")));
     Ok(exit::OK)
+}
+
+/// Opens `path` for appending, creating it readable by its owner only (0600): the values are written in clear,
+/// and a file created under the usual umask would be world-readable. The mode applies only at creation, so
+/// the runner's own file keeps the mode the runner gave it.
+fn open_append_private(path: &std::path::Path) -> io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.append(true).create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
 }
 
 /// A random delimiter (`ghadelimiter_` + 32 hex digits, as GitHub's own toolkit writes) that occurs in no
