@@ -119,6 +119,10 @@ pub(crate) enum Command {
         /// The characters to draw from.
         #[arg(long, value_enum, default_value_t = Charset::Alnum)]
         charset: Charset,
+        /// Write a value of fewer than 128 bits of entropy (e.g. `--generate 8 --charset hex`, 32 bits) for a
+        /// system that cannot take a longer one; refused without it.
+        #[arg(long)]
+        allow_weak: bool,
         /// Without --key, replace the value even when it is a JSON object (all its keys are lost).
         #[arg(long)]
         force: bool,

@@ -44,6 +44,13 @@ pub(crate) async fn dispatch(ctx: &mut Ctx<'_, '_>, command: Command) -> Result<
         } => ops::delete(ctx, &path, force, recovery_days, yes).await,
         Command::Versions { path } => ops::versions(ctx, &path).await,
         Command::Rollback { path, to } => ops::rollback(ctx, &path, &to).await,
+        // Before anything is read or written: a weak value is refused, whatever the backend.
+        Command::Rotate {
+            generate,
+            charset,
+            allow_weak: false,
+            ..
+        } if ops::entropy_bits(generate, charset) < ops::MIN_ENTROPY_BITS => Err(ops::too_weak(generate, charset)),
         #[cfg(feature = "postgres")]
         Command::Rotate {
             path,

@@ -168,6 +168,22 @@ fn report_write(ctx: &mut Ctx<'_, '_>, path: &str, version: &str, verb: &str) {
     }
 }
 
+/// `rotate`'s report: the version written and the generated value's entropy (never the value).
+fn report_rotation(ctx: &mut Ctx<'_, '_>, path: &str, version: &str, length: u16, charset: Charset) {
+    let bits = entropy_bits(length, charset).floor();
+    if ctx.ui.json {
+        ctx.ui
+            .json(&json!({ "path": path, "version": version, "entropy_bits": bits as u64 }));
+    } else {
+        let v = ctx.ui.paint(version, Tone::Good);
+        ctx.ui.line(format!(
+            "rotated `{}`: version {v} ({length} {} characters, {bits} bits of entropy)",
+            display(path),
+            charset_name(charset)
+        ));
+    }
+}
+
 pub(crate) async fn list(ctx: &mut Ctx<'_, '_>, prefix: &str) -> Result<u8, Fail> {
     let backend = ctx.backend().await?;
     let entries = backend.list(prefix).await?;
@@ -352,22 +368,61 @@ pub(crate) async fn rotate(
         }
         None => backend.put(PutRequest::new(path, SecretValue::text(generated))).await?,
     };
-    report_write(ctx, path, &version, "rotated");
+    report_rotation(ctx, path, &version, length, charset);
     Ok(exit::OK)
 }
 
-/// A uniformly random string from the operating system's CSPRNG (rejection sampling, so no modulo bias).
-pub(crate) fn generate(length: usize, charset: Charset) -> Result<String, Fail> {
+/// The least entropy, in bits, of a value `rotate --generate` writes without `--allow-weak`: out of reach of
+/// offline guessing, as a 128-bit key is.
+pub(crate) const MIN_ENTROPY_BITS: f64 = 128.0;
+
+/// The characters `charset` draws from.
+fn alphabet(charset: Charset) -> &'static [u8] {
     const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     const HEX: &[u8] = b"0123456789abcdef";
     const URLSAFE: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     const ASCII: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&()*+,-./:;<=>?@[]^_{|}~";
-    let alphabet = match charset {
+    match charset {
         Charset::Alnum => ALNUM,
         Charset::Hex => HEX,
         Charset::Urlsafe => URLSAFE,
         Charset::Ascii => ASCII,
-    };
+    }
+}
+
+/// The `--charset` value naming `charset`.
+fn charset_name(charset: Charset) -> &'static str {
+    match charset {
+        Charset::Alnum => "alnum",
+        Charset::Hex => "hex",
+        Charset::Urlsafe => "urlsafe",
+        Charset::Ascii => "ascii",
+    }
+}
+
+/// The entropy of `length` characters drawn uniformly from `charset`: `length × log2(alphabet size)`.
+pub(crate) fn entropy_bits(length: u16, charset: Charset) -> f64 {
+    f64::from(length) * (alphabet(charset).len() as f64).log2()
+}
+
+/// Why `rotate --generate length --charset charset` is refused without `--allow-weak`, with the length that
+/// would pass.
+pub(crate) fn too_weak(length: u16, charset: Charset) -> Fail {
+    let per_char = (alphabet(charset).len() as f64).log2();
+    let needed = (MIN_ENTROPY_BITS / per_char).ceil();
+    Fail::Usage(format!(
+        "--generate {length} --charset {name} is {bits} bits of entropy, below the {min} bits a generated secret \
+         needs: use --generate {needed} or more, or pass --allow-weak for a system that cannot take a longer value; \
+         nothing was written",
+        name = charset_name(charset),
+        bits = entropy_bits(length, charset).floor(),
+        min = MIN_ENTROPY_BITS,
+    ))
+}
+
+/// A uniformly random string from the operating system's CSPRNG (rejection sampling, so no modulo bias).
+pub(crate) fn generate(length: usize, charset: Charset) -> Result<String, Fail> {
+    let alphabet = alphabet(charset);
     let limit = 256 - 256 % alphabet.len();
     let mut out = String::with_capacity(length);
     let mut buf = [0u8; 64];
@@ -394,5 +449,16 @@ mod tests {
         assert_ne!(v, generate(64, Charset::Hex).unwrap());
         let v = generate(100, Charset::Alnum).unwrap();
         assert!(v.chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn entropy_is_length_times_the_bits_per_character() {
+        assert_eq!(entropy_bits(8, Charset::Hex), 32.0);
+        assert_eq!(entropy_bits(32, Charset::Hex), 128.0);
+        assert_eq!(entropy_bits(22, Charset::Urlsafe), 132.0);
+        assert!(entropy_bits(21, Charset::Alnum) < MIN_ENTROPY_BITS);
+        assert!(entropy_bits(22, Charset::Alnum) >= MIN_ENTROPY_BITS);
+        assert!(entropy_bits(20, Charset::Ascii) >= MIN_ENTROPY_BITS);
+        assert!(entropy_bits(19, Charset::Ascii) < MIN_ENTROPY_BITS);
     }
 }

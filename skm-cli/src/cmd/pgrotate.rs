@@ -149,13 +149,15 @@ pub(crate) async fn run(
     if !write.atomic && pending.atomic {
         ctx.ui.warn(non_atomic_warning(&backend.name()));
     }
+    let bits = super::ops::entropy_bits(length, charset).floor();
     if ctx.ui.json {
-        ctx.ui
-            .json(&json!({ "path": path, "key": key, "version": write.version, "target": target }));
+        ctx.ui.json(
+            &json!({ "path": path, "key": key, "version": write.version, "target": target, "entropy_bits": bits as u64 }),
+        );
     } else {
         let v = ctx.ui.paint(&write.version, Tone::Good);
         ctx.ui.line(format!(
-            "rotated `{}` key `{}` and {target}: version {v}",
+            "rotated `{}` key `{}` and {target}: version {v} ({bits} bits of entropy)",
             display(path),
             display(key)
         ));
