@@ -138,7 +138,7 @@ pub use skm_runtime::{
     backend, dotenv, watch, Attempt, AttemptOutcome, BoxError, Check, ConfigError, Error, FieldError, FieldKind,
     FieldProblem, FieldSpec, Layer, LoadError, Loaded, Loader, Origin, Pattern, Provenance, RawField, RawTracker,
     RawValues, ResolvedField, Rotating, SecretSpec, SecretType, Secrets, Stale, StructSpec, Validators, VersionPin,
-    Watch, WatchOptions, WatchStats,
+    Watch, WatchOptions, WatchStats, MAX_FILE_BYTES,
 };
 
 /// Helpers for testing code that loads secrets, and for testing a backend of your own.

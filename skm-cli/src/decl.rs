@@ -1,7 +1,9 @@
 //! Declarations: which secrets a service declares, from an embedded struct or a manifest file.
 //!
-//! A manifest is the value-free export of a struct's declarations (`skm manifest`), read back by the
-//! standalone binary with `--manifest FILE`. It never holds a default *value*, only whether one exists.
+//! A manifest is the export of a struct's declarations (`skm manifest`), read back by the standalone binary
+//! with `--manifest FILE`. It carries each field's validators, and the default value of `plain` fields only
+//! (a plain field is declared not secret); a secret-typed field's default is only flagged, never written,
+//! and the standalone tool says it cannot supply it.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -15,10 +17,18 @@ use serde::{Deserialize, Serialize};
 use skm_runtime::backend::registry::{self, Descriptor};
 use skm_runtime::backend::AdminBackend;
 use skm_runtime::detect::Choice;
+use skm_runtime::spec::Pattern;
 use skm_runtime::{Error, Loader, Provenance, ResolvedField, SecretSpec, Secrets, Validators, VersionPin};
 
-/// The manifest format version this build writes and reads.
-pub const MANIFEST_FORMAT: u32 = 1;
+/// The manifest format version this build writes.
+///
+/// Format 2 added each field's validators (`min_len`, `not`, `pattern`) and the `default` of `plain` fields.
+/// This build also reads format 1 ([`MANIFEST_FORMATS_READ`]): such a file has no validators, and its
+/// defaults are only flagged (`has_default`), so the standalone tool cannot supply them.
+pub const MANIFEST_FORMAT: u32 = 2;
+
+/// The manifest format versions this build reads: 1 and 2.
+pub const MANIFEST_FORMATS_READ: std::ops::RangeInclusive<u32> = 1..=MANIFEST_FORMAT;
 
 /// A typed load of the embedded struct, returning provenance only: it catches values of the wrong type,
 /// which [`Loader::check_fields`] cannot see.
@@ -65,6 +75,59 @@ pub(crate) struct Declarations {
     pub fields: Vec<ResolvedField>,
     /// The typed load, for an embedded struct.
     pub typed: Option<TypedLoad>,
+    /// Fields declared with a default that these declarations do not carry (a secret-typed field's default,
+    /// or any default in a format-1 manifest): the standalone tool cannot supply it, and says so.
+    pub unsupplied_defaults: Vec<String>,
+}
+
+impl Declarations {
+    /// Whether `field` is declared with a default, carried here or not.
+    pub(crate) fn has_default(&self, field: &ResolvedField) -> bool {
+        field.spec.default.is_some() || self.unsupplied_defaults.contains(&field.id)
+    }
+
+    /// Why the tool could not supply the defaults of the `missing` fields, one sentence per field whose
+    /// default these declarations lack; empty when there is none.
+    pub(crate) fn unsupplied_notes<'a>(&self, missing: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let mut notes = Vec::new();
+        for id in missing {
+            if !self.unsupplied_defaults.iter().any(|u| u == id) {
+                continue;
+            }
+            let Some(f) = self.fields.iter().find(|f| f.id == id) else {
+                continue;
+            };
+            let mut sources: Vec<String> = f.env.iter().map(|e| format!("set {e}")).collect();
+            if f.path.is_some() {
+                sources.push(format!("store it at {}", location(f)));
+            }
+            sources.push("run the command through the application's own `secrets` binary".into());
+            let why = if f.spec.plain {
+                "its default is not in this manifest (written by an older `skm manifest`: regenerate it)"
+            } else {
+                "its default is compiled into the application and a manifest never carries a secret-typed \
+                 field's default"
+            };
+            notes.push(format!(
+                "`{id}`: {why}, so the standalone tool cannot supply it: {}",
+                sources.join(", or ")
+            ));
+        }
+        notes
+    }
+}
+
+/// The fields a failed load reports missing.
+pub(crate) fn missing_fields(e: &Error) -> Vec<&str> {
+    match e {
+        Error::Load(load) => load
+            .fields
+            .iter()
+            .filter(|f| matches!(f.reason, skm_runtime::FieldProblem::Missing))
+            .map(|f| f.field.as_str())
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// One declared secret in a manifest.
@@ -88,12 +151,25 @@ pub struct ManifestField {
     /// An `Option` field: absent everywhere is fine.
     #[serde(default)]
     pub optional: bool,
-    /// A default is declared (its value is never exported).
+    /// A default is declared. Its value is exported for a `plain` field only (in `default`).
     #[serde(default)]
     pub has_default: bool,
     /// `#[secret(plain)]`.
     #[serde(default)]
     pub plain: bool,
+    /// The declared default of a `plain` field (a plain field is not a secret). A secret-typed field's
+    /// default is never exported: `has_default` only flags it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+    /// `min_len`: the least number of characters the value may have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_len: Option<usize>,
+    /// `not`: placeholder values to reject (compared trimmed, ignoring ASCII case).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not: Vec<String>,
+    /// `pattern`: a regular expression (syntax of the `regex` crate) the value must match somewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
     /// Which version is read.
     #[serde(default)]
     pub version: ManifestVersion,
@@ -133,8 +209,11 @@ pub enum ManifestVersion {
                    standalone `skm --manifest FILE`."
 )]
 pub struct Manifest {
-    /// The format version ([`MANIFEST_FORMAT`]).
-    #[schemars(extend("const" = MANIFEST_FORMAT), description = "The manifest format version (1).")]
+    /// The format version ([`MANIFEST_FORMAT`] is written; [`MANIFEST_FORMATS_READ`] are read).
+    #[schemars(
+        extend("enum" = [1, 2]),
+        description = "The manifest format version: 2 (1 is still read: no validators, defaults only flagged)."
+    )]
     pub skm_manifest: u32,
     /// The struct's name.
     #[serde(rename = "struct")]
@@ -155,7 +234,8 @@ impl Manifest {
     /// # Example
     /// ```
     /// let schema = skm_cli::Manifest::json_schema();
-    /// assert_eq!(schema["properties"]["skm_manifest"]["const"], skm_cli::MANIFEST_FORMAT);
+    /// let formats = schema["properties"]["skm_manifest"]["enum"].as_array().unwrap();
+    /// assert!(formats.iter().any(|f| f == skm_cli::MANIFEST_FORMAT));
     /// assert_eq!(schema["additionalProperties"], false);
     /// ```
     pub fn json_schema() -> serde_json::Value {
@@ -181,8 +261,13 @@ impl Manifest {
                     env: f.env.map(str::to_string),
                     type_name: f.spec.type_name.to_string(),
                     optional: f.spec.optional,
-                    has_default: f.spec.default.is_some(),
+                    has_default: d.has_default(f),
                     plain: f.spec.plain,
+                    // Only a plain field's default: a secret-typed one is compiled in and stays there.
+                    default: f.spec.default.filter(|_| f.spec.plain).map(str::to_string),
+                    min_len: f.spec.validate.min_len,
+                    not: f.spec.validate.not.iter().map(|s| s.to_string()).collect(),
+                    pattern: f.spec.validate.pattern.map(|p| p.source.to_string()),
                     version: pin_to_manifest(f.spec.version.clone()),
                     backend: f.route().map(str::to_string),
                 })
@@ -218,11 +303,13 @@ impl Manifest {
                 path.display()
             )
         })?;
-        if manifest.skm_manifest != MANIFEST_FORMAT {
+        if !MANIFEST_FORMATS_READ.contains(&manifest.skm_manifest) {
             return Err(format!(
-                "manifest {} has format {}, but this skm reads format {MANIFEST_FORMAT}: regenerate it with `skm manifest`",
+                "manifest {} has format {}, but this skm reads formats {} to {}: regenerate it with `skm manifest`",
                 path.display(),
-                manifest.skm_manifest
+                manifest.skm_manifest,
+                MANIFEST_FORMATS_READ.start(),
+                MANIFEST_FORMATS_READ.end()
             ));
         }
         let problems = valid::check(&manifest);
@@ -244,10 +331,28 @@ impl Manifest {
         fn leak(s: String) -> &'static str {
             Box::leak(s.into_boxed_str())
         }
+        let mut unsupplied_defaults = Vec::new();
         let fields =
             self.secrets
                 .into_iter()
                 .map(|m| {
+                    // A plain field's default is carried; any other declared default is not, and a placeholder
+                    // would pass an empty value where the application passes its default.
+                    let default = match (m.has_default || m.default.is_some(), m.default) {
+                        (_, Some(v)) if m.plain => Some(leak(v)),
+                        (true, _) => {
+                            unsupplied_defaults.push(m.field.clone());
+                            None
+                        }
+                        (false, _) => None,
+                    };
+                    let not: &'static [&'static str] =
+                        Box::leak(m.not.into_iter().map(leak).collect::<Vec<_>>().into_boxed_slice());
+                    let validate = Validators {
+                        min_len: m.min_len,
+                        not,
+                        pattern: m.pattern.map(|p| Pattern::regex(leak(p))),
+                    };
                     let key = m.key.map(leak);
                     let env = m.env.map(leak);
                     // Checked by `valid::check`: a known name, mapped to its canonical form.
@@ -258,15 +363,13 @@ impl Manifest {
                         path: None,
                         key,
                         env,
-                        // The manifest says only that a default exists. A placeholder keeps `check` truthful
-                        // (the field resolves from its default, as at run time); no command prints it.
-                        default: m.has_default.then_some(""),
+                        default,
                         optional: m.optional,
                         plain: m.plain,
                         type_name: leak(m.type_name),
                         version: manifest_to_pin(m.version),
-                        // The manifest does not carry validators or rotation; `check` on it reports sources only.
-                        validate: Validators::NONE,
+                        validate,
+                        // Rotation grace is not in the manifest: the standalone tool reads the current version.
                         rotating: false,
                         backend,
                     }));
@@ -284,6 +387,7 @@ impl Manifest {
             profile: self.profile,
             fields,
             typed: None,
+            unsupplied_defaults,
         }
     }
 }

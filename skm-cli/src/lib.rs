@@ -72,7 +72,7 @@ use skm_runtime::backend::{AdminBackend, AdminError};
 use skm_runtime::detect::Choice;
 use skm_runtime::Secrets;
 
-pub use decl::{Manifest, ManifestField, ManifestVersion, MANIFEST_FORMAT};
+pub use decl::{Manifest, ManifestField, ManifestVersion, MANIFEST_FORMAT, MANIFEST_FORMATS_READ};
 pub use output::Io;
 
 use decl::{DeclSource, Declarations};
@@ -340,6 +340,7 @@ impl Ctx<'_, '_> {
                     profile,
                     fields,
                     typed: Some(*typed),
+                    unsupplied_defaults: Vec::new(),
                 })
             }
             (DeclSource::Manifest, None) => Err(Fail::Usage(format!(

@@ -86,6 +86,21 @@ fn check_field(index: usize, f: &ManifestField, errors: &mut Vec<String>) {
             ));
         }
     }
+    if f.default.is_some() && !f.plain {
+        errors.push(format!(
+            "{at}: `default` is written for `plain` fields only: a secret-typed field's default stays in the \
+             application (`has_default = true` flags it); remove `default`"
+        ));
+    }
+    if let Some(pattern) = &f.pattern {
+        // The derive compiles a pattern at build time; a manifest's is compiled here, once, so that a bad one
+        // is a usage error and not a failure of every load.
+        let source: &'static str = Box::leak(pattern.clone().into_boxed_str());
+        let compiled = skm_runtime::spec::Pattern::regex(source);
+        if let Err(e) = (compiled.matches)(compiled.source, "") {
+            errors.push(format!("{at}: `pattern` does not compile: {}", display(&e)));
+        }
+    }
     let type_ok = !f.type_name.trim().is_empty()
         && f.type_name
             .chars()
@@ -199,6 +214,10 @@ mod tests {
             optional: false,
             has_default: false,
             plain: false,
+            default: None,
+            min_len: None,
+            not: Vec::new(),
+            pattern: None,
             version: ManifestVersion::Current,
             backend: None,
         }
@@ -233,6 +252,35 @@ mod tests {
         m.profile = Some("*".into());
         let errors = check(&m);
         assert_eq!(errors.len(), 8, "{errors:#?}");
+        for e in &errors {
+            assert!(!e.contains('\n') && !e.contains('\r'), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn a_secret_default_and_a_broken_pattern_are_refused() {
+        let mut secret_default = field("jwt");
+        secret_default.has_default = true;
+        secret_default.default = Some("SENTINEL-default".into());
+        let mut pattern = field("key");
+        pattern.env = Some("KEY".into());
+        pattern.path = Some("app/key".into());
+        pattern.pattern = Some("^(unclosed".into());
+        let mut plain = field("port");
+        plain.env = Some("PORT".into());
+        plain.path = None;
+        plain.key = None;
+        plain.plain = true;
+        plain.has_default = true;
+        plain.default = Some("8080".into());
+        plain.pattern = Some("^[0-9]+$".into());
+        let errors = check(&manifest(vec![secret_default, pattern, plain]));
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+        assert!(
+            errors[0].contains("`default`") && !errors[0].contains("SENTINEL"),
+            "{errors:#?}"
+        );
+        assert!(errors[1].contains("`pattern` does not compile"), "{errors:#?}");
         for e in &errors {
             assert!(!e.contains('\n') && !e.contains('\r'), "{e:?}");
         }

@@ -43,7 +43,7 @@ const ENV_NAMES: [&str; 10] = [
     "GITHUB_TOKEN",
     "WEBHOOK_SECRET",
 ];
-/// The declared default of `log_level`: a manifest must flag it, never contain it.
+/// The declared default of `log_level`, a secret-typed field: a manifest must flag it, never contain it.
 const DEFAULT_SENTINEL: &str = "DEFAULT-SENTINEL-8c8c";
 /// The paths the ten migrated secrets live at (two share `app/db`).
 const PATHS: [&str; 9] = [
@@ -83,8 +83,8 @@ struct AppSecrets {
     github: SecretString,
     #[secret(path = "app/webhook", key = "secret", env = "WEBHOOK_SECRET")]
     webhook: SecretString,
-    #[secret(env = "LOG_LEVEL", default = "DEFAULT-SENTINEL-8c8c", plain)]
-    log_level: String,
+    #[secret(env = "LOG_LEVEL", default = "DEFAULT-SENTINEL-8c8c")]
+    log_level: SecretString,
     #[secret(path = "app/optional", key = "token", env = "OPTIONAL_TOKEN")]
     optional: Option<SecretString>,
 }
@@ -790,13 +790,14 @@ async fn manifest() {
     assert_eq!(json.code, 0, "{json:?}");
     assert!(!json.stdout.contains(DEFAULT_SENTINEL));
     let doc = json.json();
-    assert_eq!(doc["skm_manifest"], 1);
+    assert_eq!(doc["skm_manifest"], 2);
     assert_eq!(doc["struct"], "AppSecrets");
     let secrets = doc["secret"].as_array().unwrap();
     assert_eq!(secrets.len(), 12);
     let level = secrets.iter().find(|s| s["field"] == "log_level").unwrap();
     assert_eq!(level["has_default"], true);
-    assert_eq!(level["plain"], true);
+    assert_eq!(level["plain"], false);
+    assert!(level.get("default").is_none(), "{level:#}");
     assert!(level.get("path").is_none());
     let port = secrets.iter().find(|s| s["field"] == "db_port").unwrap();
     assert_eq!(port["type"], "u16");

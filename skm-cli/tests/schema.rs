@@ -29,6 +29,8 @@ struct SchemaApp {
     numbered: SecretString,
     #[secret(path = "by-id", version_id = "v-1234")]
     by_id: SecretString,
+    #[secret(path = "api", env = "API_KEY", min_len = 16, not = ["changeme", "dummy"], pattern = "^sk-")]
+    api_key: SecretString,
 }
 
 fn root() -> PathBuf {
@@ -181,6 +183,10 @@ async fn every_manifest_validates_and_broken_ones_do_not() {
         "number = 3",
         "has_default = true",
         "optional = true",
+        "default = \"info\"",
+        "min_len = 16",
+        "not = [\"changeme\", \"dummy\"]",
+        "pattern = \"^sk-\"",
     ] {
         assert!(toml_export.contains(pin), "{pin} not in:\n{toml_export}");
     }
@@ -209,7 +215,7 @@ async fn every_manifest_validates_and_broken_ones_do_not() {
             "type-format.toml",
             "skm_manifest = \"1\"\nstruct = \"App\"\n".to_string(),
         ),
-        ("format-2.toml", "skm_manifest = 2\nstruct = \"App\"\n".to_string()),
+        ("format-3.toml", "skm_manifest = 3\nstruct = \"App\"\n".to_string()),
         (
             "type-version.toml",
             format!("{head}type = \"SecretString\"\nversion = {{ stage = 3 }}\n"),

@@ -84,8 +84,17 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> Result<Choice, Error> {
             if d.compiled {
                 present.push((d, reason));
             } else {
-                tracing::debug!(target: "skm", backend = d.name, signal = %reason,
-                    "the signal is present but the `{}` feature is off; not using it", d.feature);
+                // A user who set AWS_REGION expects AWS: say once, visibly, that this build cannot use it.
+                let notice = format!(
+                    "{reason}, but this build has no {title} (`{feature}` feature), so it is ignored; to use it, \
+                     build with `skm-secrets = {{ version = \"0.1\", features = [\"{feature}\"] }}`",
+                    title = d.title,
+                    feature = d.feature
+                );
+                crate::notice::warn(&notice, || {
+                    tracing::warn!(target: "skm", backend = d.name, signal = %reason, feature = d.feature,
+                        "the signal is present but the `{}` feature is off; not using it", d.feature);
+                });
             }
         }
     }

@@ -81,18 +81,24 @@ impl DotenvFile {
     /// # Errors
     /// The file cannot be read ([`DotenvErrorKind::Read`], with the I/O error as its source) or is malformed.
     pub fn read(path: &Path) -> Result<Option<DotenvFile>, DotenvError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        let fail = |kind| DotenvError {
+            path: path.to_path_buf(),
+            kind,
+        };
+        let bytes = match crate::files::read_capped(path) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(None),
+            Err(crate::files::FileError::Io(kind)) => return Err(fail(DotenvErrorKind::Read(kind.into()))),
+            Err(e) => return Err(fail(DotenvErrorKind::Read(std::io::Error::other(e.to_string())))),
+        };
+        let text = match std::str::from_utf8(&bytes) {
+            Ok(text) => text,
             Err(e) => {
-                return Err(DotenvError {
-                    path: path.to_path_buf(),
-                    kind: DotenvErrorKind::Read(e),
-                })
+                let (line, column) = position(&bytes[..e.valid_up_to()]);
+                return Err(fail(DotenvErrorKind::Encoding { line, column }));
             }
         };
-        let text = zeroize::Zeroizing::new(text);
-        Self::parse(path, &text).map(Some)
+        Self::parse(path, text).map(Some)
     }
 
     /// Parses the text of the `.env` file at `path` (`path` is only named in errors).
@@ -119,15 +125,12 @@ impl DotenvFile {
                     );
                 }
                 Err(dotenvy::Error::LineParse(mut bad, index)) => {
-                    // dotenvy's error holds the whole line, which may be a secret: keep the position only.
-                    let line = text
-                        .lines()
-                        .position(|l| l == bad || l.trim() == bad.trim())
-                        .map(|n| n + 1);
+                    // dotenvy's error holds the whole logical line, which may be a secret: keep the position only.
+                    let (line, column) = locate(text, &bad, index);
                     zeroize::Zeroize::zeroize(&mut bad);
                     return Err(fail(DotenvErrorKind::Parse {
-                        line,
-                        column: index + 1,
+                        line: Some(line),
+                        column,
                     }));
                 }
                 Err(_) => return Err(fail(DotenvErrorKind::Malformed)),
@@ -153,6 +156,39 @@ impl DotenvFile {
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
         self.entries.values()
     }
+}
+
+/// The 1-based line and column of the character at `index` of the logical line `bad` that dotenvy could not
+/// parse. dotenvy hands back the logical line (a quoted value may span several lines, and an unterminated
+/// one runs to the end of the file), so the line is found where `bad` starts at a line start of `text`.
+fn locate(text: &str, bad: &str, index: usize) -> (usize, usize) {
+    let bad = bad.strip_suffix('\n').unwrap_or(bad);
+    let bad = bad.strip_suffix('\r').unwrap_or(bad);
+    let start = text
+        .match_indices(bad)
+        .map(|(at, _)| at)
+        .find(|&at| at == 0 || text.as_bytes()[at - 1] == b'\n');
+    let Some(start) = start else {
+        // Not found as written (dotenvy changed it): the line count up to here is the best position left.
+        return (text.lines().count().max(1), index + 1);
+    };
+    if index >= bad.len() && bad.contains('\n') {
+        // An unterminated quote ran to the end of the file: point at the quote that opened it.
+        let first = bad.lines().next().unwrap_or("");
+        let quote = first.find(['"', '\'']).unwrap_or(0);
+        return position(&text.as_bytes()[..start + quote]);
+    }
+    let end = (start + index).min(text.len());
+    let end = (0..=end).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    position(&text.as_bytes()[..end])
+}
+
+/// The 1-based line and column just after `before` (the bytes that precede a position).
+fn position(before: &[u8]) -> (usize, usize) {
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+    (line, column)
 }
 
 /// The 1-based line of the last definition of `name` in a `.env` text (later definitions win).
@@ -190,6 +226,13 @@ pub enum DotenvErrorKind {
         /// The 1-based column where parsing stopped.
         column: usize,
     },
+    /// The file is not UTF-8 text; the position is that of the first invalid byte.
+    Encoding {
+        /// The 1-based line.
+        line: usize,
+        /// The 1-based column (in characters).
+        column: usize,
+    },
     /// Another parse failure (e.g. an invalid substitution); dotenvy gives no position.
     Malformed,
 }
@@ -209,7 +252,19 @@ impl DotenvError {
     pub fn line(&self) -> Option<usize> {
         match self.kind {
             DotenvErrorKind::Parse { line, .. } => line,
+            DotenvErrorKind::Encoding { line, .. } => Some(line),
             _ => None,
+        }
+    }
+
+    /// The read of `path` did not finish within the load's deadline.
+    pub(crate) fn timed_out(path: &Path, deadline: std::time::Duration) -> Self {
+        DotenvError {
+            path: path.to_path_buf(),
+            kind: DotenvErrorKind::Read(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the read did not finish within the load deadline of {deadline:?}"),
+            )),
         }
     }
 }
@@ -218,14 +273,19 @@ impl fmt::Display for DotenvError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let path = self.path.display();
         match &self.kind {
-            DotenvErrorKind::Read(_) => write!(f, "cannot read the .env file {path}"),
+            DotenvErrorKind::Read(e) => write!(f, "cannot read the .env file {path}: {e}"),
             DotenvErrorKind::Parse { line, column } => {
                 let line = line.map_or_else(|| "?".to_string(), |l| l.to_string());
                 write!(
                     f,
-                    "malformed .env file {path}: cannot parse line {line} at column {column}; expected `NAME=value`"
+                    "malformed .env file {path}: cannot parse line {line} at column {column}; expected `NAME=value` \
+                     (quote a value that has spaces or `#`: NAME=\"...\")"
                 )
             }
+            DotenvErrorKind::Encoding { line, column } => write!(
+                f,
+                "malformed .env file {path}: line {line} column {column} is not UTF-8 text"
+            ),
             DotenvErrorKind::Malformed => write!(f, "malformed .env file {path}: parse error"),
         }
     }
@@ -259,5 +319,38 @@ mod tests {
         assert!(shown.contains("line 2"), "{shown}");
         assert!(!shown.contains("SENTINEL-abc123"), "{shown}");
         assert!(!format!("{f:?}").contains("two"));
+    }
+
+    #[test]
+    fn every_parse_error_has_a_line_and_column() {
+        // An unterminated quote runs to the end of the file: dotenvy's "line" is then several lines long.
+        for (text, line) in [
+            ("A=1\nB=\"SENTINEL-open\nC=2\n", 2),
+            ("A=1\n\nSENTINEL-bare word\n", 3),
+            ("A=\"multi\nline\"\nB=1\nSENTINEL x y\n", 4),
+            ("X=1\n  AX=1\nAX\n", 3),
+        ] {
+            let e = DotenvFile::parse(Path::new("bad.env"), text).unwrap_err();
+            let shown = format!("{e} {e:?}");
+            assert_eq!(e.line(), Some(line), "{text:?}: {shown}");
+            assert!(!shown.contains("line ?"), "{shown}");
+            assert!(!shown.contains("SENTINEL"), "{shown}");
+        }
+        assert_eq!(position(b"ab\ncd"), (2, 3));
+    }
+
+    #[test]
+    fn a_fifo_or_directory_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = DotenvFile::read(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("directory"), "{e}");
+        #[cfg(unix)]
+        {
+            let fifo = dir.path().join(".env");
+            let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+            assert!(made.success());
+            let e = DotenvFile::read(&fifo).unwrap_err().to_string();
+            assert!(e.contains("FIFO"), "{e}");
+        }
     }
 }

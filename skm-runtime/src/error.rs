@@ -7,7 +7,19 @@ use std::fmt;
 use crate::failure::FailureKind;
 
 /// Everything that can go wrong in skm.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the same human report as `Display`, followed by the chain of causes (as `anyhow` does), so
+/// that `fn main() -> Result<(), skm::Error>` shows the per-field report rather than nested structs; `{:#?}`
+/// gives the structured view.
+///
+/// # Example
+/// ```
+/// use skm_runtime::Error;
+/// let e = Error::config("SKM_BACKEND=`nope`: use one of aws, vault".into());
+/// assert_eq!(format!("{e:?}"), "skm configuration: SKM_BACKEND=`nope`: use one of aws, vault");
+/// assert!(format!("{e:#?}").starts_with("Config("));
+/// ```
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// One or more declared secrets could not be loaded; every failing field is listed.
@@ -33,6 +45,47 @@ pub enum Error {
         #[source]
         source: Option<BoxError>,
     },
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            return match self {
+                Error::Load(e) => f.debug_tuple("Load").field(e).finish(),
+                Error::Config(e) => f.debug_tuple("Config").field(e).finish(),
+                Error::Dotenv(e) => f.debug_tuple("Dotenv").field(e).finish(),
+                Error::Admin(e) => f.debug_tuple("Admin").field(e).finish(),
+                Error::Backend {
+                    backend,
+                    detail,
+                    source,
+                } => f
+                    .debug_struct("Backend")
+                    .field("backend", backend)
+                    .field("detail", detail)
+                    .field("source", source)
+                    .finish(),
+            };
+        }
+        write!(f, "{self}")?;
+        // The causes, each once: a cause whose text the report already holds adds nothing.
+        let mut shown = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        let mut first = true;
+        while let Some(c) = cause {
+            let text = c.to_string();
+            if !text.is_empty() && !shown.contains(&text) {
+                if first {
+                    f.write_str("\n\nCaused by:")?;
+                    first = false;
+                }
+                write!(f, "\n    {text}")?;
+                shown.push_str(&text);
+            }
+            cause = c.source();
+        }
+        Ok(())
+    }
 }
 
 /// A boxed error that can cross threads: the cause carried by [`ConfigError`] and [`Error::Backend`].

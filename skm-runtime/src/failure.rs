@@ -118,3 +118,12 @@ impl AdminError {
         }
     }
 }
+
+/// A duration for messages: `30 s`, `2.5 s`, `250 ms`.
+pub(crate) fn seconds(d: std::time::Duration) -> String {
+    if d < std::time::Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{} s", (d.as_secs_f64() * 10.0).round() / 10.0)
+    }
+}

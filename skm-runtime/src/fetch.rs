@@ -90,8 +90,16 @@ pub(crate) async fn fetch(
             vec![Err(FetchError::new(FailureKind::Other, why)); requests.len()]
         }
         None => {
-            let d = deadline.unwrap_or_default();
-            vec![Err(FetchError::unavailable(format!("deadline of {d:?} exceeded"))); requests.len()]
+            let why = format!(
+                "{} did not answer within the load deadline of {} (waited {} for {} request{}; set SKM_DEADLINE \
+                 or Loader::deadline to change it)",
+                backend.name(),
+                crate::failure::seconds(deadline.unwrap_or_default()),
+                crate::failure::seconds(started.elapsed()),
+                requests.len(),
+                if requests.len() == 1 { "" } else { "s" }
+            );
+            vec![Err(FetchError::unavailable(why)); requests.len()]
         }
     };
     let latency_ms = started.elapsed().as_millis() as u64;
@@ -134,8 +142,11 @@ pub(crate) async fn refresh(
     let probed = match within(deadline, backend.current_versions(requests)).await {
         Some(probed) => probed,
         None => {
-            let d = deadline.unwrap_or_default();
-            let e = FetchError::unavailable(format!("deadline of {d:?} exceeded while probing versions"));
+            let d = crate::failure::seconds(deadline.unwrap_or_default());
+            let e = FetchError::unavailable(format!(
+                "{} did not answer the version probe within the deadline of {d}",
+                backend.name()
+            ));
             return Err((String::from("(version probe)"), e));
         }
     };
@@ -218,12 +229,15 @@ pub(crate) async fn issue_fields(
     backend: Option<&std::sync::Arc<dyn crate::backend::Backend>>,
     fields: &[crate::plan::LeasedField],
     options: crate::lease::LeaseOptions,
+    deadline: Option<Duration>,
 ) -> std::collections::HashMap<String, Result<crate::lease::Issued, crate::error::FieldError>> {
     use crate::backend::vault::VaultBackend;
     use crate::error::{Attempt, AttemptOutcome, FieldError, FieldProblem};
     use crate::lease::LeaseErrorKind;
 
     let mut out = std::collections::HashMap::new();
+    // One deadline for every lease of the load, not one per lease.
+    let until = deadline.map(|d| Instant::now() + d);
     let vault = backend
         .and_then(|b| b.as_any())
         .and_then(|a| a.downcast_ref::<VaultBackend>());
@@ -254,7 +268,19 @@ pub(crate) async fn issue_fields(
             );
             continue;
         };
-        let result = vault.issue_for_field(path, options).await.map_err(|e| {
+        let left = until.map(|u| u.saturating_duration_since(Instant::now()));
+        let Some(issued) = within(left, vault.issue_for_field(path, options)).await else {
+            let kind = crate::backend::FailureKind::Unavailable;
+            let why = format!(
+                "{} did not issue the lease within the load deadline of {} (set SKM_DEADLINE or Loader::deadline \
+                 to change it)",
+                vault.name(),
+                crate::failure::seconds(deadline.unwrap_or_default())
+            );
+            out.insert(field.id.clone(), Err(fail(kind, FieldProblem::Backend(kind), why)));
+            continue;
+        };
+        let result = issued.map_err(|e| {
             use crate::backend::FailureKind as F;
             let kind = match e.kind() {
                 LeaseErrorKind::Forbidden => F::Forbidden,

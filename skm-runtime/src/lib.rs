@@ -63,6 +63,7 @@ mod layer;
 #[cfg(feature = "vault")]
 pub mod lease;
 mod loader;
+mod notice;
 pub mod plan;
 mod report;
 mod resolve;
@@ -74,6 +75,7 @@ mod values;
 pub mod watch;
 
 pub use error::{Attempt, AttemptOutcome, BoxError, ConfigError, Error, FieldError, FieldProblem, LoadError};
+pub use files::MAX_FILE_BYTES;
 pub use layer::Layer;
 pub use loader::{Loader, RawTracker};
 pub use plan::ResolvedField;

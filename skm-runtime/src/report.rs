@@ -148,6 +148,15 @@ pub struct Loaded<T> {
     pub provenance: Provenance,
 }
 
+impl<T> Loaded<T> {
+    /// What the load did that the caller did not ask for, one sentence each, never a value: a field served
+    /// by a lower layer because its backend failed, a previous version that rotation grace cannot use. Each
+    /// was also said once (a `tracing` warning, or a line on stderr when no subscriber is installed).
+    pub fn warnings(&self) -> &[String] {
+        &self.provenance.warnings
+    }
+}
+
 /// Where each field of a load came from. Never holds a value.
 #[derive(Debug, Clone)]
 pub struct Provenance {

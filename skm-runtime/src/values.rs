@@ -215,10 +215,12 @@ impl Values<'_> {
                     "the value from {} is not a valid `{}` ({detail})",
                     previous.source, resolved.spec.type_name
                 );
-                tracing::warn!(target: "skm", field = %id, problem = %what,
-                    "previous version unusable; rotation grace has only the current version");
-                self.warnings
-                    .push(format!("field `{id}`: {what}; only the current version is used"));
+                let warning = format!("field `{id}`: {what}; only the current version is used");
+                crate::notice::warn(&warning, || {
+                    tracing::warn!(target: "skm", field = %id, problem = %what,
+                        "previous version unusable; rotation grace has only the current version");
+                });
+                self.warnings.push(warning);
                 Some(Rotating::new(current, None))
             }
         }

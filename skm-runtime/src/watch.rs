@@ -261,7 +261,10 @@ impl<T: Secrets + Send + Sync + 'static> Refresher<T> {
                 Err(why) => {
                     stats.failures += 1;
                     stats.last_error = Some(why.clone());
-                    tracing::warn!(target: "skm", error = %why, "secret refresh failed; keeping the last good values");
+                    let warning = format!("secret refresh failed; keeping the last good values: {why}");
+                    crate::notice::warn(&warning, || {
+                        tracing::warn!(target: "skm", error = %why, "secret refresh failed; keeping the last good values");
+                    });
                 }
             }
             let changes = stats.changes;

@@ -100,6 +100,8 @@ pub(crate) async fn run(
         mapped: Option<String>,
         /// Why the path cannot be a name in the backend (Key Vault's rules, collisions).
         name_error: Option<String>,
+        /// Why the tool could not supply a declared default (a manifest's secret-typed field).
+        hint: Option<String>,
     }
     // Each path's name in the backend that serves it.
     let default_kind = choice.name();
@@ -129,6 +131,7 @@ pub(crate) async fn run(
             error: None,
             mapped: None,
             name_error: None,
+            hint: None,
         };
         match field.path.clone().and_then(|p| names.get(&(kind_of(field), p))) {
             Some(Ok(name)) if Some(name.as_str()) != field.path.as_deref() => line.mapped = Some(name.clone()),
@@ -151,7 +154,10 @@ pub(crate) async fn run(
             }
             Err(e) => {
                 line.status = match e.reason {
-                    FieldProblem::Missing => "missing",
+                    FieldProblem::Missing => {
+                        line.hint = decls.unsupplied_notes([id.as_str()]).pop();
+                        "missing"
+                    }
                     FieldProblem::WrongType { .. } => "wrong type",
                     FieldProblem::Backend(_) => "backend failed",
                     FieldProblem::Invalid(_) => "invalid",
@@ -197,6 +203,7 @@ pub(crate) async fn run(
                     "source": l.source,
                     "location": l.at,
                     "error": l.error.as_ref().map(ToString::to_string),
+                    "hint": l.hint,
                 })
             })
             .collect();
@@ -280,6 +287,9 @@ pub(crate) async fn run(
             if let Some(e) = &l.error {
                 let label = ctx.ui.paint("✗", Tone::Bad);
                 ctx.ui.line(format!("{label} {}", display_lines(&e.to_string())));
+            }
+            if let Some(hint) = &l.hint {
+                ctx.ui.line(format!("  {}", display_lines(hint)));
             }
         }
         let summary = if failed == 0 {

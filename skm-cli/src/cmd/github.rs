@@ -4,7 +4,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 
 use clap::Args;
-use skm_runtime::RawField;
+use skm_runtime::{RawField, ResolvedField};
 
 use crate::select::env_var;
 use crate::{exit, Ctx, Fail};
@@ -14,15 +14,18 @@ pub(crate) fn in_actions() -> bool {
     env_var("GITHUB_ACTIONS").is_some_and(|v| v == "true")
 }
 
-/// Registers every value with the runner's log masking: one `::add-mask::` command per segment of the value.
+/// Registers every secret value with the runner's log masking: one `::add-mask::` command per segment of the
+/// value. A `plain` field (declared not secret, such as a port) is not masked: an `8080` registered as a mask
+/// would become `***` in every later line of the job's log.
 ///
 /// The runner reads a step's output line by line, ending a line at `\n`, `\r\n` *or a bare `\r`*, then
 /// unescapes the command's data (`%0D`, `%0A`, `%25`) and masks each of the value's lines within log lines.
 /// So the value is split on `\r` and `\n` here, and each segment is escaped as GitHub's toolkit
 /// (`@actions/core` `escapeData`) does: written raw, a `\r` would end the command and print the rest of the
 /// value in clear, and a `%25` in the value would register a different string.
-pub(crate) fn add_masks(out: &mut dyn Write, fields: &[RawField]) -> io::Result<()> {
-    for field in fields {
+pub(crate) fn add_masks(out: &mut dyn Write, fields: &[RawField], declared: &[ResolvedField]) -> io::Result<()> {
+    let plain = |f: &RawField| declared.iter().any(|d| d.id == f.field && d.spec.plain);
+    for field in fields.iter().filter(|f| !plain(f)) {
         let text = String::from_utf8_lossy(field.expose_bytes());
         for segment in text.split(['\r', '\n']) {
             // The runner refuses blank data with a warning; a blank segment is never printed as a secret.
@@ -63,10 +66,11 @@ pub(crate) async fn export(ctx: &mut Ctx<'_, '_>, args: ExportArgs) -> Result<u8
         .map(PathBuf::from)
         .ok_or_else(|| Fail::Usage("--github-env: GITHUB_ENV is not set".into()))?;
     let decls = ctx.declarations("export")?;
-    let fields = super::run::select(decls.fields, &args.only)?;
-    let raw = super::run::load(ctx, &decls.struct_name, &fields).await?;
+    let fields = super::run::select(decls.fields.clone(), &args.only)?;
+    let raw = super::run::load(ctx, &decls, &fields).await?;
     if actions {
-        add_masks(ctx.ui.io.stdout, &raw.fields).map_err(|e| Fail::Failed(format!("cannot write masks: {e}")))?;
+        add_masks(ctx.ui.io.stdout, &raw.fields, &fields)
+            .map_err(|e| Fail::Failed(format!("cannot write masks: {e}")))?;
     }
     let mut body = Vec::new();
     let mut names = Vec::new();

@@ -20,6 +20,7 @@ use clap::Args;
 use skm_runtime::{Loader, RawField, RawValues, ResolvedField};
 
 use super::github;
+use crate::decl::{missing_fields, Declarations};
 use crate::select::{env_var, ReadOnly};
 use crate::{Ctx, Fail};
 
@@ -86,11 +87,29 @@ pub(crate) fn select(fields: Vec<ResolvedField>, only: &[String]) -> Result<Vec<
         .collect())
 }
 
-/// Loads `fields` the way the application would (backend, secret files, env, `.env`, defaults; SKM_DOTENV,
-/// SKM_STRICT, SKM_SECRETS_DIR), all at once, or fails with the usual per-field report.
-pub(crate) async fn load(ctx: &Ctx<'_, '_>, struct_name: &str, fields: &[ResolvedField]) -> Result<RawValues, Fail> {
+/// Loads `fields` (of `decls`) the way the application would (backend, secret files, env, `.env`, defaults;
+/// SKM_DOTENV, SKM_STRICT, SKM_SECRETS_DIR), all at once, or fails with the usual per-field report.
+pub(crate) async fn load(ctx: &Ctx<'_, '_>, decls: &Declarations, fields: &[ResolvedField]) -> Result<RawValues, Fail> {
     let loader = loader(ctx, fields).await?;
-    loader.load_raw(leak(struct_name), fields).await.map_err(Fail::from)
+    loader
+        .load_raw(leak(&decls.struct_name), fields)
+        .await
+        .map_err(|e| load_failure(decls, e))
+}
+
+/// A failed load as the user reads it: the runtime's per-field report, then, for a missing field whose
+/// default the declarations do not carry (a manifest's secret-typed default), why the tool cannot supply it.
+pub(crate) fn load_failure(decls: &Declarations, e: skm_runtime::Error) -> Fail {
+    let notes = decls.unsupplied_notes(missing_fields(&e));
+    let mut fail = Fail::from(e);
+    if !notes.is_empty() {
+        let (Fail::Usage(m) | Fail::Failed(m)) = &mut fail;
+        for note in notes {
+            m.push_str("\n  ");
+            m.push_str(&note);
+        }
+    }
+    fail
 }
 
 /// The loader `load` uses: the backends (built once, so that `--restart-on-change` reuses their clients; a
@@ -123,14 +142,17 @@ fn leak(struct_name: &str) -> &'static str {
 
 pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, args: RunArgs) -> Result<u8, Fail> {
     let decls = ctx.declarations("run")?;
-    let fields = select(decls.fields, &args.only)?;
+    let fields = select(decls.fields.clone(), &args.only)?;
     let name = leak(&decls.struct_name);
     let loader = loader(ctx, &fields).await?;
-    let (mut raw, mut tracker) = loader.load_raw_tracked(name, &fields).await.map_err(Fail::from)?;
+    let (mut raw, mut tracker) = loader
+        .load_raw_tracked(name, &fields)
+        .await
+        .map_err(|e| load_failure(&decls, e))?;
 
     // In GitHub Actions every value is registered for masking before anything else is printed.
     if github::in_actions() {
-        github::add_masks(ctx.ui.io.stdout, &raw.fields)
+        github::add_masks(ctx.ui.io.stdout, &raw.fields, &fields)
             .map_err(|e| Fail::Failed(format!("cannot write masks: {e}")))?;
     }
     for field in fields.iter().filter(|f| f.env.is_none()) {
@@ -216,7 +238,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, args: RunArgs) -> Result<u8, Fail
         }
         // Only the new command can print the new values: their masks come before it starts.
         if github::in_actions() {
-            github::add_masks(ctx.ui.io.stdout, &new.fields)
+            github::add_masks(ctx.ui.io.stdout, &new.fields, &fields)
                 .map_err(|e| Fail::Failed(format!("cannot write masks: {e}")))?;
         }
         for (name, path) in &args.mounts {

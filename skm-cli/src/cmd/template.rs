@@ -63,7 +63,7 @@ pub(crate) fn render(decls: &Declarations) -> String {
         if f.spec.optional {
             about.push("optional".into());
         }
-        if f.spec.default.is_some() {
+        if decls.has_default(f) {
             about.push("has a default".into());
         }
         out.push_str(&format!("# {}\n", about.join("; ")));
@@ -73,7 +73,7 @@ pub(crate) fn render(decls: &Declarations) -> String {
                 display(env)
             )),
             // Optional or defaulted: commented out, so that copying the template changes nothing.
-            Some(env) if f.spec.optional || f.spec.default.is_some() => out.push_str(&format!("# {env}=\n")),
+            Some(env) if f.spec.optional || decls.has_default(f) => out.push_str(&format!("# {env}=\n")),
             Some(env) => out.push_str(&format!("{env}=\n")),
             None => out.push_str("# (no env var declared: set it in the backend)\n"),
         }

@@ -113,8 +113,9 @@ impl Descriptor {
     /// The error for a backend this build lacks, telling how to enable it.
     pub fn not_compiled(&self) -> Error {
         Error::config(format!(
-            "skm was built without the `{feature}` feature, which {title} needs: enable it with \
-             `skm = {{ version = \"*\", features = [\"{feature}\"] }}`",
+            "skm was built without the `{feature}` feature, which {title} needs: enable it in Cargo.toml with \
+             `skm-secrets = {{ version = \"0.1\", features = [\"{feature}\"] }}` (or `cargo add skm-secrets \
+             --features {feature}`; for the standalone tool, `cargo install skm-secrets-cli --features {feature}`)",
             feature = self.feature,
             title = self.title
         ))

@@ -79,6 +79,7 @@ pub struct Loader {
     strict: bool,
     allow_fallback: Vec<FailureKind>,
     deadline: Option<Duration>,
+    empty_is_absent: bool,
     /// How the leases of `#[secret(dynamic = "...")]` fields are kept.
     #[cfg(feature = "vault")]
     lease_options: crate::lease::LeaseOptions,
@@ -102,6 +103,7 @@ impl fmt::Debug for Loader {
             .field("strict", &self.strict)
             .field("allow_fallback", &self.allow_fallback)
             .field("deadline", &self.deadline)
+            .field("empty_is_absent", &self.empty_is_absent)
             .finish()
     }
 }
@@ -113,7 +115,11 @@ impl Default for Loader {
 }
 
 impl Loader {
-    /// A loader with no backend: process env, `./.env` and defaults, in the default order.
+    /// The deadline of a load when none is set: 30 s for the whole load, files included ([`Loader::deadline`]).
+    pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+
+    /// A loader with no backend: process env, `./.env` and defaults, in the default order, under the default
+    /// deadline ([`Loader::DEFAULT_DEADLINE`]).
     pub fn new() -> Self {
         Loader {
             backend: None,
@@ -128,7 +134,8 @@ impl Loader {
             profile: None,
             strict: false,
             allow_fallback: Vec::new(),
-            deadline: None,
+            deadline: Some(Self::DEFAULT_DEADLINE),
+            empty_is_absent: true,
             #[cfg(feature = "vault")]
             lease_options: crate::lease::LeaseOptions::new(),
         }
@@ -140,9 +147,11 @@ impl Loader {
     /// `AWS_DEFAULT_REGION` selects AWS, `VAULT_ADDR` selects Vault, an existing local store selects it,
     /// and else no backend is used. Also reads `SKM_PROFILE` (at load time), `SKM_DOTENV` (the `.env`
     /// path; empty disables it), `SKM_SECRETS_DIR` (at load time: the secret files directory, see
-    /// [`Loader::secrets_dir`]), `SKM_STRICT` (`1`/`true`) and `SKM_ALLOW_FALLBACK` (a comma-separated list
-    /// of `forbidden`, `decryption`: see [`Loader::allow_fallback_on`]). See the `detect` module for the
-    /// backend rules.
+    /// [`Loader::secrets_dir`]), `SKM_STRICT` (`1`/`true`), `SKM_ALLOW_FALLBACK` (a comma-separated list
+    /// of `forbidden`, `decryption`: see [`Loader::allow_fallback_on`]) and `SKM_DEADLINE` (seconds, `0` for
+    /// none: see [`Loader::deadline`]). See the `detect` module for the backend rules.
+    ///
+    /// Setting the backend up (reading its configuration, logging in) is bounded by the same deadline.
     ///
     /// Every other compiled-in backend whose signal is present (e.g. `VAULT_ADDR` beside `AWS_REGION`)
     /// serves the fields routed to it with `#[secret(backend = "vault")]`; it is built from the process
@@ -150,14 +159,29 @@ impl Loader {
     /// every backend off, routed ones included.
     ///
     /// # Errors
-    /// `SKM_BACKEND` or `SKM_ALLOW_FALLBACK` has an unknown value, `SKM_BACKEND` names a backend this build
-    /// lacks, or the backend cannot be set up.
+    /// `SKM_BACKEND`, `SKM_ALLOW_FALLBACK` or `SKM_DEADLINE` has an unknown value, `SKM_BACKEND` names a
+    /// backend this build lacks, or the backend cannot be set up (within the deadline).
     pub async fn from_env() -> Result<Self, Error> {
         let lookup = |name: &str| std::env::var(name).ok();
+        let mut loader = Loader::new();
+        if let Some(seconds) = lookup("SKM_DEADLINE") {
+            loader = loader.deadline(parse_deadline(&seconds)?);
+        }
         let choice = crate::detect::detect(&lookup)?;
         tracing::info!(target: "skm", backend = %choice.name(), reason = %choice.reason, "skm backend selected");
-        let mut loader = Loader::new();
-        loader.backend = crate::detect::build(&choice).await?;
+        let build = crate::detect::build(&choice);
+        loader.backend = match loader.deadline {
+            Some(d) => tokio::time::timeout(d, build).await.map_err(|_| Error::Backend {
+                backend: choice.name().to_string(),
+                detail: format!(
+                    "setting the backend up ({}) did not finish within the deadline of {} (SKM_DEADLINE)",
+                    choice.reason,
+                    crate::failure::seconds(d)
+                ),
+                source: None,
+            })??,
+            None => build.await?,
+        };
         loader.backend_kind = choice.backend.map(|d| d.name);
         let explicit_none = lookup("SKM_BACKEND").is_some_and(|v| v.trim().eq_ignore_ascii_case("none"));
         if !explicit_none {
@@ -355,10 +379,46 @@ impl Loader {
         self
     }
 
-    /// Bounds every backend call of a load or a hot-reload refresh; past it, every backend path counts as
-    /// unavailable.
+    /// Bounds every load and hot-reload refresh: the backend calls and the file reads (secret files, `.env`)
+    /// all end within `deadline`; past it, what did not answer counts as unavailable and the error names the
+    /// backend, what it was waiting for and the time spent. The default is [`Loader::DEFAULT_DEADLINE`] (30 s);
+    /// `SKM_DEADLINE` (seconds) sets it for [`Loader::from_env`].
+    ///
+    /// `Duration::ZERO` means no deadline. That is dangerous: a backend that accepts connections and never
+    /// answers then holds the load, and the service's start, forever.
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    /// use skm_runtime::Loader;
+    /// assert_eq!(Loader::new().deadline_limit(), Some(Duration::from_secs(30)));
+    /// assert_eq!(Loader::new().deadline(Duration::from_secs(5)).deadline_limit(), Some(Duration::from_secs(5)));
+    /// assert_eq!(Loader::new().deadline(Duration::ZERO).deadline_limit(), None);
+    /// ```
     pub fn deadline(mut self, deadline: Duration) -> Self {
-        self.deadline = Some(deadline);
+        self.deadline = (!deadline.is_zero()).then_some(deadline);
+        self
+    }
+
+    /// The deadline of a load, `None` when there is none ([`Loader::deadline`]).
+    pub fn deadline_limit(&self) -> Option<Duration> {
+        self.deadline
+    }
+
+    /// Whether an empty env or `.env` value of a secret-typed field counts as absent (the default: `true`).
+    ///
+    /// `KEY=` left in a `.env` template, or `export API_KEY=` in a CI job, is never a real secret: by default
+    /// the next layer is tried, and a field no layer has fails as `missing (empty in env var KEY)`. A `plain`
+    /// field's empty text stays a value. `empty_is_absent(false)` makes an empty value a value everywhere.
+    ///
+    /// # Example
+    /// ```
+    /// use skm_runtime::Loader;
+    /// let loader = Loader::new().empty_is_absent(false);
+    /// assert!(format!("{loader:?}").contains("empty_is_absent: false"));
+    /// ```
+    pub fn empty_is_absent(mut self, absent: bool) -> Self {
+        self.empty_is_absent = absent;
         self
     }
 
@@ -384,6 +444,7 @@ impl Loader {
             self.backend.as_ref(),
             &T::spec().leased_fields_for(self.resolved_profile()?.as_deref())?,
             self.lease_options,
+            self.deadline,
         )
         .await;
         #[cfg(not(feature = "vault"))]
@@ -519,6 +580,21 @@ impl fmt::Debug for RawTracker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RawTracker").finish_non_exhaustive()
     }
+}
+
+/// `SKM_DEADLINE`: seconds, fractions allowed; `0` for none.
+fn parse_deadline(text: &str) -> Result<Duration, Error> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e9)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| {
+            Error::config(format!(
+                "SKM_DEADLINE=`{}`: use a number of seconds, e.g. `30` or `2.5` (`0` for no deadline)",
+                text.escape_debug()
+            ))
+        })
 }
 
 /// `SKM_ALLOW_FALLBACK`'s names.

@@ -14,7 +14,7 @@ use crate::files::Stamp;
 use crate::layer::Layer;
 use crate::plan::{self, Plan, ResolvedField};
 use crate::report::Resolved;
-use crate::resolve::{self, Binding, Sources};
+use crate::resolve::{self, Binding, Reads, Sources};
 use crate::values::Secrets;
 
 impl Loader {
@@ -35,7 +35,8 @@ impl Loader {
             .contains(&Layer::Files)
             .then(|| self.secrets_dir.resolve(&self.env))
             .flatten();
-        let stamp = self.stamp(fields, files_dir.as_deref());
+        let (paths, dotenv_path) = self.file_paths(fields, files_dir.as_deref());
+        let stamp = Stamp::of(paths.iter().cloned().chain(dotenv_path.clone()));
         let files_changed = prior.is_some_and(|p| p.stamp != stamp);
         let prior = prior.map(|p| &p.fetched);
         let plan = if self.order.contains(&Layer::Backend) {
@@ -44,20 +45,24 @@ impl Loader {
             Plan::default()
         };
         let (bound, routed) = self.bind(&plan).await;
-        let (fetched, refetched, changed) = match prior {
+        // The files are read while the backends answer, under the same deadline; a refresh reads them only
+        // when their stamp moved or the backend changed (below).
+        let (fetched, refetched, changed, mut reads) = match prior {
             // One wave: every backend's group at once.
-            None => (
-                fetch::wave(&bound, self.deadline).await,
-                bound.iter().map(|g| g.requests.len()).sum(),
-                true,
-            ),
+            None => {
+                let (fetched, reads) = tokio::join!(
+                    fetch::wave(&bound, self.deadline),
+                    Reads::gather(paths.clone(), dotenv_path.clone(), self.deadline)
+                );
+                (fetched, bound.iter().map(|g| g.requests.len()).sum(), true, Some(reads))
+            }
             Some(prior) if !bound.is_empty() => {
                 let r = fetch::refresh_wave(&bound, self.deadline, prior)
                     .await
                     .map_err(|(b, path, e)| refresh_failed(&*b, &path, e))?;
-                (r.fetched, r.refetched, r.changed)
+                (r.fetched, r.refetched, r.changed, None)
             }
-            Some(_) => (Fetched::new(), 0, false),
+            Some(_) => (Fetched::new(), 0, false, None),
         };
         if !changed && !files_changed {
             return Ok(Pass {
@@ -66,6 +71,11 @@ impl Loader {
                 refetched,
             });
         }
+        let mut reads = match reads.take() {
+            Some(reads) => reads,
+            None => Reads::gather(paths, dotenv_path, self.deadline).await,
+        };
+        let dotenv = reads.dotenv.take();
         let sources = Sources {
             order: &self.order,
             backend: self.backend_name(),
@@ -77,8 +87,10 @@ impl Loader {
             allow_fallback: &self.allow_fallback,
             fetched: &fetched,
             routed: &routed,
+            reads: &reads,
+            empty_is_absent: self.empty_is_absent,
         };
-        let (decided, warnings) = resolve::resolve(&sources, fields)?;
+        let (decided, warnings) = resolve::resolve(&sources, fields, dotenv)?;
         let resolved = crate::report::assemble(
             fields,
             decided,
@@ -170,9 +182,13 @@ impl Loader {
         })
     }
 
-    /// The stamp of every file this load may read: the files layer's and the `NAME_FILE` ones. A refresh
-    /// whose stamp differs re-resolves even when the backend did not change.
-    fn stamp(&self, fields: &[ResolvedField], files_dir: Option<&std::path::Path>) -> Stamp {
+    /// Every file this load may read: the files layer's and the `NAME_FILE` ones, and the `.env` file. A
+    /// refresh whose [`Stamp`] of them differs re-resolves even when the backend did not change.
+    fn file_paths(
+        &self,
+        fields: &[ResolvedField],
+        files_dir: Option<&std::path::Path>,
+    ) -> (Vec<PathBuf>, Option<PathBuf>) {
         let env_on = self.order.contains(&Layer::Env);
         // The `.env` file too: a refresh resolves again when it was edited.
         let dotenv = self
@@ -188,7 +204,7 @@ impl Loader {
                 .map(PathBuf::from);
             in_dir.into_iter().chain(named)
         });
-        Stamp::of(paths.chain(dotenv))
+        (paths.collect(), dotenv)
     }
 }
 

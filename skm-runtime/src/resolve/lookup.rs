@@ -60,25 +60,30 @@ impl Sources<'_> {
             Layer::Files => match (field.env, self.files) {
                 (None, _) => Lookup::Skipped("no `env` declared".into()),
                 (_, None) => Lookup::Skipped("no secrets directory (SKM_SECRETS_DIR)".into()),
-                (Some(name), Some(dir)) => read_file(&dir.join(name), "no such file"),
+                (Some(name), Some(dir)) => read_file(self.reads, &dir.join(name), "no such file"),
             },
             Layer::Env => match field.env {
                 None => Lookup::Skipped("no `env` declared".into()),
-                Some(name) => match self.env.get(name) {
-                    Some(v) => Lookup::Found(Found::Text(v), name.to_string()),
-                    // Docker's convention: `NAME_FILE` names a file holding the value.
-                    None => match self.env.get(&format!("{name}_FILE")) {
-                        Some(path) if !path.is_empty() => match read_file(Path::new(&path), "") {
-                            Lookup::Found(v, location) => Lookup::Found(v, format!("{name}_FILE {location}")),
-                            Lookup::Missing(_) => Lookup::Failed(
-                                FailureKind::Invalid,
-                                format!("{name}_FILE names {path}, which does not exist"),
-                            ),
-                            other => other,
+                Some(name) => {
+                    let value = self.env.get(name);
+                    let empty = value.as_ref().is_some_and(|v| self.counts_as_empty(field, v));
+                    match value {
+                        Some(v) if !empty => Lookup::Found(Found::Text(v), name.to_string()),
+                        // Docker's convention: `NAME_FILE` names a file holding the value.
+                        _ => match self.env.get(&format!("{name}_FILE")) {
+                            Some(path) if !path.is_empty() => match read_file(self.reads, Path::new(&path), "") {
+                                Lookup::Found(v, location) => Lookup::Found(v, format!("{name}_FILE {location}")),
+                                Lookup::Missing(_) => Lookup::Failed(
+                                    FailureKind::Invalid,
+                                    format!("{name}_FILE names {path}, which does not exist"),
+                                ),
+                                other => other,
+                            },
+                            _ if empty => Lookup::Missing(format!("empty in env var {name}")),
+                            _ => Lookup::Missing("not set".into()),
                         },
-                        _ => Lookup::Missing("not set".into()),
-                    },
-                },
+                    }
+                }
             },
             Layer::Dotenv => match (field.env, self.dotenv, dotenv) {
                 (None, _, _) => Lookup::Skipped("no `env` declared".into()),
@@ -86,6 +91,9 @@ impl Sources<'_> {
                 (_, Some(_), None) if unreadable => Lookup::Unreadable,
                 (_, Some(_), None) => Lookup::Missing("no such file".into()),
                 (Some(name), Some(_), Some(file)) => match file.get(name) {
+                    Some(entry) if self.counts_as_empty(field, entry.value().expose_secret()) => Lookup::Missing(
+                        format!("empty in .env file {} line {}", file.path().display(), entry.line()),
+                    ),
                     Some(entry) => Lookup::Found(
                         Found::Text(entry.value().expose_secret().to_string()),
                         format!("{} line {}", file.path().display(), entry.line()),
@@ -98,6 +106,12 @@ impl Sources<'_> {
                 None => Lookup::Skipped("none declared".into()),
             },
         }
+    }
+
+    /// Whether `value` from env or `.env` counts as absent: an empty value of a secret-typed field (`KEY=` left
+    /// in a template is not a key), unless the loader keeps empty values. A `plain` field's empty text is a value.
+    fn counts_as_empty(&self, field: &ResolvedField, value: &str) -> bool {
+        self.empty_is_absent && !field.spec.plain && value.is_empty()
     }
 
     pub(super) fn backend_version(&self, field: &ResolvedField) -> Option<String> {
@@ -154,21 +168,26 @@ impl Sources<'_> {
     }
 }
 
-/// Reads one secret file (see [`crate::files::read`]). Text when it is UTF-8, else bytes; the location is
-/// the path. An unreadable file is an error naming the file and the OS reason, never a byte of it.
-fn read_file(path: &Path, missing: &str) -> Lookup {
-    match crate::files::read(path) {
+/// Reads one secret file (see [`crate::files::read`]), from what the load gathered. Text when it is UTF-8,
+/// else bytes; the location is the path. A file that cannot be read (not a regular file, over the size cap,
+/// refused by the OS, past the deadline) is an error naming the file and why, never a byte of it.
+fn read_file(reads: &Reads, path: &Path, missing: &str) -> Lookup {
+    match reads.file(path) {
         Ok(Some(bytes)) => {
             let location = path.display().to_string();
-            match String::from_utf8(bytes) {
-                Ok(text) => Lookup::Found(Found::Text(text), location),
-                Err(e) => Lookup::Found(Found::Binary(e.into_bytes()), location),
+            match std::str::from_utf8(&bytes) {
+                Ok(text) => Lookup::Found(Found::Text(text.to_string()), location),
+                Err(_) => Lookup::Found(Found::Binary(bytes.to_vec()), location),
             }
         }
         Ok(None) => Lookup::Missing(missing.to_string()),
+        Err(e @ crate::files::FileError::TimedOut(_)) => Lookup::Failed(
+            FailureKind::Unavailable,
+            format!("cannot read file {}: {e}", path.display()),
+        ),
         Err(e) => Lookup::Failed(
             FailureKind::Invalid,
-            format!("cannot read file {}: {}", path.display(), e.kind()),
+            format!("cannot read file {}: {e}", path.display()),
         ),
     }
 }

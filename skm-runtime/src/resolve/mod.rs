@@ -31,8 +31,10 @@ use crate::plan::ResolvedField;
 use crate::spec::VersionPin;
 
 mod lookup;
+mod reads;
 
 pub(crate) use lookup::extract_key_text;
+pub(crate) use reads::Reads;
 
 /// What the resolve stage needs from the loader's settings.
 pub(crate) struct Sources<'a> {
@@ -48,6 +50,10 @@ pub(crate) struct Sources<'a> {
     pub(crate) fetched: &'a Fetched,
     /// How the loader bound each routed backend name of the plan.
     pub(crate) routed: &'a HashMap<&'static str, Binding>,
+    /// The secret files and the `.env` file, read under the load's deadline.
+    pub(crate) reads: &'a Reads,
+    /// An empty env or `.env` value of a secret-typed field counts as absent ([`Loader::empty_is_absent`](crate::Loader::empty_is_absent)).
+    pub(crate) empty_is_absent: bool,
 }
 
 /// How a routed backend name (`#[secret(backend = "vault")]`) was bound by the loader.
@@ -127,12 +133,25 @@ pub(crate) enum Decided {
 
 /// Resolves every field; returns one decision per field (in order) and the load's warnings.
 ///
+/// `dotenv` is the read of the `.env` file, when the loader gathered it with the secret files.
+///
 /// # Errors
 /// The `.env` file is unreadable or malformed and a field reached the `.env` layer.
-pub(crate) fn resolve(src: &Sources<'_>, fields: &[ResolvedField]) -> Result<(Vec<Decided>, Vec<String>), Error> {
+pub(crate) fn resolve(
+    src: &Sources<'_>,
+    fields: &[ResolvedField],
+    dotenv: Option<Result<Option<DotenvFile>, DotenvError>>,
+) -> Result<(Vec<Decided>, Vec<String>), Error> {
     let mut dotenv_error: Option<DotenvError> = None;
     let dotenv = match src.dotenv.filter(|_| src.order.contains(&Layer::Dotenv)) {
-        Some(path) => DotenvFile::read(path).unwrap_or_else(|e| {
+        // Read with the secret files, under the load's deadline; read here only if that did not happen.
+        Some(path) => match dotenv {
+            Some(read) => read,
+            // No field reads `.env`, so the loader did not gather it: nothing to read.
+            None if fields.iter().all(|f| f.env.is_none()) => Ok(None),
+            None => DotenvFile::read(path),
+        }
+        .unwrap_or_else(|e| {
             dotenv_error = Some(e);
             None
         }),
@@ -297,13 +316,16 @@ impl Sources<'_> {
                 let fallback = winner
                     .as_ref()
                     .map_or_else(|| "None".to_string(), |(_, _, w)| w.layer.to_string());
-                tracing::warn!(target: "skm", field = %field.id, path = field.path.as_deref().unwrap_or(""),
-                    reason = %kind, detail = %detail, fallback = %fallback,
-                    "backend failed; using a lower layer");
-                warnings.push(format!(
+                let warning = format!(
                     "field `{}`: backend {kind} ({detail}); used {fallback} instead",
                     field.id
-                ));
+                );
+                crate::notice::warn(&warning, || {
+                    tracing::warn!(target: "skm", field = %field.id, path = field.path.as_deref().unwrap_or(""),
+                        reason = %kind, detail = %detail, fallback = %fallback,
+                        "backend failed; using a lower layer");
+                });
+                warnings.push(warning);
             }
         }
         let Some((_, raw, winner)) = winner else {
@@ -346,12 +368,12 @@ impl Sources<'_> {
     ) -> Result<Option<Previous>, FieldProblem> {
         let source = format!("{} (previous version)", self.source_name(Layer::Backend, field));
         let mut warn = |what: String| {
-            tracing::warn!(target: "skm", field = %field.id, path = field.path.as_deref().unwrap_or(""),
-                problem = %what, "previous version unusable; rotation grace has only the current version");
-            warnings.push(format!(
-                "field `{}`: {what}; only the current version is used",
-                field.id
-            ));
+            let warning = format!("field `{}`: {what}; only the current version is used", field.id);
+            crate::notice::warn(&warning, || {
+                tracing::warn!(target: "skm", field = %field.id, path = field.path.as_deref().unwrap_or(""),
+                    problem = %what, "previous version unusable; rotation grace has only the current version");
+            });
+            warnings.push(warning);
         };
         let (outcome, previous) = match self.backend_lookup(field, VersionPin::Previous) {
             Lookup::Found(raw, _) => match validate(field, &raw, &source) {
