@@ -33,6 +33,12 @@ pub(crate) struct Cli {
     #[arg(long, global = true)]
     pub no_color: bool,
 
+    /// Seconds a load, `check`, `doctor`, `run` or `export` may wait on backends and secret files (default 30;
+    /// also SKM_DEADLINE). `0` means no deadline, which is dangerous: a backend that accepts connections and
+    /// never answers then holds the command forever.
+    #[arg(long, global = true, env = "SKM_DEADLINE", value_name = "SECONDS", value_parser = parse_deadline)]
+    pub deadline: Option<std::time::Duration>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -402,6 +408,16 @@ where
         args.registry = registry_args(m);
     }
     Ok(cli)
+}
+
+/// A number of seconds, as `SKM_DEADLINE` is read by the runtime: `30`, `2.5`, `0` for none.
+fn parse_deadline(s: &str) -> Result<std::time::Duration, String> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0 && *v < 1e9)
+        .map(std::time::Duration::from_secs_f64)
+        .ok_or_else(|| format!("`{s}` is not a number of seconds: write e.g. `30` or `2.5` (`0` for no deadline)"))
 }
 
 fn parse_tag(s: &str) -> Result<(String, String), String> {

@@ -238,6 +238,7 @@ impl Cli {
             backend_flag: cli.backend.clone(),
             manifest: cli.manifest.clone(),
             profile: cli.profile.clone(),
+            deadline: cli.deadline,
             source: self.source,
             backend: self.backend,
             program,
@@ -303,13 +304,59 @@ pub(crate) struct Ctx<'a, 'b> {
     pub backend_flag: Option<String>,
     pub manifest: Option<std::path::PathBuf>,
     pub profile: Option<String>,
+    /// `--deadline` (or `SKM_DEADLINE`), when given; `Duration::ZERO` for none.
+    pub deadline: Option<std::time::Duration>,
     pub source: DeclSource,
     pub backend: Option<Arc<dyn AdminBackend>>,
     /// The name the binary was started as (argv\[0\]'s file name), for `completions`.
     pub program: String,
 }
 
+/// What the tool waits under when neither `--deadline` nor `SKM_DEADLINE` is given: the runtime's default for a
+/// whole load.
+pub(crate) const DEFAULT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Ctx<'_, '_> {
+    /// The deadline of every wait on the network or on files: `--deadline`, else [`DEFAULT_DEADLINE`]; `None`
+    /// when the user asked for none (`0`).
+    pub fn deadline(&self) -> Option<std::time::Duration> {
+        match self.deadline {
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some(d),
+            None => Some(DEFAULT_DEADLINE),
+        }
+    }
+
+    /// The deadline in words, for progress lines: `deadline 30s`, or `no deadline`.
+    pub fn deadline_words(&self) -> String {
+        match self.deadline() {
+            Some(d) => format!("deadline {}s", d.as_secs_f64()),
+            None => "no deadline".into(),
+        }
+    }
+
+    /// A loader with the tool's deadline: `--deadline` passed through when given (0 turns it off), else the
+    /// runtime's default.
+    pub fn loader(&self) -> skm_runtime::Loader {
+        let loader = skm_runtime::Loader::new();
+        match self.deadline {
+            Some(d) => loader.deadline(d),
+            None => loader,
+        }
+    }
+
+    /// `fut` under the tool's deadline; past it, a failure that says what was waited for and for how long.
+    pub async fn within<T>(&self, what: &str, fut: impl std::future::Future<Output = T>) -> Result<T, Fail> {
+        within(self.deadline(), what, fut).await
+    }
+
+    /// `fut`, a load that the loader's own deadline already bounds, under a backstop a second later: the
+    /// loader's error (naming the backend and what it waited for) is the one the user should see.
+    pub async fn within_backstop<T>(&self, what: &str, fut: impl std::future::Future<Output = T>) -> Result<T, Fail> {
+        let backstop = self.deadline().map(|d| d + std::time::Duration::from_secs(1));
+        within(backstop, what, fut).await
+    }
+
     /// The profile: `--profile`, else `SKM_PROFILE`, checked as the runtime checks it at load.
     ///
     /// Every command that takes a profile goes through here, so `--profile '*'` or `+` can never become a
@@ -401,6 +448,23 @@ impl Ctx<'_, '_> {
             (Some(b), _) => Ok(b),
             (None, choice) => Err(no_backend(&choice)),
         }
+    }
+}
+
+/// `fut` bounded by `deadline` (none: unbounded); past it, a failure naming `what` and the time.
+pub(crate) async fn within<T>(
+    deadline: Option<std::time::Duration>,
+    what: &str,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, Fail> {
+    match deadline {
+        None => Ok(fut.await),
+        Some(d) => tokio::time::timeout(d, fut).await.map_err(|_| {
+            Fail::Failed(format!(
+                "{what} did not finish within {}s (the deadline: --deadline or SKM_DEADLINE)",
+                d.as_secs_f64()
+            ))
+        }),
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::json;
-use skm_runtime::{Error, FieldError, FieldProblem, Loader};
+use skm_runtime::{Error, FieldError, FieldProblem};
 
 use super::doctor::{git_ignored, Level};
 use crate::decl::{location, routed_backends};
@@ -21,14 +21,30 @@ pub(crate) async fn run(
     strict: bool,
 ) -> Result<u8, Fail> {
     let decls = ctx.declarations("check")?;
-    let (backend, choice) = ctx.backend_opt().await?;
+    // Said before anything waits on the network, so that a slow or silent backend is never a silent hang.
+    let target = ctx
+        .choice()
+        .map(|c| c.name().to_string())
+        .unwrap_or_else(|_| "?".into());
+    ctx.ui.note(format!(
+        "checking {} declared secrets against {target} ({})...",
+        decls.fields.len(),
+        ctx.deadline_words()
+    ));
+    let started = std::time::Instant::now();
+    let (backend, choice) = ctx.within("setting the backend up", ctx.backend_opt()).await??;
 
-    let mut loader = Loader::new();
+    let mut loader = ctx.loader();
     if let Some(b) = &backend {
         loader = loader.backend_arc(Arc::new(ReadOnly(b.clone())));
     }
     // Fields routed to another backend (`backend = "vault"`) are checked on it, as a load would read them.
-    let routed = routed_backends(&decls.fields, &choice).await;
+    let routed = ctx
+        .within(
+            "setting the routed backends up",
+            routed_backends(&decls.fields, &choice),
+        )
+        .await?;
     let mut route_warnings = Vec::new();
     for r in &routed {
         match &r.backend {
@@ -69,12 +85,26 @@ pub(crate) async fn run(
         loader = loader.profile(p.clone());
     }
 
-    let check = loader.check_fields(&decls.fields).await.map_err(Fail::from)?;
+    let check = ctx
+        .within_backstop("checking the secrets", loader.check_fields(&decls.fields))
+        .await?
+        .map_err(Fail::from)?;
 
     // The typed load sees what `check_fields` cannot: a value that does not parse as the field's type.
     let mut typed_errors: BTreeMap<String, FieldError> = BTreeMap::new();
-    if let Some(typed) = decls.typed {
-        match typed(&loader).await {
+    // Skipped when a backend already failed: it would only wait for that backend a second time, and only
+    // values that were read can be of the wrong type.
+    let backend_failed = check
+        .fields
+        .iter()
+        .any(|(_, r)| matches!(r, Err(e) if matches!(e.reason, FieldProblem::Backend(_))));
+    if let (Some(typed), false) = (decls.typed, backend_failed) {
+        // What is left of the deadline: the check and the typed load share one budget.
+        if let Some(d) = ctx.deadline() {
+            let left = d.saturating_sub(started.elapsed());
+            loader = loader.deadline(left.max(std::time::Duration::from_millis(1)));
+        }
+        match ctx.within_backstop("the typed load", typed(&loader)).await? {
             Ok(_) => {}
             Err(Error::Load(e)) => {
                 for f in e.fields {

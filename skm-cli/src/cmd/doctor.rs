@@ -2,7 +2,7 @@
 //! whether `.env` and the local store are kept out of git, and their file permissions.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use skm_runtime::backend::registry::{self, ProbeLevel};
@@ -40,8 +40,14 @@ struct Finding {
 }
 
 pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, dotenv: Option<PathBuf>) -> Result<u8, Fail> {
-    let mut found = Vec::new();
-    let mut push = |check, level, detail: String| found.push(Finding { check, level, detail });
+    let mut found: Vec<Finding> = Vec::new();
+    // Each row once: a backend's own probe that failed exactly as the reachability read did says nothing new.
+    let mut push = |check, level, detail: String| {
+        if !found.iter().any(|f| f.level == level && f.detail == detail) {
+            found.push(Finding { check, level, detail });
+        }
+    };
+    let deadline = ctx.deadline();
 
     let compiled: Vec<String> = registry::all()
         .iter()
@@ -90,10 +96,23 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, dotenv: Option<PathBuf>) -> Resul
         }
     };
 
+    // Said before anything waits on the network, so that a silent backend is never a silent hang.
+    if let Ok(c) = &choice {
+        if kind.is_some() || ctx.backend.is_some() {
+            let line = format!("doctor: asking {} ({})...", c.name(), ctx.deadline_words());
+            ctx.ui.note(line);
+        }
+    }
+
     // Reachability: one fetch of the declared paths (or of a probe path); "not found" proves an answer.
     let mut built = false;
+    let mut answered = false;
     if choice.is_ok() && (kind.is_some() || ctx.backend.is_some()) {
-        match ctx.backend_opt().await {
+        match ctx
+            .within("setting the backend up", ctx.backend_opt())
+            .await
+            .and_then(|r| r)
+        {
             Ok((Some(backend), _)) => {
                 built = true;
                 // The default backend's paths: those not routed to another backend.
@@ -114,7 +133,8 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, dotenv: Option<PathBuf>) -> Resul
                 if probe {
                     paths.push("skm-doctor-probe".into());
                 }
-                let Reach { ms, present, failure } = reach(&*backend, &paths).await;
+                let Reach { ms, present, failure } = reach(&*backend, &paths, deadline).await;
+                answered = failure.as_ref().is_none_or(|e| e.kind == FailureKind::Forbidden);
                 match failure {
                     None if probe => push(
                         "reachable",
@@ -147,10 +167,26 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, dotenv: Option<PathBuf>) -> Resul
         }
     }
 
-    // Only once the backend accepted the configuration: the backend's own checks (the Vault token lookup
-    // runs on the backend's client, with its redirect, proxy and TLS rules and a timeout).
-    if let (Some(d), true, None) = (kind, built, &ctx.backend) {
-        for p in (d.doctor)(registry::process_env()).await {
+    // Only once the backend accepted the configuration and answered: the backend's own checks (the Vault
+    // token lookup runs on the backend's client, with its redirect, proxy and TLS rules and a timeout). A
+    // backend that did not answer would only fail them the same way, after another wait.
+    if let (Some(d), true, false, None) = (kind, built, answered, &ctx.backend) {
+        push(
+            "backend check",
+            Level::Skip,
+            format!("{}'s own checks not run: it did not answer (see `reachable`)", d.name),
+        );
+    }
+    if let (Some(d), true, true, None) = (kind, built, answered, &ctx.backend) {
+        let probes = match crate::within(deadline, "", (d.doctor)(registry::process_env())).await {
+            Ok(probes) => probes,
+            Err(_) => vec![registry::Probe::new(
+                "backend check",
+                ProbeLevel::Fail,
+                format!("{}'s own checks did not finish within {}", d.name, words(deadline)),
+            )],
+        };
+        for p in probes {
             let level = match p.level {
                 ProbeLevel::Ok => Level::Ok,
                 ProbeLevel::Warn => Level::Warn,
@@ -169,8 +205,24 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, dotenv: Option<PathBuf>) -> Resul
     }
 
     // Every backend fields are routed to (`backend = "vault"`): configured, reachable, its own checks.
-    if let (Some(d), Ok(c)) = (&decls, &choice) {
-        for r in crate::decl::routed_backends(&d.fields, c).await {
+    let routed = match (&decls, &choice) {
+        (Some(d), Ok(c)) => crate::within(deadline, "", crate::decl::routed_backends(&d.fields, c))
+            .await
+            .unwrap_or_else(|_| {
+                push(
+                    "routed backend",
+                    Level::Fail,
+                    format!(
+                        "setting the routed backends up did not finish within {}",
+                        words(deadline)
+                    ),
+                );
+                Vec::new()
+            }),
+        _ => Vec::new(),
+    };
+    {
+        for r in routed {
             let name = r.descriptor.name;
             let fields = r.fields.join(", ");
             let backend = match r.backend {
@@ -180,7 +232,8 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, dotenv: Option<PathBuf>) -> Resul
                     continue;
                 }
             };
-            let Reach { ms, present, failure } = reach(&*backend, &r.paths).await;
+            let Reach { ms, present, failure } = reach(&*backend, &r.paths, deadline).await;
+            let answered = failure.as_ref().is_none_or(|e| e.kind == FailureKind::Forbidden);
             let (level, detail) = match failure {
                 None => (
                     Level::Ok,
@@ -197,7 +250,18 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, dotenv: Option<PathBuf>) -> Resul
                 Some(e) => (Level::Fail, format!("{} (for {fields}): {e}", backend.name())),
             };
             push("routed backend", level, detail);
-            for p in (r.descriptor.doctor)(registry::process_env()).await {
+            if !answered {
+                continue;
+            }
+            let probes = match crate::within(deadline, "", (r.descriptor.doctor)(registry::process_env())).await {
+                Ok(probes) => probes,
+                Err(_) => vec![registry::Probe::new(
+                    "checks",
+                    ProbeLevel::Fail,
+                    format!("did not finish within {}", words(deadline)),
+                )],
+            };
+            for p in probes {
                 let level = match p.level {
                     ProbeLevel::Ok => Level::Ok,
                     ProbeLevel::Warn => Level::Warn,
@@ -413,10 +477,25 @@ struct Reach {
     failure: Option<FetchError>,
 }
 
-async fn reach<B: Backend + ?Sized>(backend: &B, paths: &[String]) -> Reach {
+/// One read of `paths`, bounded by `deadline`: past it, the backend counts as not answering.
+async fn reach<B: Backend + ?Sized>(backend: &B, paths: &[String], deadline: Option<Duration>) -> Reach {
     let requests: Vec<FetchRequest> = paths.iter().map(FetchRequest::current).collect();
     let started = Instant::now();
-    let results = backend.fetch(&requests).await;
+    let Ok(results) = crate::within(deadline, "", backend.fetch(&requests)).await else {
+        return Reach {
+            ms: started.elapsed().as_millis(),
+            present: 0,
+            failure: Some(FetchError::new(
+                FailureKind::Unavailable,
+                format!(
+                    "no answer within {} (reading {} path{})",
+                    words(deadline),
+                    paths.len(),
+                    if paths.len() == 1 { "" } else { "s" }
+                ),
+            )),
+        };
+    };
     let ms = started.elapsed().as_millis();
     Reach {
         ms,
@@ -426,4 +505,9 @@ async fn reach<B: Backend + ?Sized>(backend: &B, paths: &[String]) -> Reach {
             .filter_map(Result::err)
             .find(|e| e.kind != FailureKind::NotFound),
     }
+}
+
+/// A deadline in words: `30s`, or `no deadline`.
+fn words(deadline: Option<Duration>) -> String {
+    deadline.map_or_else(|| "no deadline".into(), |d| format!("{}s", d.as_secs_f64()))
 }

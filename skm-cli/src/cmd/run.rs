@@ -115,12 +115,18 @@ pub(crate) fn load_failure(decls: &Declarations, e: skm_runtime::Error) -> Fail 
 /// The loader `load` uses: the backends (built once, so that `--restart-on-change` reuses their clients; a
 /// field routed to another backend gets that one too) and the environment's options.
 async fn loader(ctx: &Ctx<'_, '_>, fields: &[ResolvedField]) -> Result<Loader, Fail> {
-    let (backend, choice) = ctx.backend_opt().await?;
-    let mut loader = Loader::new();
+    // Setting a backend up can wait on the network (credentials, a login): under the deadline too.
+    let (backend, choice) = ctx.within("setting the backend up", ctx.backend_opt()).await??;
+    let mut loader = ctx.loader();
     if let Some(b) = &backend {
         loader = loader.backend_arc(Arc::new(ReadOnly(b.clone())));
     }
-    let mut loader = crate::decl::with_routed(loader, fields, &choice).await;
+    let mut loader = ctx
+        .within(
+            "setting the routed backends up",
+            crate::decl::with_routed(loader, fields, &choice),
+        )
+        .await?;
     match env_var("SKM_DOTENV") {
         Some(p) if p.is_empty() => loader = loader.no_dotenv(),
         Some(p) => loader = loader.dotenv(p),
