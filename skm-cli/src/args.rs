@@ -64,6 +64,10 @@ pub(crate) enum Command {
         reveal: bool,
     },
     /// Write a secret; the value comes from stdin or a hidden prompt, never from the command line.
+    ///
+    /// From stdin, exactly one trailing newline (`\n` or `\r\n`) is removed, so that `echo value | skm put
+    /// PATH` stores `value`; `--keep-newline` stores the input as it is. With no backend configured at all, the
+    /// first `put` writes to the local store (`.skm`, or SKM_LOCAL_PATH) and says so.
     Put {
         /// The secret's path.
         path: String,
@@ -79,6 +83,9 @@ pub(crate) enum Command {
         /// Fail if the secret already exists.
         #[arg(long)]
         create_only: bool,
+        /// Store the value from stdin exactly as read, without removing one trailing newline.
+        #[arg(long)]
+        keep_newline: bool,
     },
     /// List secret paths.
     List {

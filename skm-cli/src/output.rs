@@ -136,8 +136,9 @@ pub(crate) fn use_color(stdout_tty: bool, no_color_flag: bool) -> bool {
     stdout_tty && !no_color_flag && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-/// Reads a value from stdin (one trailing newline removed) or, on a terminal, a hidden prompt.
-pub(crate) fn read_value(io: &mut Io<'_>, what: &str) -> Result<String, String> {
+/// Reads a value from stdin (exactly one trailing `\n` or `\r\n` removed unless `keep_newline`) or, on a
+/// terminal, a hidden prompt.
+pub(crate) fn read_value(io: &mut Io<'_>, what: &str, keep_newline: bool) -> Result<String, String> {
     if io.stdin_tty {
         let first =
             rpassword::prompt_password(format!("{what} (hidden): ")).map_err(|e| format!("cannot prompt: {e}"))?;
@@ -151,7 +152,8 @@ pub(crate) fn read_value(io: &mut Io<'_>, what: &str) -> Result<String, String> 
     io.stdin
         .read_to_string(&mut buf)
         .map_err(|e| format!("cannot read the value from stdin: {e}"))?;
-    if buf.ends_with('\n') {
+    // `echo value |` ends the input with one newline that is not part of the value; a second one is.
+    if !keep_newline && buf.ends_with('\n') {
         buf.pop();
         if buf.ends_with('\r') {
             buf.pop();

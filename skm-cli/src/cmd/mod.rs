@@ -34,7 +34,16 @@ pub(crate) async fn dispatch(ctx: &mut Ctx<'_, '_>, command: Command) -> Result<
             tags,
             description,
             create_only,
-        } => ops::put(ctx, &path, key.as_deref(), tags, description, create_only).await,
+            keep_newline,
+        } => {
+            let options = ops::PutOptions {
+                tags,
+                description,
+                create_only,
+                keep_newline,
+            };
+            ops::put(ctx, &path, key.as_deref(), options).await
+        }
         Command::List { prefix } => ops::list(ctx, prefix.as_deref().unwrap_or("")).await,
         Command::Delete {
             path,

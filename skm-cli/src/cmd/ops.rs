@@ -109,20 +109,29 @@ pub(crate) async fn get(
     Ok(exit::OK)
 }
 
-pub(crate) async fn put(
-    ctx: &mut Ctx<'_, '_>,
-    path: &str,
-    key: Option<&str>,
-    tags: Vec<(String, String)>,
-    description: Option<String>,
-    create_only: bool,
-) -> Result<u8, Fail> {
+/// `put`'s flags besides the path and key.
+pub(crate) struct PutOptions {
+    pub tags: Vec<(String, String)>,
+    pub description: Option<String>,
+    pub create_only: bool,
+    /// Keep the trailing newline of a value read from stdin.
+    pub keep_newline: bool,
+}
+
+pub(crate) async fn put(ctx: &mut Ctx<'_, '_>, path: &str, key: Option<&str>, options: PutOptions) -> Result<u8, Fail> {
+    let PutOptions {
+        tags,
+        description,
+        create_only,
+        keep_newline,
+    } = options;
+    default_to_local(ctx)?;
     let backend = ctx.backend().await?;
     let what = match key {
         Some(k) => format!("value for `{path}` key `{k}`"),
         None => format!("value for `{path}`"),
     };
-    let value = read_value(ctx.ui.io, &what).map_err(Fail::Failed)?;
+    let value = read_value(ctx.ui.io, &what, keep_newline).map_err(Fail::Failed)?;
     if value.is_empty() {
         // Most often a redirect from the wrong file, or a prompt answered by Enter: never store it silently.
         return Err(Fail::Usage(format!("the {what} is empty: nothing written")));
@@ -149,6 +158,30 @@ pub(crate) async fn put(
     let version = backend.put(request).await?;
     report_write(ctx, path, &version, "wrote");
     Ok(exit::OK)
+}
+
+/// The first `put` in a project with no backend configured at all (no `--backend`, no `SKM_BACKEND`, no
+/// backend's signal, no store yet) writes to the local store, as `--backend local` would, and says so in one
+/// line; `--backend none` or `SKM_BACKEND=none` still means none.
+fn default_to_local(ctx: &mut Ctx<'_, '_>) -> Result<(), Fail> {
+    if ctx.backend.is_some() || ctx.backend_flag.is_some() {
+        return Ok(());
+    }
+    let choice = ctx.choice()?;
+    let explicit_none = choice.reason == "SKM_BACKEND=none";
+    let local = skm_runtime::backend::registry::find("local").filter(|d| d.compiled);
+    if choice.backend.is_some() || explicit_none || local.is_none() {
+        return Ok(());
+    }
+    let store = crate::select::env_var("SKM_LOCAL_PATH")
+        .filter(|p| !p.trim().is_empty())
+        .unwrap_or_else(|| ".skm".into());
+    ctx.ui.note(format!(
+        "skm put: no backend is configured, so this writes to the local store at {store} (choose another with \
+         --backend or SKM_BACKEND)"
+    ));
+    ctx.backend_flag = Some("local".into());
+    Ok(())
 }
 
 /// Says plainly (once per run) when a key write was a read-merge-write that a concurrent writer could have
