@@ -21,11 +21,11 @@
 //! | command | what it does |
 //! |---|---|
 //! | `get PATH [--key K] [--reveal]` | shows a secret, masked unless `--reveal` |
-//! | `put PATH [--key K] [--tag k=v] [--description D]` | writes a value read from stdin or a hidden prompt, never argv |
+//! | `put PATH [--key K] [--tag k=v] [--description D] [--keep-newline]` | writes a value read from stdin (one trailing newline removed unless `--keep-newline`) or a hidden prompt, never argv; with no backend configured, the local store |
 //! | `list [PREFIX]`, `versions PATH` | paths, versions |
 //! | `delete PATH [--force \| --recovery-days N]` | deletes |
 //! | `rollback PATH --to VERSION` | writes an old version's value as the new current version |
-//! | `rotate PATH [--key K] --generate N` | writes a random value; prints the version, not the value |
+//! | `rotate PATH [--key K] --generate N [--charset C] [--allow-weak]` | writes a random value of at least 128 bits of entropy (unless `--allow-weak`); prints the version and the bits, not the value |
 //! | `rotate PATH --key K --generate N --postgres-role ROLE` | also sets the role's password: pending, `ALTER ROLE`, test, store |
 //! | `migrate [--from .env\|BACKEND] [--to BACKEND] [--dry-run] [--force] [--backup] [--delete-source]` | value-free plan, apply, read back, optionally rewrite `.env` |
 //! | `check` | resolves every declared secret here, shows where each comes from, never a value |
@@ -38,7 +38,9 @@
 //! | `completions bash\|zsh\|fish\|powershell` | a shell completion script |
 //!
 //! Every command takes `--json` (machine output on stdout), `--backend aws|vault|local|none` (instead of
-//! detection), `--profile NAME` and, for the standalone binary, `--manifest FILE` (or `SKM_MANIFEST`).
+//! detection), `--profile NAME`, `--deadline SECONDS` (or `SKM_DEADLINE`: how long a load, `check` or `doctor`
+//! may wait on backends and files; default 30, `0` for none, which is dangerous) and, for the standalone
+//! binary, `--manifest FILE` (or `SKM_MANIFEST`).
 //! Tables go to stdout, progress and warnings to stderr; colour only when stdout is a terminal and
 //! `NO_COLOR` is unset.
 //!
