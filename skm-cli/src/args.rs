@@ -190,7 +190,7 @@ pub(crate) enum Command {
         #[arg(long, value_name = "FILE")]
         dotenv: Option<PathBuf>,
     },
-    /// Export the declarations (never values) as TOML or JSON, for `--manifest`; or, with --schema, the
+    /// Export the declarations (never a secret value) as TOML or JSON, for `--manifest`; or, with --schema, the
     /// manifest's JSON Schema.
     Manifest {
         /// The format.

@@ -197,7 +197,8 @@ pub enum ManifestVersion {
     Number(u64),
 }
 
-/// The value-free export of a struct's declarations.
+/// The export of a struct's declarations: paths, names, types, validators and `plain` defaults, never a
+/// secret value.
 ///
 /// Its JSON Schema (`skm manifest --schema`) is [`Manifest::json_schema`]'s.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -205,7 +206,7 @@ pub enum ManifestVersion {
 // The schema's own words: an editor shows them to people editing `skm.toml`, where rustdoc links mean nothing.
 #[schemars(
     title = "skm manifest",
-    description = "The declarations of a skm struct, exported by `skm manifest` (never values), read by the \
+    description = "The declarations of a skm struct, exported by `skm manifest` (never a secret value), read by the \
                    standalone `skm --manifest FILE`."
 )]
 pub struct Manifest {

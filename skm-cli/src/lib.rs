@@ -6,7 +6,7 @@
 //! - [`run_with_manifest`]: the standalone `skm` binary, which reads the declarations from `--manifest FILE`.
 //! - [`Cli`]: the same with a backend of your own, or with explicit arguments and streams (tests, embedding
 //!   in an async `main`).
-//! - [`Manifest`]: the value-free export of a struct's declarations.
+//! - [`Manifest`]: the export of a struct's declarations, without a secret value.
 //! - [`exit`]: the exit codes.
 //!
 //! # Cargo features

@@ -1,4 +1,4 @@
-//! `manifest`: export the declarations (never values) for the standalone binary's `--manifest`.
+//! `manifest`: export the declarations (never a secret value) for the standalone binary's `--manifest`.
 
 use std::path::Path;
 
@@ -16,7 +16,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_, '_>, format: ManifestFormat, output: &Path) 
     } else {
         let body = toml::to_string(&manifest).map_err(|e| Fail::Failed(format!("cannot encode the manifest: {e}")))?;
         format!(
-            "# Declarations of `{}`, exported by `skm manifest`. No values: defaults are only flagged.\n\
+            "# Declarations of `{}`, exported by `skm manifest`. No secret values: only plain fields' defaults are written.\n\
              # Use it with the standalone tool: skm --manifest FILE check | migrate | template | policy\n\n{body}",
             manifest.struct_name
         )
