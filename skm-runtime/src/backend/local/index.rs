@@ -53,6 +53,16 @@ impl Index {
         })
     }
 
+    /// The store's generation: the sum of its paths' generations. Every write of the index raises one path's
+    /// generation (a put, a delete, an upgrade from the legacy format) and none is ever lowered or dropped
+    /// (a forced delete keeps its record), so the sum counts the store's writes without a field of its own,
+    /// and stores written before the high-water mark ([`super::mark`]) have one too.
+    pub fn generation(&self) -> u64 {
+        self.paths
+            .values()
+            .fold(0u64, |sum, r| sum.saturating_add(r.generation))
+    }
+
     /// The stamp of the next write of `path`, above every generation the path has had.
     pub fn next_stamp(&self, path: &str, found: Option<Stamp>) -> Stamp {
         let recorded = self.paths.get(path).map_or(0, |r| r.generation);

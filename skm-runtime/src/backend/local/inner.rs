@@ -11,6 +11,7 @@ use zeroize::Zeroizing;
 use super::format::{self, Blob, Entry, Stamp};
 use super::index::{self, Index, Record, Verdict};
 use super::key::{self, LocalKey};
+use super::mark;
 use super::names::{
     create_private_dir, file_name, open_lock, path_of, sync_dir, write_atomic, INDEX_FILE, LOCK_FILE, SECRETS_DIR,
     TEMP_PREFIX,
@@ -46,6 +47,8 @@ struct View {
     /// writer) but marks the view `contended`.
     no_wait: bool,
     contended: bool,
+    /// The index was checked against the key file's high-water mark ([`mark`]).
+    marked: bool,
 }
 
 impl View {
@@ -56,6 +59,7 @@ impl View {
             locked: false,
             no_wait: false,
             contended: false,
+            marked: false,
         }
     }
 
@@ -66,7 +70,15 @@ impl View {
             locked: true,
             no_wait: false,
             contended: false,
+            // `Inner::locked` checked the index against the mark.
+            marked: true,
         }
+    }
+
+    /// Forgets the index (and its check against the mark), to read both again.
+    fn forget_index(&mut self) {
+        self.index = None;
+        self.marked = false;
     }
 }
 
@@ -185,9 +197,43 @@ impl Inner {
             .map_err(|why| Fail::Decryption(format!("cannot decrypt `{path}` in {}: {why}", file.display())))
     }
 
+    /// Refuses a store whose index is behind the high-water mark beside the key file (a whole-directory
+    /// rollback), once per view. With the key given directly there is no mark: the documented limitation.
+    fn check_mark(&self, view: &mut View) -> Result<(), Fail> {
+        if view.marked {
+            return Ok(());
+        }
+        if let KeySource::File(key_file) = &self.key_source {
+            self.view_index(view)?;
+            if let (Some(Some(index)), Some(key)) = (&view.index, &view.key) {
+                mark::check(key_file, &self.root, index, key)?;
+            }
+        }
+        view.marked = true;
+        Ok(())
+    }
+
+    /// Replaces the index and raises the high-water mark to it. Called under the exclusive lock.
+    fn write_index(&self, index: &Index, key: &LocalKey) -> Result<(), Fail> {
+        index::write(&self.root, index, key)?;
+        if let KeySource::File(key_file) = &self.key_source {
+            // The write itself is done: a mark that could not be raised only lags, which refuses nothing, so
+            // it is a warning rather than a failed write.
+            if let Err(e) = mark::advance(key_file, index, key) {
+                tracing::warn!(target: "skm", store = %self.root.display(), error = %e.text(),
+                    "cannot update the local store's high-water mark: a rollback of the whole store directory \
+                     would go unnoticed");
+            }
+        }
+        Ok(())
+    }
+
     /// The file of `path`, checked against the store's index; `None` if the path does not exist.
     fn load_once(&self, path: &str, view: &mut View) -> Result<Found, Fail> {
         let opened = self.open_file(path, view)?;
+        // The index, then the mark: a writer replaces them in the other order, so a reader never sees a
+        // mark ahead of the index it read unless a write happened in between (then it reads again).
+        self.check_mark(view)?;
         let index = self.view_index(view)?;
         let verdict = index::verify(index, path, opened.as_ref().map(|o| o.stamp)).map_err(|why| {
             Fail::Integrity(format!(
@@ -216,7 +262,7 @@ impl Inner {
                 };
                 let lock = fd_lock::RwLock::new(file);
                 let _guard = lock.read().map_err(|e| Fail::io("lock", &lock_path, e))?;
-                view.index = None;
+                view.forget_index();
                 self.load_once(path, view)
             }
             other => other,
@@ -277,6 +323,10 @@ impl Inner {
         self.sweep(&dir);
         let key = self.write_key()?;
         let index = self.upgrade(&key)?;
+        // A write onto a rolled-back store would raise its generation towards the mark and bless it.
+        if let KeySource::File(key_file) = &self.key_source {
+            mark::check(key_file, &self.root, &index, &key)?;
+        }
         work(key, index)
     }
 
@@ -294,6 +344,7 @@ impl Inner {
                     locked: true,
                     no_wait: false,
                     contended: false,
+                    marked: true,
                 };
                 for (_, path) in self.names()? {
                     // Every file must open under the key and be of the legacy format: a current-format file
@@ -308,7 +359,7 @@ impl Inner {
                         );
                     }
                 }
-                index::write(&self.root, &ix, key)?;
+                self.write_index(&ix, key)?;
                 ix
             }
         };
@@ -340,7 +391,7 @@ impl Inner {
                 },
             );
         }
-        index::write(&self.root, &index, key)?;
+        self.write_index(&index, key)?;
         tracing::info!(
             store = %self.root.display(),
             paths = legacy.len(),
@@ -367,7 +418,7 @@ impl Inner {
                     removed: false,
                 },
             );
-            index::write(&self.root, &index, &key)?;
+            self.write_index(&index, &key)?;
             Ok(out)
         })
     }
@@ -482,7 +533,7 @@ impl Inner {
                         removed: true,
                     },
                 );
-                index::write(&self.root, &index, &key)?;
+                self.write_index(&index, &key)?;
                 match std::fs::remove_file(&file) {
                     Ok(()) => sync_dir(&dir).map_err(|e| Fail::io("sync", &dir, e)),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

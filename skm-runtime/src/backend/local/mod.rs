@@ -35,6 +35,7 @@
 //!   index               the store's identity and each path's write count, encrypted (mode 0600)
 //!   secrets/            mode 0700
 //!     auth%2Fjwt.skm    one file per path, mode 0600
+//! <key file>.hwm        beside the key file: the high-water mark of every store of that key (see Integrity)
 //! ```
 //! A path's file name is the path with every byte other than `a-z`, `0-9`, `-` and `_` written as `%XX`
 //! (so `auth/jwt` is `auth%2Fjwt.skm`, and `DB` is `%44%42.skm`, which keeps names distinct on
@@ -67,11 +68,28 @@
 //! - copy in a file of another store, even one that shares the default key (the store identity differs);
 //! - remove a path's file (the index still records it) or the index of a store that has one.
 //!
-//! Not detected: rolling back the *whole* directory (index and files together) to an earlier state, or
-//! replacing it with another complete store encrypted with the same key: nothing outside the directory
-//! remembers its latest state. Rolling back the index alone with one path's file to the state of the same
-//! earlier moment is that same whole-store rollback as far as that path is concerned. Deleting the whole
-//! directory makes the store absent.
+//! Rolling back the *whole* directory (index and files together) to an earlier copy is detected when the key
+//! is in a key file (`SKM_LOCAL_KEY_FILE` or the default one): each write records the store's generation
+//! (its count of writes) for its identity in a high-water mark beside the key file, `<key file>.hwm`
+//! (`~/.config/skm/local.key.hwm`), authenticated with a key derived from the store key, replaced atomically
+//! and never lowered. A store behind its mark is an integrity error ([`FailureKind::Decryption`]) for reads and
+//! writes alike, naming the mark file. **If you restored a backup of the store on purpose**, delete
+//! `<key file>.hwm` to accept it; that forgets the marks of every store of that key until each is written
+//! again. A mark that does not authenticate under the key (damaged, or left by a key the file no longer holds)
+//! is ignored with a warning and replaced by the next write; a mark that cannot be written (a read-only key
+//! directory) is a warning, and the write still succeeds.
+//!
+//! Not detected:
+//! - with the key given directly (`SKM_LOCAL_KEY`, [`LocalStore::key`]) there is no mark: nothing outside the
+//!   directory remembers its state, so a whole-directory rollback restores the old values without an error;
+//! - a rollback to a copy no later than the store's last write through a key file (writes made with the key
+//!   given directly do not raise the mark), or to a copy from before the store's first write with this version;
+//! - replacing the directory with another complete store encrypted with the same key (another project's, or a
+//!   new one), since every project of a user may share the default key file; deleting the whole directory
+//!   makes the store absent.
+//!
+//! Rolling back the index alone with one path's file to the state of the same earlier moment is that same
+//! whole-store rollback as far as that path is concerned.
 //!
 //! Stores of format 1 (no identity, no index) are read as they are; the first write upgrades the whole
 //! store under the lock: it records every path in a new index, rewrites each file in format 2, and records
@@ -106,6 +124,7 @@ mod format;
 mod index;
 mod inner;
 mod key;
+mod mark;
 mod names;
 mod versions;
 
@@ -164,6 +183,14 @@ enum Fail {
 }
 
 impl Fail {
+    /// The message, whatever the kind.
+    fn text(&self) -> &str {
+        match self {
+            Fail::NotFound(d) | Fail::Exists(d) | Fail::Conflict(d) | Fail::Decryption(d) | Fail::Integrity(d) => d,
+            Fail::Forbidden(d) | Fail::Io(d) | Fail::Invalid(d) => d,
+        }
+    }
+
     fn io(what: &str, path: &Path, e: std::io::Error) -> Fail {
         let text = format!("cannot {what} {}: {e}", path.display());
         if e.kind() == std::io::ErrorKind::PermissionDenied {
