@@ -747,7 +747,9 @@ async fn a_failed_revoke_keeps_its_leases_and_a_retry_after_the_cause_is_fixed_r
     let failed = db.revoke().await.expect_err("the token may not revoke");
     assert_eq!(failed.kind(), LeaseErrorKind::Forbidden, "{failed}");
     let text = failed.to_string();
+    assert!(text.starts_with("database/creds/app: "), "{text}");
     assert!(text.contains(&fingerprint), "names the lease left: {text}");
+    assert_eq!(failed.unrevoked(), [fingerprint.clone()], "{text}");
     assert!(!text.contains(&ids[0]) && !text.contains(&token), "{text}");
     assert!(!text.contains(creds.password.expose_secret()), "{text}");
     assert!(pg.role_exists(&creds.username).await, "nothing was revoked");
@@ -929,6 +931,7 @@ async fn a_lease_that_cannot_be_revoked_as_the_runtime_ends_is_named_on_stderr()
         .lines()
         .find(|l| l.starts_with("skm:") && l.contains(&fingerprint))
         .unwrap_or_else(|| panic!("no warning naming {fingerprint} on stderr:\n{stderr}"));
+    println!("lease warning: {line}");
     assert!(line.contains("database/creds/app"), "{line}");
     assert!(line.contains("revoke"), "{line}");
     // The lease is still there (the token could not revoke it) and the warning hides its id.

@@ -126,9 +126,33 @@ impl Keeper {
             // It stops at its next await point without dropping a lease it was issuing.
             let _ = task.await;
         }
-        *done = true;
         let leases = take_all(&self.state);
-        revoke_leases(&*self.source, &self.path, leases, &self.counters).await
+        let total = leases.len();
+        let (left, first_error) = revoke_leases(&*self.source, &self.path, leases, &self.counters).await;
+        let Some(first_error) = first_error else {
+            *done = true;
+            return Ok(());
+        };
+        // Keep what failed, so that the next call (or the drop) tries again: the keeper is stopped, so
+        // nothing else touches them.
+        let fingerprints: Vec<String> = left.iter().map(|h| h.fingerprint.clone()).collect();
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retired
+            .extend(left);
+        let mut error = LeaseError::new(
+            first_error.kind(),
+            &self.path,
+            format!(
+                "{} of {total} leases not revoked ({}): {first_error}; call revoke() again to retry, otherwise they \
+                 expire at the end of their lease",
+                fingerprints.len(),
+                fingerprints.join(", ")
+            ),
+        );
+        error.unrevoked = fingerprints;
+        Err(error)
     }
 }
 
@@ -139,28 +163,226 @@ fn take_all(state: &Mutex<State>) -> Vec<Held> {
     leases
 }
 
+/// Revokes each lease; returns those that failed and the first failure.
 pub(super) async fn revoke_leases(
     source: &dyn LeaseSource,
     path: &str,
     leases: Vec<Held>,
     counters: &Counters,
-) -> Result<(), LeaseError> {
+) -> (Vec<Held>, Option<LeaseError>) {
     let mut first_error = None;
+    let mut left = Vec::new();
     for lease in leases {
-        match source.revoke(&lease.id).await {
-            Ok(()) => {
-                counters.revocations.fetch_add(1, Ordering::SeqCst);
-                tracing::info!(target: "skm::audit", path = %path, lease = %lease.fingerprint, "lease revoked");
-            }
+        match revoke_one(source, path, &lease, counters).await {
+            Ok(()) => {}
             Err(e) => {
-                counters.failures.fetch_add(1, Ordering::SeqCst);
-                tracing::warn!(target: "skm", path = %path, lease = %lease.fingerprint, error = %e,
-                    "revoking the lease failed");
                 first_error.get_or_insert(e);
+                left.push(lease);
             }
         }
     }
-    first_error.map_or(Ok(()), Err)
+    (left, first_error)
+}
+
+async fn revoke_one(source: &dyn LeaseSource, path: &str, lease: &Held, counters: &Counters) -> Result<(), LeaseError> {
+    match source.revoke(&lease.id).await {
+        Ok(()) => {
+            counters.revocations.fetch_add(1, Ordering::SeqCst);
+            tracing::info!(target: "skm::audit", path = %path, lease = %lease.fingerprint, "lease revoked");
+            Ok(())
+        }
+        Err(e) => {
+            counters.failures.fetch_add(1, Ordering::SeqCst);
+            tracing::warn!(target: "skm", path = %path, lease = %lease.fingerprint, error = %e,
+                "revoking the lease failed");
+            Err(e)
+        }
+    }
+}
+
+/// How long a drop waits for its revocations before it names the leases left on stderr.
+pub(super) const DROP_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Leases whose last handle went away without [`Leased::revoke`]: revoked before the drop returns where
+/// possible, and named (by fingerprint) in a warning and on stderr where not.
+///
+/// Dropping used to spawn the revocation as a task; a runtime that ends (`#[tokio::main]` returning or
+/// unwinding from a panic) drops such a task unpolled, and the database users stayed until their TTL.
+pub(super) struct Orphans {
+    source: Arc<dyn LeaseSource>,
+    path: String,
+    counters: Arc<Counters>,
+    /// The stopped keeper task: awaited first, so that a lease it was issuing is revoked too.
+    task: Option<JoinHandle<()>>,
+    /// The keeper's state, emptied after the task ended.
+    state: Option<Arc<Mutex<State>>>,
+    /// What is left to revoke: a lease leaves the list once revoked, so whatever a timeout or a failure
+    /// leaves is what to report.
+    left: Arc<Mutex<Vec<Held>>>,
+}
+
+impl Orphans {
+    pub(super) fn new(source: Arc<dyn LeaseSource>, path: &str, counters: Arc<Counters>, leases: Vec<Held>) -> Self {
+        Orphans {
+            source,
+            path: path.to_string(),
+            counters,
+            task: None,
+            state: None,
+            left: Arc::new(Mutex::new(leases)),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.left.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+    }
+
+    /// Revokes the leases, once each.
+    async fn revoke(&mut self) {
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        if let Some(state) = self.state.take() {
+            let more = take_all(&state);
+            self.left.lock().unwrap_or_else(|p| p.into_inner()).extend(more);
+        }
+        let pending: Vec<(String, String)> = {
+            let left = self.left.lock().unwrap_or_else(|p| p.into_inner());
+            left.iter().map(|h| (h.id.clone(), h.fingerprint.clone())).collect()
+        };
+        for (id, _) in pending {
+            let lease = {
+                let left = self.left.lock().unwrap_or_else(|p| p.into_inner());
+                left.iter().find(|h| h.id == id).map(|h| Held {
+                    id: h.id.clone(),
+                    fingerprint: h.fingerprint.clone(),
+                    ..*h
+                })
+            };
+            let Some(lease) = lease else { continue };
+            if revoke_one(&*self.source, &self.path, &lease, &self.counters)
+                .await
+                .is_ok()
+            {
+                self.left
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|h| h.id != id);
+            }
+        }
+    }
+
+    /// Revokes the leases within [`DROP_PATIENCE`], choosing how by the context of the drop.
+    pub(super) fn settle(mut self) {
+        if self.is_empty() && self.state.is_none() {
+            return;
+        }
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        match Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                // In place: the runtime, its connections and its timers are alive, and `block_in_place` lets
+                // the worker's other tasks move on. Nested in a context that forbids it (a `Handle::block_on`
+                // on a plain thread) or in a runtime shutting down, it panics: then a thread of its own.
+                let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    tokio::task::block_in_place(|| {
+                        handle.block_on(async { tokio::time::timeout(DROP_PATIENCE, self.revoke()).await.is_ok() })
+                    })
+                }));
+                match done {
+                    Ok(true) => self.report("the server refused or could not be reached"),
+                    Ok(false) => self.report("the server did not answer in time"),
+                    Err(_) => self.on_own_thread(),
+                }
+            }
+            Ok(handle) => {
+                // A current-thread runtime cannot be blocked on from inside: revoke in a task. If the runtime
+                // ends before the task has run, dropping the task finishes the work on a thread of its own.
+                let mut finish = Finish(Some(self));
+                handle.spawn(async move {
+                    if let Some(orphans) = finish.0.as_mut() {
+                        orphans.revoke().await;
+                    }
+                    if let Some(orphans) = finish.0.take() {
+                        orphans.report("the server refused or could not be reached");
+                    }
+                });
+            }
+            Err(_) => self.on_own_thread(),
+        }
+    }
+
+    /// Revokes on a new thread with a small runtime of its own, waiting at most [`DROP_PATIENCE`] for it.
+    fn on_own_thread(mut self) {
+        // Not awaited: the runtime that ran the keeper may be ending on this very thread.
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        if let Some(state) = self.state.take() {
+            let more = take_all(&state);
+            self.left.lock().unwrap_or_else(|p| p.into_inner()).extend(more);
+        }
+        if self.is_empty() {
+            return;
+        }
+        let (left, path) = (self.left.clone(), self.path.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("skm-lease-revoke".into())
+            .spawn(move || {
+                if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    runtime.block_on(async {
+                        let _ = tokio::time::timeout(DROP_PATIENCE, self.revoke()).await;
+                    });
+                }
+                let _ = tx.send(());
+            });
+        let why = match spawned {
+            Ok(_) => match rx.recv_timeout(DROP_PATIENCE + Duration::from_millis(500)) {
+                Ok(()) => "the server refused or could not be reached",
+                Err(_) => "the server did not answer in time",
+            },
+            Err(_) => "no thread could be started to revoke them",
+        };
+        report(&path, &left, why);
+    }
+
+    fn report(&self, why: &str) {
+        report(&self.path, &self.left, why);
+    }
+}
+
+/// Warns about the leases left, on the `skm` tracing target and in one line on stderr (a program may have no
+/// tracing subscriber). Names fingerprints only.
+fn report(path: &str, left: &Mutex<Vec<Held>>, why: &str) {
+    let fingerprints: Vec<String> = left
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|h| h.fingerprint.clone())
+        .collect();
+    if fingerprints.is_empty() {
+        return;
+    }
+    let list = fingerprints.join(", ");
+    tracing::warn!(target: "skm", path = %path, leases = %list, reason = why,
+        "leased credentials dropped without revoke() could not be revoked: they stay valid until their lease ends");
+    eprintln!(
+        "skm: warning: {} lease(s) of {path} not revoked when dropped ({why}): {list}; they stay valid until their \
+         lease ends. Call `Leased::revoke().await` before the program ends",
+        fingerprints.len()
+    );
+}
+
+/// Owns [`Orphans`] inside a current-thread runtime's task: dropped unfinished (the runtime ended first), it
+/// finishes the revocation on a thread of its own.
+struct Finish(Option<Orphans>);
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        if let Some(orphans) = self.0.take() {
+            orphans.on_own_thread();
+        }
+    }
 }
 
 impl Drop for Keeper {
@@ -169,28 +391,16 @@ impl Drop for Keeper {
         let task = self.task.get_mut().unwrap_or_else(|p| p.into_inner()).take();
         let leases = take_all(&self.state);
         if leases.is_empty() {
+            if let Some(task) = task {
+                task.abort();
+            }
             return;
         }
-        // Best effort: revoke on the runtime, after the keeper stopped (so that it cannot add a lease).
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!(target: "skm", path = %self.path,
-                "leased credentials dropped outside a tokio runtime: they expire at the end of their lease");
-            return;
-        };
-        let (source, path, counters, state) = (
-            self.source.clone(),
-            self.path.clone(),
-            self.counters.clone(),
-            self.state.clone(),
-        );
-        runtime.spawn(async move {
-            if let Some(task) = task {
-                let _ = task.await;
-            }
-            let mut leases = leases;
-            leases.extend(take_all(&state));
-            let _ = revoke_leases(&*source, &path, leases, &counters).await;
-        });
+        let mut orphans = Orphans::new(self.source.clone(), &self.path, self.counters.clone(), leases);
+        // After the keeper stopped, so that it cannot add a lease unseen.
+        orphans.task = task;
+        orphans.state = Some(self.state.clone());
+        orphans.settle();
     }
 }
 
@@ -328,7 +538,7 @@ async fn keep<T>(
                 };
                 if let Some(lease) = lease {
                     let fp = lease.fingerprint.clone();
-                    if revoke_leases(&*source, &path, vec![lease], &counters).await.is_ok() {
+                    if revoke_leases(&*source, &path, vec![lease], &counters).await.1.is_none() {
                         tracing::debug!(target: "skm", lease = %fp, "the overlap ended");
                     }
                 }

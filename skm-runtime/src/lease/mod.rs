@@ -9,8 +9,8 @@
 //!   [`Leased::current`] returns them and [`Leased::changed`] wakes;
 //! - keeps the previous credentials valid for [`LeaseOptions::overlap`] so that open connections drain,
 //!   then revokes them through `sys/leases/revoke`;
-//! - on [`Leased::revoke`] revokes every lease it holds; when the last clone is dropped it does the same,
-//!   best effort, on the runtime it runs on.
+//! - on [`Leased::revoke`] revokes every lease it holds, keeping those that failed for the next call; when
+//!   the last clone is dropped it does the same, waiting at most 5 seconds (see [`Leased`]'s drop).
 //!
 //! Lease ids never appear in logs, errors or `Debug` output; a short fingerprint stands for them.
 //!
@@ -58,7 +58,7 @@ use tokio::task::JoinHandle;
 
 mod keeper;
 
-use keeper::{begin, revoke_leases, Counters, Held, Keeper};
+use keeper::{begin, Counters, Held, Keeper, Orphans};
 
 /// How [`Leased`] keeps its credentials alive. The defaults suit leases of minutes to hours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +167,7 @@ pub struct LeaseError {
     kind: LeaseErrorKind,
     path: String,
     detail: String,
+    unrevoked: Vec<String>,
 }
 
 impl LeaseError {
@@ -175,7 +176,14 @@ impl LeaseError {
             kind,
             path: path.into(),
             detail: detail.into(),
+            unrevoked: Vec::new(),
         }
+    }
+
+    /// For a failed [`Leased::revoke`]: the fingerprints of the leases it could not revoke, which the next
+    /// call tries again. Empty for other errors.
+    pub fn unrevoked(&self) -> &[String] {
+        &self.unrevoked
     }
 
     /// What kind of failure this is.
@@ -250,6 +258,15 @@ pub struct LeaseStats {
 ///
 /// Clones share the leases; each clone has its own [`Leased::changed`] position. `Debug` shows the path and
 /// the lease fingerprint, never the credentials or the lease id.
+///
+/// # Drop
+/// Call [`Leased::revoke`] before the program ends. When the last clone is dropped with leases still held,
+/// they are revoked before the drop returns, waiting at most 5 seconds: on a multi-thread runtime in place
+/// (`block_in_place`), outside a runtime on a thread of its own. On a current-thread runtime the revocation is
+/// a task; if the runtime ends before it ran (a `#[tokio::main(flavor = "current_thread")]` that returns or
+/// panics), the runtime's shutdown finishes it on a thread of its own, within the same bound. Leases that
+/// could not be revoked are named (by fingerprint) in a warning on the `skm` tracing target **and** in one
+/// line on stderr, since a program may have no tracing subscriber: they stay valid until their lease ends.
 pub struct Leased<T> {
     rx: watch::Receiver<Arc<T>>,
     keeper: Arc<Keeper>,
@@ -338,11 +355,13 @@ impl<T> Leased<T> {
     }
 
     /// Stops the keeper and revokes every lease it holds (the current one and those still in their
-    /// overlap), for a clean shutdown. Later calls, also from clones, do nothing.
+    /// overlap), for a clean shutdown. Once every lease is revoked, later calls, also from clones, do nothing.
     ///
     /// # Errors
-    /// The first revocation that failed; the others were still attempted. A lease that failed to be revoked
-    /// expires at the end of its duration.
+    /// When a revocation fails (the others are still attempted), the error has the kind of the first failure
+    /// and names the leases left by fingerprint ([`LeaseError::unrevoked`]); they stay held, so calling
+    /// `revoke` again (once the server is back, or the token may revoke) retries them. Not retried, they are
+    /// revoked again at drop, or expire at the end of their lease.
     pub async fn revoke(&self) -> Result<(), LeaseError> {
         self.keeper.revoke_all().await
     }
@@ -429,15 +448,15 @@ impl Drop for Issued {
         let Some(grant) = self.grant.take() else {
             return;
         };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let (source, path) = (self.source.clone(), self.path.clone());
-        let counters = Counters::default();
-        runtime.spawn(async move {
-            let held = Held::new(&grant, Instant::now(), None);
-            let _ = revoke_leases(&*source, &path, vec![held], &counters).await;
-        });
+        // As a `Leased` is: revoked before the drop returns where possible, named on stderr where not.
+        let held = Held::new(&grant, Instant::now(), None);
+        Orphans::new(
+            self.source.clone(),
+            &self.path,
+            Arc::new(Counters::default()),
+            vec![held],
+        )
+        .settle();
     }
 }
 
