@@ -660,7 +660,8 @@ mod readme_service {
             pool.reconnect(&creds.username, creds.password.expose_secret()).await?;
         }
 
-        // Shutdown: revoke every lease the struct holds, so no database user outlives the service.
+        // Before `main` returns: revoke every lease the struct holds, so no database user outlives the service.
+        // A failed revoke keeps the leases it could not revoke (named in the error): call it again to retry.
         secrets.db.revoke().await?;
         Ok(())
     }
