@@ -139,7 +139,10 @@ fn a_silent_backend_fails_the_load_within_skm_deadline() {
     let load_ms: u64 = printed(&stdout, "ELAPSED_MS").parse().unwrap();
     assert!(load_ms < 3_000, "the load took {load_ms} ms with SKM_DEADLINE=2");
     let error = printed(&stdout, "ERROR");
-    assert!(error.contains("AWS Secrets Manager") && error.contains("deadline of 2 s"), "{error}");
+    assert!(
+        error.contains("AWS Secrets Manager") && error.contains("deadline of 2 s"),
+        "{error}"
+    );
     assert!(
         error.contains("auth/jwt"),
         "the error names what it waited for: {error}"
@@ -166,7 +169,10 @@ fn a_silent_backend_fails_the_load_within_the_default_deadline() {
     assert!(load_ms < default + 1_000, "the load took {load_ms} ms");
     // The backend's own timeouts may end it first; either way the load ends and names the backend.
     let error = printed(&stdout, "ERROR");
-    assert!(error.contains("AWS Secrets Manager") && error.contains("unavailable"), "{error}");
+    assert!(
+        error.contains("AWS Secrets Manager") && error.contains("unavailable"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -353,14 +359,10 @@ fn the_debug_of_an_error_is_the_report_and_the_alternate_is_structured() {
     assert!(format!("{e:#?}").starts_with("Load(\n    LoadError {"), "{e:#?}");
 }
 
-/// A fresh project, outside this workspace, built with skm's default features only (no `aws`): its `main`
-/// returns `Result<(), skm::Error>` and fails. Checks what its user sees: the per-field report on stderr (a
-/// snapshot), and one notice that `AWS_REGION` is ignored by this build.
-///
-/// It builds in its own target directory (`target/day-one-fixture`), with this workspace's lock file and
-/// no network, so that it reuses what the workspace already downloaded.
-#[test]
-fn a_main_returning_skm_error_prints_the_report_and_a_build_without_aws_says_aws_region_is_ignored() {
+/// A fresh project outside this workspace whose `main.rs` is `main_rs`, depending on skm with its default
+/// features only (package `name`), and `cargo build` run on it: its own target directory (`target/day-one-fixture`), this
+/// workspace's lock file, no network, so that it reuses what the workspace already downloaded.
+fn build_fixture(name: &str, main_rs: &str) -> (tempfile::TempDir, std::path::PathBuf, std::process::Output) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let project = tempfile::tempdir().unwrap();
     let src = project.path().join("src");
@@ -369,7 +371,7 @@ fn a_main_returning_skm_error_prints_the_report_and_a_build_without_aws_says_aws
         project.path().join("Cargo.toml"),
         format!(
             r#"[package]
-name = "day-one-app"
+name = "{name}"
 version = "0.1.0"
 edition = "2021"
 publish = false
@@ -380,12 +382,12 @@ tokio = {{ version = "1", features = ["macros", "rt-multi-thread"] }}
 
 [workspace]
 "#,
-            root.display()
+            root.display(),
         ),
     )
     .unwrap();
     std::fs::copy(root.join("Cargo.lock"), project.path().join("Cargo.lock")).unwrap();
-    std::fs::write(src.join("main.rs"), include_str!("day_one_fixture/app.rs")).unwrap();
+    std::fs::write(src.join("main.rs"), main_rs).unwrap();
     let target = root.join("target").join("day-one-fixture");
     let build = Command::new(env!("CARGO"))
         .args(["build", "--offline", "--quiet"])
@@ -394,6 +396,16 @@ tokio = {{ version = "1", features = ["macros", "rt-multi-thread"] }}
         .env_remove("RUSTFLAGS")
         .output()
         .unwrap();
+    (project, target, build)
+}
+
+/// A fresh project, outside this workspace, built with skm's default features only (no `aws`): its `main`
+/// returns `Result<(), skm::Error>` and fails. Checks what its user sees: the per-field report on stderr (a
+/// snapshot), and one notice that `AWS_REGION` is ignored by this build.
+#[test]
+fn a_main_returning_skm_error_prints_the_report_and_a_build_without_aws_says_aws_region_is_ignored() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (project, target, build) = build_fixture("day-one-app", include_str!("day_one_fixture/app.rs"));
     assert!(build.status.success(), "fixture build failed:\n{}", text(&build.stderr));
     let binary = target.join("debug").join("day-one-app");
 
@@ -427,4 +439,33 @@ tokio = {{ version = "1", features = ["macros", "rt-multi-thread"] }}
         "{}",
         notices[0]
     );
+}
+
+/// `#[secret(backend = "vault")]` in a build without the `vault` feature is a compile error at that attribute's
+/// value, naming the feature to enable (it used to compile and fail at startup).
+#[test]
+fn a_backend_whose_feature_is_off_is_a_compile_error_at_the_attribute() {
+    let (_project, _target, build) = build_fixture(
+        "day-one-vault",
+        include_str!("day_one_fixture/vault_without_feature.rs"),
+    );
+    assert!(
+        !build.status.success(),
+        "the fixture compiled without the `vault` feature"
+    );
+    let stderr = text(&build.stderr);
+    assert!(
+        stderr.contains("error[E0277]: the `vault` backend is not compiled into this build"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("src/main.rs:7:46"),
+        "the error points at `\"vault\"`: {stderr}"
+    );
+    assert!(
+        stderr.contains("skm-secrets = { version = \"0.1\", features = [\"vault\"] }"),
+        "{stderr}"
+    );
+    // The local store is compiled in by default: its field raises nothing.
+    assert_eq!(stderr.matches("error[E0277]").count(), 1, "{stderr}");
 }

@@ -53,6 +53,7 @@ fn impl_struct(input: &Input) -> TokenStream {
         }
     };
     let asserts = input.fields.iter().map(assert_type);
+    let backends = input.fields.iter().map(assert_backend);
     let takes = input.fields.iter().map(take);
     let idents = input.fields.iter().map(|f| f.ident);
     let inherent = inherent_impl(input.original);
@@ -74,6 +75,7 @@ fn impl_struct(input: &Input) -> TokenStream {
                     __values: &mut ::skm::__private::Values<'_>,
                 ) -> ::skm::__private::Option<Self> {
                     #(#asserts)*
+                    #(#backends)*
                     // Take every field before giving up, so that every failing field is recorded.
                     #(let #locals = #takes;)*
                     // Uses the argument even when the struct has no fields.
@@ -180,6 +182,18 @@ fn validators(field: &Field) -> TokenStream {
             not: &[#(#not),*],
             pattern: #pattern,
         }
+    }
+}
+
+/// A call that fails to compile, at the value of `backend = "..."`, unless that backend's cargo feature is
+/// compiled in (the trait's message names the feature).
+fn assert_backend(field: &Field) -> TokenStream {
+    match &field.attrs.backend {
+        Some(backend) => {
+            let check = Ident::new(&backend.value, backend.span);
+            quote_spanned!(backend.span=> ::skm::__private::spec::compiled::#check::<()>();)
+        }
+        None => TokenStream::new(),
     }
 }
 
