@@ -316,7 +316,7 @@ pub(crate) struct Ctx<'a, 'b> {
 
 /// What the tool waits under when neither `--deadline` nor `SKM_DEADLINE` is given: the runtime's default for a
 /// whole load.
-pub(crate) const DEFAULT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+pub(crate) const DEFAULT_DEADLINE: std::time::Duration = skm_runtime::Loader::DEFAULT_DEADLINE;
 
 impl Ctx<'_, '_> {
     /// The deadline of every wait on the network or on files: `--deadline`, else [`DEFAULT_DEADLINE`]; `None`
