@@ -1655,3 +1655,91 @@ async fn watch_checks_metadata_versions_and_follows_rotation() {
     assert!(watch.stats().failures >= 1, "{:?}", watch.stats());
     assert_eq!(watch.get().unwrap().jwt.current().expose_secret(), "jwt-v3");
 }
+
+// Issue 23: no call waits forever. A Vault that accepts connections and never answers must fail the load well
+// within the loader's default deadline (30 s) with an error naming Vault; a refused port must fail at once.
+
+/// A listener on 127.0.0.1 that accepts every connection and never sends a byte.
+async fn silent_listener() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn a_silent_vault_fails_the_load_within_the_call_bound() {
+    let (addr, server) = silent_listener().await;
+    let env = [
+        ("VAULT_ADDR", format!("http://{addr}")),
+        ("VAULT_TOKEN", SENTINEL.to_string()),
+    ];
+    let started = Instant::now();
+    // Defaults only: no timeout, retries or deadline set by the test.
+    let build = VaultBuilder::from_vars(vars(&env)).unwrap().build();
+    let backend = tokio::time::timeout(Duration::from_secs(20), build)
+        .await
+        .unwrap_or_else(|_| panic!("the build still waited after 20 s"))
+        .expect("a silent server does not fail the build");
+    let built_in = started.elapsed();
+    // The build's token lookup is one request: one attempt timeout (5 s), no more.
+    assert!(built_in < Duration::from_secs(7), "the build took {built_in:?}");
+
+    let started = Instant::now();
+    let loader = Loader::new()
+        .no_dotenv()
+        .env_vars(Vec::<(String, String)>::new())
+        .backend(backend);
+    assert_eq!(loader.deadline_limit(), Some(Duration::from_secs(30)));
+    let err = tokio::time::timeout(Duration::from_secs(40), loader.load::<DbSecrets>())
+        .await
+        .unwrap_or_else(|_| panic!("the load still waited after 40 s"))
+        .err()
+        .expect("nothing answered");
+    let took = started.elapsed();
+    let text = err.to_string();
+    eprintln!("silent Vault: built in {built_in:?}, the load failed in {took:?}: {text}");
+    assert!(took < Duration::from_secs(12), "the load took {took:?}: {text}");
+    assert!(text.contains("Vault"), "{text}");
+    assert!(!text.contains("deadline"), "Vault's own bound answers first: {text}");
+    assert!(!text.contains(SENTINEL), "{text}");
+    server.abort();
+}
+
+#[tokio::test]
+async fn a_refused_vault_fails_at_once() {
+    let port = skm_testing::free_port();
+    let env = [
+        ("VAULT_ADDR", format!("http://127.0.0.1:{port}")),
+        ("VAULT_TOKEN", SENTINEL.to_string()),
+    ];
+    let started = Instant::now();
+    let backend = VaultBuilder::from_vars(vars(&env))
+        .unwrap()
+        .build()
+        .await
+        .expect("build");
+    let err = Loader::new()
+        .no_dotenv()
+        .env_vars(Vec::<(String, String)>::new())
+        .backend(backend)
+        .load::<DbSecrets>()
+        .await
+        .err()
+        .expect("nothing listens");
+    let took = started.elapsed();
+    let text = err.to_string();
+    eprintln!("refused Vault: build and load failed in {took:?}: {text}");
+    // Five attempts take at least 0.75 s of backoff (half of 100 + 200 + 400 + 800 ms): a refused connection
+    // is not retried, so the whole build and load take a few milliseconds.
+    assert!(took < Duration::from_millis(700), "took {took:?}: {text}");
+    assert!(
+        text.contains("Vault") && text.to_lowercase().contains("refused"),
+        "{text}"
+    );
+}

@@ -16,6 +16,7 @@ fn plain_http_only_on_loopback_unless_allowed() {
     for ok in [
         "https://vault.internal:8200",
         "http://127.0.0.1:8200",
+        "HTTP://127.0.0.1:8200",
         "http://127.8.9.1",
         "http://[::1]:8200",
     ] {
@@ -23,14 +24,36 @@ fn plain_http_only_on_loopback_unless_allowed() {
     }
     for refused in [
         "http://10.255.255.1:8200",
+        // The scheme in any letter case is plain http (issue 25, finding 2).
+        "HTTP://10.255.255.1:8200",
+        "Http://vault.internal",
         "http://vault.internal",
         "http://localhost.evil.com",
-        // A name, not an address: DNS or /etc/hosts could send it anywhere (issue 17).
-        "http://localhost:8200",
         "http://[fe80::1]",
     ] {
         let e = VaultBuilder::new(refused).checked_address().unwrap_err().to_string();
         assert!(e.contains("SKM_VAULT_ALLOW_HTTP=1"), "{refused}: {e}");
+        assert!(e.contains("VAULT_ADDR"), "{refused}: {e}");
+    }
+    // `localhost` is loopback when the system resolves it to loopback addresses only, as for every backend
+    // (`backend/endpoint.rs`); a resolver that maps it elsewhere makes it an ordinary name.
+    let resolved: Vec<std::net::SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&("localhost", 8200))
+        .map(|a| a.collect())
+        .unwrap_or_default();
+    let loopback_only = !resolved.is_empty() && resolved.iter().all(|a| a.ip().is_loopback());
+    assert_eq!(
+        VaultBuilder::new("http://localhost:8200").checked_address().is_ok(),
+        loopback_only,
+        "localhost resolves to {resolved:?}"
+    );
+    // Userinfo is refused even with the opt-in: the request would go to the host after the `@`.
+    for userinfo in ["http://127.0.0.1:x@evil.example", "https://user:pw@vault"] {
+        let e = VaultBuilder::new(userinfo)
+            .allow_insecure_http(true)
+            .checked_address()
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("x@") && !e.contains("pw"), "{e}");
     }
     assert!(VaultBuilder::new("http://10.255.255.1:8200")
         .allow_insecure_http(true)
