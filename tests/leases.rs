@@ -750,7 +750,7 @@ async fn a_failed_revoke_keeps_its_leases_and_a_retry_after_the_cause_is_fixed_r
     let text = failed.to_string();
     assert!(text.starts_with("database/creds/app: "), "{text}");
     assert!(text.contains(&fingerprint), "names the lease left: {text}");
-    assert_eq!(failed.unrevoked(), [fingerprint.clone()], "{text}");
+    assert_eq!(failed.unrevoked(), std::slice::from_ref(&fingerprint), "{text}");
     assert!(!text.contains(&ids[0]) && !text.contains(&token), "{text}");
     assert!(!text.contains(creds.password.expose_secret()), "{text}");
     assert!(pg.role_exists(&creds.username).await, "nothing was revoked");

@@ -12,12 +12,15 @@ use zeroize::Zeroizing;
 use crate::dotenv::{DotenvError, DotenvFile};
 use crate::files::{read, FileError};
 
+/// One secret file as read: its bytes, `None` when it does not exist, or why it could not be read.
+type FileRead = Result<Option<Zeroizing<Vec<u8>>>, FileError>;
+
 /// What one load read from disk before the layers were resolved: every secret file it may need and the
 /// `.env` file, read together on a blocking thread under the load's deadline, so that no file read can
 /// hold a load past it.
 #[derive(Default)]
 pub(crate) struct Reads {
-    files: HashMap<PathBuf, Result<Option<Zeroizing<Vec<u8>>>, FileError>>,
+    files: HashMap<PathBuf, FileRead>,
     /// The parsed `.env` file, when it was asked for (taken by the resolve stage).
     pub(crate) dotenv: Option<Result<Option<DotenvFile>, DotenvError>>,
 }
