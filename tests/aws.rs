@@ -884,6 +884,20 @@ async fn child_process_entry() {
                 "{e}"
             );
         }
+        // The card example with proxy variables naming a listener: it must load without the listener.
+        "proxied-env" => {
+            let cfg = AppSecrets::load()
+                .await
+                .unwrap_or_else(|e| panic!("load through the env failed: {e}"));
+            assert_eq!(cfg.jwt_secret.expose_secret(), CARD_VALUE);
+        }
+        // The control: with the opt-in, the plain-http request goes to the proxy (which answers 502).
+        "proxied-opt-in" => {
+            assert!(
+                AppSecrets::load().await.is_err(),
+                "the proxy answers 502: the load must fail"
+            );
+        }
         other => panic!("unknown SKM_AWS_CHILD mode {other}"),
     }
     println!("CHILD-OK {mode}");
@@ -1047,4 +1061,188 @@ async fn watch_keeps_old_values_when_the_backend_stops() {
     assert_eq!(stats.failures, 1, "{stats:?}");
     assert!(stats.last_error.unwrap().contains("unavailable"));
     assert_eq!(watch.get().unwrap().db.expose_secret(), "db-v1");
+}
+
+// Issue 25 (findings 2 and 3) and issue 23 (no call waits forever): where requests may go, and how long they
+// may take.
+
+/// A TCP listener for the transport tests: it counts connections and, per `answer`, either holds each one
+/// open without a byte in reply, or answers `502 Bad Gateway` and closes.
+struct Listener {
+    addr: std::net::SocketAddr,
+    connections: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Listener {
+    async fn start(ip: std::net::IpAddr, answer: bool) -> Listener {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind((ip, 0))
+            .await
+            .unwrap_or_else(|e| panic!("cannot listen on {ip}: {e}"));
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let seen = connections.clone();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut stream, _)) = listener.accept().await {
+                seen.fetch_add(1, Ordering::SeqCst);
+                if answer {
+                    tokio::spawn(async move {
+                        let mut buf = [0u8; 4096];
+                        let _ = stream.read(&mut buf).await;
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                            .await;
+                    });
+                } else {
+                    // Accepted, never answered, never closed.
+                    held.push(stream);
+                }
+            }
+        });
+        Listener {
+            addr,
+            connections,
+            task,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// This machine's address on its default route: not loopback, and reachable from here.
+fn non_loopback_address() -> std::net::IpAddr {
+    use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+    // Connecting a UDP socket sends nothing; it only picks the route and so the local address.
+    let probe = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).expect("a UDP socket");
+    for target in ["192.0.2.1:9", "10.255.255.254:9", "203.0.113.1:9"] {
+        if probe.connect(target).is_ok() {
+            if let Ok(SocketAddr::V4(local)) = probe.local_addr() {
+                if !local.ip().is_loopback() && !local.ip().is_unspecified() {
+                    return (*local.ip()).into();
+                }
+            }
+        }
+    }
+    panic!("this machine has no non-loopback IPv4 address to listen on; the test needs one (check `ip addr`)");
+}
+
+#[tokio::test]
+async fn plain_http_to_another_host_is_refused_whatever_the_scheme_case_or_userinfo() {
+    no_instance_metadata();
+    let remote = Listener::start(non_loopback_address(), true).await;
+    let host = remote.addr.to_string();
+    for endpoint in [
+        format!("HTTP://{host}"),
+        format!("Http://{host}/"),
+        format!("http://{host}"),
+        // The userinfo trick that passed GCP's loopback check: the host is the one after `@`.
+        format!("http://127.0.0.1:x@{host}"),
+    ] {
+        let e = builder(&endpoint)
+            .build()
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("`{endpoint}` was accepted"));
+        assert!(matches!(e, skm::Error::Config(_)), "{endpoint}: {e}");
+        assert!(!e.to_string().contains("x@"), "{e}");
+    }
+    assert_eq!(remote.connections(), 0, "nothing may reach the remote listener");
+}
+
+#[tokio::test]
+async fn proxy_variables_never_carry_plain_or_loopback_requests() {
+    let moto = moto_with_card_secret().await;
+    let proxy = Listener::start(std::net::Ipv4Addr::LOCALHOST.into(), true).await;
+    let mut env = vec![
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_ENDPOINT_URL", moto.endpoint()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("HTTP_PROXY", proxy.url()),
+        ("http_proxy", proxy.url()),
+        ("HTTPS_PROXY", proxy.url()),
+        ("ALL_PROXY", proxy.url()),
+    ];
+    run_child("proxied-env", &env).await;
+    assert_eq!(proxy.connections(), 0, "the proxy saw a plain-http request to loopback");
+    // The control: opting in sends the same request to the proxy, so the listener does see proxied traffic.
+    env.push(("SKM_AWS_PROXY_PLAIN", "1".into()));
+    env.push(("AWS_MAX_ATTEMPTS", "1".into()));
+    run_child("proxied-opt-in", &env).await;
+    assert!(
+        proxy.connections() > 0,
+        "with SKM_AWS_PROXY_PLAIN=1 the request goes through the proxy"
+    );
+}
+
+#[tokio::test]
+async fn an_endpoint_that_never_answers_fails_within_the_attempt_timeouts() {
+    no_instance_metadata();
+    let silent = Listener::start(std::net::Ipv4Addr::LOCALHOST.into(), false).await;
+    // Defaults only: no timeout, attempt count or deadline set by the test.
+    let b = backend(&silent.url()).await;
+    let started = Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(60), b.fetch(&[FetchRequest::current("app/plain")]))
+        .await
+        .unwrap_or_else(|_| panic!("still waiting after 60 s"));
+    let took = started.elapsed();
+    let e = r[0].as_ref().expect_err("no answer");
+    assert_eq!(e.kind, FailureKind::Unavailable, "{e}");
+    // 12 s for the call with its retries; generous on a noisy machine, far below the 30 s load deadline.
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert!(
+        took >= Duration::from_secs(4),
+        "a 5 s attempt timeout cannot end in {took:?}"
+    );
+    assert!(
+        e.detail.to_lowercase().contains("timeout") || e.detail.contains("timed out"),
+        "{e}"
+    );
+    assert!(
+        !e.detail.contains('\n') && !e.detail.contains(" { "),
+        "one line, no Debug dump: {e}"
+    );
+    eprintln!("silent endpoint: failed in {took:?}: {e}");
+
+    // Through the loader, the error names the backend.
+    let started = Instant::now();
+    let err = loader(&b).load::<Basic>().await.err().expect("no answer");
+    let text = err.to_string();
+    assert!(text.contains("AWS Secrets Manager"), "{text}");
+    assert!(!text.contains("backend backend"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(25), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_refused_connection_fails_at_once() {
+    no_instance_metadata();
+    let port = skm_testing::free_port();
+    // The default attempts (5): a refused connection must not use them.
+    let b = backend(&format!("http://127.0.0.1:{port}")).await;
+    let started = Instant::now();
+    let r = b.fetch(&[FetchRequest::current("app/plain")]).await;
+    let took = started.elapsed();
+    let e = r[0].as_ref().expect_err("nothing listens");
+    assert_eq!(e.kind, FailureKind::Unavailable, "{e}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(e.detail.contains("refused"), "the root cause: {e}");
+    assert!(
+        !e.detail.contains('\n') && !e.detail.contains(" { "),
+        "one line, no Debug dump: {e}"
+    );
+    eprintln!("refused port: failed in {took:?}: {e}");
 }

@@ -678,9 +678,27 @@ async fn child_process_entry() {
         "plain-http-elsewhere" => {
             let e = GcpBackend::from_env().await.expect_err("plain http off loopback");
             assert!(
-                matches!(&e, skm::Error::Config(c) if c.message().contains("non-loopback")),
+                matches!(&e, skm::Error::Config(c) if c.message().contains("not a loopback")),
                 "{e}"
             );
+        }
+        // A loopback emulator with proxy variables naming a listener: refused before any request, since
+        // Google's client would send everything through the proxy.
+        "proxied" => {
+            let e = GcpBackend::from_env()
+                .await
+                .expect_err("the proxy would carry the plain-http requests");
+            assert!(
+                matches!(&e, skm::Error::Config(c) if c.message().contains("NO_PROXY")),
+                "{e}"
+            );
+        }
+        // The same with the endpoint in NO_PROXY: the card example loads, directly.
+        "proxied-bypassed" => {
+            let cfg = AppSecrets::load()
+                .await
+                .unwrap_or_else(|e| panic!("card example failed: {e}"));
+            assert_eq!(cfg.jwt_secret.expose_secret(), "jwt-from-google");
         }
         other => panic!("unknown SKM_GCP_CHILD mode {other}"),
     }
@@ -797,4 +815,73 @@ fn detection_selects_gcp_by_project_variable_after_aws_and_vault() {
     let both = detect(&env(&[("AWS_REGION", "eu-west-1"), ("GOOGLE_CLOUD_PROJECT", "p")])).unwrap();
     let aws_compiled = registry::find("aws").is_some_and(|d| d.compiled);
     assert_eq!(both.name(), if aws_compiled { "aws" } else { "gcp" });
+}
+
+// Issue 25, findings 2 and 3: where requests may go.
+
+/// A loopback TCP listener that counts connections and answers each with `502 Bad Gateway`: a proxy that
+/// must see nothing.
+async fn counting_listener() -> (String, Arc<std::sync::atomic::AtomicUsize>, tokio::task::JoinHandle<()>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            seen.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    (url, count, task)
+}
+
+#[tokio::test]
+async fn a_userinfo_endpoint_is_refused_and_reaches_nobody() {
+    let (url, count, task) = counting_listener().await;
+    let host = url.trim_start_matches("http://");
+    // The host of `http://127.0.0.1:x@HOST` is HOST: the old prefix check took it for loopback.
+    for endpoint in [format!("http://127.0.0.1:x@{host}"), format!("HTTP://user@{host}")] {
+        let e = GcpBackend::builder()
+            .project(PROJECT)
+            .endpoint(&endpoint)
+            .build()
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("`{endpoint}` was accepted"));
+        assert!(matches!(e, skm::Error::Config(_)), "{e}");
+    }
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 0);
+    task.abort();
+}
+
+#[tokio::test]
+async fn proxy_variables_never_carry_emulator_requests() {
+    let drongo = Drongo::start().await;
+    drongo.google_client(PROJECT, GOOGLE_WRITES, b"").await;
+    let (proxy, count, task) = counting_listener().await;
+    let mut env = vec![
+        ("GOOGLE_CLOUD_PROJECT", PROJECT.to_string()),
+        ("SKM_GCP_ENDPOINT", drongo.endpoint()),
+        ("HTTP_PROXY", proxy.clone()),
+        ("http_proxy", proxy.clone()),
+        ("HTTPS_PROXY", proxy.clone()),
+        ("ALL_PROXY", proxy),
+    ];
+    run_child("proxied", &env).await;
+    env.push(("NO_PROXY", "localhost,127.0.0.1,::1".to_string()));
+    run_child("proxied-bypassed", &env).await;
+    assert_eq!(
+        count.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the proxy saw a request"
+    );
+    task.abort();
 }
