@@ -28,6 +28,8 @@ pub mod aws {
 pub mod azure;
 #[cfg(any(feature = "aws", feature = "gcp"))]
 pub(crate) mod distinct;
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure", feature = "vault"))]
+pub(crate) mod endpoint;
 pub mod fanout;
 #[cfg(feature = "gcp")]
 pub mod gcp;
@@ -316,18 +318,4 @@ pub(crate) fn cas_unsupported(request: &PutRequest, backend: &str) -> Result<(),
             format!("{backend} cannot check-and-set a write: put without an expected version"),
         )),
     }
-}
-
-/// Whether `authority` (`host[:port]`) names a loopback IP literal: 127.0.0.0/8 or `[::1]`. Names such as
-/// `localhost` are not trusted: DNS or `/etc/hosts` decide where they point, and skm does not resolve here.
-#[allow(dead_code)] // used by the `aws` and `vault` features
-pub(crate) fn loopback_ip_literal(authority: &str) -> bool {
-    let host = match authority.strip_prefix('[') {
-        Some(rest) => match rest.split_once(']') {
-            Some((h, port)) if port.is_empty() || port.starts_with(':') => h,
-            _ => return false,
-        },
-        None => authority.split(':').next().unwrap_or_default(),
-    };
-    host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }

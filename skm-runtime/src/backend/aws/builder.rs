@@ -3,12 +3,18 @@
 use std::fmt;
 
 use aws_config::BehaviorVersion;
-use aws_sdk_secretsmanager::config::retry::RetryConfig;
+use aws_sdk_secretsmanager::config::interceptors::InterceptorContext;
+use aws_sdk_secretsmanager::config::retry::{ClassifyRetry, RetryAction, RetryConfig};
 use aws_sdk_secretsmanager::config::timeout::TimeoutConfig;
-use aws_sdk_secretsmanager::config::{Credentials, ProvideCredentials, Region, SharedCredentialsProvider};
+use aws_sdk_secretsmanager::config::{
+    Credentials, ProvideCredentials, Region, SharedCredentialsProvider, SharedHttpClient,
+};
 use aws_sdk_secretsmanager::Client;
+use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::tls;
 
 use super::{AwsBackend, DEFAULT_MAX_CONCURRENCY};
+use crate::backend::endpoint;
 use crate::Error;
 
 /// Configures an [`AwsBackend`]. Anything not set comes from the AWS SDK's default chain (environment,
@@ -43,6 +49,7 @@ pub struct AwsBackendBuilder {
     timeout: Option<TimeoutConfig>,
     max_concurrency: Option<usize>,
     allow_insecure_http: bool,
+    proxy_plain: bool,
 }
 
 impl fmt::Debug for AwsBackendBuilder {
@@ -58,6 +65,7 @@ impl fmt::Debug for AwsBackendBuilder {
             .field("timeout", &self.timeout)
             .field("max_concurrency", &self.max_concurrency)
             .field("allow_insecure_http", &self.allow_insecure_http)
+            .field("proxy_plain", &self.proxy_plain)
             .finish()
     }
 }
@@ -77,9 +85,10 @@ impl AwsBackendBuilder {
 
     /// Sends requests to this endpoint instead of AWS's, e.g. a VPC endpoint or an emulator.
     ///
-    /// Overrides `AWS_ENDPOINT_URL_SECRETS_MANAGER` and `AWS_ENDPOINT_URL`. Plain `http://` is accepted only
-    /// for a loopback IP literal (`127.0.0.1`, `[::1]`; not the name `localhost`), since requests carry
-    /// signed credentials and return secret values; see [`allow_insecure_http`](Self::allow_insecure_http).
+    /// Overrides `AWS_ENDPOINT_URL_SECRETS_MANAGER` and `AWS_ENDPOINT_URL`. Plain `http://` (in any letter
+    /// case) is accepted only for a loopback host (`127.0.0.1`, `[::1]`, or `localhost` when it resolves to
+    /// loopback only), since requests carry signed credentials and return secret values; see
+    /// [`allow_insecure_http`](Self::allow_insecure_http). A user name or password in the URL is refused.
     pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
         self.endpoint_url = Some(url.into());
         self
@@ -118,9 +127,11 @@ impl AwsBackendBuilder {
         self
     }
 
-    /// Connect, per-attempt and per-operation timeouts (default: the SDK's, or its environment settings).
+    /// Connect, per-attempt and per-operation timeouts. Default: 3 s to connect, 5 s per attempt, 12 s per
+    /// call with its retries, so that an endpoint that accepts connections and never answers fails well
+    /// within the loader's deadline; a refused connection is not retried.
     ///
-    /// Bound a whole load with [`Loader::deadline`](crate::Loader::deadline) instead.
+    /// Bound a whole load with [`Loader::deadline`](crate::Loader::deadline).
     pub fn timeout_config(mut self, timeout: TimeoutConfig) -> Self {
         self.timeout = Some(timeout);
         self
@@ -133,10 +144,19 @@ impl AwsBackendBuilder {
         self
     }
 
-    /// Allows a plain-`http://` endpoint on a host that is not a loopback IP literal (env
-    /// `SKM_AWS_ALLOW_HTTP=1`): values then cross the network unencrypted. Only on a network you trust.
+    /// Allows a plain-`http://` endpoint on a host that is not loopback (env `SKM_AWS_ALLOW_HTTP=1`): values
+    /// then cross the network unencrypted. Only on a network you trust.
     pub fn allow_insecure_http(mut self, allow: bool) -> Self {
         self.allow_insecure_http = allow;
+        self
+    }
+
+    /// Lets plain-`http://` and loopback requests go through the environment's proxy (`HTTP_PROXY`,
+    /// `ALL_PROXY`) too (env `SKM_AWS_PROXY_PLAIN=1`), which shows signed requests and secret values to the
+    /// proxy in clear text. By default only `https://` requests to other hosts use a proxy (`HTTPS_PROXY`, a
+    /// CONNECT tunnel: TLS ends at AWS), honouring `NO_PROXY`.
+    pub fn proxy_plain(mut self, allow: bool) -> Self {
+        self.proxy_plain = allow;
         self
     }
 
@@ -163,12 +183,17 @@ impl AwsBackendBuilder {
     /// `AWS_EC2_METADATA_DISABLED=true`).
     ///
     /// # Errors
-    /// [`Error::Config`] when no region can be found, or the endpoint override is plain `http://` on a
-    /// host that is not a loopback IP literal (without [`allow_insecure_http`](Self::allow_insecure_http)).
+    /// [`Error::Config`] when no region can be found, or the endpoint override is not a URL, holds a user name
+    /// or password, or is plain `http://` on a host that is not loopback (without
+    /// [`allow_insecure_http`](Self::allow_insecure_http)).
     pub async fn build(self) -> Result<AwsBackend, Error> {
         let env = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
-        let allow_http = self.allow_insecure_http
-            || env("SKM_AWS_ALLOW_HTTP").is_some_and(|v| matches!(v.trim(), "1" | "true" | "TRUE" | "yes"));
+        let yes = |n: &str| env(n).is_some_and(|v| matches!(v.trim(), "1" | "true" | "TRUE" | "yes"));
+        let allow_http = self.allow_insecure_http || yes("SKM_AWS_ALLOW_HTTP");
+        let proxy_plain = self.proxy_plain || yes("SKM_AWS_PROXY_PLAIN");
+        // Every source is checked, and the first that is set (the SDK's own precedence) is the one requests go
+        // to, in its parsed form: the SDK never reads the text differently from the check.
+        let mut endpoint = None;
         for (source, url) in [
             ("endpoint_url(..)", self.endpoint_url.clone()),
             (
@@ -178,10 +203,11 @@ impl AwsBackendBuilder {
             ("AWS_ENDPOINT_URL", env("AWS_ENDPOINT_URL")),
         ] {
             if let Some(url) = url {
-                check_endpoint(source, &url, allow_http)?;
+                let checked = check_endpoint(source, &url, allow_http)?;
+                endpoint.get_or_insert(checked);
             }
         }
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http_client(proxy_plain)?);
         if let Some(region) = self.region {
             loader = loader.region(Region::new(region));
         }
@@ -191,13 +217,12 @@ impl AwsBackendBuilder {
         if let Some(credentials) = self.credentials {
             loader = loader.credentials_provider(credentials);
         }
-        if let Some(timeout) = self.timeout {
-            loader = loader.timeout_config(timeout);
-        }
+        loader = loader.timeout_config(self.timeout.unwrap_or_else(default_timeouts));
         let shared = loader.load().await;
         // The profile's `endpoint_url` arrives here too.
         if let Some(url) = shared.endpoint_url() {
-            check_endpoint("the AWS profile's endpoint_url", url, allow_http)?;
+            let checked = check_endpoint("the AWS profile's endpoint_url", url, allow_http)?;
+            endpoint.get_or_insert(checked);
         }
         if shared.region().is_none() {
             return Err(Error::config(
@@ -207,10 +232,13 @@ impl AwsBackendBuilder {
             ));
         }
 
-        let mut config = aws_sdk_secretsmanager::config::Builder::from(&shared);
+        let mut config = aws_sdk_secretsmanager::config::Builder::from(&shared)
+            // Nothing listens on a refused port: answer at once instead of backing off up to 5 times.
+            .retry_classifier(RefusedIsFinal);
+        let ignore_configured = yes("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS");
         // Set on the service's own config so that it wins over the environment's endpoint variables.
-        if let Some(url) = self.endpoint_url {
-            config = config.endpoint_url(url);
+        if let Some(url) = endpoint.filter(|_| self.endpoint_url.is_some() || !ignore_configured) {
+            config = config.endpoint_url(url.as_str().trim_end_matches('/'));
         }
         // The SDK's own default (3 attempts) loses 2.7 % of loads to a service failing 30 % of requests; keep
         // its policy but with more attempts, unless the environment or the profile chose a policy.
@@ -237,22 +265,82 @@ impl AwsBackendBuilder {
     }
 }
 
-/// Refuses a plain-`http://` endpoint unless it is a loopback IP literal or `allow_http` is set.
-pub(super) fn check_endpoint(source: &str, url: &str, allow_http: bool) -> Result<(), Error> {
-    let Some(rest) = url.trim().strip_prefix("http://") else {
-        return Ok(());
+/// 3 s to connect, 5 s per attempt, 12 s per call with its retries (`backend/endpoint.rs`).
+fn default_timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(endpoint::CONNECT_TIMEOUT)
+        .operation_attempt_timeout(endpoint::ATTEMPT_TIMEOUT)
+        .operation_timeout(endpoint::OPERATION_TIMEOUT)
+        .build()
+}
+
+/// The SDK's HTTPS client with skm's proxy rule: plain-http and loopback requests connect directly unless
+/// `proxy_plain`; `https://` requests to other hosts use `HTTPS_PROXY`/`ALL_PROXY`, honouring `NO_PROXY`. (The
+/// SDK's default client sends everything, plain http included, through `HTTP_PROXY`.)
+fn http_client(proxy_plain: bool) -> Result<SharedHttpClient, Error> {
+    let proxies = endpoint::EnvProxies::from_env();
+    let proxy = if proxy_plain {
+        ProxyConfig::from_env()
+    } else {
+        match &proxies.https {
+            None => ProxyConfig::disabled(),
+            Some(p) => {
+                let mut direct = vec!["localhost", "127.0.0.0/8", "::1"];
+                if let Some(rules) = proxies.no_proxy.as_deref() {
+                    direct.push(rules);
+                }
+                ProxyConfig::https(p.as_str())
+                    .map_err(|e| Error::config(format!("HTTPS_PROXY (or ALL_PROXY) is not a proxy URL: {e}")))?
+                    .no_proxy(direct.join(","))
+            }
+        }
     };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    // Userinfo (`user@host`) is refused outright: it is how `http://127.0.0.1@evil` would pass a prefix check.
-    if !allow_http && (authority.contains('@') || !crate::backend::loopback_ip_literal(authority)) {
-        return Err(Error::config(format!(
-            "{source}: refusing the plain http:// endpoint `{}`, which is not a loopback IP literal: requests \
-             carry signed credentials and answers carry secret values. Use https://, 127.0.0.1 or [::1] for an \
-             emulator, or opt in with SKM_AWS_ALLOW_HTTP=1 (AwsBackendBuilder::allow_insecure_http)",
-            authority.escape_debug()
-        )));
+    Ok(
+        aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, components| {
+            let mut connector = aws_smithy_http_client::Connector::builder()
+                .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc));
+            connector.set_connector_settings(settings.cloned());
+            if let Some(components) = components {
+                connector.set_sleep_impl(components.sleep_impl());
+            }
+            connector.set_proxy_config(Some(proxy.clone()));
+            connector.build()
+        }),
+    )
+}
+
+/// A retry classifier that forbids retrying a refused connection, which the SDK's transient-error classifier
+/// would retry with backoff: a `RetryForbidden` ends the classification, whatever runs after it.
+#[derive(Debug)]
+struct RefusedIsFinal;
+
+impl ClassifyRetry for RefusedIsFinal {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let refused = match ctx.output_or_error() {
+            Some(Err(e)) => e.as_connector_error().is_some_and(|c| endpoint::refused(c)),
+            _ => false,
+        };
+        if refused {
+            RetryAction::RetryForbidden
+        } else {
+            RetryAction::NoActionIndicated
+        }
     }
-    Ok(())
+
+    fn name(&self) -> &'static str {
+        "skm: a refused connection is final"
+    }
+}
+
+/// Refuses an endpoint that is not a URL, holds userinfo, or is plain `http://` on a host that is not
+/// loopback (unless `allow_http`); see `backend/endpoint.rs`.
+pub(super) fn check_endpoint(source: &str, url: &str, allow_http: bool) -> Result<url::Url, Error> {
+    endpoint::check(
+        source,
+        url,
+        allow_http,
+        "SKM_AWS_ALLOW_HTTP=1 (AwsBackendBuilder::allow_insecure_http)",
+    )
 }
 
 #[cfg(test)]
@@ -260,7 +348,7 @@ mod tests {
     use super::check_endpoint;
 
     #[test]
-    fn plain_http_endpoints_only_on_loopback_literals() {
+    fn plain_http_endpoints_only_on_loopback() {
         for ok in [
             "https://vpce.example",
             "http://127.0.0.1:5000",
@@ -270,14 +358,20 @@ mod tests {
             assert!(check_endpoint("t", ok, false).is_ok(), "{ok}");
         }
         for bad in [
-            "http://localhost:5000",
             "http://10.0.0.1:5000",
             "http://127.0.0.1.evil.com",
-            "http://127.0.0.1@evil.com",
             "http://sm.internal",
+            // Issue 25, finding 2: the scheme in capitals was not recognised as plain http.
+            "HTTP://sm.internal:5000",
+            "Http://10.0.0.1",
         ] {
             assert!(check_endpoint("t", bad, false).is_err(), "{bad}");
             assert!(check_endpoint("t", bad, true).is_ok(), "{bad}");
+        }
+        // Userinfo is refused even with the opt-in: the host is what follows the `@`.
+        for bad in ["http://127.0.0.1@evil.com", "http://127.0.0.1:x@evil.example"] {
+            assert!(check_endpoint("t", bad, false).is_err(), "{bad}");
+            assert!(check_endpoint("t", bad, true).is_err(), "{bad}");
         }
     }
 }

@@ -4,7 +4,7 @@
 //! and AWS itself puts most client errors under 400. Details carry the code and AWS's message, which never
 //! include a secret value; whole responses are never formatted.
 
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 
 use crate::backend::{AdminErrorKind, FailureKind};
 
@@ -15,7 +15,7 @@ pub(super) struct Failure {
     pub code: Option<String>,
     /// The category.
     pub kind: FailureKind,
-    /// For people: `code: message`, or the transport error chain.
+    /// For people: `code: message`, or the transport error chain on one line (root cause last).
     pub detail: String,
 }
 
@@ -46,18 +46,18 @@ impl Failure {
             SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => Failure {
                 code: None,
                 kind: FailureKind::Unavailable,
-                detail: DisplayErrorContext(err).to_string(),
+                detail: crate::backend::endpoint::one_line(err),
             },
             // An answer that is not an AWS response (a proxy's HTML page, a cut-off body).
             SdkError::ResponseError(_) => Failure {
                 code: None,
                 kind: FailureKind::Unavailable,
-                detail: DisplayErrorContext(err).to_string(),
+                detail: crate::backend::endpoint::one_line(err),
             },
             _ => Failure {
                 code: None,
                 kind: FailureKind::Other,
-                detail: DisplayErrorContext(err).to_string(),
+                detail: crate::backend::endpoint::one_line(err),
             },
         }
     }

@@ -1,7 +1,6 @@
 //! [`GcpBackendBuilder`]: the project, endpoint and credentials, from explicit settings or the environment.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +11,7 @@ use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt};
 use google_cloud_secretmanager_v1::client::SecretManagerService;
 
 use super::{GcpBackend, Inner, Replication, DEFAULT_MAX_CONCURRENCY, DEFAULT_THROTTLE_PATIENCE};
+use crate::backend::endpoint;
 use crate::Error;
 
 /// Google's endpoint, used unless `SKM_GCP_ENDPOINT` or [`GcpBackendBuilder::endpoint`] says otherwise.
@@ -75,6 +75,7 @@ pub struct GcpBackendBuilder {
     max_attempts: Option<u32>,
     attempt_timeout: Option<Duration>,
     replication: Replication,
+    proxy_plain: bool,
 }
 
 impl fmt::Debug for GcpBackendBuilder {
@@ -89,6 +90,7 @@ impl fmt::Debug for GcpBackendBuilder {
             .field("max_attempts", &self.max_attempts)
             .field("attempt_timeout", &self.attempt_timeout)
             .field("replication", &self.replication)
+            .field("proxy_plain", &self.proxy_plain)
             .finish()
     }
 }
@@ -102,8 +104,9 @@ impl GcpBackendBuilder {
     }
 
     /// Sends requests here instead of [`DEFAULT_ENDPOINT`] (default: `SKM_GCP_ENDPOINT`): a regional
-    /// endpoint, a private one, or an emulator. `https://` anywhere; plain `http://` only on a loopback IP
-    /// address, and then no credentials are looked up or sent.
+    /// endpoint, a private one, or an emulator. `https://` anywhere; plain `http://` (in any letter case)
+    /// only on a loopback host (`127.0.0.1`, `[::1]`, or `localhost` when it resolves to loopback only), and
+    /// then no credentials are looked up or sent. A user name or password in the URL is refused.
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
         self.endpoint = Some(url.into());
         self
@@ -150,8 +153,8 @@ impl GcpBackendBuilder {
         self
     }
 
-    /// A timeout for each attempt (default: none; bound a whole load with
-    /// [`Loader::deadline`](crate::Loader::deadline)).
+    /// A timeout for each attempt (default 5 s; connecting included). All attempts of one call together stop
+    /// after 12 s, below the loader's deadline ([`Loader::deadline`](crate::Loader::deadline)).
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
         self.attempt_timeout = Some(timeout);
         self
@@ -163,18 +166,30 @@ impl GcpBackendBuilder {
         self
     }
 
+    /// Lets plain-`http://` and loopback requests go through the environment's proxy (env
+    /// `SKM_GCP_PROXY_PLAIN=1`). Without it, a plain-http or loopback endpoint that `HTTP_PROXY`,
+    /// `HTTPS_PROXY` or `ALL_PROXY` would carry (it is not in `NO_PROXY`) is refused at build: Google's client
+    /// reads those variables itself and offers no way to bypass them for one endpoint.
+    pub fn proxy_plain(mut self, allow: bool) -> Self {
+        self.proxy_plain = allow;
+        self
+    }
+
     /// Resolves the configuration and builds the backend.
     ///
     /// Contacts nothing when the project is known: credentials are resolved on the first request. When no
     /// project is set and the credentials do not name one, the metadata server is asked (2 s timeout).
     ///
     /// # Errors
-    /// [`Error::Config`] when the endpoint is not allowed, no project can be found, or the credentials cannot
-    /// be loaded.
+    /// [`Error::Config`] when the endpoint is not allowed (not a URL, userinfo, plain http off loopback, or a
+    /// plain-http or loopback endpoint a proxy variable would carry), no project can be found, or the
+    /// credentials cannot be loaded.
     pub async fn build(self) -> Result<GcpBackend, Error> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let proxy_plain = self.proxy_plain
+            || var("SKM_GCP_PROXY_PLAIN").is_some_and(|v| matches!(v.trim(), "1" | "true" | "TRUE" | "yes"));
         let endpoint = match self.endpoint.or_else(|| var("SKM_GCP_ENDPOINT")) {
-            Some(e) => Some(check_endpoint(&e)?),
+            Some(e) => Some(check_endpoint(&e, proxy_plain, &endpoint::EnvProxies::from_env())?),
             None => None,
         };
         let emulator = endpoint.as_ref().is_some_and(|e| e.starts_with("http://"));
@@ -207,7 +222,7 @@ impl GcpBackendBuilder {
         let retry = Aip194Strict
             .continue_on_too_many_requests()
             .with_attempt_limit(self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS))
-            .with_time_limit(Duration::from_secs(60));
+            .with_time_limit(endpoint::OPERATION_TIMEOUT);
         let backoff = ExponentialBackoffBuilder::new()
             .with_initial_delay(Duration::from_millis(100))
             .with_maximum_delay(Duration::from_secs(5))
@@ -220,9 +235,8 @@ impl GcpBackendBuilder {
         if let Some(e) = &endpoint {
             client = client.with_endpoint(e.clone());
         }
-        if let Some(t) = self.attempt_timeout {
-            client = client.with_attempt_timeout(t);
-        }
+        // Google's client has no connect timeout: the attempt timeout bounds connecting too.
+        client = client.with_attempt_timeout(self.attempt_timeout.unwrap_or(endpoint::ATTEMPT_TIMEOUT));
         let client = client
             .build()
             .await
@@ -242,32 +256,35 @@ impl GcpBackendBuilder {
     }
 }
 
-/// `https://` anywhere; `http://` only on a loopback IP literal, so that a token never crosses a network in
-/// clear text (and a name like `localhost` cannot be re-pointed by DNS).
-fn check_endpoint(endpoint: &str) -> Result<String, Error> {
-    let endpoint = endpoint.trim().trim_end_matches('/');
-    let bad = |why: &str| {
-        Error::config(format!(
-            "SKM_GCP_ENDPOINT `{endpoint}` {why}: use https://HOST, or http://127.0.0.1:PORT for an emulator"
-        ))
-    };
-    if endpoint.starts_with("https://") {
-        return Ok(endpoint.to_string());
+/// The endpoint, normalised: `https://` anywhere; `http://` only on a loopback host, so that a token never
+/// crosses a network in clear text (`backend/endpoint.rs`). A plain-http or loopback endpoint that a proxy
+/// variable would carry is refused unless `proxy_plain`: Google's client reads the variables itself.
+fn check_endpoint(endpoint: &str, proxy_plain: bool, proxies: &endpoint::EnvProxies) -> Result<String, Error> {
+    let url = endpoint::check("SKM_GCP_ENDPOINT", endpoint, false, "")?;
+    if !proxy_plain && endpoint::direct_only(&url) {
+        if let Some(proxy) = proxies.for_url(&url) {
+            let host = url.host_str().unwrap_or_default();
+            return Err(Error::config(format!(
+                "SKM_GCP_ENDPOINT `{}` is plain http or loopback, and the proxy variables (HTTP_PROXY, HTTPS_PROXY \
+                 or ALL_PROXY) would send its requests through the proxy `{}` in clear text; Google's client \
+                 cannot bypass them for one endpoint. Add `{host}` to NO_PROXY, unset the proxy variables for \
+                 this process, or opt in with SKM_GCP_PROXY_PLAIN=1 (GcpBackendBuilder::proxy_plain)",
+                url.as_str().trim_end_matches('/'),
+                proxy_display(proxy)
+            )));
+        }
     }
-    let Some(rest) = endpoint.strip_prefix("http://") else {
-        return Err(bad("is neither https:// nor http://"));
-    };
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
-    match host.parse::<IpAddr>() {
-        Ok(ip) if ip.is_loopback() => Ok(endpoint.to_string()),
-        Ok(_) => Err(bad("is plain http on a non-loopback address")),
-        Err(_) => Err(bad(
-            "is plain http on a host name (plain http needs a loopback IP such as 127.0.0.1)",
-        )),
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
+/// A proxy URL without its user name or password, for messages.
+fn proxy_display(proxy: &str) -> String {
+    match url::Url::parse(proxy) {
+        Ok(u) => {
+            format!("{}://{}", u.scheme(), u.host_str().unwrap_or_default())
+                + &u.port().map(|p| format!(":{p}")).unwrap_or_default()
+        }
+        Err(_) => "(unparsable)".into(),
     }
 }
 
@@ -385,7 +402,13 @@ fn gcloud_project(var: &(dyn Fn(&str) -> Option<String> + Sync)) -> Option<(Stri
 async fn metadata_project(var: &(dyn Fn(&str) -> Option<String> + Sync)) -> Option<String> {
     let host = var("GCE_METADATA_HOST").unwrap_or_else(|| "metadata.google.internal".into());
     let url = format!("http://{host}/computeMetadata/v1/project/project-id");
-    let client = reqwest::Client::builder().timeout(METADATA_TIMEOUT).build().ok()?;
+    // Plain http to the metadata server: never through a proxy, which would see the answer in clear text.
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(METADATA_TIMEOUT)
+        .timeout(METADATA_TIMEOUT)
+        .build()
+        .ok()?;
     let answer = client.get(url).header("Metadata-Flavor", "Google").send().await.ok()?;
     if !answer.status().is_success() {
         return None;
@@ -399,21 +422,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plain_http_only_on_loopback_ips() {
-        assert!(check_endpoint("https://secretmanager.googleapis.com/").is_ok());
-        assert_eq!(
-            check_endpoint("http://127.0.0.1:8085/").unwrap(),
-            "http://127.0.0.1:8085"
-        );
-        assert!(check_endpoint("http://[::1]:8085").is_ok());
-        assert!(check_endpoint("http://127.3.2.1").is_ok());
-        let e = check_endpoint("http://localhost:8085").unwrap_err().to_string();
-        assert!(e.contains("host name"), "{e}");
-        assert!(check_endpoint("http://10.0.0.1:8085")
+    fn plain_http_only_on_loopback() {
+        let none = endpoint::EnvProxies::default();
+        let check = |e: &str| check_endpoint(e, false, &none);
+        assert!(check("https://secretmanager.googleapis.com/").is_ok());
+        assert_eq!(check("http://127.0.0.1:8085/").unwrap(), "http://127.0.0.1:8085");
+        assert_eq!(check("HTTP://127.0.0.1:8085").unwrap(), "http://127.0.0.1:8085");
+        assert!(check("http://[::1]:8085").is_ok());
+        assert!(check("http://127.3.2.1").is_ok());
+        assert!(check("http://10.0.0.1:8085")
             .unwrap_err()
             .to_string()
-            .contains("non-loopback"));
-        assert!(check_endpoint("ftp://127.0.0.1").is_err());
+            .contains("not a loopback"));
+        assert!(check("ftp://127.0.0.1").is_err());
+        // Issue 25, finding 2: this passed the loopback check and sent the requests to evil.example.
+        let e = check("http://127.0.0.1:x@evil.example").unwrap_err().to_string();
+        assert!(e.contains("evil.example"), "{e}");
+        assert!(check("HTTP://evil.example").is_err());
+    }
+
+    #[test]
+    fn a_proxy_that_would_carry_plain_or_loopback_requests_is_refused() {
+        let proxies = endpoint::EnvProxies::from_vars(|n| match n {
+            "HTTP_PROXY" | "HTTPS_PROXY" => Some("http://user:pw@proxy.example:3128".into()),
+            _ => None,
+        });
+        let e = check_endpoint("http://127.0.0.1:8085", false, &proxies)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("NO_PROXY") && e.contains("proxy.example:3128") && !e.contains("pw"),
+            "{e}"
+        );
+        assert!(check_endpoint("https://127.0.0.1:8085", false, &proxies).is_err());
+        assert!(check_endpoint("http://127.0.0.1:8085", true, &proxies).is_ok());
+        assert!(check_endpoint("https://secretmanager.googleapis.com", false, &proxies).is_ok());
+        let bypassed = endpoint::EnvProxies {
+            no_proxy: Some("localhost,127.0.0.1".into()),
+            ..proxies
+        };
+        assert!(check_endpoint("http://127.0.0.1:8085", false, &bypassed).is_ok());
     }
 
     fn scratch(name: &str) -> PathBuf {
