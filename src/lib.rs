@@ -123,11 +123,14 @@
 //! # Cargo features
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `local` | yes | the local encrypted store |
-//! | `aws` | no | AWS Secrets Manager (`aws-sdk-secretsmanager`) |
+//! | `local` | yes | the local encrypted store (`backend::local`) |
+//! | `aws` | no | AWS Secrets Manager (`aws-sdk-secretsmanager`) and the rotation protocol (`rotation::aws`) |
+//! | `vault` | no | HashiCorp Vault / OpenBao KV (`vaultrs`) and dynamic secrets (`lease`, `Leased`) |
+//! | `gcp` | no | Google Cloud Secret Manager (`google-cloud-secretmanager-v1`) |
 //! | `azure` | no | Azure Key Vault (`azure_security_keyvault_secrets`) |
-//! | `vault` | no | HashiCorp Vault / OpenBao KV (`vaultrs`), dynamic secrets (`lease`) |
 //! | `postgres` | no | the PostgreSQL rotator (`rotation::postgres`) |
+//! | `conformance` | no | the backend conformance suite (`testing::conformance`), for a backend of your own |
+//! | `cli` | no | the `skm` tool's commands for your struct (`cli::run`) |
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
