@@ -204,10 +204,11 @@ impl Inner {
         e
     }
 
-    /// Learns a given token's TTL (token auth), so that the renewer knows when to act.
-    pub(crate) async fn lookup(&self) {
+    /// Learns a given token's TTL (token auth), so that the renewer knows when to act. `false` when no
+    /// answer arrived (Vault unreachable, or no token).
+    pub(crate) async fn lookup(&self) -> bool {
         let Some(client) = self.token.read().unwrap_or_else(|p| p.into_inner()).client.clone() else {
-            return;
+            return false;
         };
         match vaultrs::token::lookup_self(&*client).await {
             Ok(info) => {
@@ -224,6 +225,7 @@ impl Inner {
                 state.failures = 0;
                 state.failure = None;
                 tracing::debug!(target: "skm", ttl_s = info.ttl, renewable = state.renewable, "Vault token looked up");
+                true
             }
             Err(e) => {
                 let f = VaultFailure::from_client(&e);
@@ -236,6 +238,7 @@ impl Inner {
                 } else {
                     tracing::debug!(target: "skm", error = %f.describe(), "Vault token lookup failed; will retry");
                 }
+                !f.transport
             }
         }
     }
@@ -290,7 +293,7 @@ impl Inner {
             return;
         };
         let Some(ttl) = ttl else {
-            self.lookup().await;
+            let _ = self.lookup().await;
             return;
         };
         if ttl.is_zero() {

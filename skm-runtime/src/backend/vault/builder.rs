@@ -8,9 +8,10 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use super::config::{
-    is_loopback, parse_bool, pem_files_in, Credential, KvVersion, VaultAuth, DEFAULT_CONCURRENCY, DEFAULT_MOUNT,
-    DEFAULT_RETRIES, DEFAULT_TIMEOUT,
+    parse_bool, pem_files_in, Credential, KvVersion, VaultAuth, DEFAULT_CONCURRENCY, DEFAULT_MOUNT, DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
 };
+use crate::backend::endpoint;
 use crate::Error;
 
 /// Configures a [`VaultBackend`](super::VaultBackend): start from [`VaultBuilder::new`] or
@@ -119,7 +120,7 @@ impl VaultBuilder {
     /// | `VAULT_CACERT` | a PEM file of CA certificates to trust | the system's roots |
     /// | `VAULT_CAPATH` | a directory of PEM CA certificates to trust | |
     /// | `VAULT_SKIP_VERIFY` | `true`/`1`: do not verify the server's certificate (never in production) | `false` |
-    /// | `VAULT_CLIENT_TIMEOUT` | per-request timeout, in seconds (`30` or `30s`) | 30 s |
+    /// | `VAULT_CLIENT_TIMEOUT` | per-request timeout, in seconds (`5` or `5s`); connecting is bounded to 3 s | 5 s |
     /// | `SKM_VAULT_MOUNT` | the KV mount | `secret` |
     /// | `SKM_VAULT_KV_VERSION` | `1` or `2` | detected from the mount, else 2 |
     /// | `SKM_VAULT_CONCURRENCY` | reads in flight per fetch | 64 |
@@ -321,16 +322,18 @@ impl VaultBuilder {
         self
     }
 
-    /// How many times a read that failed transiently (429, 5xx, a refused or reset connection, a timeout) is
-    /// retried, after about 100 ms, 200 ms, 400 ms... with jitter (default 4; 0 disables). A stalled server
-    /// costs up to one [`timeout`](Self::timeout) per attempt: bound the whole load with
-    /// [`Loader::deadline`](crate::Loader::deadline).
+    /// How many times a read that failed transiently (429, 5xx, a reset connection, a timeout) is retried,
+    /// after about 100 ms, 200 ms, 400 ms... with jitter (default 4; 0 disables). A refused connection is not
+    /// retried (nothing listens there), and a retry starts only if it can end, one [`timeout`](Self::timeout)
+    /// later, within 12 s of the call's start: a stalled server fails one fetch within 12 s, below the
+    /// loader's deadline ([`Loader::deadline`](crate::Loader::deadline), 30 s by default).
     pub fn retries(mut self, retries: u32) -> Self {
         self.retries = retries;
         self
     }
 
-    /// The per-request timeout (default 30 s).
+    /// The per-request timeout (default 5 s; env `VAULT_CLIENT_TIMEOUT`). Connecting is bounded to 3 s (or
+    /// this timeout, if shorter).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -375,44 +378,20 @@ impl VaultBuilder {
         super::VaultBackend::build(self).await
     }
 
-    /// Checks the address and returns it parsed; no connection is made.
+    /// Checks the address with the rule every backend shares (`backend/endpoint.rs`) and returns it parsed;
+    /// no connection is made. `https://` anywhere; plain `http://` (in any letter case) only on a loopback
+    /// host (`127.0.0.1`, `[::1]`, or `localhost` when it resolves to loopback only) unless
+    /// [`allow_insecure_http`](Self::allow_insecure_http); a user name or password in the URL never.
     pub(crate) fn checked_address(&self) -> Result<url::Url, Error> {
-        let url = url::Url::parse(&self.address).map_err(|e| {
-            Error::config(format!(
-                "VAULT_ADDR=`{}` is not a URL ({e}): write e.g. https://vault.internal:8200",
-                self.address
-            ))
-        })?;
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(Error::config(
-                "VAULT_ADDR must not contain credentials: pass the token with VAULT_TOKEN".into(),
-            ));
-        }
-        let host = url.host_str().unwrap_or_default().to_string();
-        match url.scheme() {
-            "https" => {}
-            "http" if is_loopback(&url) || self.allow_insecure_http => {
-                if !is_loopback(&url) {
-                    tracing::warn!(target: "skm", host = %host,
-                        "sending the Vault token over plain http to a non-loopback host, as explicitly allowed");
-                }
-            }
-            "http" => {
-                return Err(Error::config(format!(
-                    "refusing to send a Vault token over plain http:// to `{host}`, which is not a loopback \
-                     address: use https:// (VAULT_ADDR=https://{host}:{}), or, on a network you trust, opt in \
-                     with SKM_VAULT_ALLOW_HTTP=1 (VaultBuilder::allow_insecure_http(true))",
-                    url.port_or_known_default().unwrap_or(8200)
-                )))
-            }
-            other => {
-                return Err(Error::config(format!(
-                    "VAULT_ADDR scheme `{other}` is not supported: use https:// (or http:// on loopback)"
-                )))
-            }
-        }
-        if host.is_empty() {
-            return Err(Error::config(format!("VAULT_ADDR=`{}` has no host", self.address)));
+        let url = endpoint::check(
+            "VAULT_ADDR",
+            &self.address,
+            self.allow_insecure_http,
+            "SKM_VAULT_ALLOW_HTTP=1 (VaultBuilder::allow_insecure_http(true))",
+        )?;
+        if url.scheme() == "http" && !endpoint::is_loopback(&url) {
+            tracing::warn!(target: "skm", host = %url.host_str().unwrap_or_default(),
+                "sending the Vault token over plain http to a non-loopback host, as explicitly allowed");
         }
         Ok(url)
     }

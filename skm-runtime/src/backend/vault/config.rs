@@ -16,8 +16,9 @@ pub(crate) const DEFAULT_CONCURRENCY: usize = 64;
 /// Retries of a read that failed transiently (429, 5xx, a refused or reset connection, a timeout) by default:
 /// five attempts in all, so that a load survives a server failing 30 % of requests 99.7 % of the time.
 pub(crate) const DEFAULT_RETRIES: u32 = 4;
-/// The default per-request timeout: long enough for a loaded server, short enough for a service's startup.
-pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default per-request timeout: the attempt timeout every backend shares (`backend/endpoint.rs`), so that
+/// a server that accepts connections and never answers fails a fetch well within the loader's deadline.
+pub(crate) const DEFAULT_TIMEOUT: Duration = crate::backend::endpoint::ATTEMPT_TIMEOUT;
 /// Where Kubernetes mounts a pod's service-account token.
 pub const DEFAULT_K8S_JWT_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
@@ -164,16 +165,6 @@ impl VaultAuth {
             VaultAuth::AppRole { mount, .. } => format!("AppRole (auth/{mount})"),
             VaultAuth::Kubernetes { mount, role, .. } => format!("Kubernetes role `{role}` (auth/{mount})"),
         }
-    }
-}
-
-/// Whether `url` names this machine: an IP literal in 127.0.0.0/8 or `::1`. `localhost` is not trusted
-/// without resolving it (DNS or `/etc/hosts` can point it elsewhere), and skm does not resolve names here.
-pub(super) fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(_)) | None => false,
     }
 }
 

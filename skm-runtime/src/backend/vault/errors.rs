@@ -13,6 +13,9 @@ pub(crate) struct VaultFailure {
     pub message: String,
     /// No answer arrived: refused, reset, TLS failure or timeout.
     pub transport: bool,
+    /// The connection was refused: nothing listens there, so trying again within the same call only delays
+    /// the answer.
+    pub refused: bool,
 }
 
 impl VaultFailure {
@@ -21,6 +24,7 @@ impl VaultFailure {
             status: Some(status),
             message,
             transport: false,
+            refused: false,
         }
     }
 
@@ -29,14 +33,16 @@ impl VaultFailure {
             status: None,
             message,
             transport: false,
+            refused: false,
         }
     }
 
-    fn unreachable(message: String) -> Self {
+    fn unreachable(message: String, refused: bool) -> Self {
         VaultFailure {
             status: None,
             message,
             transport: true,
+            refused,
         }
     }
 
@@ -118,13 +124,18 @@ fn from_rest(e: &rustify::errors::ClientError) -> VaultFailure {
                 }
                 cur = err.source();
             }
-            VaultFailure::unreachable(format!(
-                "cannot reach Vault ({method} {}): {}",
-                strip_query(url),
-                chain.join(": ")
-            ))
+            VaultFailure::unreachable(
+                format!(
+                    "cannot reach Vault ({method} {}): {}",
+                    strip_query(url),
+                    chain.join(": ")
+                ),
+                crate::backend::endpoint::refused(source.as_ref()),
+            )
         }
-        R::ResponseError { .. } => VaultFailure::unreachable("cannot reach Vault: the answer was cut off".into()),
+        R::ResponseError { .. } => {
+            VaultFailure::unreachable("cannot reach Vault: the answer was cut off".into(), false)
+        }
         // Parse errors carry the body in `content`: report only that the answer was unexpected.
         R::ResponseParseError { .. } | R::ResponseConversionError { .. } => {
             VaultFailure::other("Vault's answer could not be parsed (is VAULT_ADDR a Vault server?)".into())

@@ -7,7 +7,7 @@
 //! programs read it as the usual `value` entry, and skm reads it back as the value it wrote.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use secrecy::ExposeSecret;
@@ -19,7 +19,7 @@ use vaultrs::client::VaultClient;
 use super::config::KvVersion;
 use super::errors::VaultFailure;
 use super::Inner;
-use crate::backend::{FailureKind, FetchError, FetchRequest, FetchResult, SecretPayload, SecretValue, VersionPin};
+use crate::backend::{FailureKind, FetchError, FetchRequest, SecretPayload, SecretValue, VersionPin};
 
 /// The entry that marks a value skm stored on behalf of a non-map secret.
 pub(crate) const ENCODING_KEY: &str = "_skm_encoding";
@@ -209,6 +209,20 @@ pub(crate) fn parse_time(s: &str) -> Option<SystemTime> {
     }
 }
 
+/// A failed attempt: the error, and whether the connection was refused (then trying again within the same
+/// call only delays the answer: nothing listens there).
+#[derive(Debug, Clone)]
+pub(crate) struct Failed {
+    pub(crate) error: FetchError,
+    pub(crate) refused: bool,
+}
+
+impl From<FetchError> for Failed {
+    fn from(error: FetchError) -> Self {
+        Failed { error, refused: false }
+    }
+}
+
 impl Inner {
     /// The fan-out for reads: `concurrency` in flight, a transient failure retried `retries` times after
     /// about 100, 200, 400, 800 ms with jitter.
@@ -216,10 +230,28 @@ impl Inner {
         crate::backend::fanout::FanOut::new(self.concurrency).max_attempts(self.retries.saturating_add(1))
     }
 
-    /// The mount's KV version: fixed by configuration, or detected once and remembered.
+    /// The mount's KV version: fixed by configuration, or detected once and remembered; 2 when Vault cannot
+    /// be reached (not remembered).
     pub(crate) async fn kv_version(&self, client: &VaultClient) -> KvVersion {
+        self.detect_kv_version(client).await.unwrap_or(KvVersion::V2)
+    }
+
+    /// The mount's KV version for one call of the loader: detected with the call's retries and bound, and an
+    /// error when Vault could not be reached, so that the call's reads are not sent to a server that just
+    /// did not answer (each would wait its own timeouts).
+    pub(crate) async fn kv_version_within(
+        &self,
+        client: &VaultClient,
+        until: Instant,
+    ) -> Result<KvVersion, FetchError> {
+        self.attempts(until, || self.detect_kv_version(client)).await
+    }
+
+    /// The KV version, or why Vault could not be asked (only when no answer arrived: an answer that is not
+    /// a KV mount's is remembered as version 2).
+    async fn detect_kv_version(&self, client: &VaultClient) -> Result<KvVersion, Failed> {
         if let Some(v) = *self.kv.read().unwrap_or_else(|p| p.into_inner()) {
-            return v;
+            return Ok(v);
         }
         let detected = vaultrs::api::exec_with_result(
             client,
@@ -241,7 +273,13 @@ impl Inner {
                 let f = VaultFailure::from_client(&e);
                 if f.status.is_none() || f.kind() == FailureKind::Unavailable {
                     // The server is unreachable: do not remember a guess.
-                    return KvVersion::V2;
+                    return Err(Failed {
+                        error: FetchError::new(
+                            f.kind(),
+                            format!("mount `{}`{}: {}", self.mount, self.namespace_note(), f.describe()),
+                        ),
+                        refused: f.refused,
+                    });
                 }
                 tracing::debug!(target: "skm", mount = %self.mount, error = %f.describe(),
                     "cannot detect the KV version; assuming 2 (set SKM_VAULT_KV_VERSION to choose)");
@@ -249,7 +287,37 @@ impl Inner {
             }
         };
         *self.kv.write().unwrap_or_else(|p| p.into_inner()) = Some(version);
-        version
+        Ok(version)
+    }
+
+    /// Runs `op` until it succeeds or fails for good, within one call's bound: a failure is tried again
+    /// (after [`FanOut::backoff`](crate::backend::fanout::FanOut::backoff)) only when it is retryable
+    /// (unavailable, throttled), not a refused connection, attempts remain, and another attempt of a full
+    /// timeout can end before `until`.
+    pub(crate) async fn attempts<T, F, Fut>(&self, until: Instant, mut op: F) -> Result<T, FetchError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failed>>,
+    {
+        let fan = self.fan_out();
+        let mut retry = 0;
+        loop {
+            let failed = match op().await {
+                Ok(v) => return Ok(v),
+                Err(f) => f,
+            };
+            let delay = fan.backoff(retry);
+            let again = crate::backend::fanout::retryable(failed.error.kind)
+                && !failed.refused
+                && retry.saturating_add(1) < self.retries.saturating_add(1)
+                && Instant::now() + delay + self.timeout <= until;
+            if !again {
+                return Err(failed.error);
+            }
+            tracing::debug!(target: "skm", retry, failure = %failed.error, "retrying a Vault request");
+            tokio::time::sleep(delay).await;
+            retry += 1;
+        }
     }
 
     /// `(namespace `x`)` or nothing.
@@ -267,7 +335,7 @@ impl Inner {
         kv: KvVersion,
         path: &str,
         pin: &VersionPin,
-    ) -> FetchError {
+    ) -> Failed {
         let f = VaultFailure::from_client(e);
         let version = match pin {
             VersionPin::Number(n) => format!(" version {n}"),
@@ -284,15 +352,18 @@ impl Inner {
             }
             _ => String::new(),
         };
-        FetchError::new(
-            f.kind(),
-            format!(
-                "{kv} mount `{}`{}: `{path}`{version}: {}{hint}",
-                self.mount,
-                self.namespace_note(),
-                f.describe()
+        Failed {
+            error: FetchError::new(
+                f.kind(),
+                format!(
+                    "{kv} mount `{}`{}: `{path}`{version}: {}{hint}",
+                    self.mount,
+                    self.namespace_note(),
+                    f.describe()
+                ),
             ),
-        )
+            refused: f.refused,
+        }
     }
 
     pub(super) fn invalid(&self, path: &str, why: impl std::fmt::Display) -> FetchError {
@@ -303,46 +374,55 @@ impl Inner {
     }
 
     /// Reads one secret.
-    pub(crate) async fn read(&self, client: &VaultClient, kv: KvVersion, request: &FetchRequest) -> FetchResult {
+    pub(crate) async fn read(
+        &self,
+        client: &VaultClient,
+        kv: KvVersion,
+        request: &FetchRequest,
+    ) -> Result<SecretPayload, Failed> {
         let path = clean_path(&request.path).map_err(|e| self.invalid(&request.path, e))?;
-        let version =
-            match &request.version {
-                VersionPin::Current => None,
-                &VersionPin::Number(n) if kv == KvVersion::V2 => Some(n),
-                // The id `put` and `versions` return (a number as text) pins that version, as on every backend.
-                VersionPin::Id(id) if kv == KvVersion::V2 && id.parse::<u64>().is_ok() => id.parse().ok(),
-                VersionPin::Number(_) | VersionPin::Previous if kv == KvVersion::V1 => return Err(self.invalid(
+        let version = match &request.version {
+            VersionPin::Current => None,
+            &VersionPin::Number(n) if kv == KvVersion::V2 => Some(n),
+            // The id `put` and `versions` return (a number as text) pins that version, as on every backend.
+            VersionPin::Id(id) if kv == KvVersion::V2 && id.parse::<u64>().is_ok() => id.parse().ok(),
+            VersionPin::Number(_) | VersionPin::Previous if kv == KvVersion::V1 => return Err(self
+                .invalid(
                     path,
                     "a KV v1 mount keeps no versions: remove `version` (or use a plain type instead of `Rotating`), \
                      or move the secret to a KV v2 mount",
-                )),
-                VersionPin::Previous => {
-                    // Latest − 1, found from the current read so that the token needs no `metadata/` access.
-                    let current = Box::pin(self.read(client, kv, &FetchRequest::current(path))).await?;
-                    let n: u64 = current.version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
-                    if n <= 1 {
-                        return Err(FetchError::not_found(format!(
-                            "{kv} mount `{}`{}: `{path}` has no previous version",
-                            self.mount,
-                            self.namespace_note()
-                        )));
-                    }
-                    let previous = FetchRequest {
-                        path: path.to_string(),
-                        version: VersionPin::Number(n - 1),
-                    };
-                    return Box::pin(self.read(client, kv, &previous)).await;
+                )
+                .into()),
+            VersionPin::Previous => {
+                // Latest − 1, found from the current read so that the token needs no `metadata/` access.
+                let current = Box::pin(self.read(client, kv, &FetchRequest::current(path))).await?;
+                let n: u64 = current.version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
+                if n <= 1 {
+                    return Err(FetchError::not_found(format!(
+                        "{kv} mount `{}`{}: `{path}` has no previous version",
+                        self.mount,
+                        self.namespace_note()
+                    ))
+                    .into());
                 }
-                pin => {
-                    return Err(self.invalid(
+                let previous = FetchRequest {
+                    path: path.to_string(),
+                    version: VersionPin::Number(n - 1),
+                };
+                return Box::pin(self.read(client, kv, &previous)).await;
+            }
+            pin => {
+                return Err(self
+                    .invalid(
                         path,
                         format!(
                             "Vault cannot read {pin}: Vault KV versions are numbers, e.g. \
                          #[secret(path = \"{path}\", version = 3)]; stages and version ids are AWS Secrets Manager's"
                         ),
-                    ))
-                }
-            };
+                    )
+                    .into())
+            }
+        };
         let encoded = url_path(path);
         let answer = match kv {
             KvVersion::V2 => {
@@ -367,7 +447,8 @@ impl Inner {
                 "{kv} mount `{}`{}: `{path}` has no data",
                 self.mount,
                 self.namespace_note()
-            )));
+            ))
+            .into());
         }
         let value = decode(data).map_err(|e| self.invalid(path, e))?;
         let payload = SecretPayload::new(value);
@@ -383,7 +464,7 @@ impl Inner {
         client: &VaultClient,
         kv: KvVersion,
         request: &FetchRequest,
-    ) -> Result<String, FetchError> {
+    ) -> Result<String, Failed> {
         let path = clean_path(&request.path).map_err(|e| self.invalid(&request.path, e))?;
         if let VersionPin::Number(n) = &request.version {
             return Ok(n.to_string());
@@ -397,7 +478,8 @@ impl Inner {
                 "{kv} mount `{}`{}: `{path}` has no previous version",
                 self.mount,
                 self.namespace_note()
-            ))),
+            ))
+            .into()),
             VersionPin::Previous => Ok((current - 1).to_string()),
             _ => Ok(current.to_string()),
         }

@@ -7,9 +7,11 @@
 //!   without `key` receives the whole map (deserialized into a struct-typed field).
 //! - `#[secret(..., version = 3)]` reads version 3 on KV v2. AWS-style stages and version ids are refused.
 //! - One fetch reads each request (the plan de-duplicates) with at most 64 reads in flight (`SKM_VAULT_CONCURRENCY`).
-//!   A read that fails transiently (429, 5xx, a refused or reset connection, a timeout) is retried 4 times,
-//!   after about 100, 200, 400 and 800 ms with jitter ([`VaultBuilder::retries`]), by the shared
-//!   [`fanout`](crate::backend::fanout).
+//!   A read that fails transiently (429, 5xx, a reset connection, a timeout) is retried 4 times, after about
+//!   100, 200, 400 and 800 ms with jitter ([`VaultBuilder::retries`]); a refused connection is not retried.
+//!   Each request times out after 5 s (`VAULT_CLIENT_TIMEOUT`; connecting after 3 s), and a retry starts only
+//!   if it can end within 12 s of the fetch's start: a server that accepts connections and never answers
+//!   fails a fetch within 12 s, below the loader's deadline, with an error naming Vault.
 //! - A value written through skm that is not a JSON object is stored as `{"value": ..., "_skm_encoding":
 //!   "text"}` (bytes: `"base64"`), which other tools read as the usual `value` entry and skm reads back as
 //!   written.
@@ -62,6 +64,7 @@ mod redirect;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use tokio::sync::Notify;
@@ -73,6 +76,7 @@ pub use config::{Credential, KvVersion, VaultAuth, DEFAULT_K8S_JWT_FILE};
 pub use doctor::TokenLookup;
 pub(crate) use doctor::{doctor, registry_build};
 
+use crate::backend::{endpoint, FailureKind};
 use crate::backend::{
     AdminBackend, AdminError, Backend, DeleteMode, FetchError, FetchRequest, FetchResult, ListEntry, PutRequest,
     VersionInfo,
@@ -101,6 +105,8 @@ pub(crate) struct Inner {
     concurrency: usize,
     /// Retries of a read that failed transiently.
     retries: u32,
+    /// The per-request timeout: a retry starts only if one more attempt can end within the call's bound.
+    timeout: std::time::Duration,
     token: RwLock<TokenState>,
     /// Serializes logins so that concurrent fetches after an expiry log in once.
     login_lock: tokio::sync::Mutex<()>,
@@ -213,6 +219,7 @@ impl VaultBackend {
             kv: RwLock::new(b.kv_version),
             concurrency: b.concurrency.max(1),
             retries: b.retries,
+            timeout: b.timeout,
             token: RwLock::new(state),
             login_lock: tokio::sync::Mutex::new(()),
             generation: AtomicU64::new(0),
@@ -221,14 +228,18 @@ impl VaultBackend {
             wake: Arc::new(Notify::new()),
             renewer: Mutex::new(None),
         });
-        // Best effort: a server that is down now is retried by the fetches and the renewal task.
-        if inner.auth.can_login() {
-            let _ = inner.login().await;
+        // Best effort: a server that is down now is retried by the fetches and the renewal task. One request
+        // that got no answer is enough: the mount's KV version is then detected by the first fetch.
+        let answered = if inner.auth.can_login() {
+            match inner.login().await {
+                Ok(_) => true,
+                Err(e) => e.kind != FailureKind::Unavailable,
+            }
         } else {
-            inner.lookup().await;
-        }
+            inner.lookup().await
+        };
         let client = inner.token.read().unwrap_or_else(|p| p.into_inner()).client.clone();
-        if let Some(client) = client {
+        if let (Some(client), true) = (client, answered) {
             inner.kv_version(&client).await;
         }
         let task = tokio::spawn(auth::renew_loop(Arc::downgrade(&inner)));
@@ -286,11 +297,21 @@ impl Backend for VaultBackend {
             Ok(c) => c,
             Err(e) => return vec![Err(e); requests.len()],
         };
-        let kv = self.inner.kv_version(&client).await;
-        // The plan asks for each (path, version) once; a read failing transiently is retried.
-        self.inner
+        // One bound for the whole call, retries included, below the loader's deadline: a server that accepts
+        // connections and never answers fails the call with Vault's own error.
+        let until = Instant::now() + endpoint::OPERATION_TIMEOUT;
+        let kv = match self.inner.kv_version_within(&client, until).await {
+            Ok(kv) => kv,
+            Err(e) => return vec![Err(e); requests.len()],
+        };
+        // The plan asks for each (path, version) once; a read failing transiently is retried within the bound.
+        let inner = &self.inner;
+        let client = &client;
+        inner
             .fan_out()
-            .fetch(requests, |request| self.inner.read(&client, kv, request))
+            .map(requests, |request| {
+                inner.attempts(until, move || inner.read(client, kv, request))
+            })
             .await
     }
 
@@ -302,14 +323,22 @@ impl Backend for VaultBackend {
             Ok(c) => c,
             Err(e) => return Some(vec![Err(e); requests.len()]),
         };
-        let kv = self.inner.kv_version(&client).await;
+        let until = Instant::now() + endpoint::OPERATION_TIMEOUT;
+        let kv = match self.inner.kv_version_within(&client, until).await {
+            Ok(kv) => kv,
+            Err(e) => return Some(vec![Err(e); requests.len()]),
+        };
         if kv == KvVersion::V1 {
             return None;
         }
+        let inner = &self.inner;
+        let client = &client;
         Some(
-            self.inner
+            inner
                 .fan_out()
-                .fetch(requests, |request| self.inner.current_version(&client, kv, request))
+                .map(requests, |request| {
+                    inner.attempts(until, move || inner.current_version(client, kv, request))
+                })
                 .await,
         )
     }

@@ -7,7 +7,7 @@
 use reqwest::redirect::{Attempt, Policy};
 
 use super::builder::{Proxies, VaultBuilder};
-use super::config::is_loopback;
+use crate::backend::endpoint::{self, is_loopback};
 
 /// At most this many redirects per request.
 const MAX_REDIRECTS: usize = 5;
@@ -43,6 +43,8 @@ pub(super) fn client(b: &VaultBuilder, address: &url::Url) -> Result<reqwest::Cl
         .proxy(proxy(&b.proxies))
         .redirect(policy)
         .timeout(b.timeout)
+        // A refused or unroutable address fails within it, whatever the per-request timeout.
+        .connect_timeout(endpoint::CONNECT_TIMEOUT.min(b.timeout))
         .tls_danger_accept_invalid_certs(b.skip_verify);
     if address.scheme() == "http" {
         // As vaultrs does (reqwest issue 2988): no certificate store is needed for plain http.
