@@ -751,6 +751,19 @@ async fn child_process_entry() {
             assert_eq!(cfg.jwt_secret.expose_secret(), "card-jwt");
             assert_eq!(cfg.database_url.expose_secret(), "postgres://card");
         }
+        "managed" => {
+            let b = AzureBackend::from_env().expect("backend from the environment");
+            let cfg = Loader::new()
+                .backend(b.clone())
+                .no_dotenv()
+                .env_vars(Vec::<(String, String)>::new())
+                .load::<AppSecrets>()
+                .await
+                .unwrap_or_else(|e| panic!("load with the managed identity failed: {e}"));
+            assert_eq!(cfg.jwt_secret.expose_secret(), "card-jwt");
+            assert_eq!(cfg.database_url.expose_secret(), "postgres://card");
+            assert_eq!(b.credential_used(), Some(skm::backend::azure::CredentialKind::Managed));
+        }
         other => panic!("unknown SKM_AZURE_CHILD mode {other}"),
     }
     println!("CHILD-OK {mode}");
@@ -804,4 +817,232 @@ fn detection_picks_azure_from_its_variables() {
     let env = |name: &str| (name == "SKM_BACKEND").then(|| "azure".to_string());
     assert_eq!(detect(&env).unwrap().name(), "azure");
     let _ = FieldProblem::Missing;
+}
+
+// Issue 25, finding 2: the vault URL and the authority host go through the endpoint rule every backend shares.
+
+#[test]
+fn vault_and_authority_urls_follow_the_shared_endpoint_rule() {
+    for bad in [
+        "HTTP://127.0.0.1:8443",
+        "Http://my-vault.vault.azure.net",
+        "http://127.0.0.1:8443",
+        // The request would go to the host after the `@`; credentials never belong in a URL.
+        "https://127.0.0.1:x@evil.example",
+        "https://user:pw@my-vault.vault.azure.net",
+        "ftp://my-vault.vault.azure.net",
+        "my-vault.vault.azure.net",
+    ] {
+        let e = AzureBackend::builder()
+            .vault_url(bad)
+            .build()
+            .err()
+            .unwrap_or_else(|| panic!("vault URL `{bad}` was accepted"));
+        let text = e.to_string();
+        assert!(matches!(e, skm::Error::Config(_)), "{bad}: {text}");
+        assert!(text.contains("AZURE_KEYVAULT_URL"), "{bad}: {text}");
+        assert!(!text.contains("pw") && !text.contains("x@"), "{bad}: {text}");
+        let e = AzureBackend::builder()
+            .vault_url("https://my-vault.vault.azure.net")
+            .authority_host(bad)
+            .build()
+            .err()
+            .unwrap_or_else(|| panic!("authority host `{bad}` was accepted"));
+        let text = e.to_string();
+        assert!(text.contains("AZURE_AUTHORITY_HOST"), "{bad}: {text}");
+        assert!(!text.contains("pw") && !text.contains("x@"), "{bad}: {text}");
+    }
+    for good in [
+        "https://my-vault.vault.azure.net",
+        "HTTPS://my-vault.vault.azure.net/",
+        "https://127.0.0.1:8443",
+    ] {
+        AzureBackend::builder()
+            .vault_url(good)
+            .authority_host("https://login.microsoftonline.us")
+            .build()
+            .unwrap_or_else(|e| panic!("`{good}`: {e}"));
+    }
+}
+
+// Issue 25, finding 6: managed identity works. App Service's identity endpoint is plain http on loopback by
+// design (`IDENTITY_ENDPOINT`, with the secret `IDENTITY_HEADER`), as the VM's is on 169.254.169.254.
+
+/// A loopback stand-in for App Service's identity endpoint: records each request's head and answers it with
+/// `token`, the way azure_identity 1.0's App Service credential reads it (`access_token`, `expires_on` in Unix
+/// seconds as a string, `token_type`, `resource`).
+struct IdentityEndpoint {
+    addr: std::net::SocketAddr,
+    heads: Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl IdentityEndpoint {
+    async fn start(token: &str) -> IdentityEndpoint {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        let token = token.to_string();
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let seen = seen.clone();
+                let token = token.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    seen.lock().unwrap().push(String::from_utf8_lossy(&head).into_owned());
+                    let expires = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_secs()
+                        + 3600;
+                    let body = serde_json::json!({
+                        "access_token": token,
+                        "expires_on": expires.to_string(),
+                        "resource": "https://vault.azure.net",
+                        "token_type": "Bearer",
+                        "client_id": "00000000-0000-0000-0000-0000000000cc",
+                    })
+                    .to_string();
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        IdentityEndpoint { addr, heads, task }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/msi/token", self.addr)
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+impl Drop for IdentityEndpoint {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn managed_identity_through_app_services_loopback_endpoint_opens_the_vault() {
+    let kv = kv().await;
+    python(
+        &kv,
+        r#"
+client.set_secret("auth-jwt", '{"secret": "card-jwt"}')
+client.set_secret("database-connection", '{"url": "postgres://card"}')
+"#,
+    )
+    .await;
+    let token = format!("managed-identity-token-{}", std::process::id());
+    let header = "identity-header-secret-5c1f";
+    let identity = IdentityEndpoint::start(&token).await;
+    kv.clear_requests();
+    // The vault accepts exactly this token from now on (and still refuses any other).
+    kv.accept_token(&token);
+
+    let dir = std::env::temp_dir().join(format!("skm-azure-managed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    // No credential variable but App Service's: the chain (env, workload, managed, cli) reaches the managed
+    // identity by itself. HTTP_PROXY must not carry the plain-http identity request.
+    command
+        .args(["child_process_entry", "--exact", "--nocapture", "--test-threads=1"])
+        .env_clear()
+        .current_dir(&dir)
+        .env("HOME", &dir)
+        .env("PATH", "/nonexistent")
+        .env("SKM_AZURE_CHILD", "managed")
+        .env("AZURE_KEYVAULT_URL", kv.url())
+        .env("SKM_AZURE_CA_CERT", kv.ca_pem_path())
+        .env("IDENTITY_ENDPOINT", identity.url())
+        .env("IDENTITY_HEADER", header)
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env("http_proxy", "http://127.0.0.1:9");
+    let out = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let heads = identity.heads();
+    assert!(
+        out.status.success() && stdout.contains("CHILD-OK managed"),
+        "the load with the managed identity failed:\n{stdout}\n{}\nidentity endpoint saw: {heads:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+
+    assert_eq!(heads.len(), 1, "exactly one token request: {heads:?}");
+    let head = heads[0].to_ascii_lowercase();
+    assert!(head.starts_with("get /msi/token?"), "{head}");
+    assert!(head.contains("api-version=2019-08-01"), "{head}");
+    assert!(head.contains("resource=https%3a%2f%2fvault.azure.net"), "{head}");
+    assert!(head.contains(&format!("x-identity-header: {header}")), "{head}");
+    assert!(head.contains("metadata: true"), "{head}");
+    // The token opened the vault: Entra's token endpoint (this server's) was never asked.
+    assert_eq!(kv.tokens_issued(), 0);
+    assert!(kv.accepted_requests() >= 2, "{:?}", kv.requests());
+    assert!(kv.count_of("GET /secrets/auth-jwt/") >= 1);
+}
+
+// Issue 23: no call waits forever. A vault that accepts connections and never answers (not even the TLS
+// handshake) fails the read within the shared bound (12 s for a call with its retries), below the loader's
+// deadline, with an error naming Azure Key Vault.
+
+#[tokio::test]
+async fn a_silent_vault_fails_within_the_call_bound() {
+    let kv = kv().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    // Defaults only: no timeout or retries set by the test.
+    let b = AzureBackend::builder()
+        .vault_url(format!("https://{addr}"))
+        .authority_host(kv.authority_host())
+        .ca_cert(kv.ca_pem_path())
+        .client_secret(kv.tenant_id(), kv.client_id(), kv.client_secret())
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(60), b.fetch(&[FetchRequest::current("a")]))
+        .await
+        .unwrap_or_else(|_| panic!("still waiting after 60 s"));
+    let took = started.elapsed();
+    let e = r[0].as_ref().unwrap_err();
+    eprintln!("silent vault: failed in {took:?}: {e}");
+    assert_eq!(e.kind, FailureKind::Unavailable, "{e}");
+    assert!(took < Duration::from_secs(13), "took {took:?}: {e}");
+
+    let started = std::time::Instant::now();
+    let err = loader(&b).load::<AppSecrets>().await.err().expect("nothing answers");
+    let took = started.elapsed();
+    let text = err.to_string();
+    eprintln!("silent vault: the load failed in {took:?}: {text}");
+    assert!(text.contains("Azure Key Vault"), "{text}");
+    assert!(
+        !text.contains("deadline"),
+        "the backend's own bound answers first: {text}"
+    );
+    assert!(took < Duration::from_secs(13), "took {took:?}: {text}");
+    silent.abort();
 }

@@ -132,7 +132,8 @@ pub(crate) fn version_id() -> String {
 /// # What it does not imitate
 /// Certificates and keys (only secrets); backup/restore; purge protection and retention other than 90 days;
 /// the asynchronous delay of delete and recover (both complete at once, so a poller's first check succeeds);
-/// managed secrets (those backing certificates); RBAC and access policies (any issued token may do anything);
+/// managed secrets (those backing certificates); RBAC and access policies (any issued or
+/// [accepted](KeyVault::accept_token) token may do anything);
 /// throttling (429); token expiry (tokens live as long as the server); the client-certificate, federated
 /// and managed-identity grants; instance discovery (clients must disable it); `maxresults` above 25 is
 /// refused as Key Vault does, but the page size is the server's; the `x-ms-request-id` /
@@ -294,6 +295,22 @@ impl KeyVault {
     /// How many tokens the token endpoint issued.
     pub fn tokens_issued(&self) -> usize {
         self.inner.tokens_issued.load(Ordering::SeqCst)
+    }
+
+    /// Accepts `token` as a bearer token from now on, as if Microsoft Entra had issued it: for a credential
+    /// this server does not imitate (a managed identity's endpoint, played by the test). Only exactly this
+    /// text is accepted; every other token still gets `401`.
+    pub fn accept_token(&self, token: &str) {
+        self.inner.tokens.lock().expect("tokens").insert(token.to_string());
+    }
+
+    /// How many recorded requests carried a bearer token the server accepted (authorized, not answered
+    /// `401`): a test tells "the token opened the vault" from "every request was challenged".
+    pub fn accepted_requests(&self) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.authorized && r.status != 401)
+            .count()
     }
 
     /// Forgets the recorded requests and the most-in-flight counter.
