@@ -847,7 +847,8 @@ async fn counting_listener() -> (String, Arc<std::sync::atomic::AtomicUsize>, to
 async fn a_userinfo_endpoint_is_refused_and_reaches_nobody() {
     let (url, count, task) = counting_listener().await;
     let host = url.trim_start_matches("http://");
-    // The host of `http://127.0.0.1:x@HOST` is HOST: the old prefix check took it for loopback.
+    // The host of `http://127.0.0.1:x@HOST` is HOST. (The old prefix check took the port-less form,
+    // `http://127.0.0.1:x@evil.example`, for loopback: unit `plain_http_only_on_loopback` in gcp/builder.rs.)
     for endpoint in [format!("http://127.0.0.1:x@{host}"), format!("HTTP://user@{host}")] {
         let e = GcpBackend::builder()
             .project(PROJECT)
@@ -884,4 +885,42 @@ async fn proxy_variables_never_carry_emulator_requests() {
         "the proxy saw a request"
     );
     task.abort();
+}
+
+// Issue 23: no call waits forever, and a refused connection is not retried for long.
+
+#[tokio::test]
+async fn a_refused_port_and_a_silent_endpoint_fail_within_the_default_timeouts() {
+    let port = skm_testing::free_port();
+    let b = backend(&format!("http://127.0.0.1:{port}")).await;
+    let started = Instant::now();
+    let r = b.fetch(&[FetchRequest::current("app-refused")]).await;
+    let took = started.elapsed();
+    let e = r[0].as_ref().expect_err("nothing listens");
+    assert_eq!(e.kind, FailureKind::Unavailable, "{e}");
+    assert!(took < Duration::from_secs(3), "a refused port took {took:?}");
+    assert!(e.detail.to_lowercase().contains("refused"), "the root cause: {e}");
+    assert!(!e.detail.contains('\n'), "one line: {e}");
+    eprintln!("refused port: failed in {took:?}: {e}");
+
+    // Accepts, never answers: the 5 s attempt timeout and the 12 s call limit end it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut streams = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            streams.push(s);
+        }
+    });
+    let b = backend(&format!("http://{addr}")).await;
+    let started = Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(60), b.fetch(&[FetchRequest::current("app-silent")]))
+        .await
+        .unwrap_or_else(|_| panic!("still waiting after 60 s"));
+    let took = started.elapsed();
+    let e = r[0].as_ref().expect_err("no answer");
+    assert_eq!(e.kind, FailureKind::Unavailable, "{e}");
+    assert!(took < Duration::from_secs(20), "a silent endpoint took {took:?}");
+    eprintln!("silent endpoint: failed in {took:?}: {e}");
+    held.abort();
 }
