@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use google_cloud_auth::credentials::{anonymous, Builder as AdcBuilder, Credentials};
 use google_cloud_gax::exponential_backoff::ExponentialBackoffBuilder;
-use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt};
+use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicy, RetryPolicyExt};
+use google_cloud_gax::retry_result::RetryResult;
+use google_cloud_gax::retry_state::RetryState;
+use google_cloud_gax::throttle_result::ThrottleResult;
 use google_cloud_secretmanager_v1::client::SecretManagerService;
 
 use super::{GcpBackend, Inner, Replication, DEFAULT_MAX_CONCURRENCY, DEFAULT_THROTTLE_PATIENCE};
@@ -219,10 +222,12 @@ impl GcpBackendBuilder {
             return Err(Error::config(format!("`{project}` is not a GCP project id or number")));
         }
 
-        let retry = Aip194Strict
-            .continue_on_too_many_requests()
-            .with_attempt_limit(self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS))
-            .with_time_limit(endpoint::OPERATION_TIMEOUT);
+        let retry = RefusedIsFinal(
+            Aip194Strict
+                .continue_on_too_many_requests()
+                .with_attempt_limit(self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS))
+                .with_time_limit(endpoint::OPERATION_TIMEOUT),
+        );
         let backoff = ExponentialBackoffBuilder::new()
             .with_initial_delay(Duration::from_millis(100))
             .with_maximum_delay(Duration::from_secs(5))
@@ -253,6 +258,28 @@ impl GcpBackendBuilder {
                 replication: self.replication,
             }),
         })
+    }
+}
+
+/// Google's retry policy, except that a refused connection is final: nothing listens there, and retrying
+/// it with backoff only delays the answer (4.5 s with the default attempts).
+#[derive(Debug)]
+struct RefusedIsFinal<P>(P);
+
+impl<P: RetryPolicy> RetryPolicy for RefusedIsFinal<P> {
+    fn on_error(&self, state: &RetryState, error: google_cloud_gax::error::Error) -> RetryResult {
+        if endpoint::refused(&error) {
+            return RetryResult::Permanent(error);
+        }
+        self.0.on_error(state, error)
+    }
+
+    fn on_throttle(&self, state: &RetryState, error: google_cloud_gax::error::Error) -> ThrottleResult {
+        self.0.on_throttle(state, error)
+    }
+
+    fn remaining_time(&self, state: &RetryState) -> Option<Duration> {
+        self.0.remaining_time(state)
     }
 }
 

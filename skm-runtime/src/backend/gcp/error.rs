@@ -53,10 +53,12 @@ impl Failure {
         } else {
             FailureKind::Other
         };
+        // The whole cause chain on one line, so that the root cause ("Connection refused") shows.
+        let chain = crate::backend::endpoint::one_line(e);
         let detail = if e.is_authentication() {
-            format!("credentials: {e}")
+            format!("credentials: {chain}")
         } else {
-            e.to_string()
+            chain
         };
         Failure {
             kind,
