@@ -10,7 +10,9 @@ use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Tra
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 
 use super::credential::{ChainConfig, ChainCredential, CredentialKind};
+use super::transport::{CallBound, IdentityTransport};
 use super::{AzureBackend, Inner, DEFAULT_CONCURRENCY};
+use crate::backend::endpoint;
 use crate::Error;
 
 /// Configures an [`AzureBackend`]. Start from [`AzureBackend::builder`] (nothing set) or
@@ -104,7 +106,8 @@ impl AzureBackendBuilder {
         Ok(b)
     }
 
-    /// The vault, e.g. `https://my-vault.vault.azure.net` (`AZURE_KEYVAULT_URL`). HTTPS only.
+    /// The vault, e.g. `https://my-vault.vault.azure.net` (`AZURE_KEYVAULT_URL`). HTTPS only (the scheme in
+    /// any letter case); a user name or password in the URL is refused.
     pub fn vault_url(mut self, url: impl Into<String>) -> Self {
         self.vault_url = Some(url.into());
         self
@@ -153,15 +156,15 @@ impl AzureBackendBuilder {
         self
     }
 
-    /// The timeout of one HTTP request (default 10 s; `SKM_AZURE_TIMEOUT_SECS`). Connecting is bounded
-    /// separately, to 5 s.
+    /// The timeout of one attempt of one HTTP request (default 5 s; `SKM_AZURE_TIMEOUT_SECS`). Connecting is
+    /// bounded separately, to 3 s, and one request with all its retries to 12 s.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
 
     /// Retries after a failed request: throttling, 5xx, connection errors (default 3), with exponential
-    /// backoff and jitter, 10 s in total at most.
+    /// backoff and jitter; one request with all its retries ends after 12 s at most.
     pub fn max_retries(mut self, n: u32) -> Self {
         self.max_retries = Some(n);
         self
@@ -170,7 +173,8 @@ impl AzureBackendBuilder {
     /// Builds the backend. No request is made: credentials are tried on the first read.
     ///
     /// # Errors
-    /// No vault URL, a URL that is not `https://`, an unreadable or invalid CA file, an invalid authority host.
+    /// No vault URL, a vault URL or authority host that is not an `https://` URL or holds a user name or
+    /// password, an unreadable or invalid CA file, an `IDENTITY_ENDPOINT` HTTP client that cannot be built.
     pub fn build(self) -> Result<AzureBackend, Error> {
         let raw = self.vault_url.clone().ok_or_else(|| {
             Error::config(
@@ -179,27 +183,17 @@ impl AzureBackendBuilder {
                     .into(),
             )
         })?;
-        let url = Url::parse(raw.trim())
-            .map_err(|e| Error::config(format!("AZURE_KEYVAULT_URL=`{raw}` is not a URL: {e}")))?;
-        if url.scheme() != "https" {
-            return Err(Error::config(format!(
-                "AZURE_KEYVAULT_URL=`{raw}` must use https:// (Key Vault and its token are HTTPS only)"
-            )));
-        }
-        let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+        // The rule every backend shares (backend/endpoint.rs): scheme in any letter case, no user name or
+        // password before the host; then Key Vault's own: HTTPS only, loopback included.
+        let url = https_only("AZURE_KEYVAULT_URL", &raw)?;
+        let loopback = endpoint::is_loopback(&url);
         if let Some(host) = &self.authority_host {
-            let parsed = Url::parse(host)
-                .map_err(|e| Error::config(format!("AZURE_AUTHORITY_HOST=`{host}` is not a URL: {e}")))?;
-            if parsed.scheme() != "https" {
-                return Err(Error::config(format!(
-                    "AZURE_AUTHORITY_HOST=`{host}` must use https://"
-                )));
-            }
+            https_only("AZURE_AUTHORITY_HOST", host)?;
         }
 
         // One provider for the tree: ring. Installing fails harmlessly when the process already chose one.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let timeout = self.timeout.unwrap_or(Duration::from_secs(10));
+        let timeout = self.timeout.unwrap_or(endpoint::ATTEMPT_TIMEOUT);
         let http = |connect: Duration, total: Duration| -> Result<reqwest::Client, Error> {
             let mut builder = reqwest::Client::builder()
                 .https_only(true)
@@ -228,11 +222,13 @@ impl AzureBackendBuilder {
                 .build()
                 .map_err(|e| Error::config(format!("cannot build the HTTPS client for Azure: {e}")))
         };
+        // The SDK's limit counts from the end of the first attempt; `CallBound` ends the whole call after
+        // endpoint::OPERATION_TIMEOUT (12 s) whatever the attempts took.
         let retry = RetryOptions::exponential(ExponentialRetryOptions {
             max_retries: self.max_retries.unwrap_or(3),
             initial_delay: azure_core::time::Duration::milliseconds(200),
             max_delay: azure_core::time::Duration::seconds(2),
-            max_total_elapsed: azure_core::time::Duration::seconds(10),
+            max_total_elapsed: azure_core::time::Duration::seconds(endpoint::OPERATION_TIMEOUT.as_secs() as i64),
         });
         let cloud = self.authority_host.as_ref().map(|host| {
             let mut custom = CustomConfiguration::default();
@@ -240,19 +236,27 @@ impl AzureBackendBuilder {
             Arc::new(CloudConfiguration::Custom(custom))
         });
         let options = ClientOptions {
-            transport: Some(Transport::new(Arc::new(http(Duration::from_secs(5), timeout)?))),
+            transport: Some(Transport::new(Arc::new(http(
+                endpoint::CONNECT_TIMEOUT.min(timeout),
+                timeout,
+            )?))),
             retry: retry.clone(),
             cloud: cloud.clone(),
+            per_call_policies: vec![CallBound::shared()],
             ..Default::default()
         };
-        // Off Azure the managed-identity endpoint does not answer: give up after a second, without retries.
+        // The managed identity's endpoints are plain http by design (169.254.169.254, a loopback
+        // IDENTITY_ENDPOINT): a transport of their own that reaches exactly those, never through a proxy. Off
+        // Azure nothing answers there: give up after a second, without retries (the VM credential sets its
+        // own retries; a connection that cannot be made is not retried, and the call bound holds).
+        let identity_endpoint = std::env::var("IDENTITY_ENDPOINT").ok();
         let probe_options = ClientOptions {
-            transport: Some(Transport::new(Arc::new(http(
-                Duration::from_secs(1),
-                Duration::from_secs(5),
+            transport: Some(Transport::new(Arc::new(IdentityTransport::new(
+                identity_endpoint.as_deref(),
             )?))),
             retry: RetryOptions::none(),
             cloud,
+            per_call_policies: vec![CallBound::shared()],
             ..Default::default()
         };
 
@@ -294,4 +298,17 @@ impl AzureBackendBuilder {
             }),
         })
     }
+}
+
+/// `raw` checked by the endpoint rule every backend shares, then required to be `https://` (Key Vault and
+/// Microsoft Entra ID are HTTPS only, loopback test servers included).
+fn https_only(source: &str, raw: &str) -> Result<Url, Error> {
+    let url = endpoint::check(source, raw, false, "")?;
+    if url.scheme() != "https" {
+        return Err(Error::config(format!(
+            "{source}=`{}` must use https:// (Key Vault and its tokens are HTTPS only)",
+            url.as_str().escape_debug()
+        )));
+    }
+    Ok(url)
 }

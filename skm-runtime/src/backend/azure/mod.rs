@@ -27,15 +27,20 @@
 //! name with its own `GET`, at most [`AzureBackendBuilder::concurrency`] (default 100) in flight. The first
 //! request of a backend goes alone: Key Vault answers it with the bearer challenge that tells the client
 //! which token to get, and sending the others before the client knows would have each of them challenged.
-//! Retries (throttling, 5xx, connection errors) are the SDK's exponential backoff with jitter, 3 retries
-//! and 10 s at most; connecting is bounded to 5 s and a request to 10 s, so an unreachable vault or an
-//! untrusted certificate fails in seconds.
+//! Retries (throttling, 5xx, connection errors) are the SDK's exponential backoff with jitter, 3 retries;
+//! connecting is bounded to 3 s, an attempt to 5 s and a request with all its retries to 12 s, below the
+//! loader's deadline, so an unreachable or silent vault or an untrusted certificate fails in seconds. When the
+//! first read of a load finds the vault unavailable, the others are not sent (each would wait as long).
 //!
 //! # Credentials
 //! [`AzureBackend::from_env`] tries, in this order, and uses the first that returns a token:
 //! 1. **environment client secret**: `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`;
 //! 2. **workload identity** (AKS): `AZURE_FEDERATED_TOKEN_FILE` with `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`;
-//! 3. **managed identity** (VM, App Service, Container Apps): user-assigned when `AZURE_CLIENT_ID` is set;
+//! 3. **managed identity** (VM, App Service, Container Apps): user-assigned when `AZURE_CLIENT_ID` is set.
+//!    Its endpoints are plain http by design; skm sends its requests only to the instance metadata service
+//!    (`http://169.254.169.254/metadata/identity/oauth2/token`) or to a loopback `IDENTITY_ENDPOINT` (with
+//!    `IDENTITY_HEADER`, App Service and Container Apps), never through a proxy, and gives up after a second
+//!    when nothing answers there (off Azure);
 //! 4. **Azure CLI**, then **Azure Developer CLI** (`az login`, `azd auth login`) for developers.
 //!
 //! When none works, the error lists what each step said. `SKM_AZURE_CREDENTIAL=env|workload|managed|cli`
@@ -51,9 +56,10 @@
 //! | `SKM_AZURE_CREDENTIAL` | `env`, `workload`, `managed` or `cli`: only that credential |
 //! | `SKM_AZURE_CA_CERT` | a PEM file of extra trusted roots (a private CA, a test server) |
 //! | `SKM_AZURE_CONCURRENCY` | requests in flight per load (default 100) |
-//! | `SKM_AZURE_TIMEOUT_SECS` | timeout of one request (default 10) |
+//! | `SKM_AZURE_TIMEOUT_SECS` | timeout of one attempt of one request (default 5) |
+//! | `IDENTITY_ENDPOINT`, `IDENTITY_HEADER` | App Service's managed-identity endpoint (read by Microsoft's SDK; loopback only) |
 //!
-//! Transport is HTTPS only (rustls with the ring provider). The SDK's check that the challenge's resource
+//! Transport is HTTPS only (rustls with the ring provider), except the managed identity's own (above). The SDK's check that the challenge's resource
 //! matches the vault's domain stays on, except for a loopback vault URL (a test server).
 //!
 //! # Permissions
@@ -78,6 +84,7 @@ mod error;
 mod names;
 pub mod policy;
 mod read;
+mod transport;
 
 pub use builder::AzureBackendBuilder;
 pub use credential::CredentialKind;

@@ -230,9 +230,23 @@ impl Backend for AzureBackend {
                     .as_ref()
                     .err()
                     .filter(|e| e.kind == FailureKind::Forbidden && e.detail.contains("no Azure credential worked"));
+                // The vault did not answer (within the call bound, retries included): every other read would
+                // wait as long, past the loader's deadline. Each says so under its own name.
+                let unavailable = answer.as_ref().err().filter(|e| e.kind == FailureKind::Unavailable);
                 if let Some(e) = failed_auth.cloned() {
                     for r in others {
                         answers.insert((*r).clone(), Err(e.clone()));
+                    }
+                    rest = &[];
+                } else if let Some(e) = unavailable {
+                    for r in others {
+                        let name = secret_name(&r.path).expect("checked above");
+                        let detail = format!(
+                            "{}: not sent: the first read of this load found the vault unavailable ({})",
+                            who(&r.path, &name),
+                            e.detail
+                        );
+                        answers.insert((*r).clone(), Err(FetchError::new(FailureKind::Unavailable, detail)));
                     }
                     rest = &[];
                 } else {
