@@ -76,7 +76,9 @@ async fn a_missing_secret_fails_before_figment() {
     assert!(err.to_string().contains("DB_PASSWORD"), "{err}");
 }
 
-/// The README's figment block is `skm::figment`'s doc example (which `cargo test --doc` runs), line for line.
+/// The README's figment block is `skm::figment`'s doc example (which `cargo test --doc` runs), line for line,
+/// inside a `main` (the README block is a doctest too, so it spells out the async scaffolding the doc example
+/// hides behind `# ` lines).
 #[test]
 fn the_readme_block_is_the_tested_doc_example() {
     let readme = include_str!("../README.md");
@@ -97,5 +99,28 @@ fn the_readme_block_is_the_tested_doc_example() {
         .lines()
         .filter(|l| !l.starts_with("# ") && !l.starts_with("```"))
         .collect();
-    assert_eq!(block.trim_end().lines().collect::<Vec<_>>(), shown);
+    // Each line of the example, in order, in the README block (indented there inside `main`), which adds only
+    // the lines of `main` itself (its closing brace matches the example's own).
+    let readme: Vec<&str> = block.trim_end().lines().collect();
+    let mut at = 0;
+    for line in &shown {
+        let found = readme[at..]
+            .iter()
+            .position(|r| r.trim() == line.trim())
+            .unwrap_or_else(|| panic!("the README's figment block lacks `{line}` (in order): {readme:#?}"));
+        at += found + 1;
+    }
+    let scaffolding: Vec<&str> = readme
+        .iter()
+        .map(|r| r.trim())
+        .filter(|r| !shown.iter().any(|l| l.trim() == *r))
+        .collect();
+    assert_eq!(
+        scaffolding,
+        [
+            "#[tokio::main]",
+            "async fn main() -> Result<(), skm::Error> {",
+            "Ok(())"
+        ]
+    );
 }

@@ -15,7 +15,7 @@ use serde_json::json;
 use skm::backend::aws::AwsBackend;
 use skm::backend::vault::{KvVersion, VaultBackend, VaultBuilder};
 use skm::backend::{AdminBackend, FailureKind, MemoryBackend, PutRequest, SecretValue};
-use skm::{Error, ExposeSecret, FieldProblem, Layer, Loader, SecretBox, SecretString, Secrets};
+use skm::{Error, ExposeSecret, FieldProblem, Layer, SecretBox};
 use skm_testing::{Bao, Moto, Proxy};
 
 fn no_instance_metadata() {
@@ -376,6 +376,8 @@ fn super_loader(env: &[(&str, &str)], aws: &MemoryBackend, bao: &MemoryBackend) 
 // ---- The README's "Mixed backends" example, run in a child process with only the peers' variables. ----
 
 // README begin
+use skm::{Loader, SecretString, Secrets};
+
 #[derive(Secrets)]
 struct Checkout {
     // No `backend`: the default backend (AWS, chosen by AWS_REGION).
