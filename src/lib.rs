@@ -1,5 +1,27 @@
 //! Declare a service's secrets once, in a typed struct, and load them at startup from wherever they live.
 //!
+//! ```no_run
+//! use skm::{SecretString, Secrets};
+//!
+//! #[derive(Secrets)]
+//! struct AppSecrets {
+//!     #[secret(path = "auth/jwt", key = "secret", env = "JWT_SECRET_KEY")]
+//!     jwt_secret: SecretString,
+//!     #[secret(path = "database/connection", key = "url", env = "DATABASE_URL")]
+//!     database_url: SecretString,
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), skm::Error> {
+//!     // The backend is detected from the environment (`SKM_BACKEND`, `AWS_REGION`, `VAULT_ADDR`, ...); every
+//!     // field is loaded, or the error lists each failing field, the sources tried and why.
+//!     let secrets = AppSecrets::load().await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The same load with everything explicit, as in a test:
+//!
 //! ```
 //! use skm::{ExposeSecret, Loader, Secrets, SecretBox, SecretString};
 //!
@@ -12,7 +34,6 @@
 //! }
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
-//! // `AppSecrets::load()` detects the backend from the environment; here everything is explicit.
 //! let loader = Loader::new().no_dotenv().env_vars([("JWT_SECRET_KEY", "from-env")]);
 //! let loaded = loader.load_report::<AppSecrets>().await?;
 //! assert_eq!(loaded.value.jwt_secret.expose_secret(), "from-env");
@@ -24,17 +45,27 @@
 //! ```
 //!
 //! # Contents
-//! - [`Secrets`] (derive and trait): declarations checked at compile time, exposed as static data by
-//!   [`Secrets::spec`].
-//! - [`Loader`]: precedence (backend → env → `.env` → default), strict mode, deadline, profile, provenance.
-//! - [`backend`]: the backend traits, [`MemoryBackend`](backend::MemoryBackend) for tests, and the
-//!   AWS / Vault / local backends behind features.
-//! - [`Error`]: one report listing every failing field, its sources and reasons, never a value; every
-//!   variant keeps its cause ([`std::error::Error::source`]).
-//! - [`Rotating`], [`Watch`]: rotation grace and hot reload.
-//! - [`dotenv`]: the `.env` reader skm uses.
+//! - [`Secrets`] (derive and trait): declarations checked at compile time. The derive also gives the struct
+//!   `load()`, which is [`Loader::from_env`] followed by [`Loader::load`], and `load_with(&loader)`.
+//! - [`Loader`]: the layers and their order ([`Layer`]; files, env, `.env` and defaults below the backend),
+//!   strict mode, fallbacks, the deadline ([`Loader::deadline`], 30 s by default), empty values
+//!   ([`Loader::empty_is_absent`]), profile; [`Loaded`] carries the provenance and [`Loaded::warnings`].
+//! - Field types: [`SecretString`], [`SecretBox<T>`](SecretBox), `Option` of those, [`Rotating<T>`](Rotating),
+//!   and `Leased<T>` (feature `vault`); `plain` fields take any deserializable type.
+//! - [`Error`]: one report listing every failing field, its sources and reasons, never a value; `Debug` prints
+//!   the same report as `Display` (so `fn main() -> Result<(), skm::Error>` shows it), `{:#?}` the structure;
+//!   every variant keeps its cause ([`std::error::Error::source`]).
+//! - [`Watch`]: hot reload; [`Rotating`]: rotation grace; [`rotation`]: the AWS rotation protocol and the
+//!   PostgreSQL rotator.
+//! - [`backend`]: the backend traits, [`MemoryBackend`](backend::MemoryBackend) for tests, and the AWS, Vault,
+//!   Google Cloud, Azure and local backends behind features.
+//! - [`dotenv`]: the `.env` reader skm uses; [`figment`]: the declared secrets as a figment provider.
 //! - [`testing`]: [`MemoryBackend`](testing::MemoryBackend) and (feature `conformance`) the `conformance`
 //!   suite a backend must pass.
+//! - Secret files are read only if they are regular files of at most [`MAX_FILE_BYTES`] (1 MiB).
+//!
+//! The declaration types ([`StructSpec`], [`FieldSpec`], [`SecretSpec`], [`Validators`], ...) are what
+//! [`Secrets::spec`] returns, for tools that read a struct's declarations; applications do not need them.
 //!
 //! # The attribute
 //! | option | meaning |
@@ -154,17 +185,24 @@ pub mod testing {
 
 pub use secrecy::{self, ExposeSecret, SecretBox, SecretString};
 
-#[cfg(feature = "cli")]
-pub use skm_cli as cli;
 /// The `skm` tool's commands, to embed for your own struct (feature `cli`).
 ///
 /// A `src/bin/secrets.rs` of one line gives your application `check`, `migrate`, `template`, `policy` and the
-/// everyday secret operations for exactly the secrets it declares:
-/// ```ignore
+/// everyday secret operations for exactly the secrets it declares (the struct comes from your library, e.g.
+/// `use my_app::AppSecrets;`):
+/// ```no_run
+/// # use skm::{SecretString, Secrets};
+/// # #[derive(Secrets)]
+/// # struct AppSecrets {
+/// #     #[secret(path = "auth/jwt", key = "secret", env = "JWT_SECRET_KEY")]
+/// #     jwt_secret: SecretString,
+/// # }
 /// fn main() -> std::process::ExitCode {
-///     skm::cli::run::<my_app::AppSecrets>()
+///     skm::cli::run::<AppSecrets>()
 /// }
 /// ```
+#[cfg(feature = "cli")]
+pub use skm_cli as cli;
 /// Dynamic secrets (Vault / OpenBao leases): [`Leased`] credentials renewed, re-issued and
 /// revoked in the background (feature `vault`).
 #[cfg(feature = "vault")]
@@ -194,3 +232,22 @@ pub mod __private {
     /// Fails to compile unless a `plain` field's type can be deserialized.
     pub fn assert_plain<T: serde::de::DeserializeOwned>() {}
 }
+
+/// The README's Rust blocks, compiled (and run unless `no_run`) by `cargo test --doc`. They use every backend,
+/// so they are tested with all the features the README needs.
+#[doc = include_str!("../README.md")]
+#[cfg(all(
+    doctest,
+    feature = "local",
+    feature = "aws",
+    feature = "vault",
+    feature = "postgres",
+    feature = "cli",
+    feature = "conformance"
+))]
+pub struct ReadmeDoctests;
+
+/// CONTRIBUTING.md's Rust blocks, compiled and run by `cargo test --doc`.
+#[doc = include_str!("../CONTRIBUTING.md")]
+#[cfg(doctest)]
+pub struct ContributingDoctests;

@@ -245,3 +245,66 @@ fn the_readme_lists_every_feature_of_cargo_toml() {
     let readme = read("README.md");
     check_feature_table("README.md", section(&readme, "## Cargo features"));
 }
+/// The fences of the Rust blocks in `doc`: ```rust, ```rust,no_run ... (a bare ``` is Rust to rustdoc too).
+fn rust_fences(doc: &str) -> Vec<(usize, String)> {
+    let mut fences = Vec::new();
+    let mut open = false;
+    for (n, line) in doc.lines().enumerate() {
+        let Some(info) = line.trim_start().strip_prefix("```") else {
+            continue;
+        };
+        if open {
+            open = false;
+            continue;
+        }
+        open = true;
+        let info = info.trim();
+        let rust = info.is_empty() || info.split(',').any(|a| a.trim() == "rust");
+        let other_language = info.split(',').any(|a| {
+            let a = a.trim();
+            !a.is_empty()
+                && a != "rust"
+                && !matches!(a, "no_run" | "ignore" | "should_panic" | "compile_fail" | "edition2021")
+                && !a.starts_with("edition")
+        });
+        if rust && !other_language {
+            fences.push((n + 1, info.to_string()));
+        }
+    }
+    assert!(!open, "an unclosed code block");
+    fences
+}
+
+/// Every Rust block of the README and CONTRIBUTING.md runs as a doctest: `src/lib.rs` includes both, and a
+/// block is `ignore`d only with its reason on the line above it.
+#[test]
+fn readme_and_contributing_rust_blocks_are_doctests() {
+    let lib = read("src/lib.rs");
+    for (file, item) in [
+        ("README.md", "ReadmeDoctests"),
+        ("CONTRIBUTING.md", "ContributingDoctests"),
+    ] {
+        assert!(
+            lib.contains(&format!("#[doc = include_str!(\"../{file}\")]")) && lib.contains(item),
+            "src/lib.rs must include {file} as the docs of the hidden item {item}"
+        );
+        let doc = read(file);
+        let lines: Vec<&str> = doc.lines().collect();
+        let fences = rust_fences(&doc);
+        for (line, info) in &fences {
+            if info.split(',').any(|a| a.trim() == "ignore") {
+                let above = lines[..line - 1]
+                    .iter()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .copied()
+                    .unwrap_or("");
+                assert!(
+                    above.to_ascii_lowercase().contains("ignore"),
+                    "{file}:{line}: an `ignore`d block needs its reason written just above it (a line saying why it is ignored)"
+                );
+            }
+        }
+        println!("{file}: {} Rust blocks", fences.len());
+    }
+}
