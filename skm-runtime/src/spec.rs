@@ -206,6 +206,39 @@ impl Validators {
     pub fn is_empty(&self) -> bool {
         self.min_len.is_none() && self.not.is_empty() && self.pattern.is_none()
     }
+
+    /// Checks `value` against every declared validator.
+    ///
+    /// # Errors
+    /// One message listing each failed check, e.g. `is shorter than the minimum of 32 characters`; it never
+    /// contains the value, and reads as the predicate of a sentence about the value.
+    pub fn check(&self, value: &str) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if let Some(min) = self.min_len {
+            if value.chars().count() < min {
+                let unit = if min == 1 { "character" } else { "characters" };
+                problems.push(format!("is shorter than the minimum of {min} {unit}"));
+            }
+        }
+        let trimmed = value.trim();
+        if self.not.iter().any(|p| p.trim().eq_ignore_ascii_case(trimmed)) {
+            problems.push("is a placeholder listed in `not`".to_string());
+        }
+        if let Some(pattern) = self.pattern {
+            let source = pattern.source;
+            match (pattern.matches)(source, value) {
+                Ok(true) => {}
+                Ok(false) => problems.push(format!("does not match `pattern` {source}")),
+                // The derive parses the pattern at compile time; only a limit (e.g. its compiled size) is left.
+                Err(e) => problems.push(format!("cannot be checked: `pattern` {source} does not compile ({e})")),
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
 }
 
 impl Default for Validators {
@@ -308,5 +341,42 @@ pub mod compiled {
             "enable its cargo feature: skm-secrets = {{ version = \"0.1\", features = [\"azure\"] }}";
         local, LocalCompiled, "local", "the `local` backend is not compiled into this build",
             "enable its cargo feature: skm-secrets = {{ version = \"0.1\", features = [\"local\"] }}";
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: Validators = Validators {
+        min_len: Some(6),
+        not: &["changeme", " Dummy "],
+        pattern: Some(Pattern::regex("^sk-")),
+    };
+
+    #[test]
+    fn each_check_passes_and_fails_without_quoting_the_value() {
+        assert_eq!(ALL.check("sk-long-enough"), Ok(()));
+        assert_eq!(
+            ALL.check("sk-ab").unwrap_err(),
+            "is shorter than the minimum of 6 characters"
+        );
+        assert_eq!(ALL.check("no-prefix").unwrap_err(), "does not match `pattern` ^sk-");
+        let both = ALL.check("DUMMY").unwrap_err();
+        assert_eq!(
+            both,
+            "is shorter than the minimum of 6 characters; is a placeholder listed in `not`; does not match \
+             `pattern` ^sk-"
+        );
+    }
+
+    #[test]
+    fn length_counts_characters_not_bytes() {
+        let v = Validators {
+            min_len: Some(3),
+            ..Validators::NONE
+        };
+        assert!(v.check("éé").is_err());
+        assert!(v.check("ééé").is_ok());
     }
 }
