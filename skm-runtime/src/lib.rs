@@ -63,6 +63,7 @@ mod layer;
 #[cfg(feature = "vault")]
 pub mod lease;
 mod loader;
+mod names;
 mod notice;
 pub mod plan;
 mod report;

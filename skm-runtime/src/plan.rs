@@ -50,7 +50,7 @@ impl ResolvedField {
     /// ```
     pub fn route(&self) -> Route {
         let name = self.spec.backend?;
-        Some(crate::backend::registry::find(name).map_or(name, |d| d.name))
+        Some(crate::names::canonical(name).unwrap_or(name))
     }
 }
 

@@ -41,6 +41,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use super::AdminBackend;
+use crate::names;
 use crate::Error;
 
 /// Environment lookups handed to a descriptor's functions (the process environment in production, a map in
@@ -106,8 +107,11 @@ impl fmt::Debug for Descriptor {
 impl Descriptor {
     /// Whether `name` is this backend's name or one of its aliases (case-insensitive, trimmed).
     pub fn answers_to(&self, name: &str) -> bool {
-        let name = name.trim();
-        self.name.eq_ignore_ascii_case(name) || self.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+        names::Names {
+            name: self.name,
+            aliases: self.aliases,
+        }
+        .answers_to(name)
     }
 
     /// The error for a backend this build lacks, telling how to enable it.
@@ -287,8 +291,8 @@ fn set(var: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
 
 static REGISTRY: [Descriptor; 5] = [
     Descriptor {
-        name: "aws",
-        aliases: &["aws-secrets-manager", "secretsmanager"],
+        name: names::AWS.name,
+        aliases: names::AWS.aliases,
         title: "AWS Secrets Manager",
         feature: "aws",
         compiled: cfg!(feature = "aws"),
@@ -311,8 +315,8 @@ static REGISTRY: [Descriptor; 5] = [
         policy: Some(super::aws::policy::RENDERER),
     },
     Descriptor {
-        name: "vault",
-        aliases: &["openbao", "bao"],
+        name: names::VAULT.name,
+        aliases: names::VAULT.aliases,
         title: "HashiCorp Vault / OpenBao KV",
         feature: "vault",
         compiled: cfg!(feature = "vault"),
@@ -330,8 +334,8 @@ static REGISTRY: [Descriptor; 5] = [
         policy: Some(super::vault::policy::RENDERER),
     },
     Descriptor {
-        name: "azure",
-        aliases: &["azure-keyvault", "keyvault", "akv"],
+        name: names::AZURE.name,
+        aliases: names::AZURE.aliases,
         title: "Azure Key Vault",
         feature: "azure",
         compiled: cfg!(feature = "azure"),
@@ -356,8 +360,8 @@ static REGISTRY: [Descriptor; 5] = [
         policy: None,
     },
     Descriptor {
-        name: "gcp",
-        aliases: &["google", "gcp-secret-manager"],
+        name: names::GCP.name,
+        aliases: names::GCP.aliases,
         title: "Google Cloud Secret Manager",
         feature: "gcp",
         compiled: cfg!(feature = "gcp"),
@@ -386,8 +390,8 @@ static REGISTRY: [Descriptor; 5] = [
         policy: None,
     },
     Descriptor {
-        name: "local",
-        aliases: &["local-store"],
+        name: names::LOCAL.name,
+        aliases: names::LOCAL.aliases,
         title: "the local encrypted store",
         feature: "local",
         compiled: cfg!(feature = "local"),
@@ -416,6 +420,13 @@ static REGISTRY: [Descriptor; 5] = [
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_descriptor_takes_its_names_from_the_one_table() {
+        let registry: Vec<_> = all().iter().map(|d| (d.name, d.aliases)).collect();
+        let table: Vec<_> = names::ALL.iter().map(|n| (n.name, n.aliases)).collect();
+        assert_eq!(registry, table);
+    }
 
     #[test]
     fn names_are_unique_and_priorities_ordered() {
