@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 
-use crate::backend::{Backend, FailureKind, FetchError, FetchRequest, FetchResult};
-use crate::plan::Route;
+use crate::backend::{Backend, FailureKind, FetchError, FetchResult};
+use crate::plan::{FetchRequest, Route};
 use crate::spec::VersionPin;
 
 /// One backend's answer for every request of its group.

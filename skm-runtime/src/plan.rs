@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::backend::FetchRequest;
 use crate::error::Error;
 use crate::spec::{FieldKind, LeasedSpec, SecretSpec, StructSpec, VersionPin};
 
@@ -25,6 +24,27 @@ pub struct ResolvedField {
     pub env: Option<&'static str>,
     /// The declaration this came from.
     pub spec: &'static SecretSpec,
+}
+
+/// One secret to read: a path and a version. The plan makes one per (path, version) a load needs; every
+/// [`Backend::fetch`](crate::backend::Backend::fetch) call takes them (re-exported as
+/// `skm_runtime::backend::FetchRequest`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FetchRequest {
+    /// The backend path (an AWS SecretId, a Vault path under the mount, a local store path).
+    pub path: String,
+    /// Which version to read.
+    pub version: VersionPin,
+}
+
+impl FetchRequest {
+    /// A request for the current version of `path`.
+    pub fn current(path: impl Into<String>) -> Self {
+        FetchRequest {
+            path: path.into(),
+            version: VersionPin::Current,
+        }
+    }
 }
 
 /// Which backend a request goes to: `None` for the loader's default backend, or a routed backend's

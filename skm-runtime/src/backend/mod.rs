@@ -46,26 +46,9 @@ pub mod vault {
     pub mod policy;
 }
 
+/// Requests are the plan's: a backend reads what the plan asks for.
+pub use crate::plan::FetchRequest;
 pub use memory::MemoryBackend;
-
-/// One secret to read: a path and a version.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FetchRequest {
-    /// The backend path (an AWS SecretId, a Vault path under the mount, a local store path).
-    pub path: String,
-    /// Which version to read.
-    pub version: VersionPin,
-}
-
-impl FetchRequest {
-    /// A request for the current version of `path`.
-    pub fn current(path: impl Into<String>) -> Self {
-        FetchRequest {
-            path: path.into(),
-            version: VersionPin::Current,
-        }
-    }
-}
 
 /// The answer for one [`FetchRequest`].
 pub type FetchResult = Result<SecretPayload, FetchError>;
