@@ -85,10 +85,10 @@ impl DotenvFile {
             path: path.to_path_buf(),
             kind,
         };
-        let bytes = match crate::files::read_capped(path) {
+        let bytes = match crate::capped::read_capped(path) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return Ok(None),
-            Err(crate::files::FileError::Io(kind)) => return Err(fail(DotenvErrorKind::Read(kind.into()))),
+            Err(crate::capped::FileError::Io(kind)) => return Err(fail(DotenvErrorKind::Read(kind.into()))),
             Err(e) => return Err(fail(DotenvErrorKind::Read(std::io::Error::other(e.to_string())))),
         };
         let text = match std::str::from_utf8(&bytes) {

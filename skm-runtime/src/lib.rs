@@ -3,22 +3,25 @@
 //! Use it through the `skm` crate, which re-exports what users need together with `#[derive(Secrets)]`.
 //!
 //! # Contents
-//! - The pipeline, one stage per module; data flows one way and each stage imports only earlier ones:
+//! - The pipeline, one stage per module; data flows one way and each stage imports only earlier ones (the
+//!   order of every module, stages, backends and shared leaves, is one table in `dependency_rule.rs`, whose
+//!   test fails on an import cycle or an import of a later module):
 //!
 //!   | # | stage | file | job |
 //!   |---|---|---|---|
 //!   | 1 | declarations | `spec.rs` (+ `validate.rs`) | static data the derive emits: [`StructSpec`], [`SecretSpec`], [`VersionPin`], [`Validators`] |
-//!   | 2 | plan | `plan.rs` | fields with prefixes and profile resolved ([`ResolvedField`]), duplicate check, one request per (path, version) |
+//!   | 2 | plan | `plan.rs` | fields with prefixes and profile resolved ([`ResolvedField`]), duplicate check, one request ([`FetchRequest`](backend::FetchRequest)) per (path, version) |
 //!   | 3 | fetch | `fetch.rs` | one [`Backend::fetch`](backend::Backend::fetch) call per backend, all in one concurrent wave, under [`Loader::deadline`], one result per request, `skm::audit` events; hot-reload refreshes; the lease step for `dynamic` fields |
-//!   | 4 | resolve | `resolve/` (`mod.rs` the winner, `lookup.rs` the per-layer lookups; + `layer.rs`, `files.rs`, [`dotenv`]) | one lookup per field and layer, figment merges the layers and picks the one winner; fallback rules |
+//!   | 4 | resolve | `resolve/` (`mod.rs` the winner, `lookup.rs` the per-layer lookups, `reads.rs` the files one load reads, `layer.rs` the layers, `files.rs` secret files; + [`dotenv`]) | one lookup per field and layer, figment merges the layers and picks the one winner; fallback rules |
 //!   | 5 | report | `report.rs`, `error.rs` | provenance ([`Origin`], [`Provenance`]), check results ([`Check`]), per-field errors ([`LoadError`]) |
 //!   | 6 | values | `values.rs` (+ `de.rs`) | the [`Secrets`] trait and typed extraction, with value-free errors |
 //!
 //!   [`Loader`] (`loader/mod.rs` the builder, `loader/run.rs` the single pipeline entry, which [`Loader::load`],
 //!   [`Loader::load_report`], [`Loader::check_fields`] and every [`Loader::watch`] refresh run.
 //! - Shared by every stage and backend, importing none of them: `failure.rs` (the one failure kind,
-//!   [`FetchError`](backend::FetchError), [`AdminError`](backend::AdminError), re-exported by [`backend`]) and
-//!   `error.rs` ([`Error`]).
+//!   [`FetchError`](backend::FetchError), [`AdminError`](backend::AdminError), re-exported by [`backend`]),
+//!   `error.rs` ([`Error`]), `names.rs` (the backends' names and aliases), `capped.rs` (the bounded read of
+//!   secret and `.env` files) and `validate.rs` (the `pattern` matcher).
 //! - [`backend`]: the [`Backend`](backend::Backend) trait, [`MemoryBackend`](backend::MemoryBackend) and
 //!   one module per backend; [`detect`] chooses one from the environment.
 //! - [`dotenv`]: the `.env` reader the loader and the `skm` tool share.
@@ -47,19 +50,20 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod backend;
+mod capped;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod de;
+#[cfg(test)]
+mod dependency_rule;
 pub mod detect;
 pub mod dotenv;
 pub mod error;
 mod failure;
 mod fetch;
-mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gitcheck;
-mod layer;
 #[cfg(feature = "vault")]
 pub mod lease;
 mod loader;
@@ -75,12 +79,12 @@ mod validate;
 mod values;
 pub mod watch;
 
+pub use capped::MAX_FILE_BYTES;
 pub use error::{Attempt, AttemptOutcome, BoxError, ConfigError, Error, FieldError, FieldProblem, LoadError};
-pub use files::MAX_FILE_BYTES;
-pub use layer::Layer;
 pub use loader::{Loader, RawTracker};
 pub use plan::ResolvedField;
 pub use report::{Check, Loaded, Origin, Provenance};
+pub use resolve::layer::Layer;
 pub use rotating::Rotating;
 pub use spec::{FieldKind, FieldSpec, Pattern, SecretSpec, StructSpec, Validators, VersionPin};
 #[doc(hidden)]

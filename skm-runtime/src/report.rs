@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::fmt;
 
 use crate::error::{Attempt, FieldError};
-use crate::layer::Layer;
 use crate::plan::ResolvedField;
+use crate::resolve::layer::Layer;
 use crate::resolve::{Decided, Found, Previous};
 
 /// The outcome for one field, consumed by the generated `from_values`.

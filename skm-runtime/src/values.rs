@@ -262,7 +262,7 @@ impl Values<'_> {
             Ok(leased) => {
                 self.leased_origins.push(crate::report::Origin {
                     field: id,
-                    layer: Some(crate::layer::Layer::Backend),
+                    layer: Some(crate::resolve::layer::Layer::Backend),
                     source: "vault dynamic secret".into(),
                     location: format!("{} lease {fingerprint}", leased.path()),
                     version: None,

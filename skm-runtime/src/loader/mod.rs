@@ -10,10 +10,10 @@ use std::time::Duration;
 use crate::backend::registry::{self};
 use crate::backend::{Backend, FailureKind};
 use crate::error::Error;
-use crate::files::SecretsDir;
-use crate::layer::{EnvSource, Layer};
 use crate::plan::{self, ResolvedField};
 use crate::report::{Check, Loaded};
+use crate::resolve::files::SecretsDir;
+use crate::resolve::layer::{EnvSource, Layer};
 use crate::values::{self, RawValues, Secrets};
 
 mod run;

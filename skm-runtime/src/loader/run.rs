@@ -10,10 +10,10 @@ use crate::backend::registry::{self, Descriptor};
 use crate::backend::{Backend, FetchError};
 use crate::error::Error;
 use crate::fetch::{self, Bound, Fetched};
-use crate::files::Stamp;
-use crate::layer::Layer;
 use crate::plan::{self, Plan, ResolvedField};
 use crate::report::Resolved;
+use crate::resolve::files::Stamp;
+use crate::resolve::layer::Layer;
 use crate::resolve::{self, Binding, Reads, Sources};
 use crate::values::Secrets;
 

@@ -168,7 +168,7 @@ impl Sources<'_> {
     }
 }
 
-/// Reads one secret file (see [`crate::files::read`]), from what the load gathered. Text when it is UTF-8,
+/// Reads one secret file (see [`super::files::read`]), from what the load gathered. Text when it is UTF-8,
 /// else bytes; the location is the path. A file that cannot be read (not a regular file, over the size cap,
 /// refused by the OS, past the deadline) is an error naming the file and why, never a byte of it.
 fn read_file(reads: &Reads, path: &Path, missing: &str) -> Lookup {
@@ -181,7 +181,7 @@ fn read_file(reads: &Reads, path: &Path, missing: &str) -> Lookup {
             }
         }
         Ok(None) => Lookup::Missing(missing.to_string()),
-        Err(e @ crate::files::FileError::TimedOut(_)) => Lookup::Failed(
+        Err(e @ crate::capped::FileError::TimedOut(_)) => Lookup::Failed(
             FailureKind::Unavailable,
             format!("cannot read file {}: {e}", path.display()),
         ),

@@ -2,7 +2,7 @@
 //! decides what a failing layer means (fall back, warn, or fail the field).
 //!
 //! Found values go into [`Slots`], skm's own zeroizing storage; figment only sees slot numbers (see
-//! [`crate::layer`]). The winner's slot and its [`figment::Metadata`] come back from the merge, so the
+//! [`layer`]). The winner's slot and its [`figment::Metadata`] come back from the merge, so the
 //! winner and its provenance are decided once, by figment. The other layers' lookups only explain the
 //! decision: which layers were shadowed, and which failed *above* the winner.
 //!
@@ -26,12 +26,15 @@ use crate::backend::{FailureKind, FetchRequest, SecretValue};
 use crate::dotenv::{DotenvError, DotenvFile};
 use crate::error::{Attempt, AttemptOutcome, Error, FieldError, FieldProblem};
 use crate::fetch::{Fetched, Group};
-use crate::layer::{EnvSource, Layer, Snapshot};
 use crate::plan::ResolvedField;
 use crate::spec::VersionPin;
 
+pub(crate) mod files;
+pub(crate) mod layer;
 mod lookup;
 mod reads;
+
+use layer::{EnvSource, Layer, Snapshot};
 
 pub(crate) use lookup::extract_key_text;
 pub(crate) use reads::Reads;

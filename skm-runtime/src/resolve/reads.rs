@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
+use super::files::read;
+use crate::capped::FileError;
 use crate::dotenv::{DotenvError, DotenvFile};
-use crate::files::{read, FileError};
 
 /// One secret file as read: its bytes, `None` when it does not exist, or why it could not be read.
 type FileRead = Result<Option<Zeroizing<Vec<u8>>>, FileError>;
