@@ -772,15 +772,43 @@ async fn child_process_entry() {
 #[tokio::test]
 async fn card_example_loads_with_only_the_azure_variables() {
     let kv = kv().await;
+    card_child(&kv, "skm-azure-child", &[]).await;
+    assert!(kv.count_of("GET /secrets/auth-jwt/") >= 1);
+}
+
+/// Issue 25, finding 3: the proxy variables never carry requests to a loopback vault (nor its loopback Entra
+/// endpoint). The proxy named here is a closed port: had a request gone to it, the load would fail.
+#[tokio::test]
+async fn proxy_variables_never_carry_requests_to_a_loopback_vault() {
+    let kv = kv().await;
+    let closed = format!("http://127.0.0.1:{}", skm_testing::free_port());
+    let proxies: Vec<(&str, &str)> = [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ]
+    .into_iter()
+    .map(|name| (name, closed.as_str()))
+    .collect();
+    card_child(&kv, "skm-azure-proxied", &proxies).await;
+    assert!(kv.count_of("GET /secrets/auth-jwt/") >= 1);
+}
+
+/// Runs the card example in a child process with only the Azure variables (and `extra`), against `kv`
+/// seeded by Microsoft's Python client, and checks that it loaded.
+async fn card_child(kv: &KeyVault, name: &str, extra: &[(&str, &str)]) {
     python(
-        &kv,
+        kv,
         r#"
 client.set_secret("auth-jwt", '{"secret": "card-jwt"}')
 client.set_secret("database-connection", '{"url": "postgres://card"}')
 "#,
     )
     .await;
-    let dir = std::env::temp_dir().join(format!("skm-azure-child-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
@@ -794,7 +822,8 @@ client.set_secret("database-connection", '{"url": "postgres://card"}')
         .env("AZURE_CLIENT_ID", kv.client_id())
         .env("AZURE_CLIENT_SECRET", kv.client_secret())
         .env("AZURE_AUTHORITY_HOST", kv.authority_host())
-        .env("SKM_AZURE_CA_CERT", kv.ca_pem_path());
+        .env("SKM_AZURE_CA_CERT", kv.ca_pem_path())
+        .envs(extra.iter().copied());
     let out = tokio::task::spawn_blocking(move || command.output())
         .await
         .unwrap()
@@ -806,7 +835,6 @@ client.set_secret("database-connection", '{"url": "postgres://card"}')
         String::from_utf8_lossy(&out.stderr)
     );
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(kv.count_of("GET /secrets/auth-jwt/") >= 1);
 }
 
 #[test]
