@@ -199,6 +199,12 @@ impl AzureBackendBuilder {
                 .https_only(true)
                 .connect_timeout(connect)
                 .timeout(total);
+            // A loopback vault (and its loopback authority) is this machine: a proxy cannot reach it, and
+            // no loopback request goes through one (backend/endpoint.rs). Remote vaults tunnel through
+            // HTTPS_PROXY as reqwest reads it, honouring NO_PROXY; TLS ends at the vault.
+            if loopback {
+                builder = builder.no_proxy();
+            }
             if let Some(path) = &self.ca_cert {
                 let pem = std::fs::read(path)
                     .map_err(|e| Error::config(format!("SKM_AZURE_CA_CERT: cannot read {}: {e}", path.display())))?;
