@@ -190,6 +190,8 @@ fn a_fallback_says_so_on_stderr_without_a_subscriber_and_only_through_tracing_wi
         "{}",
         lines[0]
     );
+    assert!(!lines[0].contains("backend backend"), "{}", lines[0]);
+    eprintln!("the fallback line: {}", lines[0]);
     assert!(!stderr.contains(SENTINEL) && !stdout.contains(SENTINEL));
 
     let (out, _) = child("fallback-subscriber", &[]);

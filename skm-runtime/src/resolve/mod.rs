@@ -320,8 +320,9 @@ impl Sources<'_> {
                     .as_ref()
                     .map_or_else(|| "None".to_string(), |(_, _, w)| w.layer.to_string());
                 let warning = format!(
-                    "field `{}`: backend {kind} ({detail}); used {fallback} instead",
-                    field.id
+                    "field `{}`: {} failed ({kind}: {detail}); used {fallback} instead",
+                    field.id,
+                    self.backend_name(field)
                 );
                 crate::notice::warn(&warning, || {
                     tracing::warn!(target: "skm", field = %field.id, path = field.path.as_deref().unwrap_or(""),
