@@ -241,7 +241,7 @@ impl Values<'_> {
                 return None;
             }
             None => {
-                // `watch` does not issue leases; a leased field belongs in a struct loaded once.
+                // Only `load` issues leases (`watch` refuses a struct with leased fields before any read).
                 self.errors.push(FieldError {
                     field: id,
                     path: None,
@@ -249,7 +249,8 @@ impl Values<'_> {
                     env: None,
                     type_name: "Leased",
                     reason: FieldProblem::Invalid(
-                        "no lease was issued for this field: load a struct with leased fields with `load()`, not                          `watch()` (a `Leased` field renews and re-issues itself)"
+                        "no lease was issued for this field: load a struct with leased fields with `load()`, not \
+                         `watch()` (a `Leased` field renews and re-issues itself)"
                             .into(),
                     ),
                     attempts: Vec::new(),

@@ -26,6 +26,7 @@ use crate::error::Error;
 use crate::loader::{Loader, Prior};
 use crate::plan::ResolvedField;
 use crate::report::{Loaded, Provenance};
+use crate::spec::StructSpec;
 use crate::values::{self, Secrets};
 
 /// How a [`Watch`] refreshes.
@@ -192,9 +193,14 @@ impl Loader {
     /// The first load and every refresh run the same pipeline as [`Loader::load`]: the same duplicate
     /// check, [`Loader::deadline`] on every backend call, and the same `skm::audit` events.
     ///
+    /// A struct with leased fields (`#[secret(dynamic = "...")]`) is refused before anything is read: a
+    /// `Leased` field renews and re-issues its own credentials, so it belongs in a struct loaded once with
+    /// [`Loader::load`].
+    ///
     /// # Errors
-    /// As [`Loader::load`], for the initial load.
+    /// As [`Loader::load`], for the initial load; [`Error::Config`] for a struct with leased fields.
     pub async fn watch<T: Secrets + Send + Sync + 'static>(&self, options: WatchOptions) -> Result<Watch<T>, Error> {
+        refuse_leased(T::spec())?;
         let fields = self.fields::<T>()?;
         let pass = self.run(&fields, None).await?;
         let loaded: Loaded<T> = values::build(
@@ -227,6 +233,24 @@ impl Loader {
             task,
         })
     }
+}
+
+/// The plan-time refusal of leased fields in a watched struct, naming each one.
+fn refuse_leased(spec: &'static StructSpec) -> Result<(), Error> {
+    let leased = spec.leased_fields();
+    if leased.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = leased
+        .iter()
+        .map(|f| format!("`{}` (dynamic = \"{}\")", f.id, f.spec.path))
+        .collect();
+    Err(Error::config(format!(
+        "`{}` cannot be watched: it has leased fields ({}), which renew and re-issue their own credentials; \
+         load a struct with leased fields once with `load()`, and watch the other fields in a struct of their own",
+        spec.name,
+        list.join(", ")
+    )))
 }
 
 struct Refresher<T> {
@@ -293,5 +317,60 @@ impl<T: Secrets + Send + Sync + 'static> Refresher<T> {
         self.shared.value.store(Arc::new(loaded.value));
         self.shared.provenance.store(Arc::new(loaded.provenance));
         Ok((pass.refetched, true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{FieldKind, FieldSpec, LeasedSpec};
+    use crate::values::Values;
+
+    static DB: LeasedSpec = LeasedSpec {
+        path: "database/creds/app",
+        type_name: "Leased<DbCredentials>",
+    };
+    static INNER: StructSpec = StructSpec {
+        name: "Inner",
+        prefix: None,
+        fields: &[FieldSpec {
+            name: "db",
+            kind: FieldKind::Leased(DB),
+        }],
+    };
+    static OUTER: StructSpec = StructSpec {
+        name: "App",
+        prefix: None,
+        fields: &[FieldSpec {
+            name: "inner",
+            kind: FieldKind::Flatten(|| &INNER),
+        }],
+    };
+
+    struct App;
+
+    impl Secrets for App {
+        fn spec() -> &'static StructSpec {
+            &OUTER
+        }
+
+        fn from_values(_: &mut Values<'_>) -> Option<Self> {
+            unreachable!("a struct with leased fields is refused before anything is read")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_struct_with_leased_fields_is_refused_before_any_read() {
+        let Err(err) = Loader::new().no_dotenv().watch::<App>(WatchOptions::default()).await else {
+            panic!("a struct with leased fields was watched");
+        };
+        assert!(matches!(err, Error::Config(_)), "{err:?}");
+        let message = err.to_string();
+        assert!(message.contains("`App` cannot be watched"), "{message}");
+        assert!(
+            message.contains("`inner.db` (dynamic = \"database/creds/app\")"),
+            "{message}"
+        );
+        assert!(message.contains("`load()`"), "{message}");
     }
 }
