@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 /// The top-level modules, lowest first: a module may import only modules listed above it.
 const LAYERS: &[(&str, &str)] = &[
-    // Shared leaves: they import nothing of this crate.
+    // Shared leaves and utilities: no stage, no backend; dotenv and error import only entries above them.
     (
         "failure",
         "the one failure kind of backends and stages (FetchError, AdminError)",
