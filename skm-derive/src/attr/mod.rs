@@ -31,28 +31,6 @@ const FIELD_OPTIONS: &[&str] = &[
     "backend",
 ];
 
-/// The backend names and aliases `#[secret(backend = "...")]` accepts, as `(name or alias, canonical name)`.
-///
-/// The derive cannot see skm-runtime's registry, so this copy is kept in step with
-/// `skm_runtime::backend::registry::all()` by a unit test there (`derive_backend_names_match_the_registry`).
-pub const BACKEND_NAMES: &[(&str, &str)] = &[
-    ("aws", "aws"),
-    ("aws-secrets-manager", "aws"),
-    ("secretsmanager", "aws"),
-    ("vault", "vault"),
-    ("openbao", "vault"),
-    ("bao", "vault"),
-    ("azure", "azure"),
-    ("azure-keyvault", "azure"),
-    ("keyvault", "azure"),
-    ("akv", "azure"),
-    ("gcp", "gcp"),
-    ("google", "gcp"),
-    ("gcp-secret-manager", "gcp"),
-    ("local", "local"),
-    ("local-store", "local"),
-];
-
 /// The options of `#[secrets(...)]`.
 const STRUCT_OPTIONS: &[&str] = &["prefix"];
 
@@ -321,11 +299,11 @@ fn parse_field_option(cx: &Ctxt, meta: &ParseNestedMeta, out: &mut FieldAttrs) -
 fn backend_name(cx: &Ctxt, lit: &LitStr) -> Option<&'static str> {
     let value = lit.value();
     let trimmed = value.trim();
-    if let Some((_, canonical)) = BACKEND_NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(trimmed)) {
+    // The one table of names and aliases, shared with the runtime's registry.
+    if let Some(canonical) = skm_names::canonical(trimmed) {
         return Some(canonical);
     }
-    let mut canonical: Vec<&str> = BACKEND_NAMES.iter().map(|(_, c)| *c).collect();
-    canonical.dedup();
+    let canonical: Vec<&str> = skm_names::canonical_names().collect();
     let message = if trimmed.is_empty() {
         format!(
             "`backend` is empty: name a backend, e.g. `backend = \"vault\"` (one of {})",

@@ -442,41 +442,6 @@ mod tests {
         }
     }
 
-    /// The derive validates `#[secret(backend = "...")]` against its own copy of the names (a proc macro
-    /// cannot see this table); this keeps the copy in step.
-    #[test]
-    fn derive_backend_names_match_the_registry() {
-        let attr = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../skm-derive/src/attr/mod.rs");
-        let text = std::fs::read_to_string(&attr).expect("skm-derive's attr/mod.rs next to skm-runtime");
-        let table = text
-            .split("pub const BACKEND_NAMES")
-            .nth(1)
-            .and_then(|t| t.split("];").next())
-            .expect("BACKEND_NAMES in skm-derive/src/attr/mod.rs");
-        let mut derive: Vec<(String, String)> = table
-            .lines()
-            .filter_map(|l| {
-                let l = l.trim().strip_prefix("(\"")?.strip_suffix("\"),")?;
-                let (name, canonical) = l.split_once("\", \"")?;
-                Some((name.to_string(), canonical.to_string()))
-            })
-            .collect();
-        let mut registry: Vec<(String, String)> = all()
-            .iter()
-            .flat_map(|d| {
-                std::iter::once(d.name)
-                    .chain(d.aliases.iter().copied())
-                    .map(|n| (n.to_string(), d.name.to_string()))
-            })
-            .collect();
-        derive.sort();
-        registry.sort();
-        assert_eq!(
-            derive, registry,
-            "update BACKEND_NAMES in skm-derive/src/attr/mod.rs to match registry::all()"
-        );
-    }
-
     #[test]
     fn struct_names_are_checked_before_they_reach_a_comment() {
         let input = |name: &'static str| PolicyInput {
