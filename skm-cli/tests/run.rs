@@ -608,12 +608,88 @@ fn restart_on_change_probes_versions_and_fetches_values_only_on_a_change() {
     assert_no_sentinel("skm's output", &all);
 }
 
+/// Issue 28: `SIGUSR1` to `skm run --restart-on-change` reloads at once (the TTL here is an hour), and
+/// `--restart-jitter` delays the restart by at most its seconds.
+#[cfg(unix)]
+#[test]
+fn sigusr1_reloads_at_once_and_the_restart_waits_its_jitter() {
+    let scene = Scene::new();
+    scene.put("app/token", FIRST);
+    let (log, quit) = (scene.path("log"), scene.path("quit"));
+    let script = r#"
+        echo "start $APP_TOKEN" >> "$1"
+        while :; do
+            if [ -f "$2" ]; then exit 5; fi
+            sleep 0.05
+        done
+    "#;
+    let skm = scene
+        .local(&[
+            "run",
+            "--restart-on-change",
+            "--watch-ttl",
+            "3600",
+            "--kill-after",
+            "5",
+            "--restart-jitter",
+            "1",
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            log.to_str().unwrap(),
+            quit.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = skm.id() as libc::pid_t;
+    let skm = Running {
+        skm: Some(skm),
+        quit: quit.clone(),
+    };
+    assert_eq!(wait_for_lines(&log, 1), [format!("start {FIRST}")]);
+
+    // SIGUSR1 without a change: a reload, no restart, and skm is still running (not ended by the signal).
+    // SAFETY: `pid` is our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGUSR1) }, 0);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(lines(&log).len(), 1, "{:?}", lines(&log));
+
+    scene.put("app/token", SECOND);
+    let signalled = Instant::now();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGUSR1) }, 0);
+    let got = wait_for_lines(&log, 2);
+    let took = signalled.elapsed();
+    assert_eq!(got, [format!("start {FIRST}"), format!("start {SECOND}")]);
+    // The reload is at once and the jitter at most 1 s; generous for a loaded machine, far below the TTL.
+    assert!(
+        took < Duration::from_secs(10),
+        "the restart took {took:?} after SIGUSR1"
+    );
+
+    let out = skm.finish();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(5), "{all}");
+    assert_eq!(all.matches("SIGUSR1: reloading the secrets now").count(), 2, "{all}");
+    assert_eq!(all.matches("restarting the command").count(), 1, "{all}");
+    assert!(
+        all.contains("(--restart-jitter)") || all.contains("restarting the command (SIGTERM"),
+        "{all}"
+    );
+    assert_no_sentinel("skm's output", &all);
+}
+
 #[test]
 fn restart_flags_need_restart_on_change() {
     let scene = Scene::new();
     let out = scene.run(&["run", "--watch-ttl", "1", "--", "true"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let out = scene.run(&["run", "--restart-on-change", "--watch-ttl", "0", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = scene.run(&["run", "--restart-jitter", "5", "--", "true"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     // With nothing to restart for, the command's code is still skm's.
     let out = scene.run(&["run", "--restart-on-change", "--", "sh", "-c", "exit 3"]);

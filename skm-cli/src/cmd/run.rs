@@ -8,7 +8,8 @@
 //! loader and backend client); when a value changed, it stops the child gracefully (SIGTERM, then SIGKILL after
 //! `--kill-after` seconds), rewrites the `--mount` files atomically, and starts the command again with the new
 //! environment. A child that exits on its own still ends skm with its exit code. Only field names are reported,
-//! never values.
+//! never values. `SIGUSR1` sent to skm reloads at once instead of at the next TTL (it is not passed on to the
+//! child); `--restart-jitter SECS` delays a restart by a random 0 to SECS seconds.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -55,6 +56,16 @@ pub(crate) struct RunArgs {
         requires = "restart_on_change"
     )]
     pub kill_after: u64,
+    /// With --restart-on-change: wait a random 0 to SECS seconds after a change before restarting, so that a
+    /// fleet of instances watching the same secret does not restart in the same second.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 0,
+        value_parser = clap::value_parser!(u64).range(0..=3600),
+        requires = "restart_on_change"
+    )]
+    pub restart_jitter: u64,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -174,6 +185,9 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, args: RunArgs) -> Result<u8, Fail
     }
 
     let forwarding = signals::Forwarding::install();
+    // SIGUSR1 asks for a reload now; only listened to (and so only taken from its default action, which ends
+    // the process) with --restart-on-change.
+    let mut refresh = signals::RefreshRequests::install(args.restart_on_change)?;
     loop {
         let command = command(&args.command, &raw)?;
         let _ = ctx.ui.io.stdout.flush();
@@ -199,6 +213,9 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, args: RunArgs) -> Result<u8, Fail
                     return status.map(exit_code);
                 }
                 () = tokio::time::sleep(ttl) => {}
+                () = refresh.requested() => {
+                    ctx.ui.note("skm run: SIGUSR1: reloading the secrets now".to_string());
+                }
             }
             // Versions first where the backend can tell them: values are fetched only for what moved.
             match loader.reload_raw(name, &fields, &mut tracker).await.map_err(Fail::from) {
@@ -231,11 +248,26 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, args: RunArgs) -> Result<u8, Fail
             return status.map(exit_code);
         }
 
+        let delay = jitter(args.restart_jitter);
+        let after = if delay.is_zero() {
+            String::new()
+        } else {
+            format!(" in {:.1} s (--restart-jitter)", delay.as_secs_f64())
+        };
         ctx.ui.note(format!(
-            "skm run: {} changed; restarting the command (SIGTERM, SIGKILL after {} s)",
+            "skm run: {} changed; restarting the command{after} (SIGTERM, SIGKILL after {} s)",
             changed.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", "),
             args.kill_after
         ));
+        if !delay.is_zero() {
+            tokio::select! {
+                status = wait(&mut child) => {
+                    forwarding.reaped();
+                    return status.map(exit_code);
+                }
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
         let status = stop(&mut child, Duration::from_secs(args.kill_after)).await;
         forwarding.reaped();
         let status = status?;
@@ -252,6 +284,20 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, args: RunArgs) -> Result<u8, Fail
         }
         raw = new;
     }
+}
+
+/// A random delay of 0 to `secs` seconds (millisecond steps), from the system's random source.
+fn jitter(secs: u64) -> Duration {
+    if secs == 0 {
+        return Duration::ZERO;
+    }
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No random source: the whole delay, which still spreads nothing but never restarts early.
+        return Duration::from_secs(secs);
+    }
+    let span = secs * 1000 + 1;
+    Duration::from_millis(u64::from_le_bytes(bytes) % span)
 }
 
 /// The loaded field `--mount NAME=...` names.
@@ -489,6 +535,30 @@ mod signals {
         }
     }
 
+    /// `SIGUSR1`: a reload now instead of at the next TTL.
+    pub(super) struct RefreshRequests(Option<tokio::signal::unix::Signal>);
+
+    impl RefreshRequests {
+        pub(super) fn install(listen: bool) -> Result<RefreshRequests, crate::Fail> {
+            if !listen {
+                return Ok(RefreshRequests(None));
+            }
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+                .map(|s| RefreshRequests(Some(s)))
+                .map_err(|e| crate::Fail::Failed(format!("cannot listen for SIGUSR1: {e}")))
+        }
+
+        /// Resolves when SIGUSR1 arrives; never without `--restart-on-change`.
+        pub(super) async fn requested(&mut self) {
+            match &mut self.0 {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+    }
+
     impl Drop for Forwarding {
         fn drop(&mut self) {
             CHILD.store(0, Ordering::SeqCst);
@@ -513,5 +583,15 @@ mod signals {
     }
     pub(super) fn requested() -> bool {
         false
+    }
+    /// No SIGUSR1 outside Unix: reloads happen at the TTL.
+    pub(super) struct RefreshRequests;
+    impl RefreshRequests {
+        pub(super) fn install(_listen: bool) -> Result<RefreshRequests, crate::Fail> {
+            Ok(RefreshRequests)
+        }
+        pub(super) async fn requested(&mut self) {
+            std::future::pending().await
+        }
     }
 }
