@@ -483,7 +483,7 @@ async fn readme_example_runs_with_both_backends_detected() {
 /// The README's block is the example above, line for line.
 #[test]
 fn the_readme_block_is_the_tested_example() {
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../../README.md");
     let section = readme
         .split("## Mixed backends")
         .nth(1)

@@ -12,8 +12,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+/// The repository's root (this crate is `skm-tests/`).
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("skm-tests lives inside the repository")
+        .to_path_buf()
 }
 
 fn read(relative: &str) -> String {

@@ -365,7 +365,9 @@ fn the_debug_of_an_error_is_the_report_and_the_alternate_is_structured() {
 /// features only (package `name`), and `cargo build` run on it: its own target directory (`target/day-one-fixture`), this
 /// workspace's lock file, no network, so that it reuses what the workspace already downloaded.
 fn build_fixture(name: &str, main_rs: &str) -> (tempfile::TempDir, std::path::PathBuf, std::process::Output) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("skm-tests lives inside the repository");
     let project = tempfile::tempdir().unwrap();
     let src = project.path().join("src");
     std::fs::create_dir(&src).unwrap();
@@ -406,7 +408,7 @@ tokio = {{ version = "1", features = ["macros", "rt-multi-thread"] }}
 /// snapshot), and one notice that `AWS_REGION` is ignored by this build.
 #[test]
 fn a_main_returning_skm_error_prints_the_report_and_a_build_without_aws_says_aws_region_is_ignored() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/day_one_fixture");
     let (project, target, build) = build_fixture("day-one-app", include_str!("day_one_fixture/app.rs"));
     assert!(build.status.success(), "fixture build failed:\n{}", text(&build.stderr));
     let binary = target.join("debug").join("day-one-app");
@@ -424,13 +426,13 @@ fn a_main_returning_skm_error_prints_the_report_and_a_build_without_aws_says_aws
     };
     let stderr = run(&[]);
     let mut expected = String::new();
-    std::fs::File::open(root.join("tests/day_one_fixture/app.stderr"))
+    std::fs::File::open(fixtures.join("app.stderr"))
         .unwrap()
         .read_to_string(&mut expected)
         .unwrap();
     assert_eq!(
         stderr, expected,
-        "update tests/day_one_fixture/app.stderr if the change is intended"
+        "update skm-tests/tests/day_one_fixture/app.stderr if the change is intended"
     );
 
     let stderr = run(&[("AWS_REGION", "eu-west-1")]);
