@@ -12,9 +12,13 @@ use std::time::{Duration, Instant};
 use secrecy::ExposeSecret;
 use vaultrs::client::VaultClient;
 
-use super::config::VaultAuth;
+use std::path::Path;
+
+use secrecy::SecretString;
+
+use super::config::{JwtSource, VaultAuth};
 use super::errors::VaultFailure;
-use super::Inner;
+use super::{login, redirect, Inner};
 use crate::backend::{FailureKind, FetchError};
 
 /// Renew when this share of the TTL has passed.
@@ -96,6 +100,14 @@ impl Inner {
     /// The client to use for a request: logs in first when there is no token yet or it has expired (the
     /// background task normally prevents that; a suspended machine or a down server can defeat it).
     pub(crate) async fn client(&self) -> Result<Arc<VaultClient>, FetchError> {
+        if self.cert_renewed() {
+            // The platform renewed the certificate: log in with it (a renewal must present the certificate
+            // that logged in). If the new one is refused, the current token serves while it lasts.
+            tracing::debug!(target: "skm", "the Vault client certificate changed on disk; logging in again");
+            if let Ok(client) = self.login_if_needed().await {
+                return Ok(client);
+            }
+        }
         {
             let state = self.token.read().unwrap_or_else(|p| p.into_inner());
             match &state.client {
@@ -128,11 +140,15 @@ impl Inner {
 
     /// Logs in with the configured method and installs the new token.
     pub(crate) async fn login(&self) -> Result<Arc<VaultClient>, FetchError> {
+        // The client that logs in, and from which the token's client is made: `base`, except for certificate
+        // auth, whose client presents the certificate as it is on disk now (renewals must present it too).
+        let mut cert_base: Option<VaultClient> = None;
         let result = match &self.auth {
             VaultAuth::Token => {
                 return Err(FetchError::new(
                     FailureKind::Forbidden,
-                    "token auth cannot log in again: give skm a new VAULT_TOKEN, or use SKM_VAULT_AUTH=approle or kubernetes",
+                    "token auth cannot log in again: give skm a new VAULT_TOKEN, or use SKM_VAULT_AUTH=approle, \
+                     kubernetes, jwt or cert",
                 ))
             }
             VaultAuth::AppRole {
@@ -140,7 +156,8 @@ impl Inner {
                 role_id,
                 secret_id,
             } => {
-                let (role_id, secret_id) = match (role_id.read("AppRole role id"), secret_id.read("AppRole secret id")) {
+                let (role_id, secret_id) = match (role_id.read("AppRole role id"), secret_id.read("AppRole secret id"))
+                {
                     (Ok(r), Ok(s)) => (r, s),
                     (Err(e), _) | (_, Err(e)) => return Err(self.login_failed(FetchError::new(FailureKind::Other, e))),
                 };
@@ -154,10 +171,31 @@ impl Inner {
                 };
                 vaultrs::auth::kubernetes::login(&self.base, mount, role, jwt.expose_secret()).await
             }
+            VaultAuth::Jwt { mount, role, jwt } => {
+                let token = match self.jwt(jwt).await {
+                    Ok(t) => t,
+                    Err(e) => return Err(self.login_failed(e)),
+                };
+                vaultrs::auth::oidc::login(&self.base, mount, token.expose_secret(), Some(role.clone())).await
+            }
+            VaultAuth::Cert { mount, role, cert, key } => {
+                let client = match self.cert_client(cert, key) {
+                    Ok(c) => c,
+                    Err(e) => return Err(self.login_failed(FetchError::new(FailureKind::Other, e))),
+                };
+                let endpoint = login::CertLogin {
+                    mount: mount.clone(),
+                    role: role.clone(),
+                };
+                let result = vaultrs::api::auth(&client, endpoint).await;
+                cert_base = Some(client);
+                result
+            }
         };
         match result {
             Ok(auth) => {
-                let client = Arc::new(client_with_token(&self.base, &auth.client_token));
+                let base = cert_base.as_ref().unwrap_or(&self.base);
+                let client = Arc::new(client_with_token(base, &auth.client_token));
                 let ttl = Duration::from_secs(auth.lease_duration);
                 let mut state = self.token.write().unwrap_or_else(|p| p.into_inner());
                 *state = TokenState {
@@ -186,14 +224,84 @@ impl Inner {
                     k => k,
                 };
                 let detail = format!(
-                    "{} login failed{}: {}",
+                    "{} login failed{}: {}{}",
                     self.auth.describe(),
                     self.namespace_note(),
-                    f.describe()
+                    f.describe(),
+                    self.login_hint(&f)
                 );
                 Err(self.login_failed(FetchError::new(kind, detail)))
             }
         }
+    }
+
+    /// What the user can check after a refused JWT or certificate login (never the credential itself).
+    fn login_hint(&self, f: &VaultFailure) -> String {
+        if f.transport || !matches!(f.status, Some(400 | 401 | 403)) {
+            return String::new();
+        }
+        match &self.auth {
+            VaultAuth::Jwt { jwt, .. } => format!(
+                " ({} was refused: check its expiry, that the mount trusts its signer, and the role's bound \
+                 audiences and claims)",
+                jwt.describe()
+            ),
+            VaultAuth::Cert { cert, .. } => format!(
+                " (the client certificate {} was refused: it must be signed by a CA a certificate role of this \
+                 mount trusts, and be valid now)",
+                cert.display()
+            ),
+            _ => String::new(),
+        }
+    }
+
+    /// The JWT for a login, obtained now: the file is re-read, GitHub Actions is asked for a new one.
+    async fn jwt(&self, source: &JwtSource) -> Result<SecretString, FetchError> {
+        match source {
+            JwtSource::Credential(c) => c.read("JWT").map_err(|e| FetchError::new(FailureKind::Other, e)),
+            JwtSource::GithubActions {
+                url,
+                request_token,
+                audience,
+            } => {
+                let Some(http) = &self.actions_http else {
+                    return Err(FetchError::new(
+                        FailureKind::Other,
+                        "no client for the GitHub Actions endpoint",
+                    ));
+                };
+                login::github_actions_jwt(http, url, request_token, audience.as_deref()).await
+            }
+        }
+    }
+
+    /// A login client presenting the certificate and key as they are on disk now, and records their stamp.
+    fn cert_client(&self, cert: &Path, key: &Path) -> Result<VaultClient, String> {
+        // Stamped before reading, and whether or not the files can be used: a renewal between the two is seen
+        // at the next check, and a broken file is not re-read at every fetch (the renewal task retries it).
+        *self.cert_stamp.lock().unwrap_or_else(|p| p.into_inner()) = login::cert_stamp(cert, key);
+        let identity = login::read_identity(cert, key)?;
+        let address = self.transport.checked_address().map_err(|e| e.to_string())?;
+        let http = redirect::client(&self.transport, &address, Some(identity))?;
+        Ok(VaultClient {
+            http: rustify::clients::reqwest::Client {
+                http,
+                base: self.base.http.base.clone(),
+            },
+            middle: self.base.middle.clone(),
+            settings: self.base.settings.clone(),
+        })
+    }
+
+    /// For certificate auth: whether the certificate or key file changed since the last login attempt (the
+    /// platform renewed it), so that the next login presents the new one.
+    fn cert_renewed(&self) -> bool {
+        let VaultAuth::Cert { cert, key, .. } = &self.auth else {
+            return false;
+        };
+        let now = login::cert_stamp(cert, key);
+        let seen = self.cert_stamp.lock().unwrap_or_else(|p| p.into_inner());
+        now.is_some() && *seen != now
     }
 
     fn login_failed(&self, e: FetchError) -> FetchError {
@@ -270,12 +378,22 @@ impl Inner {
             }
             (Some(_), None) => IDLE_CHECK,
         };
+        // Certificate auth also watches the certificate file.
+        let delay = match self.auth {
+            VaultAuth::Cert { .. } => delay.min(login::CERT_CHECK),
+            _ => delay,
+        };
         // Never spin, whatever the server says.
         Some(delay.max(MIN_STEP))
     }
 
     /// One step of token maintenance: renew, or log in again, or look the token up.
     async fn maintain(&self) {
+        if self.cert_renewed() {
+            tracing::debug!(target: "skm", "the Vault client certificate changed on disk; logging in again");
+            let _ = self.login_if_needed().await;
+            return;
+        }
         let (client, ttl, renewable, increment, expired, failing) = {
             let state = self.token.read().unwrap_or_else(|p| p.into_inner());
             (

@@ -128,13 +128,21 @@ impl VaultBuilder {
     /// | `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY` (or lower case) | the proxy for `https://` targets that are not loopback (a CONNECT tunnel: TLS ends at Vault) | none |
     /// | `HTTP_PROXY` | the proxy for plain `http://` targets, only with `SKM_VAULT_PROXY_PLAIN=1` | none |
     /// | `SKM_VAULT_PROXY_PLAIN` | `1`: let plain-http and loopback targets go through the proxy (the token crosses it in clear text) | refuse |
-    /// | `SKM_VAULT_AUTH` | `token`, `approle` or `kubernetes` | `token` |
+    /// | `SKM_VAULT_AUTH` | `token`, `approle`, `kubernetes`, `jwt` or `cert` | `token` |
     /// | `SKM_VAULT_ROLE_ID` / `SKM_VAULT_ROLE_ID_FILE` | AppRole role id, or a file holding it | |
     /// | `SKM_VAULT_SECRET_ID` / `SKM_VAULT_SECRET_ID_FILE` | AppRole secret id, or a file holding it | |
     /// | `SKM_VAULT_APPROLE_MOUNT` | AppRole auth mount | `approle` |
     /// | `SKM_VAULT_K8S_ROLE` | Kubernetes auth role | |
     /// | `SKM_VAULT_K8S_JWT_FILE` | the service-account JWT file | [`DEFAULT_K8S_JWT_FILE`](super::DEFAULT_K8S_JWT_FILE) |
     /// | `SKM_VAULT_K8S_MOUNT` | Kubernetes auth mount | `kubernetes` |
+    /// | `SKM_VAULT_JWT_ROLE` | JWT/OIDC auth role | |
+    /// | `SKM_VAULT_JWT_MOUNT` | JWT/OIDC auth mount | `jwt` |
+    /// | `SKM_VAULT_JWT_FILE` | a file holding the JWT, re-read at each login | in GitHub Actions, the runner's OIDC token |
+    /// | `ACTIONS_ID_TOKEN_REQUEST_URL`, `ACTIONS_ID_TOKEN_REQUEST_TOKEN` | GitHub Actions' OIDC endpoint (set by the runner with `permissions: id-token: write`) | |
+    /// | `SKM_VAULT_JWT_AUDIENCE` | the audience to ask GitHub Actions for (one of the role's `bound_audiences`) | GitHub's default |
+    /// | `VAULT_CLIENT_CERT`, `VAULT_CLIENT_KEY` | the client certificate and key (PEM) for `cert` auth, re-read at each login; presented for `cert` auth only | |
+    /// | `SKM_VAULT_CERT_ROLE` | the certificate role to log in with | every role of the mount |
+    /// | `SKM_VAULT_CERT_MOUNT` | TLS certificate auth mount | `cert` |
     ///
     /// # Errors
     /// [`Error::Config`] when a value is malformed or a required one is missing (e.g. `SKM_VAULT_AUTH=approle`
@@ -207,6 +215,10 @@ impl VaultBuilder {
         let method = get("SKM_VAULT_AUTH")
             .unwrap_or_else(|| "token".into())
             .to_ascii_lowercase();
+        if method != "cert" && get("VAULT_CLIENT_CERT").is_some() {
+            tracing::debug!(target: "skm", method = %method,
+                "VAULT_CLIENT_CERT is set but not presented: skm presents a client certificate for SKM_VAULT_AUTH=cert only");
+        }
         match method.as_str() {
             "token" => {
                 b.token = match get("VAULT_TOKEN") {
@@ -253,9 +265,65 @@ impl VaultBuilder {
                 }
                 b.auth = auth;
             }
+            "jwt" | "oidc" => {
+                let role = get("SKM_VAULT_JWT_ROLE").ok_or_else(|| {
+                    Error::config("SKM_VAULT_AUTH=jwt needs the Vault role: set SKM_VAULT_JWT_ROLE (e.g. `ci`)".into())
+                })?;
+                let actions = (
+                    get("ACTIONS_ID_TOKEN_REQUEST_URL"),
+                    get("ACTIONS_ID_TOKEN_REQUEST_TOKEN"),
+                );
+                let audience = get("SKM_VAULT_JWT_AUDIENCE");
+                let mut auth =
+                    match (get("SKM_VAULT_JWT_FILE"), actions) {
+                        (Some(file), _) => VaultAuth::jwt(role, Credential::file(file)),
+                        (None, (Some(url), Some(token))) => {
+                            endpoint::check("ACTIONS_ID_TOKEN_REQUEST_URL", &url, false, "")?;
+                            VaultAuth::github_actions(role, url, token, audience)
+                        }
+                        (None, (Some(_), None)) | (None, (None, Some(_))) => {
+                            return Err(Error::config(
+                                "SKM_VAULT_AUTH=jwt: only one of ACTIONS_ID_TOKEN_REQUEST_URL and \
+                             ACTIONS_ID_TOKEN_REQUEST_TOKEN is set; the GitHub Actions runner sets both when the job \
+                             has `permissions: id-token: write`"
+                                    .into(),
+                            ))
+                        }
+                        (None, (None, None)) => return Err(Error::config(
+                            "SKM_VAULT_AUTH=jwt needs a JWT: set SKM_VAULT_JWT_FILE (a file holding it), or run in \
+                             GitHub Actions with `permissions: id-token: write` (which sets \
+                             ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN)"
+                                .into(),
+                        )),
+                    };
+                if let Some(m) = get("SKM_VAULT_JWT_MOUNT") {
+                    auth = auth.with_mount(m);
+                }
+                b.auth = auth;
+            }
+            "cert" => {
+                let (cert, key) = match (get("VAULT_CLIENT_CERT"), get("VAULT_CLIENT_KEY")) {
+                    (Some(c), Some(k)) => (c, k),
+                    _ => {
+                        return Err(Error::config(
+                            "SKM_VAULT_AUTH=cert needs the client certificate and its key: set VAULT_CLIENT_CERT \
+                             and VAULT_CLIENT_KEY (PEM files)"
+                                .into(),
+                        ))
+                    }
+                };
+                let mut auth = VaultAuth::cert(cert, key);
+                if let Some(r) = get("SKM_VAULT_CERT_ROLE") {
+                    auth = auth.with_cert_role(r);
+                }
+                if let Some(m) = get("SKM_VAULT_CERT_MOUNT") {
+                    auth = auth.with_mount(m);
+                }
+                b.auth = auth;
+            }
             other => {
                 return Err(Error::config(format!(
-                    "SKM_VAULT_AUTH=`{other}` is not supported: use token, approle or kubernetes"
+                    "SKM_VAULT_AUTH=`{other}` is not supported: use token, approle, kubernetes, jwt or cert"
                 )))
             }
         }

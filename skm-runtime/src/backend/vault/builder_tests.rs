@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::super::config::{token_text, DEFAULT_CONCURRENCY, DEFAULT_RETRIES};
-use super::super::config::{Credential, KvVersion, VaultAuth, DEFAULT_K8S_JWT_FILE};
+use super::super::config::{Credential, JwtSource, KvVersion, VaultAuth, DEFAULT_K8S_JWT_FILE};
 use super::*;
 
 fn from(pairs: &[(&str, &str)]) -> Result<VaultBuilder, Error> {
@@ -158,11 +158,122 @@ fn auth_methods_and_their_errors() {
     let e = from(&[("SKM_VAULT_AUTH", "kubernetes")]).unwrap_err();
     assert!(e.to_string().contains("SKM_VAULT_K8S_ROLE"), "{e}");
     let e = from(&[("SKM_VAULT_AUTH", "ldap")]).unwrap_err();
-    assert!(e.to_string().contains("token, approle or kubernetes"), "{e}");
+    assert!(e.to_string().contains("token, approle, kubernetes, jwt or cert"), "{e}");
     assert!(from(&[("SKM_VAULT_KV_VERSION", "3")]).is_err());
     assert!(from(&[("SKM_VAULT_CONCURRENCY", "0")]).is_err());
     assert!(from(&[("VAULT_SKIP_VERIFY", "maybe")]).is_err());
     assert!(!format!("{:?}", Credential::value("hunter2")).contains("hunter2"));
+}
+
+#[test]
+fn jwt_from_a_file_or_github_actions() {
+    let b = from(&[
+        ("SKM_VAULT_AUTH", "jwt"),
+        ("SKM_VAULT_JWT_ROLE", "ci"),
+        ("SKM_VAULT_JWT_FILE", "/run/jwt"),
+    ])
+    .unwrap();
+    match &b.auth {
+        VaultAuth::Jwt {
+            mount,
+            role,
+            jwt: JwtSource::Credential(Credential::File(f)),
+        } => assert_eq!(
+            (mount.as_str(), role.as_str(), f.as_path()),
+            ("jwt", "ci", Path::new("/run/jwt"))
+        ),
+        other => panic!("{other:?}"),
+    }
+    let actions = [
+        ("SKM_VAULT_AUTH", "jwt"),
+        ("SKM_VAULT_JWT_ROLE", "ci"),
+        ("SKM_VAULT_JWT_MOUNT", "/gha/"),
+        ("SKM_VAULT_JWT_AUDIENCE", "https://vault.example"),
+        (
+            "ACTIONS_ID_TOKEN_REQUEST_URL",
+            "https://pipelines.actions.example/idtoken?api-version=2.0",
+        ),
+        ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "REQUEST-TOKEN-sentinel"),
+    ];
+    let b = from(&actions).unwrap();
+    match &b.auth {
+        VaultAuth::Jwt {
+            mount,
+            jwt: JwtSource::GithubActions { url, audience, .. },
+            ..
+        } => {
+            assert_eq!(mount, "gha");
+            assert!(url.starts_with("https://pipelines.actions.example/idtoken"));
+            assert_eq!(audience.as_deref(), Some("https://vault.example"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!format!("{b:?}").contains("REQUEST-TOKEN-sentinel"), "{b:?}");
+    // A file wins over the Actions endpoint: it was set on purpose.
+    let mut with_file = actions.to_vec();
+    with_file.push(("SKM_VAULT_JWT_FILE", "/run/jwt"));
+    assert!(matches!(
+        from(&with_file).unwrap().auth,
+        VaultAuth::Jwt {
+            jwt: JwtSource::Credential(_),
+            ..
+        }
+    ));
+
+    let e = from(&[("SKM_VAULT_AUTH", "jwt"), ("SKM_VAULT_JWT_FILE", "/run/jwt")]).unwrap_err();
+    assert!(e.to_string().contains("SKM_VAULT_JWT_ROLE"), "{e}");
+    let e = from(&[("SKM_VAULT_AUTH", "jwt"), ("SKM_VAULT_JWT_ROLE", "ci")]).unwrap_err();
+    assert!(
+        e.to_string().contains("SKM_VAULT_JWT_FILE") && e.to_string().contains("id-token: write"),
+        "{e}"
+    );
+    let e = from(&[
+        ("SKM_VAULT_AUTH", "jwt"),
+        ("SKM_VAULT_JWT_ROLE", "ci"),
+        ("ACTIONS_ID_TOKEN_REQUEST_URL", "https://a.example/x"),
+    ])
+    .unwrap_err();
+    assert!(e.to_string().contains("ACTIONS_ID_TOKEN_REQUEST_TOKEN"), "{e}");
+    // The request token goes only over https, or to this machine.
+    let e = from(&[
+        ("SKM_VAULT_AUTH", "jwt"),
+        ("SKM_VAULT_JWT_ROLE", "ci"),
+        ("ACTIONS_ID_TOKEN_REQUEST_URL", "http://actions.example/x"),
+        ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "t"),
+    ])
+    .unwrap_err();
+    assert!(e.to_string().contains("ACTIONS_ID_TOKEN_REQUEST_URL"), "{e}");
+}
+
+#[test]
+fn cert_needs_the_certificate_and_key() {
+    let b = from(&[
+        ("SKM_VAULT_AUTH", "cert"),
+        ("VAULT_CLIENT_CERT", "/c.pem"),
+        ("VAULT_CLIENT_KEY", "/k.pem"),
+        ("SKM_VAULT_CERT_ROLE", "web"),
+    ])
+    .unwrap();
+    match &b.auth {
+        VaultAuth::Cert { mount, role, cert, key } => {
+            assert_eq!((mount.as_str(), role.as_deref()), ("cert", Some("web")));
+            assert_eq!(
+                (cert.as_path(), key.as_path()),
+                (Path::new("/c.pem"), Path::new("/k.pem"))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let e = from(&[("SKM_VAULT_AUTH", "cert"), ("VAULT_CLIENT_CERT", "/c.pem")]).unwrap_err();
+    assert!(e.to_string().contains("VAULT_CLIENT_KEY"), "{e}");
+    // Other methods never present a client certificate, even when the Vault CLI's variables are set.
+    let b = from(&[
+        ("VAULT_TOKEN", "t"),
+        ("VAULT_CLIENT_CERT", "/c.pem"),
+        ("VAULT_CLIENT_KEY", "/k.pem"),
+    ])
+    .unwrap();
+    assert!(matches!(b.auth, VaultAuth::Token));
 }
 
 #[test]

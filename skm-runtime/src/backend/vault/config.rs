@@ -21,6 +21,10 @@ pub(crate) const DEFAULT_RETRIES: u32 = 4;
 pub(crate) const DEFAULT_TIMEOUT: Duration = crate::backend::endpoint::ATTEMPT_TIMEOUT;
 /// Where Kubernetes mounts a pod's service-account token.
 pub const DEFAULT_K8S_JWT_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+/// The default mount of the JWT/OIDC auth method.
+pub const DEFAULT_JWT_MOUNT: &str = "jwt";
+/// The default mount of the TLS certificate auth method.
+pub const DEFAULT_CERT_MOUNT: &str = "cert";
 
 /// Which version of the KV secrets engine a mount runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,6 +100,51 @@ impl fmt::Debug for Credential {
     }
 }
 
+/// Where a JWT login's token comes from, at each login (so that a renewed token is picked up).
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum JwtSource {
+    /// A JWT given as a value or, usually, a file the platform keeps fresh (`SKM_VAULT_JWT_FILE`).
+    Credential(Credential),
+    /// GitHub Actions' OIDC endpoint: `GET $ACTIONS_ID_TOKEN_REQUEST_URL&audience=AUD` with
+    /// `Authorization: Bearer $ACTIONS_ID_TOKEN_REQUEST_TOKEN`, answered with `{"value": "<JWT>"}`. The job
+    /// needs `permissions: id-token: write`.
+    GithubActions {
+        /// `ACTIONS_ID_TOKEN_REQUEST_URL`: `https://`, or plain `http://` on loopback only.
+        url: String,
+        /// `ACTIONS_ID_TOKEN_REQUEST_TOKEN`.
+        request_token: SecretString,
+        /// The audience to ask for (`SKM_VAULT_JWT_AUDIENCE`); GitHub's default (the repository owner's URL)
+        /// when `None`. It must be one of the Vault role's `bound_audiences`.
+        audience: Option<String>,
+    },
+}
+
+impl JwtSource {
+    /// A short name for errors: the file, or the Actions endpoint (never the JWT or the request token).
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            JwtSource::Credential(Credential::File(p)) => format!("the JWT file {}", p.display()),
+            JwtSource::Credential(Credential::Value(_)) => "the JWT given".into(),
+            JwtSource::GithubActions { .. } => "the GitHub Actions OIDC token".into(),
+        }
+    }
+}
+
+impl fmt::Debug for JwtSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JwtSource::Credential(c) => f.debug_tuple("Credential").field(c).finish(),
+            JwtSource::GithubActions { url, audience, .. } => f
+                .debug_struct("GithubActions")
+                .field("url", &url.split('?').next().unwrap_or_default())
+                .field("request_token", &"[REDACTED]")
+                .field("audience", audience)
+                .finish(),
+        }
+    }
+}
+
 /// How the backend authenticates to Vault.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -121,6 +170,29 @@ pub enum VaultAuth {
         /// The service-account JWT (default: the file [`DEFAULT_K8S_JWT_FILE`]), re-read at each login.
         jwt: Credential,
     },
+    /// JWT/OIDC (`auth/jwt`): logs in with a JWT the platform issued (a CI job's OIDC token, a workload
+    /// identity token), obtained again at each login, and again whenever the token cannot be renewed.
+    Jwt {
+        /// The auth mount (default [`DEFAULT_JWT_MOUNT`]).
+        mount: String,
+        /// The Vault role whose bound claims the JWT must match.
+        role: String,
+        /// Where the JWT comes from.
+        jwt: JwtSource,
+    },
+    /// TLS certificate (`auth/cert`): logs in by presenting a client certificate over TLS (the HTTP client
+    /// presents it for this method only), again whenever the token cannot be renewed, and again when the
+    /// certificate file changes on disk (a platform renewed it).
+    Cert {
+        /// The auth mount (default [`DEFAULT_CERT_MOUNT`]).
+        mount: String,
+        /// The certificate role to try (`name`); every role of the mount when `None`.
+        role: Option<String>,
+        /// The client certificate (PEM, `VAULT_CLIENT_CERT`), re-read at each login.
+        cert: PathBuf,
+        /// Its private key (PEM, `VAULT_CLIENT_KEY`), re-read at each login.
+        key: PathBuf,
+    },
 }
 
 impl VaultAuth {
@@ -142,13 +214,62 @@ impl VaultAuth {
         }
     }
 
+    /// JWT/OIDC on the default mount `jwt`, with the JWT read from `jwt` at each login.
+    pub fn jwt(role: impl Into<String>, jwt: Credential) -> Self {
+        VaultAuth::Jwt {
+            mount: DEFAULT_JWT_MOUNT.into(),
+            role: role.into(),
+            jwt: JwtSource::Credential(jwt),
+        }
+    }
+
+    /// JWT/OIDC on the default mount `jwt`, with the JWT asked from GitHub Actions' OIDC endpoint at each
+    /// login (`url` and `request_token` are the runner's `ACTIONS_ID_TOKEN_REQUEST_URL` and
+    /// `ACTIONS_ID_TOKEN_REQUEST_TOKEN`).
+    pub fn github_actions(
+        role: impl Into<String>,
+        url: impl Into<String>,
+        request_token: impl Into<String>,
+        audience: Option<String>,
+    ) -> Self {
+        VaultAuth::Jwt {
+            mount: DEFAULT_JWT_MOUNT.into(),
+            role: role.into(),
+            jwt: JwtSource::GithubActions {
+                url: url.into(),
+                request_token: SecretString::from(request_token.into()),
+                audience,
+            },
+        }
+    }
+
+    /// TLS certificate login on the default mount `cert`, presenting the PEM certificate and key at these
+    /// paths (re-read at each login), trying every certificate role of the mount.
+    pub fn cert(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        VaultAuth::Cert {
+            mount: DEFAULT_CERT_MOUNT.into(),
+            role: None,
+            cert: cert.into(),
+            key: key.into(),
+        }
+    }
+
+    /// For [`VaultAuth::Cert`]: try only the certificate role `name` (env `SKM_VAULT_CERT_ROLE`).
+    pub fn with_cert_role(mut self, name: impl Into<String>) -> Self {
+        if let VaultAuth::Cert { role, .. } = &mut self {
+            *role = Some(name.into());
+        }
+        self
+    }
+
     /// The same method on another auth mount (e.g. `k8s-prod`).
     pub fn with_mount(mut self, new_mount: impl Into<String>) -> Self {
         match &mut self {
             VaultAuth::Token => {}
-            VaultAuth::AppRole { mount, .. } | VaultAuth::Kubernetes { mount, .. } => {
-                *mount = new_mount.into().trim_matches('/').to_string()
-            }
+            VaultAuth::AppRole { mount, .. }
+            | VaultAuth::Kubernetes { mount, .. }
+            | VaultAuth::Jwt { mount, .. }
+            | VaultAuth::Cert { mount, .. } => *mount = new_mount.into().trim_matches('/').to_string(),
         }
         self
     }
@@ -164,6 +285,13 @@ impl VaultAuth {
             VaultAuth::Token => "token".into(),
             VaultAuth::AppRole { mount, .. } => format!("AppRole (auth/{mount})"),
             VaultAuth::Kubernetes { mount, role, .. } => format!("Kubernetes role `{role}` (auth/{mount})"),
+            VaultAuth::Jwt { mount, role, .. } => format!("JWT role `{role}` (auth/{mount})"),
+            VaultAuth::Cert {
+                mount,
+                role: Some(role),
+                ..
+            } => format!("certificate role `{role}` (auth/{mount})"),
+            VaultAuth::Cert { mount, role: None, .. } => format!("TLS certificate (auth/{mount})"),
         }
     }
 }

@@ -22,9 +22,12 @@
 //! namespace, never a value or a token.
 //!
 //! # Authentication
-//! `SKM_VAULT_AUTH` chooses `token` (default: `VAULT_TOKEN` or `~/.vault-token`), `approle` or `kubernetes`.
-//! A background task renews the token at about two thirds of its TTL and, for AppRole and Kubernetes, logs in
-//! again when renewal fails or the max TTL is reached. It stops when the backend is dropped.
+//! `SKM_VAULT_AUTH` chooses `token` (default: `VAULT_TOKEN` or `~/.vault-token`), `approle`, `kubernetes`,
+//! `jwt` (a JWT from `SKM_VAULT_JWT_FILE` or GitHub Actions' OIDC endpoint) or `cert` (the client
+//! certificate `VAULT_CLIENT_CERT` and key `VAULT_CLIENT_KEY`, presented for this method only).
+//! A background task renews the token at about two thirds of its TTL and, for every method but `token`, logs
+//! in again when renewal fails or the max TTL is reached (`cert`: also when the certificate file changes on
+//! disk). It stops when the backend is dropped.
 //!
 //! # Transport
 //! TLS through rustls, trusting the system's roots plus `VAULT_CACERT` / `VAULT_CAPATH`. Plain `http://` is
@@ -56,6 +59,7 @@ mod doctor;
 mod errors;
 mod kv;
 mod kv_admin;
+mod login;
 pub mod policy;
 // Dynamic secrets: `VaultBackend::lease` (see `crate::lease`).
 mod lease;
@@ -72,7 +76,9 @@ use tokio::task::JoinHandle;
 use vaultrs::client::{VaultClient, VaultClientSettings};
 
 pub use builder::VaultBuilder;
-pub use config::{Credential, KvVersion, VaultAuth, DEFAULT_K8S_JWT_FILE};
+pub use config::{
+    Credential, JwtSource, KvVersion, VaultAuth, DEFAULT_CERT_MOUNT, DEFAULT_JWT_MOUNT, DEFAULT_K8S_JWT_FILE,
+};
 pub use doctor::TokenLookup;
 pub(crate) use doctor::{doctor, registry_build};
 
@@ -116,6 +122,12 @@ pub(crate) struct Inner {
     renewals: AtomicU64,
     /// Wakes the renewal task when a new token arrives.
     wake: Arc<Notify>,
+    /// The transport settings (never a token), to build a client presenting a renewed certificate.
+    transport: VaultBuilder,
+    /// For a JWT from GitHub Actions: the client that asks the runner's OIDC endpoint.
+    actions_http: Option<reqwest::Client>,
+    /// For certificate auth: the certificate and key files as they were at the last login attempt.
+    cert_stamp: Mutex<Option<login::CertStamp>>,
     renewer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -164,7 +176,7 @@ impl VaultBackend {
             VaultAuth::Token if token.is_none() => {
                 return Err(Error::config(
                     "no Vault token: set VAULT_TOKEN, log in with `vault login` (which writes ~/.vault-token), or \
-                     set SKM_VAULT_AUTH=approle or kubernetes"
+                     set SKM_VAULT_AUTH=approle, kubernetes, jwt or cert"
                         .into(),
                 ))
             }
@@ -176,7 +188,23 @@ impl VaultBackend {
             VaultAuth::Kubernetes { jwt, .. } => {
                 jwt.read("Kubernetes service-account token").map_err(Error::config)?;
             }
-            VaultAuth::Token => {}
+            VaultAuth::Jwt {
+                jwt: JwtSource::Credential(jwt),
+                ..
+            } => {
+                jwt.read("JWT").map_err(Error::config)?;
+            }
+            VaultAuth::Cert { cert, key, .. } => {
+                if address.scheme() != "https" {
+                    return Err(Error::config(format!(
+                        "SKM_VAULT_AUTH=cert needs an https:// VAULT_ADDR: the client certificate is presented in \
+                         the TLS handshake (VAULT_ADDR is {})",
+                        address.as_str().trim_end_matches('/')
+                    )));
+                }
+                login::read_identity(cert, key).map_err(Error::config)?;
+            }
+            VaultAuth::Token | VaultAuth::Jwt { .. } => {}
         }
         let settings = VaultClientSettings {
             address: address.clone(),
@@ -201,11 +229,25 @@ impl VaultBackend {
         })?;
         // vaultrs's HTTP client follows redirects and resends every header, the token included: use the same
         // client with a redirect policy that applies the transport rule above to every hop.
-        base.http.http = redirect::client(&b, &address).map_err(|detail| Error::Backend {
+        // No client certificate here: a certificate login builds a client presenting it (auth.rs).
+        base.http.http = redirect::client(&b, &address, None).map_err(|detail| Error::Backend {
             backend: "Vault".into(),
             detail,
             source: None,
         })?;
+        let actions_http = match &b.auth {
+            VaultAuth::Jwt {
+                jwt: JwtSource::GithubActions { .. },
+                ..
+            } => Some(login::actions_client(&b).map_err(|detail| Error::Backend {
+                backend: "Vault".into(),
+                detail,
+                source: None,
+            })?),
+            _ => None,
+        };
+        let mut transport = b.clone();
+        transport.token = None;
         let mut state = TokenState::empty();
         if let Some(t) = &token {
             state.client = Some(Arc::new(client_with_token(&base, t)));
@@ -227,6 +269,9 @@ impl VaultBackend {
             renewals: AtomicU64::new(0),
             wake: Arc::new(Notify::new()),
             renewer: Mutex::new(None),
+            transport,
+            actions_http,
+            cert_stamp: Mutex::new(None),
         });
         // Best effort: a server that is down now is retried by the fetches and the renewal task. One request
         // that got no answer is enough: the mount's KV version is then detected by the first fetch.

@@ -26,6 +26,12 @@ pub const RENDERER: PolicyRenderer = PolicyRenderer {
             env: &["SKM_VAULT_KV_VERSION"],
             help: "the mount's KV version, 1 or 2 (default 2)",
         },
+        PolicyOption {
+            name: "github-repo",
+            env: &[],
+            help: "OWNER/NAME: also print the JWT auth role that lets this GitHub repository's Actions jobs log in \
+                   (SKM_VAULT_AUTH=jwt) with this policy, bound to its OIDC token's claims",
+        },
     ],
     render,
 };
@@ -132,10 +138,17 @@ pub fn render(input: &PolicyInput<'_>) -> Result<PolicyDocument, Error> {
             hcl1_path(&full)?
         ));
     }
+    let policy_name = kebab(struct_name);
     let mut notes = vec![format!(
-        "write it with `vault policy write {} policy.hcl` and attach it to the application's role",
-        kebab(struct_name)
+        "write it with `vault policy write {policy_name} policy.hcl` and attach it to the application's role"
     )];
+    if let Some(repo) = input.get("github-repo", &[]) {
+        out.push_str(&github_role(input, &repo, &policy_name)?);
+        notes.push(format!(
+            "the JWT role for {repo} is in the comments at the end: create it once, then set SKM_VAULT_AUTH=jwt in \
+             the workflow (with `permissions: id-token: write`)"
+        ));
+    }
     if kv == 2 {
         // Kept out of the policy itself: only services that hot-reload need it.
         notes.push(format!(
@@ -148,6 +161,84 @@ pub fn render(input: &PolicyInput<'_>) -> Result<PolicyDocument, Error> {
         body: PolicyBody::Text(out),
         notes,
     })
+}
+
+/// GitHub's OIDC issuer for Actions jobs.
+const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
+
+/// The JWT auth role that binds a GitHub repository's Actions OIDC token to the policy, as HCL comments (so
+/// that the output stays one policy for `vault policy write`): the `vault write` command with the role's
+/// JSON on one line, and the mount's configuration it assumes.
+fn github_role(input: &PolicyInput<'_>, repo: &str, policy: &str) -> Result<String, Error> {
+    // GitHub owners are letters, digits and `-`; repository names add `.` and `_`. Anything else could break
+    // out of the comment or the JSON.
+    let (owner, name) = repo.split_once('/').unwrap_or((repo, ""));
+    let owner_ok = !owner.is_empty() && owner.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let name_ok = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !(owner_ok && name_ok) {
+        return Err(Error::config(format!(
+            "--github-repo `{}` is not a GitHub repository: write OWNER/NAME (e.g. acme/app)",
+            repo.escape_debug()
+        )));
+    }
+    let checked = |what: &str, v: String| -> Result<String, Error> {
+        if v.chars()
+            .all(|c| c.is_ascii_graphic() && !matches!(c, '\'' | '"' | '\\'))
+        {
+            Ok(v)
+        } else {
+            Err(Error::config(format!(
+                "{what} `{}` must be printable ASCII without spaces or quotes",
+                v.escape_debug()
+            )))
+        }
+    };
+    let role = checked(
+        "SKM_VAULT_JWT_ROLE",
+        input
+            .get("jwt-role", &["SKM_VAULT_JWT_ROLE"])
+            .unwrap_or_else(|| policy.to_string()),
+    )?;
+    let mount = checked(
+        "SKM_VAULT_JWT_MOUNT",
+        input
+            .get("jwt-mount", &["SKM_VAULT_JWT_MOUNT"])
+            .unwrap_or_else(|| super::DEFAULT_JWT_MOUNT.into())
+            .trim_matches('/')
+            .to_string(),
+    )?;
+    // GitHub's default audience is the owner's URL; SKM_VAULT_JWT_AUDIENCE asks for another.
+    let audience = checked(
+        "SKM_VAULT_JWT_AUDIENCE",
+        input
+            .get("jwt-audience", &["SKM_VAULT_JWT_AUDIENCE"])
+            .unwrap_or_else(|| format!("https://github.com/{owner}")),
+    )?;
+    let body = serde_json::json!({
+        "role_type": "jwt",
+        "user_claim": "repository",
+        "bound_audiences": [audience],
+        "bound_claims_type": "string",
+        "bound_claims": { "repository": repo },
+        "token_policies": [policy],
+        "token_ttl": "15m",
+        "token_max_ttl": "1h",
+    });
+    Ok(format!(
+        "\n# GitHub Actions login for {repo} (SKM_VAULT_AUTH=jwt, SKM_VAULT_JWT_ROLE={role}): the role that \
+         accepts\n\
+         # its jobs' OIDC tokens (bound claims: repository = {repo}; add `ref` or `environment` to narrow it):\n\
+         #   vault write auth/{mount}/role/{role} - <<'EOF'\n\
+         #   {body}\n\
+         #   EOF\n\
+         # It assumes the mount trusts GitHub's issuer:\n\
+         #   vault write auth/{mount}/config oidc_discovery_url={GITHUB_ISSUER} bound_issuer={GITHUB_ISSUER}\n"
+    ))
 }
 
 /// The path as the backend reads it: `.`/`..`/empty segments are refused there, so here too.
@@ -217,5 +308,68 @@ mod tests {
         // The struct name goes into a comment line: a newline in it would start a policy block.
         assert!(run("App\npath \"*\" {", &["a"]).is_err());
         assert_eq!(kebab("AppSecrets"), "app-secrets");
+    }
+
+    fn with_repo(repo: &str, env: &[(&str, &str)]) -> Result<String, Error> {
+        let paths = vec!["ci/deploy".to_string()];
+        let repo = repo.to_string();
+        let option = move |n: &str| (n == "github-repo").then(|| repo.clone());
+        let env_fn = |n: &str| env.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string());
+        let doc = render(&PolicyInput {
+            struct_name: "DeploySecrets",
+            paths: &paths,
+            option: &option,
+            env: &env_fn,
+        })?;
+        match doc.body {
+            PolicyBody::Text(t) => Ok(t),
+            PolicyBody::Json(_) => panic!("HCL is text"),
+        }
+    }
+
+    #[test]
+    fn github_repo_prints_the_jwt_role_as_comments() {
+        let hcl = with_repo("acme/app.rs", &[]).unwrap();
+        // The policy itself is unchanged; every added line is a comment.
+        assert!(hcl.contains("path \"secret/data/ci/deploy\" {"), "{hcl}");
+        let role_start = hcl.find("# GitHub Actions login").expect("the role block");
+        assert!(
+            hcl[role_start..].lines().all(|l| l.is_empty() || l.starts_with('#')),
+            "{hcl}"
+        );
+        assert!(
+            hcl.contains("vault write auth/jwt/role/deploy-secrets - <<'EOF'"),
+            "{hcl}"
+        );
+        let json_line = hcl.lines().find(|l| l.starts_with("#   {")).expect("the role JSON");
+        let role: serde_json::Value = serde_json::from_str(json_line.trim_start_matches("#   ")).unwrap();
+        assert_eq!(role["bound_claims"]["repository"], "acme/app.rs");
+        assert_eq!(role["bound_audiences"][0], "https://github.com/acme");
+        assert_eq!(role["token_policies"][0], "deploy-secrets");
+
+        let hcl = with_repo(
+            "acme/app",
+            &[
+                ("SKM_VAULT_JWT_ROLE", "ci"),
+                ("SKM_VAULT_JWT_MOUNT", "gha"),
+                ("SKM_VAULT_JWT_AUDIENCE", "https://v"),
+            ],
+        )
+        .unwrap();
+        assert!(hcl.contains("vault write auth/gha/role/ci -"), "{hcl}");
+        assert!(hcl.contains(r#""bound_audiences":["https://v"]"#), "{hcl}");
+
+        for bad in [
+            "acme",
+            "acme/",
+            "/app",
+            "ac me/app",
+            "acme/app\npath \"*\" {",
+            "acme/a/b",
+            "acme/..",
+        ] {
+            assert!(with_repo(bad, &[]).is_err(), "{bad:?}");
+        }
+        assert!(with_repo("acme/app", &[("SKM_VAULT_JWT_ROLE", "a b")]).is_err());
     }
 }

@@ -14,8 +14,13 @@ const MAX_REDIRECTS: usize = 5;
 
 /// The client vaultrs builds for `b` (timeout, CA certificates, verification), except that a redirect is
 /// followed only to `https://`, or to plain `http://` on loopback (anywhere with `allow_insecure_http`),
-/// exactly where `VAULT_ADDR` itself may point.
-pub(super) fn client(b: &VaultBuilder, address: &url::Url) -> Result<reqwest::Client, String> {
+/// exactly where `VAULT_ADDR` itself may point. `identity` is the client certificate, given for
+/// `SKM_VAULT_AUTH=cert` only.
+pub(super) fn client(
+    b: &VaultBuilder,
+    address: &url::Url,
+    identity: Option<reqwest::Identity>,
+) -> Result<reqwest::Client, String> {
     let allow_http = b.allow_insecure_http;
     let policy = Policy::custom(move |attempt: Attempt<'_>| {
         if attempt.previous().len() > MAX_REDIRECTS {
@@ -55,6 +60,9 @@ pub(super) fn client(b: &VaultBuilder, address: &url::Url) -> Result<reqwest::Cl
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| format!("cannot parse the CA file {}: {e}", path.display()))?;
             builder = builder.tls_certs_merge(certs);
+        }
+        if let Some(identity) = identity {
+            builder = builder.identity(identity);
         }
     }
     builder
