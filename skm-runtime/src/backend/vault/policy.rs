@@ -208,7 +208,7 @@ fn github_role(input: &PolicyInput<'_>, repo: &str, policy: &str) -> Result<Stri
         "SKM_VAULT_JWT_MOUNT",
         input
             .get("jwt-mount", &["SKM_VAULT_JWT_MOUNT"])
-            .unwrap_or_else(|| super::DEFAULT_JWT_MOUNT.into())
+            .unwrap_or_else(|| "jwt".into())
             .trim_matches('/')
             .to_string(),
     )?;
