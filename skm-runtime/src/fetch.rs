@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 
-use crate::backend::{Backend, FailureKind, FetchError, FetchResult};
+use crate::backend::{registry, Backend, FailureKind, FetchError, FetchResult};
+use crate::error::{Attempt, AttemptOutcome, FieldError, FieldProblem};
+use crate::lease::{Issued, LeaseErrorKind, LeaseOptions};
 use crate::plan::{FetchRequest, Route};
 use crate::spec::VersionPin;
 
@@ -222,28 +224,22 @@ fn is_outage(e: &FetchError) -> bool {
     e.kind.is_outage() || e.kind == FailureKind::Other
 }
 
-#[cfg(feature = "vault")]
-/// The lease step, beside the fetch of the plan's requests: issues one lease per `#[secret(dynamic = "...")]` field through the loader's
-/// Vault backend. Each entry is the issued lease, or the field's error for the one load report.
+/// The lease step, beside the fetch of the plan's requests: issues one lease per `#[secret(dynamic = "...")]`
+/// field through the loader's default backend, when it offers leases ([`Backend::leases`]). Each entry is the
+/// issued lease, or the field's error for the one load report.
 pub(crate) async fn issue_fields(
-    backend: Option<&std::sync::Arc<dyn crate::backend::Backend>>,
+    backend: Option<&Arc<dyn Backend>>,
     fields: &[crate::plan::LeasedField],
-    options: crate::lease::LeaseOptions,
+    options: LeaseOptions,
     deadline: Option<Duration>,
-) -> std::collections::HashMap<String, Result<crate::lease::Issued, crate::error::FieldError>> {
-    use crate::backend::vault::VaultBackend;
-    use crate::error::{Attempt, AttemptOutcome, FieldError, FieldProblem};
-    use crate::lease::LeaseErrorKind;
-
-    let mut out = std::collections::HashMap::new();
+) -> HashMap<String, Result<Issued, FieldError>> {
+    let mut out = HashMap::new();
     // One deadline for every lease of the load, not one per lease.
     let until = deadline.map(|d| Instant::now() + d);
-    let vault = backend
-        .and_then(|b| b.as_any())
-        .and_then(|a| a.downcast_ref::<VaultBackend>());
+    let leases = backend.and_then(|b| b.leases().map(|l| (b, l)));
     for field in fields {
         let path = field.path.as_str();
-        let fail = |kind: crate::backend::FailureKind, reason: FieldProblem, detail: String| FieldError {
+        let fail = |kind: FailureKind, reason: FieldProblem, detail: String| FieldError {
             field: field.id.clone(),
             path: Some(path.to_string()),
             key: None,
@@ -255,13 +251,12 @@ pub(crate) async fn issue_fields(
                 outcome: AttemptOutcome::Failed { kind, detail },
             }],
         };
-        let Some(vault) = vault else {
+        let Some((backend, leases)) = leases else {
             let have = backend.map_or_else(|| "no backend".to_string(), |b| format!("the backend {}", b.name()));
-            let why = format!(
-                "`dynamic = \"{path}\"` needs a Vault / OpenBao backend to issue its lease, and the loader has {have}: \
-                 set `SKM_BACKEND=vault` (with `VAULT_ADDR`, `VAULT_TOKEN`) or `Loader::backend(VaultBackend)`"
-            );
-            let kind = crate::backend::FailureKind::Unsupported;
+            let (who, how) = registry::lease_hint();
+            let why =
+                format!("`dynamic = \"{path}\"` needs {who} to issue its lease, and the loader has {have}: {how}");
+            let kind = FailureKind::Unsupported;
             out.insert(
                 field.id.clone(),
                 Err(fail(kind, FieldProblem::Invalid(why.clone()), why)),
@@ -269,25 +264,24 @@ pub(crate) async fn issue_fields(
             continue;
         };
         let left = until.map(|u| u.saturating_duration_since(Instant::now()));
-        let Some(issued) = within(left, vault.issue_for_field(path, options)).await else {
-            let kind = crate::backend::FailureKind::Unavailable;
+        let Some(issued) = within(left, leases.issue(path, options)).await else {
+            let kind = FailureKind::Unavailable;
             let why = format!(
                 "{} did not issue the lease within the load deadline of {} (set SKM_DEADLINE or Loader::deadline \
                  to change it)",
-                vault.name(),
+                backend.name(),
                 crate::failure::seconds(deadline.unwrap_or_default())
             );
             out.insert(field.id.clone(), Err(fail(kind, FieldProblem::Backend(kind), why)));
             continue;
         };
-        let result = issued.map_err(|e| {
-            use crate::backend::FailureKind as F;
+        let result = issued.map(|i| i.described_as(backend.name())).map_err(|e| {
             let kind = match e.kind() {
-                LeaseErrorKind::Forbidden => F::Forbidden,
-                LeaseErrorKind::NotFound => F::NotFound,
-                LeaseErrorKind::Unavailable => F::Unavailable,
-                LeaseErrorKind::NotLeased | LeaseErrorKind::Invalid => F::Invalid,
-                _ => F::Other,
+                LeaseErrorKind::Forbidden => FailureKind::Forbidden,
+                LeaseErrorKind::NotFound => FailureKind::NotFound,
+                LeaseErrorKind::Unavailable => FailureKind::Unavailable,
+                LeaseErrorKind::NotLeased | LeaseErrorKind::Invalid => FailureKind::Invalid,
+                _ => FailureKind::Other,
             };
             tracing::info!(target: "skm::audit", field = %field.id, path = %path, error = %e, "lease refused");
             fail(kind, FieldProblem::Backend(kind), e.to_string())

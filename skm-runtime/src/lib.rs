@@ -34,8 +34,10 @@
 //! - `conformance` (feature `conformance`): the test suite every backend passes, with a report of what ran.
 //! - [`gitcheck`]: a warning when `.env` or the local store sits in a git work tree without being ignored;
 //!   the `skm` tool runs it (`skm check`, `skm doctor`), a load never does.
-//! - `lease` (feature `vault`): dynamic secrets, `Leased<T>` renewed, re-issued and revoked in the background
-//!   by its keeper (`lease/keeper.rs`); backends build on it, it imports no stage.
+//! - [`lease`]: dynamic secrets, `Leased<T>` renewed, re-issued and revoked in the background by its keeper
+//!   (`lease/keeper.rs`), and the [`Leases`](lease::Leases) capability a backend offers through
+//!   [`Backend::leases`](backend::Backend::leases) (the Vault backend does); backends build on it, it imports
+//!   no stage and names no backend.
 //!
 //! # Cargo features
 //! | feature | default | what it adds |
@@ -43,7 +45,7 @@
 //! | `local` | yes | the local encrypted store |
 //! | `aws` | no | AWS Secrets Manager |
 //! | `azure` | no | Azure Key Vault |
-//! | `vault` | no | HashiCorp Vault / OpenBao KV, and dynamic secrets (`lease`) |
+//! | `vault` | no | HashiCorp Vault / OpenBao KV, and dynamic secrets through [`lease`] |
 //! | `postgres` | no | the PostgreSQL rotator (`tokio-postgres`) |
 //! | `conformance` | no | the backend conformance suite (`conformance`), for tests of a backend |
 #![deny(missing_docs)]
@@ -64,7 +66,6 @@ mod fetch;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gitcheck;
-#[cfg(feature = "vault")]
 pub mod lease;
 mod loader;
 mod names;
@@ -111,5 +112,4 @@ impl<T: SecretType> SecretType for Option<T> {}
 impl<T: SecretType> SecretType for Rotating<T> {}
 /// Leased credentials are held by the keeper and handed out as `Arc<T>`; `T` holds its password in a secret
 /// type (`SecretString`), which its own `Deserialize` decides.
-#[cfg(feature = "vault")]
 impl<T> SecretType for lease::Leased<T> {}

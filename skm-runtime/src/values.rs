@@ -11,8 +11,10 @@ use serde::de::DeserializeOwned;
 
 use crate::de::{self, Raw};
 use crate::error::{Error, FieldError, FieldProblem, LoadError};
+use crate::lease::{Issued, Leased};
 use crate::plan::ResolvedField;
 use crate::report::{Loaded, Origin, Provenance, Resolution, Resolved};
+use crate::resolve::layer::Layer;
 use crate::resolve::Found;
 use crate::rotating::Rotating;
 use crate::spec::StructSpec;
@@ -54,12 +56,7 @@ pub trait Secrets: Sized {
 }
 
 /// The leases the loader issued for `#[secret(dynamic = "...")]` fields, by field id, or each one's error.
-#[cfg(feature = "vault")]
-pub(crate) type Leases = HashMap<String, Result<crate::lease::Issued, FieldError>>;
-/// Without the `vault` feature no field can be leased.
-#[cfg(not(feature = "vault"))]
-#[derive(Default)]
-pub(crate) struct Leases;
+pub(crate) type IssuedLeases = HashMap<String, Result<Issued, FieldError>>;
 
 /// Builds `T` from resolved fields and issued leases, collecting every failure.
 ///
@@ -67,7 +64,7 @@ pub(crate) struct Leases;
 pub(crate) fn build<T: Secrets>(
     fields: &[ResolvedField],
     resolved: Resolved,
-    leases: Leases,
+    leases: IssuedLeases,
 ) -> Result<Loaded<T>, Error> {
     let leased = T::spec().leased_fields().len();
     let mut values = Values {
@@ -76,26 +73,18 @@ pub(crate) fn build<T: Secrets>(
         errors: Vec::new(),
         warnings: Vec::new(),
         strict: resolved.strict,
-        #[cfg(feature = "vault")]
         leases,
-        #[cfg(feature = "vault")]
         leased_origins: Vec::new(),
     };
-    #[cfg(not(feature = "vault"))]
-    let Leases = leases;
     let built = T::from_values(&mut values);
-    #[cfg(feature = "vault")]
     let Values {
         errors,
         warnings,
         leased_origins,
         ..
     } = values;
-    #[cfg(not(feature = "vault"))]
-    let Values { errors, warnings, .. } = values;
     let mut provenance = resolved.provenance;
     provenance.warnings.extend(warnings);
-    #[cfg(feature = "vault")]
     provenance.fields.extend(leased_origins);
     match built {
         Some(value) if errors.is_empty() => Ok(Loaded { value, provenance }),
@@ -123,11 +112,9 @@ pub struct Values<'a> {
     /// Added to the load's provenance (e.g. a previous version that does not convert).
     warnings: Vec<String>,
     strict: bool,
-    #[cfg(feature = "vault")]
-    leases: Leases,
+    leases: IssuedLeases,
     /// Provenance of the leased fields taken so far.
-    #[cfg(feature = "vault")]
-    leased_origins: Vec<crate::report::Origin>,
+    leased_origins: Vec<Origin>,
 }
 
 impl Values<'_> {
@@ -228,8 +215,7 @@ impl Values<'_> {
 
     /// Takes the lease issued for the `#[secret(dynamic = "...")]` field `field`, decodes its credentials as
     /// `T` and starts keeping it, recording a failure and returning `None` if it cannot.
-    #[cfg(feature = "vault")]
-    pub fn take_leased<T>(&mut self, field: &'static str) -> Option<crate::lease::Leased<T>>
+    pub fn take_leased<T>(&mut self, field: &'static str) -> Option<Leased<T>>
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
@@ -259,12 +245,13 @@ impl Values<'_> {
             }
         };
         let fingerprint = issued.fingerprint();
+        let source = format!("{} dynamic secret", issued.issuer());
         match issued.adopt::<T>() {
             Ok(leased) => {
-                self.leased_origins.push(crate::report::Origin {
+                self.leased_origins.push(Origin {
                     field: id,
-                    layer: Some(crate::resolve::layer::Layer::Backend),
-                    source: "vault dynamic secret".into(),
+                    layer: Some(Layer::Backend),
+                    source,
                     location: format!("{} lease {fingerprint}", leased.path()),
                     version: None,
                 });

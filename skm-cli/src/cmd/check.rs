@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::json;
+use skm_runtime::backend::registry;
 use skm_runtime::{Error, FieldError, FieldProblem};
 
 use super::doctor::{git_ignored, Level};
@@ -72,11 +73,11 @@ pub(crate) async fn run(
         (false, None, Some(p)) => Some(PathBuf::from(p)),
         (false, None, None) => Some(PathBuf::from(".env")),
     };
-    let store_dir = (choice.name() == "local").then(|| {
-        env_var("SKM_LOCAL_PATH")
-            .filter(|p| !p.trim().is_empty())
-            .map_or_else(|| PathBuf::from(".skm"), PathBuf::from)
-    });
+    // Where the chosen backend keeps its secrets in files here (the local store), for the same check.
+    let store_dir = choice
+        .backend
+        .and_then(|d| d.store_path)
+        .map(|store_path| store_path(&|name| env_var(name)));
     let strict = strict
         || env_var("SKM_STRICT")
             .is_some_and(|s| matches!(s.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
@@ -339,33 +340,13 @@ pub(crate) async fn run(
     Ok(if failed == 0 { exit::OK } else { exit::FAILED })
 }
 
-/// Each declared path's name in the backend `backend`, where the backend maps names: the GCP secret id, the
-/// Key Vault name (with Key Vault's character rules and collisions checked across all paths).
+/// Each declared path's name in the backend `backend`, where the backend maps names (its registry
+/// descriptor's [`name_map`](skm_runtime::backend::registry::Descriptor::name_map): the GCP secret id, the Key
+/// Vault name with Key Vault's character rules and collisions checked across all paths).
 fn mapped_names<'a>(backend: &str, paths: impl Iterator<Item = &'a str>) -> BTreeMap<String, Result<String, String>> {
     let paths: Vec<&str> = paths.collect();
-    // Mutated only by the arms of the cloud features a build has.
-    #[allow(unused_mut)]
-    let mut out = BTreeMap::new();
-    match backend {
-        #[cfg(feature = "gcp")]
-        "gcp" => {
-            for p in &paths {
-                // The project does not change the id; only full resource names carry their own.
-                let name = skm_runtime::backend::gcp::resolve("-", p).map(|n| n.id().to_string());
-                out.insert(p.to_string(), name);
-            }
-        }
-        #[cfg(feature = "azure")]
-        "azure" => {
-            for p in &paths {
-                out.insert(p.to_string(), skm_runtime::backend::azure::secret_name(p));
-            }
-            for (p, e) in skm_runtime::backend::azure::check_names(paths.iter().copied()) {
-                out.insert(p, Err(e));
-            }
-        }
-        _ => {}
-    }
-    let _ = paths;
-    out
+    registry::find(backend)
+        .and_then(|d| d.name_map)
+        .map(|name_map| name_map(&paths))
+        .unwrap_or_default()
 }

@@ -194,10 +194,10 @@ pub trait Backend: Send + Sync + fmt::Debug {
         None
     }
 
-    /// The backend as [`Any`](std::any::Any), so that the loader can reach what only some backends offer
-    /// (Vault's leases for `#[secret(dynamic = "...")]` fields). `None`, the default, offers nothing.
-    #[doc(hidden)]
-    fn as_any(&self) -> Option<&(dyn std::any::Any + Send + Sync)> {
+    /// Dynamic secrets, when the backend issues leases (Vault's `database/creds/...`): the loader issues the
+    /// lease of each `#[secret(dynamic = "...")]` field through it. `None`, the default, issues none; such a
+    /// field then fails the load with a message saying which backend can.
+    fn leases(&self) -> Option<&dyn crate::lease::Leases> {
         None
     }
 }

@@ -35,8 +35,10 @@
 //! assert!(registry::find("nope").is_none());
 //! ```
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -59,6 +61,10 @@ pub type SignalFn = fn(Lookup<'_>) -> Option<String>;
 
 /// A descriptor's builder: the backend with its admin side, from the environment.
 pub type BuildFn = fn(Env) -> BoxFuture<Result<Arc<dyn AdminBackend>, Error>>;
+
+/// A descriptor's name mapping ([`Descriptor::name_map`]): each of `paths` with its name in the backend, or
+/// why it cannot have one (including two paths that map to one name).
+pub type NameMapFn = fn(&[&str]) -> BTreeMap<String, Result<String, String>>;
 
 /// The process environment as an [`Env`].
 pub fn process_env() -> Env {
@@ -90,6 +96,25 @@ pub struct Descriptor {
     pub doctor: fn(Env) -> BoxFuture<Vec<Probe>>,
     /// How `skm policy` renders least-privilege access for this backend, if it can.
     pub policy: Option<PolicyRenderer>,
+    /// Each declared path's name in the backend, for backends whose names differ from skm's paths (the GCP
+    /// secret id, the Key Vault name): `skm check` shows them. `None`: a path is its own name.
+    pub name_map: Option<NameMapFn>,
+    /// Where the backend keeps its secrets in files on this machine (the local store's directory), from the
+    /// environment: `skm check` warns when git does not ignore it. `None`: the backend keeps no files here.
+    pub store_path: Option<fn(Lookup<'_>) -> PathBuf>,
+    /// Whether the backend issues leases for `#[secret(dynamic = "...")]` fields
+    /// ([`Backend::leases`](super::Backend::leases)), and how to choose it: for the error such a field gets
+    /// from a loader whose backend issues none.
+    pub leases: Option<LeaseOffer>,
+}
+
+/// A backend that issues leases, in words ([`Descriptor::leases`]).
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseOffer {
+    /// The backend, e.g. `a Vault / OpenBao backend`.
+    pub who: &'static str,
+    /// How to give the loader one, e.g. `set SKM_BACKEND=vault (with VAULT_ADDR, VAULT_TOKEN)`.
+    pub how: &'static str,
 }
 
 impl fmt::Debug for Descriptor {
@@ -272,6 +297,18 @@ pub fn names() -> Vec<&'static str> {
     names
 }
 
+/// Which backends issue leases and how to choose one, from every [`Descriptor::leases`], for the error of a
+/// `#[secret(dynamic = "...")]` field whose loader has no such backend: `(who, how)`.
+pub(crate) fn lease_hint() -> (String, String) {
+    let offers: Vec<LeaseOffer> = all().iter().filter_map(|d| d.leases).collect();
+    if offers.is_empty() {
+        return ("a backend that issues leases".into(), "give the loader one".into());
+    }
+    let who: Vec<&str> = offers.iter().map(|o| o.who).collect();
+    let how: Vec<&str> = offers.iter().map(|o| o.how).collect();
+    (who.join(" or "), how.join("; or "))
+}
+
 /// A [`Descriptor::build`] for backends not compiled in. [`Descriptor::build_admin`] answers with
 /// [`Descriptor::not_compiled`] before it would call this; the error is only a safety net.
 #[allow(dead_code)]
@@ -287,6 +324,34 @@ fn no_probes(_: Env) -> BoxFuture<Vec<Probe>> {
 
 fn set(var: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
     var(name).filter(|v| !v.trim().is_empty())
+}
+
+/// The local store's directory: `SKM_LOCAL_PATH`, default `.skm` (see `backend::local`).
+fn local_store_path(var: Lookup<'_>) -> PathBuf {
+    PathBuf::from(set(var, "SKM_LOCAL_PATH").unwrap_or_else(|| ".skm".into()))
+}
+
+/// GCP's names: each path's secret id (the project does not change it; a full resource name carries its own).
+#[cfg(feature = "gcp")]
+fn gcp_names(paths: &[&str]) -> BTreeMap<String, Result<String, String>> {
+    paths
+        .iter()
+        .map(|p| (p.to_string(), super::gcp::resolve("-", p).map(|n| n.id().to_string())))
+        .collect()
+}
+
+/// Key Vault's names: each path's secret name, with Key Vault's character rules and the collisions among all
+/// of `paths` (names are case-insensitive).
+#[cfg(feature = "azure")]
+fn azure_names(paths: &[&str]) -> BTreeMap<String, Result<String, String>> {
+    let mut out: BTreeMap<String, Result<String, String>> = paths
+        .iter()
+        .map(|p| (p.to_string(), super::azure::secret_name(p)))
+        .collect();
+    for (p, e) in super::azure::check_names(paths.iter().copied()) {
+        out.insert(p, Err(e));
+    }
+    out
 }
 
 static REGISTRY: [Descriptor; 5] = [
@@ -313,6 +378,9 @@ static REGISTRY: [Descriptor; 5] = [
         #[cfg(not(feature = "aws"))]
         doctor: no_probes,
         policy: Some(super::aws::policy::RENDERER),
+        name_map: None,
+        store_path: None,
+        leases: None,
     },
     Descriptor {
         name: names::VAULT.name,
@@ -332,6 +400,12 @@ static REGISTRY: [Descriptor; 5] = [
         #[cfg(not(feature = "vault"))]
         doctor: no_probes,
         policy: Some(super::vault::policy::RENDERER),
+        name_map: None,
+        store_path: None,
+        leases: Some(LeaseOffer {
+            who: "a Vault / OpenBao backend",
+            how: "set `SKM_BACKEND=vault` (with `VAULT_ADDR`, `VAULT_TOKEN`) or `Loader::backend(VaultBackend)`",
+        }),
     },
     Descriptor {
         name: names::AZURE.name,
@@ -358,6 +432,12 @@ static REGISTRY: [Descriptor; 5] = [
         policy: Some(super::azure::policy::RENDERER),
         #[cfg(not(feature = "azure"))]
         policy: None,
+        #[cfg(feature = "azure")]
+        name_map: Some(azure_names),
+        #[cfg(not(feature = "azure"))]
+        name_map: None,
+        store_path: None,
+        leases: None,
     },
     Descriptor {
         name: names::GCP.name,
@@ -388,6 +468,12 @@ static REGISTRY: [Descriptor; 5] = [
         policy: Some(super::gcp::policy::RENDERER),
         #[cfg(not(feature = "gcp"))]
         policy: None,
+        #[cfg(feature = "gcp")]
+        name_map: Some(gcp_names),
+        #[cfg(not(feature = "gcp"))]
+        name_map: None,
+        store_path: None,
+        leases: None,
     },
     Descriptor {
         name: names::LOCAL.name,
@@ -398,12 +484,11 @@ static REGISTRY: [Descriptor; 5] = [
         priority: 5,
         signal_doc: "a local store exists at SKM_LOCAL_PATH (default .skm)",
         signal: |var| {
-            let path = set(var, "SKM_LOCAL_PATH").unwrap_or_else(|| ".skm".into());
+            let path = local_store_path(var);
             // The store's layout: `secrets/` inside the store directory (see `backend::local`).
-            std::path::Path::new(&path)
-                .join("secrets")
+            path.join("secrets")
                 .is_dir()
-                .then(|| format!("a local store exists at {path}"))
+                .then(|| format!("a local store exists at {}", path.display()))
         },
         #[cfg(feature = "local")]
         build: super::local::registry_build,
@@ -414,6 +499,9 @@ static REGISTRY: [Descriptor; 5] = [
         #[cfg(not(feature = "local"))]
         doctor: no_probes,
         policy: None,
+        name_map: None,
+        store_path: Some(local_store_path),
+        leases: None,
     },
 ];
 

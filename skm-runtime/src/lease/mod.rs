@@ -1,4 +1,9 @@
-//! Leased credentials (Vault / OpenBao dynamic secrets) kept alive in the background (feature `vault`).
+//! Leased credentials (dynamic secrets, such as Vault's / OpenBao's) kept alive in the background.
+//!
+//! A backend that issues leases offers the [`Leases`] capability through
+//! [`Backend::leases`](crate::backend::Backend::leases) (the Vault backend, feature `vault`, does): the
+//! loader's lease step issues one lease per `#[secret(dynamic = "...")]` field through it, whatever the
+//! backend, and the values stage adopts each as a [`Leased<T>`]. This module names no backend.
 //!
 //! A dynamic secret, such as `database/creds/app`, is a fresh database user per read, with a lease: it
 //! expires unless renewed, and cannot be renewed past the role's max TTL. [`Leased<T>`] holds such
@@ -15,7 +20,10 @@
 //! Lease ids never appear in logs, errors or `Debug` output; a short fingerprint stands for them.
 //!
 //! # Example
+//! With the Vault backend (feature `vault`):
 //! ```no_run
+//! # #[cfg(feature = "vault")]
+//! # mod example {
 //! use secrecy::{ExposeSecret, SecretString};
 //! use skm_runtime::backend::vault::VaultBackend;
 //! use skm_runtime::lease::LeaseOptions;
@@ -41,7 +49,13 @@
 //! // At shutdown: no credentials outlive the service.
 //! db.revoke().await?;
 //! # Ok(()) }
+//! # }
+//! # fn main() {}
 //! ```
+
+// Without a backend that issues leases (feature `vault`), the lease sources' half (`LeaseSource`, `Grant`,
+// `Issued::issue`, `start`) has no caller in this build.
+#![cfg_attr(not(feature = "vault"), allow(dead_code))]
 
 use std::fmt;
 use std::future::Future;
@@ -227,6 +241,24 @@ pub(crate) trait LeaseSource: Send + Sync + 'static {
     }
 }
 
+/// Dynamic secrets as a backend's capability: a backend that issues leases returns itself (or a part of
+/// itself) from [`Backend::leases`](crate::backend::Backend::leases), and the loader's lease step issues one
+/// lease per `#[secret(dynamic = "...")]` field through it. The values stage then adopts each [`Issued`]
+/// lease as a [`Leased<T>`].
+///
+/// The Vault backend offers it (feature `vault`). Lease sources are not a public API yet, so only this crate's
+/// backends can build an [`Issued`].
+#[async_trait::async_trait]
+pub trait Leases: Send + Sync {
+    /// Reads the credentials at `path` (a secrets engine's endpoint, such as `database/creds/app`) once and
+    /// returns their lease, not yet kept: kept as `options` say once adopted, revoked if dropped unadopted.
+    ///
+    /// # Errors
+    /// As the backend's lease source reports them: [`LeaseErrorKind::Forbidden`], `NotFound`, `NotLeased` (the
+    /// path answered without a lease), `Unavailable`, `Other`.
+    async fn issue(&self, path: &str, options: LeaseOptions) -> Result<Issued, LeaseError>;
+}
+
 /// A short, stable stand-in for a lease id in logs and errors: the lease's path and a hash of the rest
 /// (`database/creds/app/#3fa1c2d0`).
 pub(crate) fn fingerprint(lease_id: &str) -> String {
@@ -389,15 +421,28 @@ where
     Ok(begin(source, path, options, &grant, issued, value))
 }
 
-/// Credentials issued by the loader's lease step, not yet handed to a typed [`Leased<T>`] (the values stage
-/// does that with [`Issued::adopt`]). Dropped unadopted (another field failed the load, or the data does not
-/// fit `T`), its lease is revoked in the background, best effort.
-pub(crate) struct Issued {
+/// Credentials a [`Leases`] backend issued for the loader's lease step, not yet handed to a typed
+/// [`Leased<T>`] (the values stage does that). Dropped unadopted (another field failed the load, or the data
+/// does not fit `T`), its lease is revoked before the drop returns where possible, as a [`Leased`]'s is.
+///
+/// `Debug` shows the path and the lease's fingerprint, never the lease id or the credentials.
+pub struct Issued {
     source: Arc<dyn LeaseSource>,
     path: String,
     grant: Option<Grant>,
     issued: Instant,
     options: LeaseOptions,
+    /// Who issued it, for the field's provenance (the backend's name).
+    issuer: String,
+}
+
+impl fmt::Debug for Issued {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Issued")
+            .field("path", &self.path)
+            .field("lease", &self.fingerprint())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Issued {
@@ -415,7 +460,19 @@ impl Issued {
             grant: Some(grant),
             issued,
             options,
+            issuer: String::new(),
         })
+    }
+
+    /// Names who issued the lease (the backend's name), for the field's provenance.
+    pub(crate) fn described_as(mut self, issuer: String) -> Self {
+        self.issuer = issuer;
+        self
+    }
+
+    /// Who issued the lease, as [`Issued::described_as`] set it.
+    pub(crate) fn issuer(&self) -> &str {
+        &self.issuer
     }
 
     /// The lease's fingerprint.

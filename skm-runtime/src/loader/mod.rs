@@ -81,7 +81,6 @@ pub struct Loader {
     deadline: Option<Duration>,
     empty_is_absent: bool,
     /// How the leases of `#[secret(dynamic = "...")]` fields are kept.
-    #[cfg(feature = "vault")]
     lease_options: crate::lease::LeaseOptions,
 }
 
@@ -136,7 +135,6 @@ impl Loader {
             allow_fallback: Vec::new(),
             deadline: Some(Self::DEFAULT_DEADLINE),
             empty_is_absent: true,
-            #[cfg(feature = "vault")]
             lease_options: crate::lease::LeaseOptions::new(),
         }
     }
@@ -363,8 +361,8 @@ impl Loader {
         self
     }
 
-    /// How the leases of `#[secret(dynamic = "...")]` fields are renewed, re-issued and overlapped
-    /// (feature `vault`); [`LeaseOptions::new`](crate::lease::LeaseOptions::new) by default.
+    /// How the leases of `#[secret(dynamic = "...")]` fields are renewed, re-issued and overlapped, whichever
+    /// backend issues them; [`LeaseOptions::new`](crate::lease::LeaseOptions::new) by default.
     ///
     /// # Example
     /// ```
@@ -373,7 +371,6 @@ impl Loader {
     /// let loader = Loader::new().lease_options(LeaseOptions::new().overlap(Duration::from_secs(30)));
     /// # let _ = loader;
     /// ```
-    #[cfg(feature = "vault")]
     pub fn lease_options(mut self, options: crate::lease::LeaseOptions) -> Self {
         self.lease_options = options;
         self
@@ -439,7 +436,6 @@ impl Loader {
         let fields = self.fields::<T>()?;
         let pass = self.run(&fields, None).await?;
         // Leases are issued once per load, after the fetch, so that a failed fetch issues none.
-        #[cfg(feature = "vault")]
         let leases = crate::fetch::issue_fields(
             self.backend.as_ref(),
             &T::spec().leased_fields_for(self.resolved_profile()?.as_deref())?,
@@ -447,8 +443,6 @@ impl Loader {
             self.deadline,
         )
         .await;
-        #[cfg(not(feature = "vault"))]
-        let leases = values::Leases;
         values::build(&fields, pass.resolved.expect("a first pass always resolves"), leases)
     }
 

@@ -15,7 +15,7 @@ use super::errors::VaultFailure;
 use super::kv::{clean_path, url_path};
 use super::VaultBackend;
 use crate::backend::{FailureKind, FetchError};
-use crate::lease::{self, Grant, LeaseError, LeaseErrorKind, LeaseOptions, LeaseSource, Leased, Renewal};
+use crate::lease::{self, Grant, LeaseError, LeaseErrorKind, LeaseOptions, LeaseSource, Leased, Leases, Renewal};
 
 /// `GET <path>`: a dynamic-secrets read (`database/creds/app`), answered with the whole envelope.
 struct ReadLeased {
@@ -234,9 +234,13 @@ impl VaultBackend {
         let source = Arc::new(VaultLeases { backend: self.clone() });
         lease::start(source, path, options).await
     }
+}
 
-    /// Issues the lease of a `#[secret(dynamic = "...")]` field for the loader; the values stage adopts it.
-    pub(crate) async fn issue_for_field(&self, path: &str, options: LeaseOptions) -> Result<lease::Issued, LeaseError> {
+/// Dynamic secrets as the capability the backend offers ([`Backend::leases`](crate::backend::Backend::leases)):
+/// the loader issues the lease of each `#[secret(dynamic = "...")]` field through this backend's client.
+#[async_trait::async_trait]
+impl Leases for VaultBackend {
+    async fn issue(&self, path: &str, options: LeaseOptions) -> Result<lease::Issued, LeaseError> {
         let source = Arc::new(VaultLeases { backend: self.clone() });
         lease::Issued::issue(source, path, options).await
     }

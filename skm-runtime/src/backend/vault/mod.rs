@@ -320,7 +320,7 @@ impl VaultBackend {
 
 #[async_trait]
 impl Backend for VaultBackend {
-    fn as_any(&self) -> Option<&(dyn std::any::Any + Send + Sync)> {
+    fn leases(&self) -> Option<&dyn crate::lease::Leases> {
         Some(self)
     }
 
