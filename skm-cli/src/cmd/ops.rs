@@ -125,7 +125,7 @@ pub(crate) async fn put(ctx: &mut Ctx<'_, '_>, path: &str, key: Option<&str>, op
         create_only,
         keep_newline,
     } = options;
-    default_to_local(ctx)?;
+    default_store(ctx)?;
     let backend = ctx.backend().await?;
     let what = match key {
         Some(k) => format!("value for `{path}` key `{k}`"),
@@ -161,26 +161,31 @@ pub(crate) async fn put(ctx: &mut Ctx<'_, '_>, path: &str, key: Option<&str>, op
 }
 
 /// The first `put` in a project with no backend configured at all (no `--backend`, no `SKM_BACKEND`, no
-/// backend's signal, no store yet) writes to the local store, as `--backend local` would, and says so in one
-/// line; `--backend none` or `SKM_BACKEND=none` still means none.
-fn default_to_local(ctx: &mut Ctx<'_, '_>) -> Result<(), Fail> {
+/// backend's signal, no store yet) writes to the backend the registry names for it
+/// ([`default_for_put`](skm_runtime::backend::registry::Descriptor::default_for_put): the local store), as
+/// `--backend <name>` would, and says so in one line; `--backend none` or `SKM_BACKEND=none` still means none.
+fn default_store(ctx: &mut Ctx<'_, '_>) -> Result<(), Fail> {
     if ctx.backend.is_some() || ctx.backend_flag.is_some() {
         return Ok(());
     }
     let choice = ctx.choice()?;
     let explicit_none = choice.reason == "SKM_BACKEND=none";
-    let local = skm_runtime::backend::registry::find("local").filter(|d| d.compiled);
-    if choice.backend.is_some() || explicit_none || local.is_none() {
+    let default = skm_runtime::backend::registry::all()
+        .iter()
+        .find(|d| d.default_for_put && d.compiled);
+    let Some(default) = default.filter(|_| choice.backend.is_none() && !explicit_none) else {
         return Ok(());
-    }
-    let store = crate::select::env_var("SKM_LOCAL_PATH")
-        .filter(|p| !p.trim().is_empty())
-        .unwrap_or_else(|| ".skm".into());
+    };
+    let at = default
+        .store_path
+        .map(|store_path| format!(" at {}", store_path(&|name| crate::select::env_var(name)).display()))
+        .unwrap_or_default();
     ctx.ui.note(format!(
-        "skm put: no backend is configured, so this writes to the local store at {store} (choose another with \
-         --backend or SKM_BACKEND)"
+        "skm put: no backend is configured, so this writes to the {} store{at} (choose another with --backend or \
+         SKM_BACKEND)",
+        default.name
     ));
-    ctx.backend_flag = Some("local".into());
+    ctx.backend_flag = Some(default.name.into());
     Ok(())
 }
 

@@ -102,6 +102,9 @@ pub struct Descriptor {
     /// Where the backend keeps its secrets in files on this machine (the local store's directory), from the
     /// environment: `skm check` warns when git does not ignore it. `None`: the backend keeps no files here.
     pub store_path: Option<fn(Lookup<'_>) -> PathBuf>,
+    /// Whether the first `skm put` of a project with no backend configured at all writes here: a store that
+    /// needs no account (the local store). At most one descriptor says so.
+    pub default_for_put: bool,
     /// Whether the backend issues leases for `#[secret(dynamic = "...")]` fields
     /// ([`Backend::leases`](super::Backend::leases)), and how to choose it: for the error such a field gets
     /// from a loader whose backend issues none.
@@ -380,6 +383,7 @@ static REGISTRY: [Descriptor; 5] = [
         policy: Some(super::aws::policy::RENDERER),
         name_map: None,
         store_path: None,
+        default_for_put: false,
         leases: None,
     },
     Descriptor {
@@ -402,6 +406,7 @@ static REGISTRY: [Descriptor; 5] = [
         policy: Some(super::vault::policy::RENDERER),
         name_map: None,
         store_path: None,
+        default_for_put: false,
         leases: Some(LeaseOffer {
             who: "a Vault / OpenBao backend",
             how: "set `SKM_BACKEND=vault` (with `VAULT_ADDR`, `VAULT_TOKEN`) or `Loader::backend(VaultBackend)`",
@@ -437,6 +442,7 @@ static REGISTRY: [Descriptor; 5] = [
         #[cfg(not(feature = "azure"))]
         name_map: None,
         store_path: None,
+        default_for_put: false,
         leases: None,
     },
     Descriptor {
@@ -473,6 +479,7 @@ static REGISTRY: [Descriptor; 5] = [
         #[cfg(not(feature = "gcp"))]
         name_map: None,
         store_path: None,
+        default_for_put: false,
         leases: None,
     },
     Descriptor {
@@ -501,6 +508,7 @@ static REGISTRY: [Descriptor; 5] = [
         policy: None,
         name_map: None,
         store_path: Some(local_store_path),
+        default_for_put: true,
         leases: None,
     },
 ];
@@ -528,6 +536,15 @@ mod tests {
         for d in all() {
             assert!(find(&d.name.to_uppercase()).is_some_and(|f| f.name == d.name));
         }
+    }
+
+    #[test]
+    fn at_most_one_backend_takes_the_first_put() {
+        assert!(all().iter().filter(|d| d.default_for_put).count() <= 1);
+        assert!(all()
+            .iter()
+            .filter(|d| d.default_for_put)
+            .all(|d| d.store_path.is_some()));
     }
 
     #[test]
