@@ -214,7 +214,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, args: RunArgs) -> Result<u8, Fail
                 }
                 () = tokio::time::sleep(ttl) => {}
                 () = refresh.requested() => {
-                    ctx.ui.note("skm run: SIGUSR1: reloading the secrets now".to_string());
+                    ctx.ui.note("skm run: SIGUSR1: reloading the secrets now");
                 }
             }
             // Versions first where the backend can tell them: values are fetched only for what moved.
