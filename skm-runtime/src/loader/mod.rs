@@ -16,6 +16,8 @@ use crate::resolve::files::SecretsDir;
 use crate::resolve::layer::{EnvSource, Layer};
 use crate::values::{self, RawValues, Secrets};
 
+#[cfg(feature = "local")]
+mod cache;
 mod run;
 
 pub(crate) use run::Prior;
@@ -80,6 +82,8 @@ pub struct Loader {
     allow_fallback: Vec<FailureKind>,
     deadline: Option<Duration>,
     empty_is_absent: bool,
+    /// The offline cache's maximum age ([`Loader::offline_cache`]); `None`: no cache.
+    offline_cache: Option<Duration>,
     /// How the leases of `#[secret(dynamic = "...")]` fields are kept.
     lease_options: crate::lease::LeaseOptions,
 }
@@ -103,6 +107,7 @@ impl fmt::Debug for Loader {
             .field("allow_fallback", &self.allow_fallback)
             .field("deadline", &self.deadline)
             .field("empty_is_absent", &self.empty_is_absent)
+            .field("offline_cache", &self.offline_cache)
             .finish()
     }
 }
@@ -135,6 +140,7 @@ impl Loader {
             allow_fallback: Vec::new(),
             deadline: Some(Self::DEFAULT_DEADLINE),
             empty_is_absent: true,
+            offline_cache: None,
             lease_options: crate::lease::LeaseOptions::new(),
         }
     }
@@ -202,6 +208,20 @@ impl Loader {
         }
         if let Some(strict) = lookup("SKM_STRICT") {
             loader.strict = matches!(strict.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on");
+        }
+        if let Some(age) = lookup("SKM_OFFLINE_CACHE") {
+            #[cfg(feature = "local")]
+            if let Some(max_age) = cache::parse_max_age(&age)? {
+                loader = loader.offline_cache(max_age);
+            }
+            #[cfg(not(feature = "local"))]
+            if !matches!(age.trim(), "" | "0" | "off") {
+                return Err(Error::config(
+                    "SKM_OFFLINE_CACHE: the offline cache is kept with the local store's key; enable its cargo \
+                     feature: skm-secrets = { version = \"0.1\", features = [\"local\"] }"
+                        .into(),
+                ));
+            }
         }
         if let Some(kinds) = lookup("SKM_ALLOW_FALLBACK") {
             for kind in kinds.split(',').map(str::trim).filter(|k| !k.is_empty()) {
@@ -402,6 +422,32 @@ impl Loader {
         self.deadline
     }
 
+    /// Keeps a last-known-good copy of what the backends answered, for a load to start on when a backend is
+    /// unreachable: opt-in, off by default (env `SKM_OFFLINE_CACHE=24h` for [`Loader::from_env`]).
+    ///
+    /// After each typed load ([`Loader::load`]) whose fields all resolved, the backends' answers for the
+    /// struct and profile are written encrypted with the local store's key, beside it
+    /// (`<SKM_LOCAL_PATH>/cache/`, atomically, mode 0600). When a backend is *unavailable* at a later load
+    /// (not when it denies access, reports a secret missing or fails to decrypt), its answers come from
+    /// that copy if it is younger than `max_age`: the field's provenance says `offline cache (written 3 h ago,
+    /// from …)` and a warning is printed (on stderr when no `tracing` subscriber is installed). Strict mode
+    /// never uses the cache; leased fields are never cached. `Duration::ZERO` turns it off.
+    ///
+    /// The cache needs the `local` feature (the default): without it, a load with the cache set fails with
+    /// [`Error::Config`].
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    /// use skm_runtime::Loader;
+    /// let loader = Loader::new().offline_cache(Duration::from_secs(24 * 3600));
+    /// # let _ = loader;
+    /// ```
+    pub fn offline_cache(mut self, max_age: Duration) -> Self {
+        self.offline_cache = (!max_age.is_zero()).then_some(max_age);
+        self
+    }
+
     /// Whether an empty env or `.env` value of a secret-typed field counts as absent (the default: `true`).
     ///
     /// `KEY=` left in a `.env` template, or `export API_KEY=` in a CI job, is never a real secret: by default
@@ -434,7 +480,8 @@ impl Loader {
     /// As [`Loader::load`].
     pub async fn load_report<T: Secrets>(&self) -> Result<Loaded<T>, Error> {
         let fields = self.fields::<T>()?;
-        let pass = self.run(&fields, None).await?;
+        let cache = self.cache_key(T::spec().name)?;
+        let pass = self.run_cached(&fields, None, cache.as_ref()).await?;
         // Leases are issued once per load, after the fetch, so that a failed fetch issues none.
         let leases = crate::fetch::issue_fields(
             self.backend.as_ref(),
@@ -577,6 +624,30 @@ impl fmt::Debug for RawTracker {
 }
 
 /// `SKM_DEADLINE`: seconds, fractions allowed; `0` for none.
+impl Loader {
+    /// The offline cache of struct `name` for this loader's profile, when [`Loader::offline_cache`] is set.
+    fn cache_key(&self, name: &str) -> Result<Option<run::CacheKey>, Error> {
+        let Some(max_age) = self.offline_cache else {
+            return Ok(None);
+        };
+        #[cfg(feature = "local")]
+        {
+            let profile = self.resolved_profile()?;
+            let env = |n: &str| self.env.get(n);
+            run::CacheKey::new(name, profile.as_deref(), max_age, &env).map(Some)
+        }
+        #[cfg(not(feature = "local"))]
+        {
+            let _ = (name, max_age);
+            Err(Error::config(
+                "the offline cache (Loader::offline_cache) is kept with the local store's key; enable its cargo \
+                 feature: skm-secrets = { version = \"0.1\", features = [\"local\"] }"
+                    .into(),
+            ))
+        }
+    }
+}
+
 fn parse_deadline(text: &str) -> Result<Duration, Error> {
     text.trim()
         .parse::<f64>()

@@ -17,6 +17,21 @@ use crate::resolve::layer::Layer;
 use crate::resolve::{self, Binding, Reads, Sources};
 use crate::values::Secrets;
 
+#[cfg(feature = "local")]
+pub(crate) use super::cache::CacheKey;
+/// Without the local store there is no key to keep a cache with: [`Loader::offline_cache`] is refused.
+#[cfg(not(feature = "local"))]
+pub(crate) enum CacheKey {}
+#[cfg(not(feature = "local"))]
+impl CacheKey {
+    fn apply(&self, _: &[Bound<'_>], _: &mut Fetched) -> Vec<String> {
+        match *self {}
+    }
+    fn store(&self, _: &[Bound<'_>], _: &Fetched) -> Result<(), String> {
+        match *self {}
+    }
+}
+
 impl Loader {
     /// `T`'s declarations resolved for this loader's profile.
     pub(crate) fn fields<T: Secrets>(&self) -> Result<Vec<ResolvedField>, Error> {
@@ -29,6 +44,18 @@ impl Loader {
     /// A refresh whose backend results did not change resolves nothing (`resolved` is `None`); one whose
     /// backend is out fails with [`Error::Backend`] so that the caller keeps its last good values.
     pub(crate) async fn run(&self, fields: &[ResolvedField], prior: Option<&Prior>) -> Result<Pass, Error> {
+        self.run_cached(fields, prior, None).await
+    }
+
+    /// [`Loader::run`] with the offline cache of a typed load ([`Loader::offline_cache`]): a first pass
+    /// replaces unavailable backend answers by kept ones (unless strict) and keeps the answers of a pass
+    /// whose fields all resolved.
+    pub(crate) async fn run_cached(
+        &self,
+        fields: &[ResolvedField],
+        prior: Option<&Prior>,
+        cache: Option<&CacheKey>,
+    ) -> Result<Pass, Error> {
         plan::check_unique(fields)?;
         let files_dir = self
             .order
@@ -47,7 +74,7 @@ impl Loader {
         let (bound, routed) = self.bind(&plan).await;
         // The files are read while the backends answer, under the same deadline; a refresh reads them only
         // when their stamp moved or the backend changed (below).
-        let (fetched, refetched, changed, mut reads) = match prior {
+        let (mut fetched, refetched, changed, mut reads) = match prior {
             // One wave: every backend's group at once.
             None => {
                 let (fetched, reads) = tokio::join!(
@@ -64,6 +91,13 @@ impl Loader {
             }
             Some(_) => (Fetched::new(), 0, false, None),
         };
+        let mut cache_notes = Vec::new();
+        if let Some(cache) = cache.filter(|_| prior.is_none() && !self.strict) {
+            cache_notes = cache.apply(&bound, &mut fetched);
+            for note in &cache_notes {
+                crate::notice::warn(note, || tracing::warn!(target: "skm", "{note}"));
+            }
+        }
         if !changed && !files_changed {
             return Ok(Pass {
                 resolved: None,
@@ -90,7 +124,16 @@ impl Loader {
             reads: &reads,
             empty_is_absent: self.empty_is_absent,
         };
-        let (decided, warnings) = resolve::resolve(&sources, fields, dotenv)?;
+        let (decided, mut warnings) = resolve::resolve(&sources, fields, dotenv)?;
+        let all_resolved = !decided.iter().any(|d| matches!(d, resolve::Decided::Failed(_)));
+        if let Some(cache) = cache.filter(|_| prior.is_none() && all_resolved && cache_notes.is_empty()) {
+            if let Err(why) = cache.store(&bound, &fetched) {
+                let note = format!("the offline cache could not be written: {why}");
+                crate::notice::warn(&note, || tracing::warn!(target: "skm", "{note}"));
+                warnings.push(note);
+            }
+        }
+        warnings.extend(cache_notes);
         let resolved = crate::report::assemble(
             fields,
             decided,

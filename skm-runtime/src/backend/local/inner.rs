@@ -104,7 +104,7 @@ impl Inner {
     }
 
     /// The key to read with; never creates one.
-    fn read_key(&self) -> Result<LocalKey, Fail> {
+    pub(super) fn read_key(&self) -> Result<LocalKey, Fail> {
         if let Some(k) = self.cached_key() {
             return Ok(k);
         }
@@ -123,7 +123,7 @@ impl Inner {
     }
 
     /// The key to write with; creates the key file if the store holds no secrets yet. Called under the lock.
-    fn write_key(&self) -> Result<LocalKey, Fail> {
+    pub(super) fn write_key(&self) -> Result<LocalKey, Fail> {
         match (&self.key_source, self.read_key()) {
             (_, Ok(k)) => Ok(k),
             (KeySource::File(p), Err(e)) if !p.exists() => {

@@ -441,6 +441,58 @@ impl AdminBackend for LocalStore {
     }
 }
 
+/// The directory under a store that holds skm's own sealed files (the offline cache).
+const OWN_DIR: &str = "cache";
+
+impl LocalStore {
+    /// Writes `plain` as skm's own file `name` under `<store>/cache/`, encrypted with the store's key (the
+    /// key file is created as a first write would) and authenticated with `label`, so that a file copied
+    /// under another name or label does not open. Atomic (temporary file, rename), mode 0600, in a private
+    /// directory. Returns the file's path.
+    pub(crate) fn write_own(&self, name: &str, label: &str, plain: &[u8]) -> Result<PathBuf, String> {
+        let key = self.inner.write_key().map_err(|f| f.text().to_string())?;
+        let dir = self.inner.root.join(OWN_DIR);
+        names::create_private_dir(&self.inner.root)
+            .and_then(|()| names::create_private_dir(&dir))
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let file = names::file_name(name).map_err(|f| f.text().to_string())?;
+        let sealed = format::seal_with(own_header(label), plain, &key)?;
+        names::write_atomic(&dir, &file, &sealed).map_err(|f| f.text().to_string())?;
+        Ok(dir.join(file))
+    }
+
+    /// Reads skm's own file `name` written by [`LocalStore::write_own`] with the same `label`: `Ok(None)`
+    /// when there is none; an error when it does not authenticate (another key, label or a modified file).
+    pub(crate) fn read_own(&self, name: &str, label: &str) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
+        let file = names::file_name(name).map_err(|f| f.text().to_string())?;
+        let path = self.inner.root.join(OWN_DIR).join(file);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        let key = self.inner.read_key().map_err(|f| f.text().to_string())?;
+        let header = own_header(label);
+        if !bytes.starts_with(&header) {
+            return Err(format!(
+                "{} is not an skm offline cache file for this struct",
+                path.display()
+            ));
+        }
+        format::open_with(&bytes, header.len(), &key)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+/// The authenticated header of skm's own files: a magic and the label, NUL-terminated.
+fn own_header(label: &str) -> Vec<u8> {
+    let mut h = b"skm-own-1\0".to_vec();
+    h.extend_from_slice(label.as_bytes());
+    h.push(0);
+    h
+}
+
 /// The store's parsers as pure functions, for [`crate::fuzzing`]: no file system, no lock.
 pub(crate) mod pure {
     use super::format::{self, Stamp};
