@@ -8,7 +8,7 @@ use syn::{DeriveInput, Ident};
 
 use crate::ast::{Field, Input};
 use crate::ctxt::Ctxt;
-use crate::{fallback, valid};
+use crate::{fallback, prepared, valid};
 
 /// Expands `#[derive(Secrets)]`, or on invalid input its errors plus a stub impl.
 pub fn derive(node: &DeriveInput) -> TokenStream {
@@ -21,18 +21,24 @@ pub fn derive(node: &DeriveInput) -> TokenStream {
 fn try_expand(node: &DeriveInput) -> syn::Result<TokenStream> {
     let cx = Ctxt::new();
     let input = Input::from_syn(node, &cx);
+    let mut tracked = TokenStream::new();
     if let Some(input) = &input {
         valid::check(input, &cx);
+        // Against the stores' snapshot (`skm prepare`) only a declaration that is valid in itself.
+        if cx.error_count() == 0 {
+            tracked = prepared::check(input, &cx, type_name);
+        }
     }
     cx.check()?;
     match input {
-        Some(input) => Ok(impl_struct(&input)),
+        Some(input) => Ok(impl_struct(&input, tracked)),
         // `from_syn` records an error whenever it gives up, so `check` has returned it already.
         None => Err(syn::Error::new(Span::call_site(), "skm-derive: invalid input")),
     }
 }
 
-fn impl_struct(input: &Input) -> TokenStream {
+/// The impl; `tracked` makes the build depend on the snapshots the declarations were checked against.
+fn impl_struct(input: &Input, tracked: TokenStream) -> TokenStream {
     let ident = &input.original.ident;
     let name = ident.unraw().to_string();
     let prefix = opt_str(input.attrs.prefix.as_ref().map(|p| p.value.as_str()));
@@ -60,6 +66,8 @@ fn impl_struct(input: &Input) -> TokenStream {
 
     quote! {
         const _: () = {
+            #tracked
+
             #[automatically_derived]
             impl ::skm::__private::Secrets for #ident {
                 fn spec() -> &'static ::skm::__private::StructSpec {

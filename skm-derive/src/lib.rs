@@ -15,6 +15,7 @@ mod attr;
 mod ctxt;
 mod expand;
 mod fallback;
+mod prepared;
 mod valid;
 
 use proc_macro::TokenStream;
