@@ -710,7 +710,7 @@ async fn run_child(mode: &str, env: &[(&str, String)]) {
     std::fs::create_dir_all(&dir).unwrap();
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
-        .args(["child_process_entry", "--exact", "--nocapture", "--test-threads=1"])
+        .args(["gcp::child_process_entry", "--exact", "--nocapture", "--test-threads=1"])
         .env_clear()
         // No `.env` file, no gcloud configuration and no credentials file can be found from here.
         .current_dir(&dir)
@@ -795,7 +795,7 @@ print(json.dumps(out))
 
 #[test]
 fn detection_selects_gcp_by_project_variable_after_aws_and_vault() {
-    use skm::__private::detect::detect;
+    use skm_runtime::detect::detect;
     use skm::backend::registry;
     fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         move |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())

@@ -1181,7 +1181,7 @@ fn run_child(mode: &str, env: &[(&str, String)]) {
     std::fs::create_dir_all(&dir).unwrap();
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
-        .args(["child_process_entry", "--exact", "--nocapture", "--test-threads=1"])
+        .args(["vault::child_process_entry", "--exact", "--nocapture", "--test-threads=1"])
         .env_clear()
         // An empty directory: no `.env`, no local store, no ~/.vault-token.
         .current_dir(&dir)

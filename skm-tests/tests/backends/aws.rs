@@ -7,7 +7,7 @@
 
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use skm::backend::aws::AwsBackend;
@@ -19,11 +19,7 @@ use skm_testing::{Action, Moto, Proxy};
 
 const SENTINEL: &str = "SENTINEL-aws-5f2c-do-not-leak";
 
-fn no_instance_metadata() {
-    static ONCE: Once = Once::new();
-    // Without it the SDK's default chains may probe 169.254.169.254, which must never be contacted here.
-    ONCE.call_once(|| std::env::set_var("AWS_EC2_METADATA_DISABLED", "true"));
-}
+use crate::support::no_instance_metadata;
 
 async fn moto() -> Moto {
     no_instance_metadata();
@@ -908,7 +904,7 @@ async fn run_child(mode: &str, env: &[(&str, String)]) {
     std::fs::create_dir_all(&dir).unwrap();
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
-        .args(["child_process_entry", "--exact", "--nocapture", "--test-threads=1"])
+        .args(["aws::child_process_entry", "--exact", "--nocapture", "--test-threads=1"])
         .env_clear()
         // No `.env` file and no AWS profile files can be found from here.
         .current_dir(&dir)

@@ -78,7 +78,7 @@ async fn the_spec_marks_the_field_and_the_plan_asks_for_the_previous_version() {
     assert!(spec.rotating);
     assert_eq!(spec.type_name, "Rotating<SecretString>");
     let fields = Jwt::spec().resolve(None).unwrap();
-    let plan = skm::__private::plan::Plan::new(&fields);
+    let plan = skm_runtime::plan::Plan::new(&fields);
     let pins: Vec<VersionPin> = plan.requests.iter().map(|r| r.version.clone()).collect();
     assert_eq!(pins, [VersionPin::Current, VersionPin::Previous]);
 }

@@ -8,7 +8,6 @@
 #![cfg(all(feature = "aws", feature = "vault"))]
 
 use std::process::Command;
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -18,11 +17,7 @@ use skm::backend::{AdminBackend, FailureKind, MemoryBackend, PutRequest, SecretV
 use skm::{Error, ExposeSecret, FieldProblem, Layer, SecretBox};
 use skm_testing::{Bao, Moto, Proxy};
 
-fn no_instance_metadata() {
-    static ONCE: Once = Once::new();
-    // Without it the SDK's default chains may probe 169.254.169.254, which must never be contacted here.
-    ONCE.call_once(|| std::env::set_var("AWS_EC2_METADATA_DISABLED", "true"));
-}
+use crate::support::no_instance_metadata;
 
 async fn aws(endpoint: &str) -> AwsBackend {
     no_instance_metadata();
@@ -429,7 +424,7 @@ async fn run_child(mode: &str, env: &[(&str, String)]) -> String {
     std::fs::create_dir_all(&dir).unwrap();
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
-        .args(["child_process_entry", "--exact", "--nocapture", "--test-threads=1"])
+        .args(["mixed::child_process_entry", "--exact", "--nocapture", "--test-threads=1"])
         .env_clear()
         // No `.env` file, no local store and no AWS profile files can be found from here.
         .current_dir(&dir)
@@ -483,7 +478,7 @@ async fn readme_example_runs_with_both_backends_detected() {
 /// The README's block is the example above, line for line.
 #[test]
 fn the_readme_block_is_the_tested_example() {
-    let readme = include_str!("../../README.md");
+    let readme = include_str!("../../../README.md");
     let section = readme
         .split("## Mixed backends")
         .nth(1)

@@ -1,4 +1,4 @@
-//! The fixture of `tests/day_one.rs`: a first app whose `main` returns `Result<(), skm::Error>`.
+//! The fixture of `pipeline/first_run.rs`: a first app whose `main` returns `Result<(), skm::Error>`.
 use skm::{SecretString, Secrets};
 
 #[derive(Secrets)]

@@ -55,11 +55,11 @@ fn child(mode: &str, env: &[(&str, &str)]) -> (Output, Duration) {
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["child_entry", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .args(["first_run::child_entry", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
         .env_clear()
         .current_dir(dir.path())
         .env("HOME", dir.path())
-        .env("SKM_DAY_ONE_CHILD", mode)
+        .env("SKM_FIRST_RUN_CHILD", mode)
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .envs(env.iter().copied())
         .output()
@@ -80,11 +80,11 @@ fn printed<'a>(stdout: &'a str, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("the child printed no {name}:\n{stdout}"))
 }
 
-/// The child's part of the tests below; does nothing unless `SKM_DAY_ONE_CHILD` names a mode.
+/// The child's part of the tests below; does nothing unless `SKM_FIRST_RUN_CHILD` names a mode.
 #[tokio::test]
 #[ignore = "a child process of the tests in this file, which run it with --ignored"]
 async fn child_entry() {
-    let mode = std::env::var("SKM_DAY_ONE_CHILD").expect("run by the tests of this file");
+    let mode = std::env::var("SKM_FIRST_RUN_CHILD").expect("run by the tests of this file");
     match mode.as_str() {
         // `AppSecrets::load()` as a service calls it, against whatever the environment configures.
         "load" => {
@@ -362,7 +362,7 @@ fn the_debug_of_an_error_is_the_report_and_the_alternate_is_structured() {
 }
 
 /// A fresh project outside this workspace whose `main.rs` is `main_rs`, depending on skm with its default
-/// features only (package `name`), and `cargo build` run on it: its own target directory (`target/day-one-fixture`), this
+/// features only (package `name`), and `cargo build` run on it: its own target directory (`target/first-run-fixture`), this
 /// workspace's lock file, no network, so that it reuses what the workspace already downloaded.
 fn build_fixture(name: &str, main_rs: &str) -> (tempfile::TempDir, std::path::PathBuf, std::process::Output) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -392,7 +392,7 @@ tokio = {{ version = "1", features = ["macros", "rt-multi-thread"] }}
     .unwrap();
     std::fs::copy(root.join("Cargo.lock"), project.path().join("Cargo.lock")).unwrap();
     std::fs::write(src.join("main.rs"), main_rs).unwrap();
-    let target = root.join("target").join("day-one-fixture");
+    let target = root.join("target").join("first-run-fixture");
     let build = Command::new(env!("CARGO"))
         .args(["build", "--offline", "--quiet"])
         .current_dir(project.path())
@@ -408,10 +408,10 @@ tokio = {{ version = "1", features = ["macros", "rt-multi-thread"] }}
 /// snapshot), and one notice that `AWS_REGION` is ignored by this build.
 #[test]
 fn a_main_returning_skm_error_prints_the_report_and_a_build_without_aws_says_aws_region_is_ignored() {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/day_one_fixture");
-    let (project, target, build) = build_fixture("day-one-app", include_str!("day_one_fixture/app.rs"));
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pipeline/first_run_fixture");
+    let (project, target, build) = build_fixture("first-run-app", include_str!("first_run_fixture/app.rs"));
     assert!(build.status.success(), "fixture build failed:\n{}", text(&build.stderr));
-    let binary = target.join("debug").join("day-one-app");
+    let binary = target.join("debug").join("first-run-app");
 
     let run = |env: &[(&str, &str)]| {
         let out = Command::new(&binary)
@@ -432,7 +432,7 @@ fn a_main_returning_skm_error_prints_the_report_and_a_build_without_aws_says_aws
         .unwrap();
     assert_eq!(
         stderr, expected,
-        "update skm-tests/tests/day_one_fixture/app.stderr if the change is intended"
+        "update skm-tests/tests/pipeline/first_run_fixture/app.stderr if the change is intended"
     );
 
     let stderr = run(&[("AWS_REGION", "eu-west-1")]);
@@ -450,8 +450,8 @@ fn a_main_returning_skm_error_prints_the_report_and_a_build_without_aws_says_aws
 #[test]
 fn a_backend_whose_feature_is_off_is_a_compile_error_at_the_attribute() {
     let (_project, _target, build) = build_fixture(
-        "day-one-vault",
-        include_str!("day_one_fixture/vault_without_feature.rs"),
+        "first-run-vault",
+        include_str!("first_run_fixture/vault_without_feature.rs"),
     );
     assert!(
         !build.status.success(),

@@ -3,44 +3,17 @@
 //! Uses the real `git`: a missing git fails these tests with a message saying so. The tests of this binary
 //! share one global log capture (the store logs from its worker threads), so each looks for its own paths.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
 
 use skm::{ExposeSecret, Loader, SecretString, Secrets};
 use skm_runtime::gitcheck::not_ignored;
 
-static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOGS.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn capture_logs() {
-    static INIT: OnceLock<()> = OnceLock::new();
-    INIT.get_or_init(|| {
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(|| Capture)
-            .with_ansi(false)
-            .with_max_level(tracing::Level::WARN)
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).unwrap();
-    });
-}
+use crate::support::logs as capture_logs;
 
 /// Warning lines about `path` being committable.
 fn warnings_about(path: &Path) -> usize {
-    let logs = String::from_utf8(LOGS.lock().unwrap().clone()).unwrap();
+    let logs = capture_logs().text();
     let needle = path.display().to_string();
     logs.lines()
         .filter(|l| l.contains("WARN") && l.contains("not ignored") && l.contains(&needle))

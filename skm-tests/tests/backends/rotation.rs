@@ -5,7 +5,6 @@
 #![cfg(all(feature = "aws", feature = "postgres"))]
 
 use std::collections::HashMap;
-use std::sync::Once;
 
 use serde_json::json;
 use skm::backend::aws::AwsBackend;
@@ -19,22 +18,7 @@ const INITIAL: &str = "SENTINEL-initial-password-7c1e";
 const TOKEN: &str = "3b1f6a52-6f0e-4c53-9d5e-2a1c0b9e8f71";
 const SECRET: &str = "db/app";
 
-/// Every event of this test binary, from a global subscriber installed before any test logs: a thread-local
-/// one misses events whose call sites another test's thread reached first (tracing caches their interest).
-fn logs() -> &'static skm_testing::logs::Captured {
-    static LOGS: std::sync::OnceLock<skm_testing::logs::Captured> = std::sync::OnceLock::new();
-    LOGS.get_or_init(|| {
-        let captured = skm_testing::logs::Captured::default();
-        let writer = captured.clone();
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .try_init()
-            .expect("the only global subscriber of this test binary");
-        captured
-    })
-}
+use crate::support::logs;
 
 struct Peers {
     _moto: Moto,
@@ -44,9 +28,7 @@ struct Peers {
 
 async fn peers() -> Peers {
     logs();
-    static ONCE: Once = Once::new();
-    // Without it the SDK's default chains may probe the instance-metadata address.
-    ONCE.call_once(|| std::env::set_var("AWS_EC2_METADATA_DISABLED", "true"));
+    crate::support::no_instance_metadata();
     let (moto, pg) = tokio::join!(Moto::start(), Postgres::start());
     let aws = AwsBackend::builder()
         .region("us-east-1")

@@ -277,7 +277,7 @@ async fn aws_names_are_literal_and_never_in_the_url() {
     use skm::backend::aws::AwsBackend;
     use skm_testing::{Moto, Proxy};
 
-    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    crate::support::no_instance_metadata();
     let moto = Moto::start().await;
     let proxy = Proxy::start(&moto.endpoint()).await;
     let backend = AwsBackend::builder()
@@ -345,10 +345,7 @@ async fn azure_names_stay_under_the_vaults_secrets() {
     use skm::backend::azure::AzureBackend;
     use skm_testing::KeyVault;
 
-    // The managed-identity step would otherwise probe 169.254.169.254: point it at a closed loopback port.
-    let port = skm_testing::free_port();
-    std::env::set_var("IDENTITY_ENDPOINT", format!("http://127.0.0.1:{port}/msi/token"));
-    std::env::set_var("IDENTITY_HEADER", "skm-test");
+    crate::support::no_instance_metadata();
     let kv = KeyVault::start().await;
     let backend = AzureBackend::builder()
         .vault_url(kv.url())

@@ -14,22 +14,7 @@ use skm::lease::{LeaseErrorKind, LeaseOptions, Leased};
 use skm::{ExposeSecret, SecretString};
 use skm_testing::{Bao, Postgres};
 
-/// Every event of this test binary, from a global subscriber installed before any test logs: a thread-local
-/// one misses events whose call sites another test's thread reached first (tracing caches their interest).
-fn logs() -> &'static skm_testing::logs::Captured {
-    static LOGS: std::sync::OnceLock<skm_testing::logs::Captured> = std::sync::OnceLock::new();
-    LOGS.get_or_init(|| {
-        let captured = skm_testing::logs::Captured::default();
-        let writer = captured.clone();
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .try_init()
-            .expect("the only global subscriber of this test binary");
-        captured
-    })
-}
+use crate::support::logs;
 
 /// What the database engine returns as `data`.
 #[derive(serde::Deserialize)]
@@ -896,7 +881,7 @@ async fn a_lease_that_cannot_be_revoked_as_the_runtime_ends_is_named_on_stderr()
     let mut command = std::process::Command::new(std::env::current_exe().unwrap());
     command
         .args([
-            "child_program_ending_with_an_unrevocable_lease",
+            "leases::child_program_ending_with_an_unrevocable_lease",
             "--exact",
             "--ignored",
             "--nocapture",

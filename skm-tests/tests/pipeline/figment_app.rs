@@ -1,6 +1,6 @@
 //! `skm::figment`: an app config merging a Rocket-style TOML file and skm's secrets (examples/figment_app.rs).
 
-#[path = "../../examples/figment_app.rs"]
+#[path = "../../../examples/figment_app.rs"]
 #[allow(dead_code)] // the example's `main` is not run here
 mod app;
 
@@ -81,13 +81,13 @@ async fn a_missing_secret_fails_before_figment() {
 /// hides behind `# ` lines).
 #[test]
 fn the_readme_block_is_the_tested_doc_example() {
-    let readme = include_str!("../../README.md");
+    let readme = include_str!("../../../README.md");
     let section = readme
         .split("## figment apps")
         .nth(1)
         .expect("README has the figment section");
     let block = section.split("```rust\n").nth(1).unwrap().split("```").next().unwrap();
-    let docs: String = include_str!("../../src/figment.rs")
+    let docs: String = include_str!("../../../src/figment.rs")
         .lines()
         .filter_map(|l| l.strip_prefix("//!"))
         .map(|l| l.strip_prefix(' ').unwrap_or(l))

@@ -8,7 +8,7 @@
 #![cfg(feature = "azure")]
 
 use std::process::Command;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
 use skm::backend::azure::azure_core::time::OffsetDateTime;
@@ -24,16 +24,7 @@ use skm_testing::{venv_bin, KeyVault, Proxy};
 
 const SENTINEL: &str = "SENTINEL-azure-7d1e-do-not-leak";
 
-fn no_instance_metadata() {
-    static ONCE: Once = Once::new();
-    // The managed-identity step would otherwise probe 169.254.169.254, which must never be contacted here:
-    // App Service's variables send it to a loopback port nobody listens on.
-    ONCE.call_once(|| {
-        let port = skm_testing::free_port();
-        std::env::set_var("IDENTITY_ENDPOINT", format!("http://127.0.0.1:{port}/msi/token"));
-        std::env::set_var("IDENTITY_HEADER", "skm-test");
-    });
-}
+use crate::support::no_instance_metadata;
 
 async fn kv() -> KeyVault {
     no_instance_metadata();
@@ -812,7 +803,7 @@ client.set_secret("database-connection", '{"url": "postgres://card"}')
     std::fs::create_dir_all(&dir).unwrap();
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
-        .args(["child_process_entry", "--exact", "--nocapture", "--test-threads=1"])
+        .args(["azure::child_process_entry", "--exact", "--nocapture", "--test-threads=1"])
         .env_clear()
         .current_dir(&dir)
         .env("HOME", &dir)
@@ -839,7 +830,7 @@ client.set_secret("database-connection", '{"url": "postgres://card"}')
 
 #[test]
 fn detection_picks_azure_from_its_variables() {
-    use skm::__private::detect::detect;
+    use skm_runtime::detect::detect;
     let env = |name: &str| (name == "AZURE_KEYVAULT_URL").then(|| "https://v.vault.azure.net".to_string());
     assert_eq!(detect(&env).unwrap().name(), "azure");
     let env = |name: &str| (name == "SKM_BACKEND").then(|| "azure".to_string());
@@ -992,7 +983,7 @@ client.set_secret("database-connection", '{"url": "postgres://card"}')
     // No credential variable but App Service's: the chain (env, workload, managed, cli) reaches the managed
     // identity by itself. HTTP_PROXY must not carry the plain-http identity request.
     command
-        .args(["child_process_entry", "--exact", "--nocapture", "--test-threads=1"])
+        .args(["azure::child_process_entry", "--exact", "--nocapture", "--test-threads=1"])
         .env_clear()
         .current_dir(&dir)
         .env("HOME", &dir)

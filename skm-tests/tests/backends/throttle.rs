@@ -6,7 +6,6 @@
 //! attempts, so what they see past the SDK's retries is skm's own behaviour.
 #![cfg(feature = "aws")]
 
-use std::sync::Once;
 use std::time::Duration;
 
 use skm::backend::aws::aws_sdk_secretsmanager::config::retry::RetryConfig;
@@ -18,11 +17,7 @@ use skm_testing::{Moto, OperationCount, Proxy, Quotas, Rate};
 /// Secrets in [`Fleet`]: two `BatchGetSecretValue` chunks (20 + 5).
 const SECRETS: usize = 25;
 
-fn no_instance_metadata() {
-    static ONCE: Once = Once::new();
-    // Without it the SDK's default chains may probe 169.254.169.254, which must never be contacted here.
-    ONCE.call_once(|| std::env::set_var("AWS_EC2_METADATA_DISABLED", "true"));
-}
+use crate::support::no_instance_metadata;
 
 #[derive(Secrets)]
 struct Fleet {
