@@ -803,7 +803,12 @@ client.set_secret("database-connection", '{"url": "postgres://card"}')
     std::fs::create_dir_all(&dir).unwrap();
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
-        .args(["azure::child_process_entry", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "azure::child_process_entry",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env_clear()
         .current_dir(&dir)
         .env("HOME", &dir)
@@ -983,7 +988,12 @@ client.set_secret("database-connection", '{"url": "postgres://card"}')
     // No credential variable but App Service's: the chain (env, workload, managed, cli) reaches the managed
     // identity by itself. HTTP_PROXY must not carry the plain-http identity request.
     command
-        .args(["azure::child_process_entry", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "azure::child_process_entry",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env_clear()
         .current_dir(&dir)
         .env("HOME", &dir)

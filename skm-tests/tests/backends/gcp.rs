@@ -795,8 +795,8 @@ print(json.dumps(out))
 
 #[test]
 fn detection_selects_gcp_by_project_variable_after_aws_and_vault() {
-    use skm_runtime::detect::detect;
     use skm::backend::registry;
+    use skm_runtime::detect::detect;
     fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         move |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
     }

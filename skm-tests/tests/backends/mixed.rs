@@ -424,7 +424,12 @@ async fn run_child(mode: &str, env: &[(&str, String)]) -> String {
     std::fs::create_dir_all(&dir).unwrap();
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
-        .args(["mixed::child_process_entry", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "mixed::child_process_entry",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env_clear()
         // No `.env` file, no local store and no AWS profile files can be found from here.
         .current_dir(&dir)

@@ -55,7 +55,13 @@ fn child(mode: &str, env: &[(&str, &str)]) -> (Output, Duration) {
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["first_run::child_entry", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "first_run::child_entry",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env_clear()
         .current_dir(dir.path())
         .env("HOME", dir.path())

@@ -403,8 +403,8 @@ async fn local_store_passes_the_conformance_suite() {
 
 #[test]
 fn detection_order() {
-    use skm_runtime::detect::detect;
     use skm::backend::registry;
+    use skm_runtime::detect::detect;
     // A store path that never exists, so a `.skm/` left in the working directory cannot change the answer.
     let with = |vars: &'static [(&'static str, &'static str)]| {
         move |n: &str| {
