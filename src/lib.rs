@@ -171,8 +171,8 @@ pub use skm_derive::Secrets;
 pub use skm_runtime::{
     backend, dotenv, watch, Attempt, AttemptOutcome, BoxError, Check, ConfigError, Error, FieldError, FieldKind,
     FieldProblem, FieldSpec, Layer, LoadError, Loaded, Loader, Origin, Pattern, Provenance, RawField, RawTracker,
-    RawValues, ResolvedField, Rotating, SecretSpec, SecretType, Secrets, Stale, StructSpec, Validators, VersionPin,
-    Watch, WatchOptions, WatchStats, MAX_FILE_BYTES,
+    RawValues, RefreshFailed, RefreshReport, ResolvedField, Rotating, SecretSpec, SecretType, Secrets, Stale,
+    StructSpec, Validators, VersionPin, Watch, WatchOptions, WatchStats, MAX_FILE_BYTES,
 };
 
 /// Helpers for testing code that loads secrets, and for testing a backend of your own.

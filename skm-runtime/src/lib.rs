@@ -91,7 +91,7 @@ pub use spec::{FieldKind, FieldSpec, Pattern, SecretSpec, StructSpec, Validators
 #[doc(hidden)]
 pub use values::Values;
 pub use values::{RawField, RawValues, Secrets};
-pub use watch::{Stale, Watch, WatchOptions, WatchStats};
+pub use watch::{RefreshFailed, RefreshReport, Stale, Watch, WatchOptions, WatchStats};
 
 use secrecy::SecretBox;
 use zeroize::Zeroize;

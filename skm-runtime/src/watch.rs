@@ -12,20 +12,26 @@
 //! [`Watch::get`] returns [`Stale`] so that a service can fail its health check instead of serving secrets
 //! it can no longer confirm. Dropping the handle stops the task.
 //!
+//! [`Watch::refresh_now`] runs one refresh at once (after a rotation, say) and reports which fields changed,
+//! by name only: the task compares keyed in-memory fingerprints of each field's value and origin, never
+//! values, and never shows a fingerprint. [`Watch::request_refresh`] only asks for one without waiting.
+//!
 //! [`Backend::current_versions`]: crate::backend::Backend::current_versions
 
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::error::Error;
 use crate::loader::{Loader, Prior};
 use crate::plan::ResolvedField;
-use crate::report::{Loaded, Provenance};
+use crate::report::{Loaded, Provenance, Resolution, Resolved};
 use crate::spec::StructSpec;
 use crate::values::{self, Secrets};
 
@@ -73,6 +79,27 @@ pub struct Stale {
     pub last_error: String,
 }
 
+/// What one refresh asked for with [`Watch::refresh_now`] found. Never a value.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct RefreshReport {
+    /// The fields (dotted ids, in declaration order) whose value or origin (layer, location, version)
+    /// changed; empty when nothing did.
+    pub changed: Vec<String>,
+    /// Requests the refresh sent to the backend.
+    pub paths_refetched: usize,
+}
+
+/// A refresh asked for with [`Watch::refresh_now`] failed; the last good values are kept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("secret refresh failed; the last good values are kept: {reason}")]
+pub struct RefreshFailed {
+    /// Why (the load's report, never a value).
+    pub reason: String,
+}
+
+type Answer = oneshot::Sender<Result<RefreshReport, RefreshFailed>>;
+
 /// Counters of a [`Watch`], for tests and health endpoints.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct WatchStats {
@@ -101,6 +128,7 @@ pub struct Watch<T> {
     shared: Arc<Shared<T>>,
     changes: watch::Receiver<u64>,
     wake: Arc<Notify>,
+    asks: mpsc::UnboundedSender<Answer>,
     options: WatchOptions,
     task: tokio::task::JoinHandle<()>,
 }
@@ -169,8 +197,37 @@ impl<T: Send + Sync + 'static> Watch<T> {
             .map_err(|_| Error::config("the refresh task has stopped".into()))
     }
 
-    /// Asks for a refresh now instead of at the next TTL.
-    pub fn refresh_now(&self) {
+    /// Runs one refresh now instead of at the next TTL and returns what changed (field names, never values).
+    /// Concurrent calls may share one refresh. The refresh runs under the loader's deadline.
+    ///
+    /// # Errors
+    /// [`RefreshFailed`] when the refresh failed (the last good values are kept, as at a TTL), or the refresh
+    /// task has stopped.
+    ///
+    /// # Example
+    /// ```
+    /// # use skm_runtime::{Loader, WatchOptions};
+    /// # async fn demo<T: skm_runtime::Secrets + Send + Sync + 'static>(loader: Loader) -> Result<(), Box<dyn std::error::Error>> {
+    /// let watch = loader.watch::<T>(WatchOptions::default()).await?;
+    /// // ... after a rotation:
+    /// let report = watch.refresh_now().await?;
+    /// for field in &report.changed {
+    ///     println!("{field} changed");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn refresh_now(&self) -> Result<RefreshReport, RefreshFailed> {
+        let (answer, answered) = oneshot::channel();
+        let stopped = || RefreshFailed {
+            reason: "the refresh task has stopped".into(),
+        };
+        self.asks.send(answer).map_err(|_| stopped())?;
+        answered.await.map_err(|_| stopped())?
+    }
+
+    /// Asks for a refresh now instead of at the next TTL, without waiting for it (e.g. from a signal
+    /// handler's task); [`Watch::changed`] tells when values change.
+    pub fn request_refresh(&self) {
         self.wake.notify_one();
     }
 
@@ -203,11 +260,10 @@ impl Loader {
         refuse_leased(T::spec())?;
         let fields = self.fields::<T>()?;
         let pass = self.run(&fields, None).await?;
-        let loaded: Loaded<T> = values::build(
-            &fields,
-            pass.resolved.expect("a first pass always resolves"),
-            Default::default(),
-        )?;
+        let resolved = pass.resolved.expect("a first pass always resolves");
+        let keys = RandomState::new();
+        let fingerprints = fingerprints(&resolved, &keys);
+        let loaded: Loaded<T> = values::build(&fields, resolved, Default::default())?;
         let shared = Arc::new(Shared {
             value: ArcSwap::from_pointee(loaded.value),
             provenance: ArcSwap::from_pointee(loaded.provenance),
@@ -217,18 +273,22 @@ impl Loader {
         });
         let (tx, rx) = watch::channel(0u64);
         let wake = Arc::new(Notify::new());
+        let (asks, asked) = mpsc::unbounded_channel();
         let refresher = Refresher {
             loader: self.clone(),
             fields,
             cache: pass.prior,
             shared: shared.clone(),
             tx,
+            keys,
+            fingerprints,
         };
-        let task = tokio::spawn(refresher.run(options.ttl, wake.clone()));
+        let task = tokio::spawn(refresher.run(options.ttl, wake.clone(), asked));
         Ok(Watch {
             shared,
             changes: rx,
             wake,
+            asks,
             options,
             task,
         })
@@ -253,30 +313,71 @@ fn refuse_leased(spec: &'static StructSpec) -> Result<(), Error> {
     )))
 }
 
+/// One keyed 64-bit fingerprint per field of a pass (its value, its previous version's, its origin), to tell
+/// which fields a refresh changed without keeping a second copy of the values. The key is random per
+/// [`Watch`]; fingerprints never leave the refresh task.
+fn fingerprints(resolved: &Resolved, keys: &RandomState) -> HashMap<String, u64> {
+    resolved
+        .resolutions
+        .iter()
+        .map(|(id, resolution)| {
+            let mut h = keys.build_hasher();
+            match resolution {
+                Resolution::Found {
+                    raw, origin, previous, ..
+                } => {
+                    0u8.hash(&mut h);
+                    raw.fingerprint(&mut h);
+                    match previous {
+                        Some(p) => {
+                            1u8.hash(&mut h);
+                            p.fingerprint(&mut h);
+                        }
+                        None => 0u8.hash(&mut h),
+                    }
+                    (origin.layer, &origin.source, &origin.location, &origin.version).hash(&mut h);
+                }
+                Resolution::Absent => 1u8.hash(&mut h),
+                Resolution::Failed(_) => 2u8.hash(&mut h),
+            }
+            (id.clone(), h.finish())
+        })
+        .collect()
+}
+
 struct Refresher<T> {
     loader: Loader,
     fields: Vec<ResolvedField>,
     cache: Prior,
     shared: Arc<Shared<T>>,
     tx: watch::Sender<u64>,
+    keys: RandomState,
+    fingerprints: HashMap<String, u64>,
 }
 
 impl<T: Secrets + Send + Sync + 'static> Refresher<T> {
-    async fn run(mut self, ttl: Duration, wake: Arc<Notify>) {
+    async fn run(mut self, ttl: Duration, wake: Arc<Notify>, mut asked: mpsc::UnboundedReceiver<Answer>) {
         loop {
+            let mut waiting: Vec<Answer> = Vec::new();
             tokio::select! {
                 _ = tokio::time::sleep(ttl) => {}
                 _ = wake.notified() => {}
+                Some(answer) = asked.recv() => waiting.push(answer),
+            }
+            // Every caller waiting by now shares this refresh.
+            while let Ok(answer) = asked.try_recv() {
+                waiting.push(answer);
             }
             let started = Instant::now();
             let outcome = self.tick().await;
             let mut stats = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
             stats.ticks += 1;
             match &outcome {
-                Ok((refetched, changed)) => {
-                    stats.paths_refetched += *refetched as u64;
+                Ok(report) => {
+                    let (refetched, changed) = (report.paths_refetched, !report.changed.is_empty());
+                    stats.paths_refetched += refetched as u64;
                     stats.last_error = None;
-                    if *changed {
+                    if changed {
                         stats.changes += 1;
                     }
                     self.shared.last_success.store(Arc::new(Instant::now()));
@@ -294,15 +395,18 @@ impl<T: Secrets + Send + Sync + 'static> Refresher<T> {
             let changes = stats.changes;
             drop(stats);
             self.shared.ticks.fetch_add(1, Ordering::SeqCst);
-            if matches!(outcome, Ok((_, true))) {
+            if matches!(&outcome, Ok(report) if !report.changed.is_empty()) {
                 let _ = self.tx.send(changes);
+            }
+            for answer in waiting {
+                let _ = answer.send(outcome.clone().map_err(|reason| RefreshFailed { reason }));
             }
         }
     }
 
-    /// One refresh through the loader's pipeline: returns (paths refetched, whether the value changed), or
-    /// why it failed.
-    async fn tick(&mut self) -> Result<(usize, bool), String> {
+    /// One refresh through the loader's pipeline: the fields that changed and the requests sent, or why it
+    /// failed.
+    async fn tick(&mut self) -> Result<RefreshReport, String> {
         let pass = self
             .loader
             .run(&self.fields, Some(&self.cache))
@@ -310,13 +414,29 @@ impl<T: Secrets + Send + Sync + 'static> Refresher<T> {
             .map_err(|e| e.to_string())?;
         let Some(resolved) = pass.resolved else {
             self.cache = pass.prior;
-            return Ok((pass.refetched, false));
+            return Ok(RefreshReport {
+                changed: Vec::new(),
+                paths_refetched: pass.refetched,
+            });
         };
+        let fingerprints = fingerprints(&resolved, &self.keys);
+        let changed: Vec<String> = self
+            .fields
+            .iter()
+            .map(|f| f.id.to_string())
+            .filter(|id| fingerprints.get(id) != self.fingerprints.get(id))
+            .collect();
         let loaded: Loaded<T> = values::build(&self.fields, resolved, Default::default()).map_err(|e| e.to_string())?;
         self.cache = pass.prior;
-        self.shared.value.store(Arc::new(loaded.value));
-        self.shared.provenance.store(Arc::new(loaded.provenance));
-        Ok((pass.refetched, true))
+        self.fingerprints = fingerprints;
+        if !changed.is_empty() {
+            self.shared.value.store(Arc::new(loaded.value));
+            self.shared.provenance.store(Arc::new(loaded.provenance));
+        }
+        Ok(RefreshReport {
+            changed,
+            paths_refetched: pass.refetched,
+        })
     }
 }
 
@@ -372,5 +492,89 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("`load()`"), "{message}");
+    }
+
+    const fn secret(path: &'static str) -> crate::spec::SecretSpec {
+        crate::spec::SecretSpec {
+            path: Some(path),
+            key: None,
+            env: None,
+            default: None,
+            optional: false,
+            plain: false,
+            type_name: "SecretString",
+            version: crate::spec::VersionPin::Current,
+            validate: crate::spec::Validators::NONE,
+            rotating: false,
+            backend: None,
+        }
+    }
+    static TWO: StructSpec = StructSpec {
+        name: "Two",
+        prefix: None,
+        fields: &[
+            FieldSpec {
+                name: "jwt",
+                kind: FieldKind::Secret(secret("auth/jwt")),
+            },
+            FieldSpec {
+                name: "db",
+                kind: FieldKind::Secret(secret("db/url")),
+            },
+        ],
+    };
+
+    struct Two {
+        jwt: secrecy::SecretString,
+        db: secrecy::SecretString,
+    }
+
+    impl Secrets for Two {
+        fn spec() -> &'static StructSpec {
+            &TWO
+        }
+
+        fn from_values(values: &mut Values<'_>) -> Option<Self> {
+            let jwt = values.take("jwt");
+            let db = values.take("db");
+            Some(Two { jwt: jwt?, db: db? })
+        }
+    }
+
+    /// Issue 28: `refresh_now` runs one refresh at once (the TTL is an hour) and names what changed.
+    #[tokio::test]
+    async fn refresh_now_returns_the_new_value_right_after_a_put_and_names_the_field() {
+        use crate::backend::{MemoryBackend, SecretValue};
+        use secrecy::ExposeSecret;
+        let memory = MemoryBackend::new();
+        memory.insert("auth/jwt", SecretValue::text("SENTINEL-jwt-1"));
+        memory.insert("db/url", SecretValue::text("postgres://one"));
+        let watch = Loader::new()
+            .backend(memory.clone())
+            .no_dotenv()
+            .env_vars(Vec::<(String, String)>::new())
+            .watch::<Two>(WatchOptions::ttl(Duration::from_secs(3600)))
+            .await
+            .unwrap();
+        assert_eq!(watch.latest().jwt.expose_secret(), "SENTINEL-jwt-1");
+
+        // Nothing moved: a refresh that changes nothing.
+        let report = watch.refresh_now().await.unwrap();
+        assert!(report.changed.is_empty(), "{report:?}");
+
+        memory.insert("auth/jwt", SecretValue::text("SENTINEL-jwt-2"));
+        let report = watch.refresh_now().await.unwrap();
+        assert_eq!(report.changed, ["jwt"]);
+        assert_eq!(watch.get().unwrap().jwt.expose_secret(), "SENTINEL-jwt-2");
+        assert_eq!(watch.latest().db.expose_secret(), "postgres://one");
+        assert!(!format!("{report:?}").contains("SENTINEL"));
+        assert_eq!(watch.stats().changes, 1);
+
+        // A failed refresh says why and keeps the values.
+        memory.fail_all(crate::backend::FetchError::unavailable("connection refused"));
+        let failed = watch.refresh_now().await.unwrap_err();
+        assert!(failed.to_string().contains("last good values are kept"), "{failed}");
+        assert!(!failed.to_string().contains("SENTINEL"), "{failed}");
+        assert_eq!(watch.latest().jwt.expose_secret(), "SENTINEL-jwt-2");
     }
 }

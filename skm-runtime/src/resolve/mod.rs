@@ -76,6 +76,20 @@ pub(crate) enum Found {
 }
 
 impl Found {
+    /// Feeds the value to a keyed hasher (hot reload's change detection; the hash never leaves memory).
+    pub(crate) fn fingerprint(&self, h: &mut impl std::hash::Hasher) {
+        match self {
+            Found::Text(s) => {
+                h.write_u8(0);
+                h.write(s.as_bytes());
+            }
+            Found::Binary(b) => {
+                h.write_u8(1);
+                h.write(b);
+            }
+        }
+    }
+
     fn take(&mut self) -> Found {
         match self {
             Found::Text(s) => Found::Text(std::mem::take(s)),
@@ -120,6 +134,13 @@ pub(crate) struct Winner {
 pub(crate) struct Previous {
     pub(crate) raw: Found,
     pub(crate) source: String,
+}
+
+impl Previous {
+    /// As [`Found::fingerprint`].
+    pub(crate) fn fingerprint(&self, h: &mut impl std::hash::Hasher) {
+        self.raw.fingerprint(h);
+    }
 }
 
 /// The decision for one field.

@@ -1015,8 +1015,8 @@ async fn watch_sees_a_put_within_one_ttl_and_rotation_keeps_the_previous() {
 
     // One unchanged tick.
     proxy.clear();
-    watch.refresh_now();
-    watch.wait_ticks(1).await;
+    let report = watch.refresh_now().await.expect("a refresh against moto");
+    assert!(report.changed.is_empty(), "{report:?}");
     let counts = proxy.counts();
     // The default strategy checks versions with DescribeSecret (one per secret) and fetches no value.
     assert_eq!(proxy.count_of("secretsmanager.DescribeSecret"), 2, "{counts:?}");
@@ -1038,6 +1038,27 @@ async fn watch_sees_a_put_within_one_ttl_and_rotation_keeps_the_previous() {
     assert_eq!(now.db.expose_secret(), "db-v1");
 }
 
+/// Issue 28: `refresh_now` after a `PutSecretValue` returns the new version at once (the TTL is an hour) and
+/// names the field that changed, never its value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_now_returns_the_new_version_right_after_a_put() {
+    let moto = moto().await;
+    let b = backend(&moto.endpoint()).await;
+    put(&b, "watch/jwt", SecretValue::map([("secret", "SENTINEL-jwt-v1")])).await;
+    put(&b, "watch/db", SecretValue::map([("password", "db-v1")])).await;
+    let watch = loader(&b)
+        .watch::<Watched>(skm::WatchOptions::ttl(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    put(&b, "watch/jwt", SecretValue::map([("secret", "SENTINEL-jwt-v2")])).await;
+    let report = watch.refresh_now().await.expect("a refresh against moto");
+    assert_eq!(report.changed, ["jwt"], "{report:?}");
+    assert!(!format!("{report:?}").contains("SENTINEL"));
+    let now = watch.get().unwrap();
+    assert_eq!(now.jwt.current().expose_secret(), "SENTINEL-jwt-v2");
+    assert_eq!(now.jwt.previous().unwrap().expose_secret(), "SENTINEL-jwt-v1");
+}
+
 /// Stale on error: moto stopped during a refresh keeps the old values and records a warning.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_keeps_old_values_when_the_backend_stops() {
@@ -1051,7 +1072,7 @@ async fn watch_keeps_old_values_when_the_backend_stops() {
         .await
         .unwrap();
     drop(moto);
-    watch.refresh_now();
+    watch.request_refresh();
     watch.wait_ticks(1).await;
     let stats = watch.stats();
     assert_eq!(stats.failures, 1, "{stats:?}");

@@ -109,13 +109,13 @@ async fn a_kubernetes_data_swap_is_picked_up_by_a_watch() {
     assert_eq!(watch.get().unwrap().db_password.expose_secret(), "password-v1");
 
     // An unchanged volume is not a change.
-    watch.refresh_now();
+    watch.request_refresh();
     watch.wait_ticks(1).await;
     assert_eq!(watch.stats().changes, 0);
 
     kube_volume(dir.path(), "2026_11_29_21_05_00.2", "password-v2");
     std::fs::remove_dir_all(dir.path().join("..2026_11_29_21_00_00.1")).unwrap();
-    watch.refresh_now();
+    watch.request_refresh();
     tokio::time::timeout(Duration::from_secs(5), watch.changed())
         .await
         .expect("the swap is seen")

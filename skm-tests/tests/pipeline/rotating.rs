@@ -199,7 +199,7 @@ async fn rotation_through_watch_shows_the_new_current_and_the_old_as_previous() 
     assert_eq!(watch.with(|s| exposed(&s.keys)), ["key-v1"]);
 
     b.insert("auth/jwt", jwt("key-v2"));
-    watch.refresh_now();
+    watch.request_refresh();
     tokio::time::timeout(Duration::from_secs(5), watch.changed())
         .await
         .unwrap()
@@ -207,7 +207,7 @@ async fn rotation_through_watch_shows_the_new_current_and_the_old_as_previous() 
     assert_eq!(watch.with(|s| exposed(&s.keys)), ["key-v2", "key-v1"]);
 
     b.insert("auth/jwt", jwt("key-v3"));
-    watch.refresh_now();
+    watch.request_refresh();
     tokio::time::timeout(Duration::from_secs(5), watch.changed())
         .await
         .unwrap()
@@ -217,7 +217,7 @@ async fn rotation_through_watch_shows_the_new_current_and_the_old_as_previous() 
 
     // Unchanged versions cost no fetch.
     let fetches = b.fetch_calls();
-    watch.refresh_now();
+    watch.request_refresh();
     watch.wait_ticks(3).await;
     assert_eq!(b.fetch_calls(), fetches);
 }

@@ -38,13 +38,13 @@ async fn a_new_version_is_seen_and_unchanged_paths_are_not_refetched() {
     assert_eq!(b.fetch_calls(), 1);
 
     // An unchanged tick only asks for versions.
-    watch.refresh_now();
+    watch.request_refresh();
     watch.wait_ticks(1).await;
     assert_eq!(b.fetch_calls(), 1, "no refetch when versions are unchanged");
     assert_eq!(b.version_probes(), 1);
 
     b.insert("auth/jwt", SecretValue::map([("secret", "jwt-v2")]));
-    watch.refresh_now();
+    watch.request_refresh();
     tokio::time::timeout(Duration::from_secs(5), watch.changed())
         .await
         .unwrap()
@@ -78,7 +78,7 @@ async fn a_failed_refresh_keeps_the_last_good_values_then_goes_stale() {
     let options = WatchOptions::ttl(Duration::from_secs(3600)).max_staleness(Duration::from_millis(200));
     let watch = loader(&b).watch::<Keys>(options).await.unwrap();
     b.fail_all(FetchError::unavailable("connection refused"));
-    watch.refresh_now();
+    watch.request_refresh();
     watch.wait_ticks(1).await;
     assert_eq!(watch.get().unwrap().jwt.expose_secret(), "jwt-v1", "old values kept");
     let stats = watch.stats();
@@ -91,7 +91,7 @@ async fn a_failed_refresh_keeps_the_last_good_values_then_goes_stale() {
     assert_eq!(watch.latest().jwt.expose_secret(), "jwt-v1");
 
     b.clear_failures();
-    watch.refresh_now();
+    watch.request_refresh();
     watch.wait_ticks(2).await;
     assert!(watch.get().is_ok(), "a successful refresh makes it fresh again");
 }
@@ -124,7 +124,7 @@ async fn audit_events_name_fetches_and_refreshes_but_never_values() {
         .await
         .unwrap();
     b.insert("db", SecretValue::map([("password", format!("{SENTINEL}-2"))]));
-    watch.refresh_now();
+    watch.request_refresh();
     watch.wait_ticks(1).await;
 
     let logs = captured.text();
@@ -199,7 +199,7 @@ async fn a_refresh_respects_the_deadline_and_writes_audit_events() {
     backend.inner.insert("db", SecretValue::map([("password", "db-v2")]));
     backend.slow.store(true, std::sync::atomic::Ordering::SeqCst);
     let started = std::time::Instant::now();
-    watch.refresh_now();
+    watch.request_refresh();
     tokio::time::timeout(Duration::from_secs(5), watch.wait_ticks(1))
         .await
         .expect("the refresh ends at the deadline, not when the backend answers");

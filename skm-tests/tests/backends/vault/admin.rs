@@ -346,7 +346,7 @@ async fn watch_checks_metadata_versions_and_follows_rotation() {
     assert_eq!(watch.latest().jwt.previous().unwrap().expose_secret(), "jwt-v1");
 
     proxy.clear();
-    watch.refresh_now();
+    watch.request_refresh();
     watch.wait_ticks(1).await;
     let ops: Vec<String> = proxy.requests().iter().map(|r| r.operation()).collect();
     assert!(
@@ -376,7 +376,7 @@ async fn watch_checks_metadata_versions_and_follows_rotation() {
     // Backend stopped during a refresh: the old values stay, the failure is recorded.
     drop(bao);
     let ticks = watch.stats().ticks;
-    watch.refresh_now();
+    watch.request_refresh();
     watch.wait_ticks(ticks + 1).await;
     assert!(watch.stats().failures >= 1, "{:?}", watch.stats());
     assert_eq!(watch.get().unwrap().jwt.current().expose_secret(), "jwt-v3");
