@@ -10,6 +10,9 @@
 //!   redirect; TLS with a custom CA (`VAULT_CACERT`) works against OpenBao serving TLS, and the token never
 //!   crosses the wire in clear text.
 //!
+//! - [`outage_cache`] (features `aws`, `local`): with moto stopped, 200 loads start from the offline cache with
+//!   the right values and a warning; strict mode never uses it; no plaintext in the store directory.
+//!
 //! The leak sweep is its own binary (`tests/leak_sweep.rs`). Each test prints its figures; `RELIABILITY.md`
 //! records them. Crash test children re-run this binary: see [`local_scale::child_process`].
 
@@ -21,5 +24,7 @@ mod needles;
 mod faults;
 #[cfg(feature = "local")]
 mod local_scale;
+#[cfg(all(feature = "aws", feature = "local"))]
+mod outage_cache;
 #[cfg(feature = "vault")]
 mod transport;
