@@ -1,7 +1,7 @@
 //! A Rocket-style app whose configuration lives in figment: a `Rocket.toml`-like file with profiles,
 //! environment overrides, and skm's secrets merged on top (no Rocket dependency needed).
 //!
-//! Run it: `DB_PASSWORD=hunter2 cargo run --example figment_app` (or put `DB_PASSWORD` in a file under
+//! Run it: `DB_PASSWORD=hunter2 cargo run -p skm-tests --example figment_app` (or put `DB_PASSWORD` in a file under
 //! `SKM_SECRETS_DIR`, or in a backend).
 
 use std::collections::BTreeMap;
