@@ -1,4 +1,7 @@
-//! The distinct requests of one fetch, shared by AWS and GCP (Azure keeps its answers by request).
+//! The distinct requests of one fetch: the one de-duplication of the backends that read more than one request
+//! per call (AWS, GCP, Azure). The plan already asks for each (path, version) once per load; this is for the
+//! callers of [`Backend::fetch`](super::Backend::fetch) that do not go through a plan (tools, tests), so that
+//! identical requests still cost one read there.
 
 use std::collections::HashMap;
 

@@ -26,7 +26,7 @@ pub mod aws {
 }
 #[cfg(feature = "azure")]
 pub mod azure;
-#[cfg(any(feature = "aws", feature = "gcp"))]
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
 pub(crate) mod distinct;
 #[cfg(any(feature = "aws", feature = "gcp", feature = "azure", feature = "vault"))]
 pub(crate) mod endpoint;
@@ -37,6 +37,7 @@ pub mod gcp;
 pub mod local;
 pub mod memory;
 pub mod registry;
+pub mod update;
 #[cfg(feature = "vault")]
 pub mod vault;
 /// HashiCorp Vault / OpenBao: this build lacks the `vault` feature, so only the policy renderer (which

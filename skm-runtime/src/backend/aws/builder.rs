@@ -13,8 +13,9 @@ use aws_sdk_secretsmanager::Client;
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls;
 
-use super::{AwsBackend, DEFAULT_MAX_CONCURRENCY};
+use super::{AwsBackend, DEFAULT_MAX_IN_FLIGHT};
 use crate::backend::endpoint;
+use crate::backend::fanout::ReadOptions;
 use crate::Error;
 
 /// Configures an [`AwsBackend`]. Anything not set comes from the AWS SDK's default chain (environment,
@@ -31,7 +32,7 @@ use crate::Error;
 ///     .endpoint_url("http://127.0.0.1:5000") // an emulator such as moto or LocalStack
 ///     .static_credentials("test", "test")
 ///     .max_attempts(5)
-///     .max_concurrency(4)
+///     .max_in_flight(4)
 ///     .build()
 ///     .await?;
 /// # Ok(()) }
@@ -43,11 +44,10 @@ pub struct AwsBackendBuilder {
     endpoint_url: Option<String>,
     credentials: Option<SharedCredentialsProvider>,
     retry: Option<RetryConfig>,
-    max_attempts: Option<u32>,
+    /// In flight, attempts, backoff, patience.
+    read: ReadOptions,
     strategy: Option<super::FetchStrategy>,
-    throttle_patience: Option<std::time::Duration>,
     timeout: Option<TimeoutConfig>,
-    max_concurrency: Option<usize>,
     allow_insecure_http: bool,
     proxy_plain: bool,
 }
@@ -61,9 +61,8 @@ impl fmt::Debug for AwsBackendBuilder {
             .field("endpoint_url", &self.endpoint_url)
             .field("credentials", &self.credentials.as_ref().map(|_| "set"))
             .field("retry", &self.retry)
-            .field("max_attempts", &self.max_attempts)
+            .field("read", &self.read)
             .field("timeout", &self.timeout)
-            .field("max_concurrency", &self.max_concurrency)
             .field("allow_insecure_http", &self.allow_insecure_http)
             .field("proxy_plain", &self.proxy_plain)
             .finish()
@@ -123,7 +122,24 @@ impl AwsBackendBuilder {
     /// The number of attempts per request, the first included (`1` disables retries). Keeps the rest of
     /// the retry policy.
     pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = Some(attempts.max(1));
+        self.read = self.read.max_attempts(attempts);
+        self
+    }
+
+    /// The SDK's backoff between attempts: about `first` (full jitter), doubling up to `max` (default: the
+    /// SDK's standard mode, 1 s then doubling up to 20 s); the adaptive strategy's patience with throttled
+    /// single gets waits with the same range (default 100 ms to 6.4 s). Keeps the rest of the retry policy.
+    pub fn backoff(mut self, first: std::time::Duration, max: std::time::Duration) -> Self {
+        self.read = self.read.backoff(first, max);
+        self
+    }
+
+    /// Requests in flight, attempts, backoff and patience at once; what `options` leaves unset keeps what
+    /// was set before (or the default). The same as calling [`max_in_flight`](Self::max_in_flight),
+    /// [`max_attempts`](Self::max_attempts), [`backoff`](Self::backoff) and
+    /// [`throttle_patience`](Self::throttle_patience).
+    pub fn read_options(mut self, options: ReadOptions) -> Self {
+        self.read = self.read.overlay(options);
         self
     }
 
@@ -139,9 +155,18 @@ impl AwsBackendBuilder {
 
     /// How many requests one [`fetch`](crate::backend::Backend::fetch) keeps in flight at once
     /// (`BatchGetSecretValue` chunks and `GetSecretValue` calls together); default 8, at least 1.
-    pub fn max_concurrency(mut self, max: usize) -> Self {
-        self.max_concurrency = Some(max.max(1));
+    pub fn max_in_flight(mut self, max: usize) -> Self {
+        self.read = self.read.max_in_flight(max);
         self
+    }
+
+    /// How many requests one fetch keeps in flight.
+    #[deprecated(
+        since = "0.1.0",
+        note = "renamed `max_in_flight`, the name every backend builder shares"
+    )]
+    pub fn max_concurrency(self, max: usize) -> Self {
+        self.max_in_flight(max)
     }
 
     /// Allows a plain-`http://` endpoint on a host that is not loopback (env `SKM_AWS_ALLOW_HTTP=1`): values
@@ -172,7 +197,7 @@ impl AwsBackendBuilder {
     /// (default [`DEFAULT_THROTTLE_PATIENCE`](super::DEFAULT_THROTTLE_PATIENCE), 30 s; zero: the SDK's
     /// retries only). See [`AwsBackend::with_throttle_patience`](super::AwsBackend::with_throttle_patience).
     pub fn throttle_patience(mut self, patience: std::time::Duration) -> Self {
-        self.throttle_patience = Some(patience);
+        self.read = self.read.throttle_patience(patience);
         self
     }
 
@@ -245,9 +270,10 @@ impl AwsBackendBuilder {
         let sdk_default = shared.retry_config().is_none_or(|r| *r == RetryConfig::standard())
             && std::env::var_os("AWS_MAX_ATTEMPTS").is_none();
         let max_attempts = self
+            .read
             .max_attempts
             .or((self.retry.is_none() && sdk_default).then_some(super::DEFAULT_MAX_ATTEMPTS));
-        if self.retry.is_some() || max_attempts.is_some() {
+        if self.retry.is_some() || max_attempts.is_some() || self.read.backoff.is_some() {
             let mut retry = self
                 .retry
                 .or_else(|| shared.retry_config().cloned())
@@ -255,13 +281,17 @@ impl AwsBackendBuilder {
             if let Some(attempts) = max_attempts {
                 retry = retry.with_max_attempts(attempts);
             }
+            if let Some((first, max)) = self.read.backoff {
+                retry = retry.with_initial_backoff(first).with_max_backoff(max);
+            }
             config = config.retry_config(retry);
         }
-        let backend = AwsBackend::from_client(Client::from_conf(config.build()));
-        Ok(backend
-            .with_max_concurrency(self.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY))
+        let mut backend = AwsBackend::from_client(Client::from_conf(config.build()))
+            .with_max_in_flight(self.read.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT))
             .with_strategy(self.strategy.unwrap_or_default())
-            .with_throttle_patience(self.throttle_patience.unwrap_or(super::DEFAULT_THROTTLE_PATIENCE)))
+            .with_throttle_patience(self.read.throttle_patience.unwrap_or(super::DEFAULT_THROTTLE_PATIENCE));
+        backend.backoff = self.read.backoff;
+        Ok(backend)
     }
 }
 

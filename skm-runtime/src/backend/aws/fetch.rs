@@ -1,23 +1,20 @@
 //! The read path: deduplicate, batch current versions 20 at a time, fetch pinned versions one by one, all
-//! with a bound on requests in flight; under [`FetchStrategy::Adaptive`], a throttled batch moves its ids to
+//! through the shared fan-out in spawned mode, with a bound on requests in flight; under [`FetchStrategy::Adaptive`], a throttled batch moves its ids to
 //! single gets (a quota 100 times larger) and batching pauses for [`BATCH_COOLDOWN`].
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
-
-use aws_sdk_secretsmanager::config::retry::RetryConfig;
-use aws_sdk_secretsmanager::primitives::Blob;
-use aws_sdk_secretsmanager::types::SecretValueEntry;
-use aws_sdk_secretsmanager::Client;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 use super::error::Failure;
 use super::{AwsBackend, FetchStrategy};
 use crate::backend::distinct::Distinct;
+use crate::backend::fanout::Spawner;
 use crate::backend::{FailureKind, FetchError, FetchRequest, FetchResult, SecretPayload, SecretValue, VersionPin};
+use aws_sdk_secretsmanager::config::retry::RetryConfig;
+use aws_sdk_secretsmanager::primitives::Blob;
+use aws_sdk_secretsmanager::types::SecretValueEntry;
+use aws_sdk_secretsmanager::Client;
 
 /// `BatchGetSecretValue` accepts at most 20 ids (moto does not enforce it; AWS does).
 pub(super) const BATCH_LIMIT: usize = 20;
@@ -29,14 +26,6 @@ pub const BATCH_COOLDOWN: Duration = Duration::from_secs(30);
 
 /// A batch answer may in principle be paged; never follow more pages than this for one chunk.
 const MAX_BATCH_PAGES: usize = 20;
-
-/// One unit of work, run as its own task.
-enum Work {
-    /// Current versions of up to [`BATCH_LIMIT`] secrets, by their slot in the unique requests.
-    Batch(Vec<(usize, String)>),
-    /// One secret, any version.
-    Single(usize, String, VersionPin),
-}
 
 /// What a task reports back.
 enum Done {
@@ -59,12 +48,12 @@ pub(super) async fn fetch(backend: &AwsBackend, requests: &[FetchRequest]) -> Ve
         || backend.strategy == FetchStrategy::Single
         || (adaptive && backend.batch_paused());
     let mut current = Vec::new();
-    let mut work = Vec::new();
+    let mut singles = Vec::new();
     for (slot, request) in unique.iter().enumerate() {
         match &request.version {
             VersionPin::Current if !batch_refused => current.push((slot, request.path.clone())),
             VersionPin::Current | VersionPin::Previous | VersionPin::Stage(_) | VersionPin::Id(_) => {
-                work.push(Work::Single(slot, request.path.clone(), request.version.clone()));
+                singles.push((slot, request.path.clone(), request.version.clone()));
             }
             &VersionPin::Number(n) => {
                 results[slot] = Some(Err(FetchError::new(
@@ -77,23 +66,28 @@ pub(super) async fn fetch(backend: &AwsBackend, requests: &[FetchRequest]) -> Ve
             }
         }
     }
-    // Batches first so that the biggest pieces of work start earliest.
-    let mut batches: Vec<Work> = current.chunks(BATCH_LIMIT).map(|c| Work::Batch(c.to_vec())).collect();
-    batches.append(&mut work);
 
-    let limit = Arc::new(Semaphore::new(backend.max_concurrency));
-    let mut tasks = JoinSet::new();
-    for item in batches {
-        spawn(&mut tasks, backend, &limit, item, adaptive);
+    // The shared fan-out in spawned mode (the SDK's per-request work spreads over the runtime's threads): a
+    // batch holds a slot while it runs; a single get holds one per attempt, and under the adaptive strategy
+    // is tried again while throttled, within the patience, holding no slot while it waits. A task's panic
+    // resumes here (the fan-out's one panic policy).
+    let mut tasks = backend.fan_out(adaptive).spawner::<Done>();
+    // Batches first so that the biggest pieces of work start earliest.
+    for chunk in current.chunks(BATCH_LIMIT) {
+        let (client, chunk) = (backend.client.clone(), chunk.to_vec());
+        tasks.spawn(async move { batch(&client, chunk, adaptive).await });
     }
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(Done::Results(done)) => {
+    for (slot, id, version) in singles {
+        spawn_single(&mut tasks, backend, slot, id, version);
+    }
+    while let Some(done) = tasks.next().await {
+        match done {
+            Done::Results(done) => {
                 for (slot, result) in done {
                     results[slot] = Some(result);
                 }
             }
-            Ok(Done::BatchRefused(chunk, why)) => {
+            Done::BatchRefused(chunk, why) => {
                 // Remembered for this backend: every later fetch goes straight to GetSecretValue.
                 if !backend.batch_refused.swap(true, Ordering::Relaxed) {
                     tracing::warn!(target: "skm", reason = %why.detail,
@@ -101,83 +95,40 @@ pub(super) async fn fetch(backend: &AwsBackend, requests: &[FetchRequest]) -> Ve
                          (grant secretsmanager:BatchGetSecretValue to load in fewer requests)");
                 }
                 for (slot, id) in chunk {
-                    spawn(
-                        &mut tasks,
-                        backend,
-                        &limit,
-                        Work::Single(slot, id, VersionPin::Current),
-                        adaptive,
-                    );
+                    spawn_single(&mut tasks, backend, slot, id, VersionPin::Current);
                 }
             }
-            Ok(Done::BatchThrottled(chunk, why)) => {
+            Done::BatchThrottled(chunk, why) => {
                 if why.kind == FailureKind::Throttled && backend.pause_batches() {
                     tracing::info!(target: "skm", cooldown_s = BATCH_COOLDOWN.as_secs(),
                         "BatchGetSecretValue throttled; reading with GetSecretValue for a while");
                 }
                 for (slot, id) in chunk {
-                    spawn(
-                        &mut tasks,
-                        backend,
-                        &limit,
-                        Work::Single(slot, id, VersionPin::Current),
-                        adaptive,
-                    );
+                    spawn_single(&mut tasks, backend, slot, id, VersionPin::Current);
                 }
             }
-            // A panic in a task is a bug: surface it rather than turn it into a fetch error.
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            // Cancelled: only when the runtime shuts down; the slots stay empty and are reported below.
-            Err(_) => {}
         }
     }
-
+    // A slot still empty: its task was cancelled (the runtime is shutting down); `spread` reports it.
     distinct.spread(results)
 }
 
-fn spawn(tasks: &mut JoinSet<Done>, backend: &AwsBackend, limit: &Arc<Semaphore>, item: Work, adaptive: bool) {
+/// `GetSecretValue` of one secret as its own task of the fan-out, tried again while throttled for up to the
+/// patience (adaptive; zero otherwise: the SDK's retries only), after a jittered exponential backoff. The SDK's
+/// own retries stop early under a fleet-wide throttle (its retry token bucket runs dry); the quota refills
+/// every second, so waiting a little loads instead of failing.
+fn spawn_single(tasks: &mut Spawner<Done>, backend: &AwsBackend, slot: usize, id: String, version: VersionPin) {
     let client = backend.client.clone();
-    let limit = limit.clone();
-    let patience = if adaptive {
-        backend.throttle_patience
-    } else {
-        Duration::ZERO
-    };
-    tasks.spawn(async move {
-        match item {
-            Work::Batch(chunk) => {
-                // The semaphore is never closed, so acquiring only waits.
-                let _permit = limit.acquire_owned().await.expect("semaphore is never closed");
-                batch(&client, chunk, adaptive).await
-            }
-            Work::Single(slot, id, version) => Done::Results(vec![(
-                slot,
-                patient_single(&client, &limit, &id, version, patience).await,
-            )]),
-        }
-    });
-}
-
-/// `GetSecretValue`, tried again while throttled for up to `patience` (zero: the SDK's retries only), after
-/// a jittered exponential backoff. The SDK's own retries stop early under a fleet-wide throttle (its retry
-/// token bucket runs dry); the quota refills every second, so waiting a little loads instead of failing.
-/// No permit is held while waiting, so other reads go on.
-async fn patient_single(
-    client: &Client,
-    limit: &Arc<Semaphore>,
-    id: &str,
-    version: VersionPin,
-    patience: Duration,
-) -> FetchResult {
-    crate::backend::fanout::FanOut::new(1)
-        .patiently(patience, "GetSecretValue", &id, || {
-            let version = version.clone();
-            async move {
-                let _permit = limit.acquire().await.expect("semaphore is never closed");
-                single(client, id, version).await
-            }
-        })
-        .await
+    let what = id.clone();
+    tasks.spawn_retried(
+        "GetSecretValue",
+        what,
+        move || {
+            let (client, id, version) = (client.clone(), id.clone(), version.clone());
+            async move { single(&client, &id, version).await }
+        },
+        move |result| Done::Results(vec![(slot, result)]),
+    );
 }
 
 /// `GetSecretValue` for one secret.

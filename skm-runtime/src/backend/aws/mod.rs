@@ -14,7 +14,8 @@
 //! # Requests
 //! One [`fetch`](Backend::fetch) deduplicates its requests, then reads every *current* version with
 //! `BatchGetSecretValue` (`SecretIdList`, 20 ids per call, several calls in flight) and each pinned version
-//! with `GetSecretValue`. At most [`AwsBackendBuilder::max_concurrency`] requests (default 8) are in flight.
+//! with `GetSecretValue`. At most [`AwsBackendBuilder::max_in_flight`] requests (default 8) are in flight, through the shared
+//! [`FanOut`](super::fanout::FanOut) in spawned mode.
 //! If the caller may not call `BatchGetSecretValue` (`AccessDeniedException` on the call itself), or the
 //! endpoint does not know it (`UnknownOperationException` from an older emulator), the backend falls back
 //! to `GetSecretValue` per secret, logs a warning once, and keeps doing so for its lifetime.
@@ -35,11 +36,11 @@
 //!
 //! [`AwsBackendBuilder::strategy`] (or [`AwsBackend::with_strategy`]) fixes the behaviour instead:
 //! [`FetchStrategy::Batch`] always batches (and the SDK retries throttled batches), [`FetchStrategy::Single`]
-//! always uses `GetSecretValue`. Tune concurrency with [`AwsBackendBuilder::max_concurrency`].
+//! always uses `GetSecretValue`. Tune concurrency with [`AwsBackendBuilder::max_in_flight`].
 //!
 //! Retries are the SDK's standard mode (exponential backoff with jitter, for throttling, 5xx and transient
 //! network errors) with [`DEFAULT_MAX_ATTEMPTS`] (5) attempts instead of the SDK's 3
-//! ([`AwsBackendBuilder::max_attempts`], [`AwsBackendBuilder::retry_config`]). The SDK sets no per-attempt
+//! ([`AwsBackendBuilder::max_attempts`], [`AwsBackendBuilder::backoff`], [`AwsBackendBuilder::retry_config`]). The SDK sets no per-attempt
 //! timeout: bound a whole load with [`Loader::deadline`](crate::Loader::deadline).
 //!
 //! # Failures
@@ -95,6 +96,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
 
+use super::fanout::FanOut;
 #[cfg(doc)]
 use super::SecretValue;
 use super::{
@@ -144,7 +146,7 @@ pub use aws_config;
 pub use aws_sdk_secretsmanager;
 
 /// Requests in flight per fetch unless configured otherwise.
-const DEFAULT_MAX_CONCURRENCY: usize = 8;
+const DEFAULT_MAX_IN_FLIGHT: usize = 8;
 
 /// Attempts per request (the first included) unless the builder, `AWS_MAX_ATTEMPTS`, `AWS_RETRY_MODE` or the
 /// profile says otherwise: with 5, a load survives a service failing 30 % of requests 99.7 % of the time
@@ -172,11 +174,13 @@ pub const DEFAULT_THROTTLE_PATIENCE: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct AwsBackend {
     client: Client,
-    max_concurrency: usize,
+    max_in_flight: usize,
     batch_refused: Arc<AtomicBool>,
     strategy: FetchStrategy,
     /// How long an adaptive backend keeps trying a throttled `GetSecretValue`.
     throttle_patience: Duration,
+    /// The backoff of throttled single gets' patience, when set ([`AwsBackendBuilder::backoff`]).
+    backoff: Option<(Duration, Duration)>,
     /// Until when an adaptive backend reads current versions one by one after a throttled batch.
     batch_paused_until: Arc<Mutex<Option<Instant>>>,
     /// `DescribeSecret` was refused: hot reload refetches values.
@@ -187,7 +191,7 @@ impl fmt::Debug for AwsBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AwsBackend")
             .field("region", &self.region())
-            .field("max_concurrency", &self.max_concurrency)
+            .field("max_in_flight", &self.max_in_flight)
             .field("batch_refused", &self.batch_refused())
             .field("strategy", &self.strategy)
             .finish_non_exhaustive()
@@ -222,10 +226,11 @@ impl AwsBackend {
     pub fn from_client(client: Client) -> Self {
         AwsBackend {
             client,
-            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             batch_refused: Arc::new(AtomicBool::new(false)),
             strategy: FetchStrategy::default(),
             throttle_patience: DEFAULT_THROTTLE_PATIENCE,
+            backoff: None,
             batch_paused_until: Arc::new(Mutex::new(None)),
             describe_refused: Arc::new(AtomicBool::new(false)),
         }
@@ -264,9 +269,33 @@ impl AwsBackend {
     }
 
     /// Sets how many requests one fetch keeps in flight (at least 1; default 8).
-    pub fn with_max_concurrency(mut self, max: usize) -> Self {
-        self.max_concurrency = max.max(1);
+    pub fn with_max_in_flight(mut self, max: usize) -> Self {
+        self.max_in_flight = max.max(1);
         self
+    }
+
+    /// Sets how many requests one fetch keeps in flight.
+    #[deprecated(
+        since = "0.1.0",
+        note = "renamed `with_max_in_flight`, the name every backend shares"
+    )]
+    pub fn with_max_concurrency(self, max: usize) -> Self {
+        self.with_max_in_flight(max)
+    }
+
+    /// The fan-out of one fetch: the bound, and under the adaptive strategy the patience of throttled single
+    /// gets with its backoff (the SDK retries each call underneath: the fan-out tries an attempt once).
+    fn fan_out(&self, adaptive: bool) -> FanOut {
+        let patience = if adaptive {
+            self.throttle_patience
+        } else {
+            Duration::ZERO
+        };
+        let fan = FanOut::new(self.max_in_flight).throttle_patience(patience);
+        match self.backoff {
+            Some(range) => fan.backoff_range(range),
+            None => fan,
+        }
     }
 
     /// The SDK client, for operations skm does not wrap.

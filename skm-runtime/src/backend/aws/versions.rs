@@ -8,10 +8,6 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
-
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 use super::error::Failure;
 use super::{AwsBackend, FetchStrategy};
@@ -32,36 +28,32 @@ pub(super) async fn current_versions(
     paths.sort_unstable();
     paths.dedup();
 
-    let limit = Arc::new(Semaphore::new(backend.max_concurrency));
-    let mut tasks = JoinSet::new();
-    for path in paths {
-        let client = backend.client.clone();
-        let limit = limit.clone();
-        let path = path.to_string();
-        tasks.spawn(async move {
-            let _permit = limit.acquire_owned().await.expect("semaphore is never closed");
-            let answer = client.describe_secret().secret_id(&path).send().await;
-            let stages = answer.map_err(|e| Failure::from_sdk(&e)).map(|out| {
-                let mut stages = Stages::new();
-                for (id, labels) in out.version_ids_to_stages.unwrap_or_default() {
-                    for label in labels {
-                        stages.insert(label, id.clone());
+    // The shared fan-out in spawned mode, without retry (the SDK retries each call); a task's panic resumes
+    // here, and a cancelled one (the runtime is shutting down) means no answer: refetch.
+    let answers = backend
+        .fan_out(false)
+        .spawned(paths, |path| {
+            let client = backend.client.clone();
+            let path = path.to_string();
+            async move {
+                let answer = client.describe_secret().secret_id(&path).send().await;
+                let stages = answer.map_err(|e| Failure::from_sdk(&e)).map(|out| {
+                    let mut stages = Stages::new();
+                    for (id, labels) in out.version_ids_to_stages.unwrap_or_default() {
+                        for label in labels {
+                            stages.insert(label, id.clone());
+                        }
                     }
-                }
-                stages
-            });
-            (path, stages)
-        });
-    }
-    let mut described: HashMap<String, Result<Stages, Failure>> = HashMap::new();
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok((path, stages)) => {
-                described.insert(path, stages);
+                    stages
+                });
+                (path, stages)
             }
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => return None,
-        }
+        })
+        .await;
+    let mut described: HashMap<String, Result<Stages, Failure>> = HashMap::new();
+    for answer in answers {
+        let (path, stages) = answer?;
+        described.insert(path, stages);
     }
     if described
         .values()

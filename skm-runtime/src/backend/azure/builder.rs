@@ -13,6 +13,7 @@ use super::credential::{ChainConfig, ChainCredential, CredentialKind};
 use super::transport::{CallBound, IdentityTransport};
 use super::{AzureBackend, Inner, DEFAULT_CONCURRENCY};
 use crate::backend::endpoint;
+use crate::backend::fanout::ReadOptions;
 use crate::Error;
 
 /// Configures an [`AzureBackend`]. Start from [`AzureBackend::builder`] (nothing set) or
@@ -25,7 +26,7 @@ use crate::Error;
 /// let backend = AzureBackend::builder()
 ///     .vault_url("https://my-vault.vault.azure.net")
 ///     .client_secret("tenant-id", "client-id", "client-secret")
-///     .concurrency(16)
+///     .max_in_flight(16)
 ///     .build()?;
 /// # Ok(()) }
 /// ```
@@ -37,9 +38,9 @@ pub struct AzureBackendBuilder {
     credential: Option<Arc<dyn TokenCredential>>,
     only: Option<CredentialKind>,
     env: Vec<(String, String)>,
-    concurrency: Option<usize>,
+    /// In flight, attempts, backoff, patience.
+    read: ReadOptions,
     timeout: Option<Duration>,
-    max_retries: Option<u32>,
 }
 
 impl std::fmt::Debug for AzureBackendBuilder {
@@ -53,9 +54,16 @@ impl std::fmt::Debug for AzureBackendBuilder {
             .field("credential", &self.credential.as_ref().map(|_| "custom"))
             .field("only", &self.only)
             .field("env", &names)
+            .field("read", &self.read)
             .finish_non_exhaustive()
     }
 }
+
+/// Attempts per request, the first included, unless [`AzureBackendBuilder::max_attempts`] says otherwise.
+const DEFAULT_MAX_ATTEMPTS: u32 = 4;
+
+/// The SDK's backoff between attempts unless [`AzureBackendBuilder::backoff`] says otherwise.
+const DEFAULT_BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(2));
 
 /// Variables the backend reads (the credential chain's included).
 pub(crate) const ENV_VARS: [&str; 10] = [
@@ -88,7 +96,7 @@ impl AzureBackendBuilder {
             b.only = Some(kind.parse().map_err(Error::config)?);
         }
         if let Some(n) = set("SKM_AZURE_CONCURRENCY") {
-            b.concurrency = Some(
+            b.read = b.read.max_in_flight(
                 n.trim()
                     .parse()
                     .map_err(|_| Error::config(format!("SKM_AZURE_CONCURRENCY=`{n}` is not a number of requests")))?,
@@ -150,10 +158,19 @@ impl AzureBackendBuilder {
         self
     }
 
-    /// Requests in flight per load (default 100; `SKM_AZURE_CONCURRENCY`).
-    pub fn concurrency(mut self, n: usize) -> Self {
-        self.concurrency = Some(n.max(1));
+    /// Requests in flight per load (default 100, at least 1; `SKM_AZURE_CONCURRENCY`).
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.read = self.read.max_in_flight(n);
         self
+    }
+
+    /// Requests in flight per load.
+    #[deprecated(
+        since = "0.1.0",
+        note = "renamed `max_in_flight`, the name every backend builder shares"
+    )]
+    pub fn concurrency(self, n: usize) -> Self {
+        self.max_in_flight(n)
     }
 
     /// The timeout of one attempt of one HTTP request (default 5 s; `SKM_AZURE_TIMEOUT_SECS`). Connecting is
@@ -163,10 +180,42 @@ impl AzureBackendBuilder {
         self
     }
 
-    /// Retries after a failed request: throttling, 5xx, connection errors (default 3), with exponential
-    /// backoff and jitter; one request with all its retries ends after 12 s at most.
-    pub fn max_retries(mut self, n: u32) -> Self {
-        self.max_retries = Some(n);
+    /// Attempts per request, the first included (default 4, at least 1; `1` disables retries): throttling,
+    /// 5xx and connection errors are retried with exponential backoff and jitter; one request with all its
+    /// retries ends after 12 s at most.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.read = self.read.max_attempts(attempts);
+        self
+    }
+
+    /// Retries after a failed request.
+    #[deprecated(
+        since = "0.1.0",
+        note = "use `max_attempts(n + 1)`: every backend builder counts attempts, the first included"
+    )]
+    pub fn max_retries(self, n: u32) -> Self {
+        self.max_attempts(n.saturating_add(1))
+    }
+
+    /// The SDK's backoff between attempts: `first`, then doubling up to `max`, with jitter (default 200 ms to
+    /// 2 s); [`throttle_patience`](Self::throttle_patience) waits with the same range.
+    pub fn backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.read = self.read.backoff(first, max);
+        self
+    }
+
+    /// How long a read still throttled after the SDK's retries is tried again, with jittered exponential
+    /// backoff (default zero: the SDK's retries only). [`Loader::deadline`](crate::Loader::deadline) still
+    /// bounds a load.
+    pub fn throttle_patience(mut self, patience: Duration) -> Self {
+        self.read = self.read.throttle_patience(patience);
+        self
+    }
+
+    /// Requests in flight, attempts, backoff and patience at once; what `options` leaves unset keeps what
+    /// was set before (or the default).
+    pub fn read_options(mut self, options: ReadOptions) -> Self {
+        self.read = self.read.overlay(options);
         self
     }
 
@@ -230,10 +279,12 @@ impl AzureBackendBuilder {
         };
         // The SDK's limit counts from the end of the first attempt; `CallBound` ends the whole call after
         // endpoint::OPERATION_TIMEOUT (12 s) whatever the attempts took.
+        let (first, max) = self.read.backoff.unwrap_or(DEFAULT_BACKOFF);
+        let millis = |d: Duration| azure_core::time::Duration::milliseconds(d.as_millis().min(i64::MAX as u128) as i64);
         let retry = RetryOptions::exponential(ExponentialRetryOptions {
-            max_retries: self.max_retries.unwrap_or(3),
-            initial_delay: azure_core::time::Duration::milliseconds(200),
-            max_delay: azure_core::time::Duration::seconds(2),
+            max_retries: self.read.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS).saturating_sub(1),
+            initial_delay: millis(first),
+            max_delay: millis(max),
             max_total_elapsed: azure_core::time::Duration::seconds(endpoint::OPERATION_TIMEOUT.as_secs() as i64),
         });
         let cloud = self.authority_host.as_ref().map(|host| {
@@ -298,7 +349,9 @@ impl AzureBackendBuilder {
             inner: Arc::new(Inner {
                 client,
                 vault_url: url.as_str().trim_end_matches('/').to_string(),
-                concurrency: self.concurrency.unwrap_or(DEFAULT_CONCURRENCY).max(1),
+                max_in_flight: self.read.max_in_flight.unwrap_or(DEFAULT_CONCURRENCY).max(1),
+                throttle_patience: self.read.throttle_patience.unwrap_or(Duration::ZERO),
+                backoff: self.read.backoff,
                 chain,
                 warmed: tokio::sync::OnceCell::new(),
             }),

@@ -24,10 +24,13 @@
 //!
 //! # Requests
 //! Key Vault has no batch read: one [`fetch`](crate::backend::Backend::fetch) deduplicates its requests and reads each
-//! name with its own `GET`, at most [`AzureBackendBuilder::concurrency`] (default 100) in flight. The first
+//! name with its own `GET`, at most [`AzureBackendBuilder::max_in_flight`] (default 100) in flight, through the
+//! shared [`FanOut`](super::fanout::FanOut) in spawned mode. The first
 //! request of a backend goes alone: Key Vault answers it with the bearer challenge that tells the client
 //! which token to get, and sending the others before the client knows would have each of them challenged.
-//! Retries (throttling, 5xx, connection errors) are the SDK's exponential backoff with jitter, 3 retries;
+//! Retries (throttling, 5xx, connection errors) are the SDK's exponential backoff with jitter, 4 attempts
+//! ([`AzureBackendBuilder::max_attempts`], [`AzureBackendBuilder::backoff`]); a read still throttled after them
+//! is tried again for [`AzureBackendBuilder::throttle_patience`] (default none);
 //! connecting is bounded to 3 s, an attempt to 5 s and a request with all its retries to 12 s, below the
 //! loader's deadline, so an unreachable or silent vault or an untrusted certificate fails in seconds. When the
 //! first read of a load finds the vault unavailable, the others are not sent (each would wait as long).
@@ -130,17 +133,33 @@ pub struct AzureBackend {
 struct Inner {
     client: SecretClient,
     vault_url: String,
-    concurrency: usize,
+    max_in_flight: usize,
+    /// How long a read still throttled after the SDK's retries is tried again.
+    throttle_patience: std::time::Duration,
+    /// The backoff of that patience, when set.
+    backoff: Option<(std::time::Duration, std::time::Duration)>,
     chain: Option<Arc<credential::ChainCredential>>,
     /// Set once the first request has taught the client the vault's challenge.
     warmed: tokio::sync::OnceCell<()>,
+}
+
+impl Inner {
+    /// The fan-out of one fetch: the bound and the patience (the SDK retries each call underneath: the
+    /// fan-out tries an attempt once).
+    fn fan_out(&self) -> super::fanout::FanOut {
+        let fan = super::fanout::FanOut::new(self.max_in_flight).throttle_patience(self.throttle_patience);
+        match self.backoff {
+            Some(range) => fan.backoff_range(range),
+            None => fan,
+        }
+    }
 }
 
 impl fmt::Debug for AzureBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AzureBackend")
             .field("vault_url", &self.inner.vault_url)
-            .field("concurrency", &self.inner.concurrency)
+            .field("max_in_flight", &self.inner.max_in_flight)
             .finish_non_exhaustive()
     }
 }

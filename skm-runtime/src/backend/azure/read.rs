@@ -1,8 +1,7 @@
-//! The read path: one `GET` per name through a bounded fan-out, and the checks Key Vault leaves to the
+//! The read path: one `GET` per distinct request through the shared fan-out in spawned mode, and the checks Key Vault leaves to the
 //! client (`enabled`, `nbf`, `exp`).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use azure_core::time::OffsetDateTime;
@@ -11,11 +10,10 @@ use azure_security_keyvault_secrets::models::{
 };
 use azure_security_keyvault_secrets::ResourceExt;
 use futures_util::TryStreamExt;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 use super::error::{classify, who};
 use super::{check_names, secret_name, AzureBackend, Inner, BINARY_CONTENT_TYPE, EXPIRY_WARNING_DAYS};
+use crate::backend::distinct::Distinct;
 use crate::backend::{
     Backend, FailureKind, FetchError, FetchRequest, FetchResult, SecretPayload, SecretValue, VersionPin,
 };
@@ -201,96 +199,84 @@ impl Backend for AzureBackend {
     }
 
     async fn fetch(&self, requests: &[FetchRequest]) -> Vec<FetchResult> {
+        // Identical requests cost one read (the plan already asks once; tools may not).
+        let distinct = Distinct::of(requests);
+        let mut answers: Vec<Option<FetchResult>> = vec![None; distinct.unique.len()];
         // Names first: a bad or colliding path fails before any request.
-        let problems: HashMap<String, String> = check_names(requests.iter().map(|r| r.path.as_str()))
+        let problems: HashMap<String, String> = check_names(distinct.unique.iter().map(|r| r.path.as_str()))
             .into_iter()
             .collect();
-        let mut seen = std::collections::HashSet::new();
-        let unique: Vec<&FetchRequest> = requests
-            .iter()
-            .filter(|r| !problems.contains_key(&r.path) && seen.insert(*r))
-            .collect();
-        let mut answers: HashMap<FetchRequest, FetchResult> = HashMap::new();
-        let mut rest = unique.as_slice();
-        if self.inner.warmed.get().is_none() {
-            if let Some((first, others)) = rest.split_first() {
-                let name = secret_name(&first.path).expect("checked above");
-                let answer = self.inner.read(&first.path, &name, &first.version).await;
-                // An answer from the vault (even a refusal) means the challenge was seen; a connection
-                // failure means it was not, and the next load warms up again.
-                let reached = match &answer {
-                    Ok(_) => true,
-                    Err(e) => !matches!(e.kind, FailureKind::Unavailable | FailureKind::Other),
-                };
-                if reached {
-                    let _ = self.inner.warmed.set(());
-                }
-                // No credential worked: every other read would run the whole chain again to say the same.
-                let failed_auth = answer
-                    .as_ref()
-                    .err()
-                    .filter(|e| e.kind == FailureKind::Forbidden && e.detail.contains("no Azure credential worked"));
-                // The vault did not answer (within the call bound, retries included): every other read would
-                // wait as long, past the loader's deadline. Each says so under its own name.
-                let unavailable = answer.as_ref().err().filter(|e| e.kind == FailureKind::Unavailable);
-                if let Some(e) = failed_auth.cloned() {
-                    for r in others {
-                        answers.insert((*r).clone(), Err(e.clone()));
-                    }
-                    rest = &[];
-                } else if let Some(e) = unavailable {
-                    for r in others {
-                        let name = secret_name(&r.path).expect("checked above");
-                        let detail = format!(
-                            "{}: not sent: the first read of this load found the vault unavailable ({})",
-                            who(&r.path, &name),
-                            e.detail
-                        );
-                        answers.insert((*r).clone(), Err(FetchError::new(FailureKind::Unavailable, detail)));
-                    }
-                    rest = &[];
-                } else {
-                    rest = others;
-                }
-                answers.insert((*first).clone(), answer);
+        let mut rest: Vec<(usize, FetchRequest)> = Vec::new();
+        for (slot, r) in distinct.unique.iter().enumerate() {
+            match problems.get(&r.path) {
+                Some(problem) => answers[slot] = Some(Err(FetchError::new(FailureKind::Invalid, problem.clone()))),
+                None => rest.push((slot, (*r).clone())),
             }
         }
-        // Spawned tasks rather than the shared `FanOut`, which polls every read on the calling task: the SDK's
-        // per-request work (its pipeline and policies) is enough CPU that one task started only 19 of 32
-        // reads within a 20 ms round trip (`fifty_secrets_are_fifty_concurrent_gets`, a debug build with a
-        // build running beside it); tasks spread it over the runtime's threads.
-        let limit = Arc::new(Semaphore::new(self.inner.concurrency));
-        let mut tasks = JoinSet::new();
-        for request in rest {
-            let request = (*request).clone();
+        if self.inner.warmed.get().is_none() && !rest.is_empty() {
+            let (slot, first) = rest.remove(0);
+            let name = secret_name(&first.path).expect("checked above");
+            let answer = self.inner.read(&first.path, &name, &first.version).await;
+            // An answer from the vault (even a refusal) means the challenge was seen; a connection
+            // failure means it was not, and the next load warms up again.
+            let reached = match &answer {
+                Ok(_) => true,
+                Err(e) => !matches!(e.kind, FailureKind::Unavailable | FailureKind::Other),
+            };
+            if reached {
+                let _ = self.inner.warmed.set(());
+            }
+            // No credential worked: every other read would run the whole chain again to say the same.
+            let failed_auth = answer
+                .as_ref()
+                .err()
+                .filter(|e| e.kind == FailureKind::Forbidden && e.detail.contains("no Azure credential worked"));
+            // The vault did not answer (within the call bound, retries included): every other read would
+            // wait as long, past the loader's deadline. Each says so under its own name.
+            let unavailable = answer.as_ref().err().filter(|e| e.kind == FailureKind::Unavailable);
+            if let Some(e) = failed_auth {
+                for (slot, _) in rest.drain(..) {
+                    answers[slot] = Some(Err(e.clone()));
+                }
+            } else if let Some(e) = unavailable {
+                for (slot, r) in rest.drain(..) {
+                    let name = secret_name(&r.path).expect("checked above");
+                    let detail = format!(
+                        "{}: not sent: the first read of this load found the vault unavailable ({})",
+                        who(&r.path, &name),
+                        e.detail
+                    );
+                    answers[slot] = Some(Err(FetchError::new(FailureKind::Unavailable, detail)));
+                }
+            }
+            answers[slot] = Some(answer);
+        }
+        // The shared fan-out in spawned mode, not polled: the SDK's per-request work (its pipeline and
+        // policies) is enough CPU that one task started only 19 of 32 reads within a 20 ms round trip
+        // (`fifty_secrets_are_fifty_concurrent_gets`, a debug build with a build running beside it); tasks
+        // spread it over the runtime's threads. A read still throttled after the SDK's retries is tried again
+        // within the patience (default none); a task's panic resumes here (the fan-out's one panic policy).
+        let mut tasks = self.inner.fan_out().spawner::<(usize, FetchResult)>();
+        for (slot, request) in rest {
             let inner = self.inner.clone();
-            let limit = limit.clone();
-            tasks.spawn(async move {
-                let _permit = limit.acquire_owned().await.expect("semaphore open");
-                let name = secret_name(&request.path).expect("checked above");
-                let answer = inner.read(&request.path, &name, &request.version).await;
-                (request, answer)
-            });
+            let what = request.path.clone();
+            tasks.spawn_retried(
+                "GetSecret",
+                what,
+                move || {
+                    let (inner, request) = (inner.clone(), request.clone());
+                    async move {
+                        let name = secret_name(&request.path).expect("checked above");
+                        inner.read(&request.path, &name, &request.version).await
+                    }
+                },
+                move |answer| (slot, answer),
+            );
         }
-        while let Some(done) = tasks.join_next().await {
-            match done {
-                Ok((request, answer)) => {
-                    answers.insert(request, answer);
-                }
-                Err(e) => tracing::error!(target: "skm", "an Azure Key Vault read task failed: {e}"),
-            }
+        while let Some((slot, answer)) = tasks.next().await {
+            answers[slot] = Some(answer);
         }
-        requests
-            .iter()
-            .map(|r| match problems.get(&r.path) {
-                Some(problem) => Err(FetchError::new(FailureKind::Invalid, problem.clone())),
-                None => answers.get(r).cloned().unwrap_or_else(|| {
-                    Err(FetchError::new(
-                        FailureKind::Other,
-                        format!("secret `{}`: read task lost", r.path),
-                    ))
-                }),
-            })
-            .collect()
+        // A slot still empty: its task was cancelled (the runtime is shutting down); `spread` reports it.
+        distinct.spread(answers)
     }
 }

@@ -13,8 +13,9 @@ use google_cloud_gax::retry_state::RetryState;
 use google_cloud_gax::throttle_result::ThrottleResult;
 use google_cloud_secretmanager_v1::client::SecretManagerService;
 
-use super::{GcpBackend, Inner, Replication, DEFAULT_MAX_CONCURRENCY, DEFAULT_THROTTLE_PATIENCE};
+use super::{GcpBackend, Inner, Replication, DEFAULT_MAX_IN_FLIGHT, DEFAULT_THROTTLE_PATIENCE};
 use crate::backend::endpoint;
+use crate::backend::fanout::ReadOptions;
 use crate::Error;
 
 /// Google's endpoint, used unless `SKM_GCP_ENDPOINT` or [`GcpBackendBuilder::endpoint`] says otherwise.
@@ -22,6 +23,9 @@ pub const DEFAULT_ENDPOINT: &str = "https://secretmanager.googleapis.com";
 
 /// Attempts per request, the first included, unless [`GcpBackendBuilder::max_attempts`] says otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// The client's backoff between attempts unless [`GcpBackendBuilder::backoff`] says otherwise.
+const DEFAULT_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
 
 /// How long the metadata server may take to say which project this is.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
@@ -63,7 +67,7 @@ impl fmt::Display for ProjectSource {
 /// let backend = GcpBackend::builder()
 ///     .project("my-project")
 ///     .endpoint("http://127.0.0.1:8085") // an emulator: plain http on a loopback IP, no credentials sent
-///     .max_concurrency(16)
+///     .max_in_flight(16)
 ///     .build()
 ///     .await?;
 /// # Ok(()) }
@@ -73,9 +77,8 @@ pub struct GcpBackendBuilder {
     project: Option<String>,
     endpoint: Option<String>,
     credentials: Option<Credentials>,
-    max_concurrency: Option<usize>,
-    throttle_patience: Option<Duration>,
-    max_attempts: Option<u32>,
+    /// In flight, attempts, backoff, patience.
+    read: ReadOptions,
     attempt_timeout: Option<Duration>,
     replication: Replication,
     proxy_plain: bool,
@@ -88,9 +91,7 @@ impl fmt::Debug for GcpBackendBuilder {
             .field("project", &self.project)
             .field("endpoint", &self.endpoint)
             .field("credentials", &self.credentials.as_ref().map(|_| "set"))
-            .field("max_concurrency", &self.max_concurrency)
-            .field("throttle_patience", &self.throttle_patience)
-            .field("max_attempts", &self.max_attempts)
+            .field("read", &self.read)
             .field("attempt_timeout", &self.attempt_timeout)
             .field("replication", &self.replication)
             .field("proxy_plain", &self.proxy_plain)
@@ -122,8 +123,31 @@ impl GcpBackendBuilder {
     }
 
     /// How many requests one fetch keeps in flight (default 100, at least 1).
-    pub fn max_concurrency(mut self, max: usize) -> Self {
-        self.max_concurrency = Some(max.max(1));
+    pub fn max_in_flight(mut self, max: usize) -> Self {
+        self.read = self.read.max_in_flight(max);
+        self
+    }
+
+    /// How many requests one fetch keeps in flight.
+    #[deprecated(
+        since = "0.1.0",
+        note = "renamed `max_in_flight`, the name every backend builder shares"
+    )]
+    pub fn max_concurrency(self, max: usize) -> Self {
+        self.max_in_flight(max)
+    }
+
+    /// The client's backoff between attempts: about `first` (full jitter), doubling up to `max` (default 100 ms
+    /// to 5 s); [`throttle_patience`](Self::throttle_patience) waits with the same range.
+    pub fn backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.read = self.read.backoff(first, max);
+        self
+    }
+
+    /// Requests in flight, attempts, backoff and patience at once; what `options` leaves unset keeps what
+    /// was set before (or the default).
+    pub fn read_options(mut self, options: ReadOptions) -> Self {
+        self.read = self.read.overlay(options);
         self
     }
 
@@ -144,7 +168,7 @@ impl GcpBackendBuilder {
     /// # Ok(()) }
     /// ```
     pub fn throttle_patience(mut self, patience: Duration) -> Self {
-        self.throttle_patience = Some(patience);
+        self.read = self.read.throttle_patience(patience);
         self
     }
 
@@ -152,7 +176,7 @@ impl GcpBackendBuilder {
     /// Retried: `UNAVAILABLE`, HTTP 503, `RESOURCE_EXHAUSTED` (429) and I/O errors, with exponential backoff
     /// and full jitter.
     pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = Some(attempts.max(1));
+        self.read = self.read.max_attempts(attempts);
         self
     }
 
@@ -225,12 +249,13 @@ impl GcpBackendBuilder {
         let retry = RefusedIsFinal(
             Aip194Strict
                 .continue_on_too_many_requests()
-                .with_attempt_limit(self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS))
+                .with_attempt_limit(self.read.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS))
                 .with_time_limit(endpoint::OPERATION_TIMEOUT),
         );
+        let (first, max) = self.read.backoff.unwrap_or(DEFAULT_BACKOFF);
         let backoff = ExponentialBackoffBuilder::new()
-            .with_initial_delay(Duration::from_millis(100))
-            .with_maximum_delay(Duration::from_secs(5))
+            .with_initial_delay(first)
+            .with_maximum_delay(max)
             .build()
             .map_err(|e| Error::config(format!("backoff: {e}")))?;
         let mut client = SecretManagerService::builder()
@@ -253,8 +278,9 @@ impl GcpBackendBuilder {
                 project_source,
                 endpoint: endpoint.unwrap_or_else(|| DEFAULT_ENDPOINT.to_string()),
                 credentials_source,
-                max_concurrency: self.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY),
-                throttle_patience: self.throttle_patience.unwrap_or(DEFAULT_THROTTLE_PATIENCE),
+                max_in_flight: self.read.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+                throttle_patience: self.read.throttle_patience.unwrap_or(DEFAULT_THROTTLE_PATIENCE),
+                backoff: self.read.backoff,
                 replication: self.replication,
             }),
         })

@@ -4,7 +4,6 @@
 use crate::backend::distinct::Distinct;
 use crate::backend::fanout::FanOut;
 use std::collections::HashMap;
-use std::time::Duration;
 
 use google_cloud_gax::error::rpc::Code;
 use google_cloud_secretmanager_v1::client::SecretManagerService;
@@ -119,8 +118,8 @@ pub(super) async fn fetch(backend: &GcpBackend, requests: &[FetchRequest]) -> Ve
         }
     }
     let client = &backend.inner.client;
-    let patience = backend.inner.throttle_patience;
-    let answers = FanOut::new(backend.inner.max_concurrency)
+    let patience = &backend.inner.patience();
+    let answers = FanOut::new(backend.inner.max_in_flight)
         .map(units, |unit| async move {
             match unit {
                 Unit::Pinned(slot, name, pin) => {
@@ -147,7 +146,7 @@ async fn current_and_previous(
     name: &SecretName,
     current_slot: Option<usize>,
     previous_slot: Option<usize>,
-    patience: Duration,
+    patience: &FanOut,
 ) -> Vec<(usize, FetchResult)> {
     let current = access(client, name, "latest", patience).await;
     let mut out = Vec::new();
@@ -175,7 +174,7 @@ async fn current_and_previous(
 /// The newest enabled version below `current`: tried one by one from `current - 1`, so that only the
 /// accessor role is needed (listing versions would need `secretmanager.versions.list` and cost a request
 /// from the 600-a-minute metadata quota).
-async fn previous(client: &SecretManagerService, name: &SecretName, current: u64, patience: Duration) -> FetchResult {
+async fn previous(client: &SecretManagerService, name: &SecretName, current: u64, patience: &FanOut) -> FetchResult {
     let lowest = current.saturating_sub(MAX_PREVIOUS_PROBES).max(1);
     for n in (lowest..current).rev() {
         match access(client, name, &n.to_string(), patience).await {
@@ -217,12 +216,10 @@ async fn access(
     client: &SecretManagerService,
     name: &SecretName,
     version: &str,
-    patience: Duration,
+    patience: &FanOut,
 ) -> Result<(SecretPayload, u64), FetchError> {
-    FanOut::new(1)
-        .patiently(patience, "AccessSecretVersion", name, || {
-            access_once(client, name, version)
-        })
+    patience
+        .patient("AccessSecretVersion", name, || access_once(client, name, version))
         .await
 }
 

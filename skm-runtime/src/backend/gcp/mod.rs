@@ -26,7 +26,8 @@
 //!
 //! # Requests and quotas
 //! Secret Manager has no batch read: one [`fetch`](Backend::fetch) sends one `AccessSecretVersion` per
-//! distinct path and version, all concurrently up to [`GcpBackendBuilder::max_concurrency`] (default 100), so
+//! distinct path and version, all concurrently up to [`GcpBackendBuilder::max_in_flight`] (default 100) through the shared
+//! [`FanOut`](super::fanout::FanOut), so
 //! 50 secrets cost 50 requests and one round trip. A rotating field costs one more request (two if the
 //! version before the current one is disabled).
 //!
@@ -105,7 +106,7 @@ pub use google_cloud_secretmanager_v1;
 /// Requests in flight per fetch unless configured otherwise: a service's whole start (up to 100 secrets) in one
 /// round trip. One process's burst of 100 is a small share of the project's 1,500 access requests a second;
 /// at 32, 100 secrets took 4 round trips (skm-bench's GCP section).
-const DEFAULT_MAX_CONCURRENCY: usize = 100;
+const DEFAULT_MAX_IN_FLIGHT: usize = 100;
 
 /// How long a throttled access is tried again (after the client's own retries) unless configured otherwise:
 /// the same patience as the AWS backend's.
@@ -169,9 +170,22 @@ struct Inner {
     project_source: ProjectSource,
     endpoint: String,
     credentials_source: String,
-    max_concurrency: usize,
+    max_in_flight: usize,
     throttle_patience: Duration,
+    /// The backoff of the patience, when set ([`GcpBackendBuilder::backoff`]).
+    backoff: Option<(Duration, Duration)>,
     replication: Replication,
+}
+
+impl Inner {
+    /// The patience of one access (the client retries each call underneath: the fan-out tries an attempt once).
+    fn patience(&self) -> super::fanout::FanOut {
+        let fan = super::fanout::FanOut::new(1).throttle_patience(self.throttle_patience);
+        match self.backoff {
+            Some(range) => fan.backoff_range(range),
+            None => fan,
+        }
+    }
 }
 
 impl fmt::Debug for GcpBackend {
@@ -180,7 +194,7 @@ impl fmt::Debug for GcpBackend {
             .field("project", &self.inner.project)
             .field("endpoint", &self.inner.endpoint)
             .field("credentials", &self.inner.credentials_source)
-            .field("max_concurrency", &self.inner.max_concurrency)
+            .field("max_in_flight", &self.inner.max_in_flight)
             .finish_non_exhaustive()
     }
 }
