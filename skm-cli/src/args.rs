@@ -21,9 +21,10 @@ pub(crate) struct Cli {
     #[arg(long, global = true, env = "SKM_MANIFEST", value_name = "FILE")]
     pub manifest: Option<PathBuf>,
 
-    /// Replaces `{profile}` in the struct's prefix (default: SKM_PROFILE).
-    #[arg(long, global = true, value_name = "NAME")]
-    pub profile: Option<String>,
+    /// Replaces `{profile}` in the struct's prefix (default: SKM_PROFILE). Only the commands that compare or
+    /// prepare several profiles (`prepare`) take it more than once.
+    #[arg(long, global = true, value_name = "NAME", action = clap::ArgAction::Append)]
+    pub profile: Vec<String>,
 
     /// Machine-readable JSON on stdout instead of tables.
     #[arg(long, global = true)]
@@ -203,6 +204,9 @@ pub(crate) enum Command {
         #[arg(long, short, default_value = "-", value_name = "FILE")]
         output: PathBuf,
     },
+    /// Write the snapshot of the stores that `#[derive(Secrets)]` checks declarations against at compile time
+    /// (`.skm/prepared/`, to commit); `--check`: exit 1 when it no longer matches the stores or the declarations.
+    Prepare(crate::cmd::prepare::PrepareArgs),
     /// Print a shell completion script: `skm completions bash > ~/.local/share/bash-completion/completions/skm`.
     Completions {
         /// The shell.
@@ -401,6 +405,13 @@ pub(crate) fn command() -> clap::Command {
     Cli::command().mut_subcommand("policy", policy_command)
 }
 
+impl Command {
+    /// Whether the command takes `--profile` more than once (the others take one profile).
+    pub(crate) fn takes_profiles(&self) -> bool {
+        matches!(self, Command::Prepare(_))
+    }
+}
+
 /// Parses a command line: the derived [`Cli`] plus the registry's `policy` flags.
 pub(crate) fn parse<I, A>(args: I) -> Result<Cli, clap::Error>
 where
@@ -413,6 +424,10 @@ where
     let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd.clone()))?;
     if let (Command::Policy(args), Some(("policy", m))) = (&mut cli.command, matches.subcommand()) {
         args.registry = registry_args(m);
+    }
+    if cli.profile.len() > 1 && !cli.command.takes_profiles() {
+        let message = "--profile was given more than once: this command works on one profile";
+        return Err(clap::Error::raw(clap::error::ErrorKind::ArgumentConflict, message).format(&mut cmd.clone()));
     }
     Ok(cli)
 }

@@ -239,7 +239,8 @@ impl Cli {
             },
             backend_flag: cli.backend.clone(),
             manifest: cli.manifest.clone(),
-            profile: cli.profile.clone(),
+            profile: cli.profile.last().cloned(),
+            profiles: cli.profile.clone(),
             deadline: cli.deadline,
             source: self.source,
             backend: self.backend,
@@ -306,6 +307,8 @@ pub(crate) struct Ctx<'a, 'b> {
     pub backend_flag: Option<String>,
     pub manifest: Option<std::path::PathBuf>,
     pub profile: Option<String>,
+    /// Every `--profile` given, in order (several only for the commands that take several).
+    pub profiles: Vec<String>,
     /// `--deadline` (or `SKM_DEADLINE`), when given; `Duration::ZERO` for none.
     pub deadline: Option<std::time::Duration>,
     pub source: DeclSource,

@@ -10,6 +10,7 @@ mod ops;
 #[cfg(feature = "postgres")]
 mod pgrotate;
 mod policy;
+pub(crate) mod prepare;
 pub(crate) mod run;
 mod template;
 pub(crate) mod util;
@@ -105,5 +106,6 @@ pub(crate) async fn dispatch(ctx: &mut Ctx<'_, '_>, command: Command) -> Result<
             schema: true, output, ..
         } => manifest::schema(ctx, &output),
         Command::Completions { shell } => completions::run(ctx, shell),
+        Command::Prepare(args) => prepare::run(ctx, args).await,
     }
 }
