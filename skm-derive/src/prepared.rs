@@ -191,7 +191,7 @@ impl Snapshot {
 
 fn check_fields(input: &Input, cx: &Ctxt, snapshot: &Snapshot, file: &Path, type_name: &impl Fn(&syn::Type) -> String) {
     let context = snapshot.context();
-    let again = "run `skm prepare` again, or set SKM_PREPARED=off to build without the check";
+    let again = "then run `skm prepare` again (build it with SKM_PREPARED=off, which skips this check)";
     for field in &input.fields {
         let attrs = &field.attrs;
         if attrs.invalid || attrs.flatten.is_some() || attrs.dynamic.is_some() {
@@ -218,8 +218,8 @@ fn check_fields(input: &Input, cx: &Ctxt, snapshot: &Snapshot, file: &Path, type
                 path.span,
                 format!(
                     "field `{name}` at `{resolved}` is not in the snapshot {} for {context}: the declaration \
-                     changed since; {again}",
-                    file.display()
+                     changed since it was written: {again}",
+                    file.file_name().unwrap_or_default().to_string_lossy()
                 ),
             );
             continue;
@@ -237,7 +237,7 @@ fn check_fields(input: &Input, cx: &Ctxt, snapshot: &Snapshot, file: &Path, type
                     path.span,
                     format!(
                         "secret {at} does not exist in {context}, and field `{name}` has no other source: create \
-                         it (`skm put`), fix the path, or {again}"
+                         it (`skm put`) or fix the path, {again}"
                     ),
                 );
             }
@@ -248,8 +248,8 @@ fn check_fields(input: &Input, cx: &Ctxt, snapshot: &Snapshot, file: &Path, type
                 None => cx.error_at(
                     key.span,
                     format!(
-                        "secret {at} is not a JSON object in {context}, so it has no key `{}`: remove `key`, store \
-                         a JSON object there, or {again}",
+                        "secret {at} is not a JSON object in {context}, so it has no key `{}`: remove `key` or store \
+                         a JSON object there, {again}",
                         key.value
                     ),
                 ),
@@ -263,8 +263,8 @@ fn check_fields(input: &Input, cx: &Ctxt, snapshot: &Snapshot, file: &Path, type
                         cx.error_at(
                             key.span,
                             format!(
-                                "secret {at} has no key `{}` in {context}: {hint}its keys are {}; fix the key, add \
-                                 it to the secret, or {again}",
+                                "secret {at} has no key `{}` in {context}: {hint}its keys are {}; fix the key or add \
+                                 it to the secret, {again}",
                                 key.value,
                                 list(&keys)
                             ),
@@ -280,8 +280,8 @@ fn check_fields(input: &Input, cx: &Ctxt, snapshot: &Snapshot, file: &Path, type
             cx.error_at(
                 value_span,
                 format!(
-                    "the value of {at}{} does not parse as `{}` in {context}: fix the value in the store, change \
-                     the field's type, or {again}",
+                    "the value of {at}{} does not parse as `{}` in {context}: fix the value in the store or the \
+                     field's type, {again}",
                     attrs
                         .key
                         .as_ref()
@@ -304,7 +304,7 @@ fn check_fields(input: &Input, cx: &Ctxt, snapshot: &Snapshot, file: &Path, type
                 span,
                 format!(
                     "the value of {at}{} fails this field's validators in {context}: store a value that passes \
-                     them, or {again}",
+                     them, {again}",
                     attrs
                         .key
                         .as_ref()
