@@ -22,7 +22,7 @@ pub(crate) struct Cli {
     pub manifest: Option<PathBuf>,
 
     /// Replaces `{profile}` in the struct's prefix (default: SKM_PROFILE). Only the commands that compare or
-    /// prepare several profiles (`prepare`) take it more than once.
+    /// prepare several profiles (`prepare`, `diff`) take it more than once.
     #[arg(long, global = true, value_name = "NAME", action = clap::ArgAction::Append)]
     pub profile: Vec<String>,
 
@@ -162,6 +162,13 @@ pub(crate) enum Command {
     },
     /// Move the declared secrets from a .env file (or another backend) into a backend.
     Migrate(MigrateArgs),
+    /// Compare the declared secrets between two profiles or two backends, never printing a value.
+    ///
+    /// `--profile staging --profile prod` or `--from aws --to vault`: for each field, equal, different, type
+    /// mismatch, missing in A or B (or both), or present in both (not compared: a side's type could not be
+    /// checked). Only the stores are compared: no environment variable, .env file, secret file or default.
+    #[command(after_help = crate::cmd::diff::AFTER_HELP)]
+    Diff(crate::cmd::diff::DiffArgs),
     /// Resolve every declared secret here and now, without printing values; exit 0 only if all resolve.
     Check {
         /// The .env file to read (default: SKM_DOTENV, else ./.env).
@@ -408,7 +415,7 @@ pub(crate) fn command() -> clap::Command {
 impl Command {
     /// Whether the command takes `--profile` more than once (the others take one profile).
     pub(crate) fn takes_profiles(&self) -> bool {
-        matches!(self, Command::Prepare(_))
+        matches!(self, Command::Prepare(_) | Command::Diff(_))
     }
 }
 

@@ -29,6 +29,7 @@
 //! | `rotate PATH --key K --generate N --postgres-role ROLE` | also sets the role's password: pending, `ALTER ROLE`, test, store |
 //! | `migrate [--from .env\|BACKEND] [--to BACKEND] [--dry-run] [--force] [--backup] [--delete-source]` | value-free plan, apply, read back, optionally rewrite `.env` |
 //! | `check` | resolves every declared secret here, shows where each comes from, never a value |
+//! | `diff --profile A --profile B`, `diff --from BACKEND --to BACKEND` | compares the declared secrets of two profiles or backends, from the stores only: equal, different, type mismatch, missing in A / B, present in both; never a value, hash or length; `--expect-equal F`, `--undeclared` |
 //! | `template` | writes `.env.example` |
 //! | `policy --aws \| --vault \| --external-secret` | least-privilege policies for exactly the declared secrets |
 //! | `run [--only F]... [--mount NAME=PATH]... [--restart-on-change] -- CMD` | runs a command with the secrets in its environment; restarted after a rotation with `--restart-on-change` (`--watch-ttl SECS`, `--kill-after SECS`) |

@@ -486,7 +486,8 @@ async fn sides(ctx: &mut Ctx<'_, '_>, args: &DiffArgs) -> Result<Vec<Side>, Fail
                 for r in routed {
                     match r.backend {
                         Ok(b) => built.push((r.descriptor.name, b)),
-                        // Its fields fail as unreadable, with the load's own message.
+                        // Its fields fail as unreadable, with the load's own message; said once.
+                        Err(_) if tag == "B" => {}
                         Err(why) => ctx.ui.warn(format!(
                             "backend `{}` (for {}): {why}",
                             r.descriptor.name,

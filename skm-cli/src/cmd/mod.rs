@@ -2,6 +2,7 @@
 
 mod check;
 mod completions;
+pub(crate) mod diff;
 mod doctor;
 pub(crate) mod github;
 mod manifest;
@@ -94,6 +95,7 @@ pub(crate) async fn dispatch(ctx: &mut Ctx<'_, '_>, command: Command) -> Result<
             no_dotenv,
             strict,
         } => check::run(ctx, dotenv, no_dotenv, strict).await,
+        Command::Diff(args) => diff::run(ctx, args).await,
         Command::Template { output, force } => template::run(ctx, &output, force),
         Command::Policy(args) => policy::run(ctx, &args),
         Command::Doctor { dotenv } => doctor::run(ctx, dotenv).await,
