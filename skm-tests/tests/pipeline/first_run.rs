@@ -38,6 +38,7 @@ struct Mixed {
 
 /// A listener that accepts every connection and never answers (its connections stay open until the process
 /// ends): the endpoint a load must not wait on forever.
+#[cfg_attr(not(feature = "aws"), allow(dead_code))] // used by the `aws` tests only
 fn silent_endpoint() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
@@ -78,6 +79,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 /// The value the child printed as `NAME=value` (libtest may print its own words before it on the line).
+#[cfg_attr(not(feature = "aws"), allow(dead_code))] // used by the `aws` tests only
 fn printed<'a>(stdout: &'a str, name: &str) -> &'a str {
     let tag = format!("{name}=");
     stdout
