@@ -36,6 +36,7 @@
 //! | `export --github-env` | appends the secrets to `$GITHUB_ENV`, masked (GitHub Actions) |
 //! | `doctor` | backend and why, reachability, Vault token TTL, git ignores, file permissions |
 //! | `manifest` | exports the declarations for `--manifest`; `--schema`: the manifest's JSON Schema |
+//! | `prepare [--profile P]... [--check] [--dir DIR]` | writes the value-free snapshot of the stores (`.skm/prepared/`) that `#[derive(Secrets)]` checks declarations against at compile time; `--check` exits 1 when it is stale |
 //! | `completions bash\|zsh\|fish\|powershell` | a shell completion script |
 //!
 //! Every command takes `--json` (machine output on stdout), `--backend aws|vault|local|none` (instead of
