@@ -907,6 +907,14 @@ async fn doctor() {
     let out = w.skm(&["doctor"], None).await;
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains(".env is ignored by git"), "{out:?}");
+    // `skm prepare`'s snapshots committed beside an ignored store raise no alarm (they hold no value).
+    w.write(".gitignore", "/.env\n/.skm/*\n!/.skm/prepared/\n");
+    std::fs::create_dir_all(w.path(".skm/prepared")).unwrap();
+    w.write(".skm/prepared/App.json", "{}\n");
+    git(&["add", ".skm/prepared/App.json"]);
+    let out = w.skm(&["doctor"], None).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(!out.stdout.contains("tracked by git"), "{out:?}");
     // A tracked .env is a failure even when ignored.
     git(&["add", "-f", ".env"]);
     let out = w.skm(&["doctor"], None).await;

@@ -8,7 +8,7 @@ use serde_json::json;
 use skm_runtime::backend::registry;
 use skm_runtime::{Error, FieldError, FieldProblem};
 
-use super::doctor::{git_ignored, Level};
+use super::doctor::{git_ignored, git_ignored_store, Level};
 use crate::decl::{location, routed_backends};
 use crate::output::Tone;
 use crate::safe::display_lines;
@@ -201,8 +201,13 @@ pub(crate) async fn run(
     }
     let mut warnings = route_warnings;
     warnings.extend(check.provenance.warnings.iter().cloned());
-    for path in dotenv_file.iter().chain(&store_dir).filter(|p| p.exists()) {
+    for path in dotenv_file.iter().filter(|p| p.exists()) {
         if let (Level::Fail, why) = git_ignored(path) {
+            warnings.push(why);
+        }
+    }
+    for path in store_dir.iter().filter(|p| p.exists()) {
+        if let (Level::Fail, why) = git_ignored_store(path) {
             warnings.push(why);
         }
     }

@@ -285,7 +285,11 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, dotenv: Option<PathBuf>) -> Resul
             push(label, Level::Skip, format!("{} does not exist", path.display()));
             continue;
         }
-        let (level, detail) = git_ignored(path);
+        let (level, detail) = if label == "local store" {
+            git_ignored_store(path)
+        } else {
+            git_ignored(path)
+        };
         push(label, level, detail);
         let (level, detail) = private(path);
         push(label, level, detail);
@@ -362,6 +366,44 @@ pub(crate) fn git_ignored(path: &Path) -> (Level, String) {
         ),
         _ => (Level::Skip, format!("cannot ask git about {}", path.display())),
     }
+}
+
+/// [`git_ignored`] for a local store directory: judged by what holds secrets (`secrets/`, `index`, the
+/// offline `cache/`), so that `.skm/prepared/` (`skm prepare`'s value-free snapshots, meant to be committed)
+/// beside them raises no alarm. A store with none of them yet is judged as a whole.
+pub(crate) fn git_ignored_store(store: &Path) -> (Level, String) {
+    let parts: Vec<PathBuf> = ["secrets", "index", "cache"]
+        .iter()
+        .map(|p| store.join(p))
+        .filter(|p| p.exists())
+        .collect();
+    if parts.is_empty() {
+        return git_ignored(store);
+    }
+    let name = store
+        .file_name()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| store.to_path_buf());
+    let mut first = None;
+    for part in parts {
+        let verdict = git_ignored(&part);
+        if verdict.0 == Level::Fail && matches!(gitcheck::status(&part), GitStatus::NotIgnored) {
+            return (
+                Level::Fail,
+                format!(
+                    "{} is NOT ignored by git: add `/{n}` to .gitignore (or `/{n}/*` and `!/{n}/prepared/` to \
+                     commit `skm prepare`'s snapshots)",
+                    part.display(),
+                    n = name.display()
+                ),
+            );
+        }
+        if verdict.0 == Level::Fail {
+            return verdict;
+        }
+        first.get_or_insert(verdict);
+    }
+    first.expect("at least one part")
 }
 
 /// Whether `path` (and, for a directory, what is inside) is private to its owner.
