@@ -4,9 +4,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use secrecy::ExposeSecret;
-use skm_runtime::backend::{
-    AdminBackend, FailureKind, FetchRequest, PutRequest, SecretPayload, SecretValue, VersionPin,
-};
+use skm_runtime::backend::{AdminBackend, FailureKind, FetchRequest, SecretPayload, SecretValue, VersionPin};
 
 use crate::Fail;
 
@@ -110,10 +108,6 @@ pub(crate) struct KeyWrite {
 /// A JSON object secret as read: `None` when the path does not exist yet.
 pub(crate) type Object = serde_json::Map<String, serde_json::Value>;
 
-/// How many times [`update_object`] re-reads and re-merges after a check-and-set conflict before it gives up.
-/// Every round some writer wins, so 50 concurrent writers settle well within it; the backoff spreads them out.
-pub(crate) const CAS_ATTEMPTS: u32 = 100;
-
 /// Sets `key` to `value` in the JSON object at `path`, keeping the other keys, without losing a concurrent
 /// writer's update where the backend can guarantee it.
 ///
@@ -148,68 +142,41 @@ pub(crate) async fn write_key(
     .await
 }
 
-/// Read → merge → write of the JSON object at `path`, with check-and-set where the backend has it.
+/// Read → merge → write of the JSON object at `path`, with check-and-set where the backend has it: the
+/// runtime's [`update`](skm_runtime::backend::update::update), which reads again, merges again and retries on
+/// a check-and-set conflict (up to [`CAS_ATTEMPTS`](skm_runtime::backend::update::CAS_ATTEMPTS) times, with
+/// the fan-out's jittered backoff), and writes unchecked where the backend has no check-and-set (said in
+/// [`KeyWrite::atomic`]).
 ///
 /// `merge` gets the current object (`None`: no secret yet; `Some(Err(()))`: a value that is not a JSON
-/// object) and returns the object to write, or why not. On a backend with check-and-set the write names the
-/// version read (or must create the path when there was none); a [`FailureKind::Conflict`] (or
-/// `AlreadyExists` for a create) means another writer came first, so it reads again, merges again and
-/// retries, up to [`CAS_ATTEMPTS`] times with jittered exponential backoff. Without check-and-set (or when
-/// the backend reports it unsupported, e.g. a Vault mount found to be KV v1), it writes unchecked and says so
-/// in [`KeyWrite::atomic`].
+/// object) and returns the object to write, or why not.
 pub(crate) async fn update_object<F>(backend: &dyn AdminBackend, path: &str, mut merge: F) -> Result<KeyWrite, Fail>
 where
     F: FnMut(Option<Result<Object, ()>>) -> Result<Object, Fail>,
 {
-    let mut cas = backend.supports_cas();
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        let current = fetch_one(backend, path, VersionPin::Current).await?;
-        let version = current.as_ref().and_then(|p| p.version.clone());
-        let exists = current.is_some();
-        let object = merge(current.map(|p| as_object(&p.value).ok_or(())))?;
-        let mut request = PutRequest::new(path, object_value(&object));
-        // A secret read without a version id cannot be checked-and-set.
-        let checked = cas && (!exists || version.is_some());
-        if checked {
-            request.create_only = !exists;
-            request.expected_version = version;
-        }
-        match backend.put(request).await {
-            // Asked again after the write: a Vault mount of unknown version is known after one request.
-            Ok(version) => {
-                return Ok(KeyWrite {
-                    version,
-                    atomic: checked && backend.supports_cas(),
-                })
-            }
-            Err(e) if checked && matches!(e.kind, FailureKind::Conflict | FailureKind::AlreadyExists) => {
-                if attempt >= CAS_ATTEMPTS {
-                    return Err(Fail::Failed(format!(
-                        "`{path}` kept changing under {attempt} check-and-set attempts on {}: nothing written by \
-                         this run; try again",
-                        backend.name()
-                    )));
-                }
-                backoff(attempt).await;
-            }
-            Err(e) if checked && e.kind == FailureKind::Unsupported => {
-                // E.g. a Vault mount that turned out to be KV v1: no check-and-set there.
-                cas = false;
-            }
-            Err(e) => return Err(e.into()),
-        }
+    use skm_runtime::backend::update::{update, UpdateError};
+    let written = update(backend, path, |current| {
+        let object = merge(current.map(|value| as_object(value).ok_or(())))?;
+        Ok(object_value(&object))
+    })
+    .await;
+    match written {
+        Ok(w) => Ok(KeyWrite {
+            version: w.version,
+            atomic: w.atomic,
+        }),
+        Err(UpdateError::Read(e)) => Err(Fail::Failed(format!(
+            "cannot read `{path}` from {}: {e}",
+            backend.name()
+        ))),
+        Err(UpdateError::Merge(fail)) => Err(fail),
+        Err(UpdateError::Write(e)) => Err(e.into()),
+        Err(UpdateError::KeptChanging { attempts }) => Err(Fail::Failed(format!(
+            "`{path}` kept changing under {attempts} check-and-set attempts on {}: nothing written by this run; \
+             try again",
+            backend.name()
+        ))),
     }
-}
-
-/// Sleeps before retry `attempt` (1-based): a random time up to 10 ms × 2^attempt, capped at 500 ms ("full
-/// jitter"), so that writers that collided do not collide again in lockstep.
-async fn backoff(attempt: u32) {
-    let ceiling = 10u64.saturating_mul(1 << attempt.min(16)).min(500);
-    let random = getrandom::u64().unwrap_or(u64::from(attempt).wrapping_mul(7919));
-    let millis = 1 + random % ceiling;
-    tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
 }
 
 /// The plain warning for a backend that cannot make a key write atomic; said once per run.
@@ -303,6 +270,7 @@ pub(crate) fn mode_of(path: &Path) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use skm_runtime::backend::PutRequest;
     use std::time::UNIX_EPOCH;
 
     /// A backend whose first put is beaten by another writer: the key write must see the conflict, read
