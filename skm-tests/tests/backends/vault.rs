@@ -1,6 +1,7 @@
 //! The Vault backend against a real OpenBao dev server (and, for cross-checks, hvac), by behaviour: reading KV
-//! secrets ([`kv`]), logging in and keeping the token alive ([`auth`]), the connection ([`transport`]), and
-//! writing, batched reads and watching ([`admin`]). This file holds what they share.
+//! secrets ([`kv`]), logging in and keeping the token alive ([`auth`]; JWT and certificate logins in [`login`]), the
+//! connection ([`transport`]), and writing, batched reads and watching ([`admin`]). This file holds what they
+//! share.
 //!
 //! Every test starts its own server (`skm_testing::Bao`), so tests share no state. The tests never change the
 //! process environment: they configure backends through `VaultBuilder::from_vars`, and the one test that needs
@@ -11,6 +12,7 @@
 mod admin;
 mod auth;
 mod kv;
+mod login;
 mod transport;
 
 use std::path::PathBuf;
