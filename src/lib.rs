@@ -220,7 +220,7 @@ pub use zeroize::{self, Zeroize};
 pub mod __private {
     pub use core::option::Option::{self, None, Some};
     pub use skm_runtime::spec::LeasedSpec;
-    pub use skm_runtime::{detect, plan, spec};
+    pub use skm_runtime::spec;
     pub use skm_runtime::{
         Error, FieldKind, FieldSpec, Loader, Pattern, SecretSpec, Secrets, StructSpec, Validators, Values, VersionPin,
     };
