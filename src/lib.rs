@@ -213,14 +213,12 @@ pub use skm_runtime::lease::{LeaseOptions, Leased};
 pub use skm_runtime::rotation;
 pub use zeroize::{self, Zeroize};
 
-/// Paths used by the code `#[derive(Secrets)]` generates, and the runtime's internals (the pipeline's
-/// `spec` and `plan` stages, backend `detect`ion) for skm's own tools and tests;
-/// not a public API.
+/// Paths used by the code `#[derive(Secrets)]` generates, and nothing else; not a public API.
 #[doc(hidden)]
 pub mod __private {
     pub use core::option::Option::{self, None, Some};
-    pub use skm_runtime::spec::LeasedSpec;
     pub use skm_runtime::spec;
+    pub use skm_runtime::spec::LeasedSpec;
     pub use skm_runtime::{
         Error, FieldKind, FieldSpec, Loader, Pattern, SecretSpec, Secrets, StructSpec, Validators, Values, VersionPin,
     };
