@@ -404,4 +404,28 @@ mod tests {
             assert!(check_endpoint("t", bad, true).is_err(), "{bad}");
         }
     }
+
+    #[test]
+    fn read_knobs_share_every_builders_names_and_the_old_ones_still_work() {
+        use crate::backend::fanout::ReadOptions;
+        use std::time::Duration;
+        let b = super::AwsBackendBuilder::default()
+            .max_in_flight(4)
+            .max_attempts(2)
+            .backoff(Duration::from_millis(10), Duration::from_millis(40))
+            .throttle_patience(Duration::from_secs(1));
+        assert_eq!(
+            b.read,
+            ReadOptions::new()
+                .max_in_flight(4)
+                .max_attempts(2)
+                .backoff(Duration::from_millis(10), Duration::from_millis(40))
+                .throttle_patience(Duration::from_secs(1))
+        );
+        #[allow(deprecated)]
+        let old = super::AwsBackendBuilder::default().max_concurrency(3);
+        assert_eq!(old.read.max_in_flight, Some(3));
+        let all = super::AwsBackendBuilder::default().read_options(ReadOptions::new().max_attempts(9));
+        assert_eq!(all.read.max_attempts, Some(9));
+    }
 }

@@ -371,3 +371,32 @@ fn https_only(source: &str, raw: &str) -> Result<Url, Error> {
     }
     Ok(url)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_knobs_share_every_builders_names_and_the_old_ones_still_work() {
+        let env = |n: &str| (n == "SKM_AZURE_CONCURRENCY").then(|| "7".to_string());
+        let b = AzureBackendBuilder::from_vars(&env).unwrap();
+        assert_eq!(b.read.max_in_flight, Some(7), "the variable keeps working");
+        let b = b
+            .max_attempts(2)
+            .backoff(Duration::from_millis(10), Duration::from_millis(40))
+            .throttle_patience(Duration::from_secs(1));
+        assert_eq!(
+            b.read,
+            ReadOptions::new()
+                .max_in_flight(7)
+                .max_attempts(2)
+                .backoff(Duration::from_millis(10), Duration::from_millis(40))
+                .throttle_patience(Duration::from_secs(1))
+        );
+        #[allow(deprecated)]
+        let old = AzureBackendBuilder::default().concurrency(3).max_retries(2);
+        assert_eq!((old.read.max_in_flight, old.read.max_attempts), (Some(3), Some(3)));
+        let all = AzureBackendBuilder::default().read_options(ReadOptions::new().max_in_flight(5));
+        assert_eq!(all.read.max_in_flight, Some(5));
+    }
+}
