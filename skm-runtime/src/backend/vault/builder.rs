@@ -384,9 +384,26 @@ impl VaultBuilder {
         self
     }
 
-    /// How many reads one fetch keeps in flight (default 64, so a typical service loads in one round trip; at least 1).
-    pub fn concurrency(mut self, n: usize) -> Self {
+    /// How many reads one fetch keeps in flight (default 64, so a typical service loads in one round trip; at
+    /// least 1; env `SKM_VAULT_CONCURRENCY`): the name every backend builder shares.
+    pub fn max_in_flight(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
+        self
+    }
+
+    /// How many reads one fetch keeps in flight.
+    #[deprecated(
+        since = "0.1.0",
+        note = "renamed `max_in_flight`, the name every backend builder shares"
+    )]
+    pub fn concurrency(self, n: usize) -> Self {
+        self.max_in_flight(n)
+    }
+
+    /// Attempts per read, the first included (default 5, at least 1; `1` disables retries): the name every
+    /// backend builder shares, the same as [`retries`](Self::retries)`(attempts - 1)`.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.retries = attempts.max(1) - 1;
         self
     }
 
