@@ -41,7 +41,7 @@ fn backend(kv: &KeyVault, concurrency: Option<usize>) -> AzureBackend {
         .ca_cert(kv.ca_pem_path())
         .client_secret(kv.tenant_id(), kv.client_id(), kv.client_secret());
     match concurrency {
-        Some(n) => builder.concurrency(n),
+        Some(n) => builder.max_in_flight(n),
         None => builder,
     }
     .build()

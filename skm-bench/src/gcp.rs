@@ -46,7 +46,7 @@ fn expected_bytes() -> usize {
 async fn backend(endpoint: &str, concurrency: Option<usize>) -> GcpBackend {
     let mut builder = GcpBackend::builder().project(PROJECT).endpoint(endpoint);
     if let Some(n) = concurrency {
-        builder = builder.max_concurrency(n);
+        builder = builder.max_in_flight(n);
     }
     builder.build().await.expect("a GCP backend for drongo")
 }
@@ -103,7 +103,7 @@ pub(crate) fn serve(request: &RecordedRequest) -> Action {
 
 /// The figures for one drongo.
 struct Figures {
-    /// skm `load()` with the defaults, with `max_concurrency(NARROW)`, and straight to drongo (defaults): the
+    /// skm `load()` with the defaults, with `max_in_flight(NARROW)`, and straight to drongo (defaults): the
     /// times, and (requests, most in flight) as the proxy counted them (`None` without the proxy).
     loads: Vec<(Samples, Option<(usize, usize)>)>,
     sequential: Samples,
@@ -243,7 +243,7 @@ async fn run_async(settings: &Settings) -> Section {
     );
     row(
         format!(
-            "skm `load()`, `max_concurrency({NARROW})` ({})",
+            "skm `load()`, `max_in_flight({NARROW})` ({})",
             plural(waves(&f.loads[1].1), "wave")
         ),
         &f.loads[1].0,
@@ -286,7 +286,7 @@ async fn run_async(settings: &Settings) -> Section {
     ));
     section.notes.push(format!(
         "Waves = ceil({SECRETS} / concurrency): at most {in_flight} requests were in flight with the defaults, \
-         so the load took {}; with `max_concurrency({NARROW})` it takes {} round trips at best.",
+         so the load took {}; with `max_in_flight({NARROW})` it takes {} round trips at best.",
         plural(waves(default_counts), "wave"),
         waves(&f.loads[1].1)
     ));

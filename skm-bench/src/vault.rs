@@ -32,7 +32,7 @@ fn expected_bytes() -> usize {
 async fn backend(addr: &str, token: &str, concurrency: Option<usize>) -> VaultBackend {
     let mut builder = VaultBackend::builder(addr).token(token);
     if let Some(n) = concurrency {
-        builder = builder.concurrency(n);
+        builder = builder.max_in_flight(n);
     }
     builder.build().await.expect("a Vault backend for OpenBao")
 }

@@ -134,7 +134,7 @@ async fn forty_fields_on_ten_paths_cost_ten_reads() {
     // At most `concurrency` reads in flight.
     let bounded = VaultBuilder::new(proxy.url())
         .token(bao.root_token())
-        .concurrency(3)
+        .max_in_flight(3)
         .build()
         .await
         .unwrap();
