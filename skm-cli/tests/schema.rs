@@ -110,10 +110,13 @@ for path in sys.argv[2:]:
 fn repository_manifests() -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut sources = Vec::new();
-    for dir in ["skm-cli/tests", "tests"] {
-        for entry in std::fs::read_dir(root().join(dir)).unwrap() {
+    let mut dirs = vec![root().join("skm-cli/tests"), root().join("skm-tests/tests")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
             let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "rs") {
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
                 sources.push(path);
             }
         }
