@@ -100,7 +100,11 @@ const BENCHMARKS: [Benchmark; 9] = [
 ];
 
 /// Figures measured apart from the run (clean builds at two commits), appended to every report.
-const MEASURED_APART: &str = include_str!("../apart/http_stack.md");
+const MEASURED_APART: &str = concat!(
+    include_str!("../apart/http_stack.md"),
+    "\n",
+    include_str!("../apart/build_costs.md")
+);
 
 const USAGE: &str =
     "usage: skm-bench [--quick] [--only aws,vault,gcp,azure,fleet,fleet-gcp,read,derive,cold] [--out FILE]";
