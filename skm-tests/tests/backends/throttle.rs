@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use skm::backend::aws::aws_sdk_secretsmanager::config::retry::RetryConfig;
+use skm::backend::aws::aws_sdk_secretsmanager::config::retry::{RetryConfig, RetryPartition};
 use skm::backend::aws::{AwsBackend, FetchStrategy};
 use skm::backend::{AdminBackend, FailureKind, PutRequest, SecretValue};
 use skm::{ExposeSecret, FieldProblem, Loader, SecretString, Secrets, WatchOptions};
@@ -86,6 +86,13 @@ fn expected() -> Vec<String> {
 }
 
 /// One instance: its own client, credentials and connection pool, as a separate process would have.
+/// A number per backend, for its own retry partition.
+fn next_partition() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    NEXT.fetch_add(1, Ordering::SeqCst)
+}
+
 async fn instance(endpoint: &str, attempts: u32) -> AwsBackend {
     AwsBackend::builder()
         .region("us-east-1")
@@ -93,6 +100,9 @@ async fn instance(endpoint: &str, attempts: u32) -> AwsBackend {
         .static_credentials("test", "test")
         .max_attempts(attempts)
         .retry_config(RetryConfig::standard().with_initial_backoff(Duration::from_millis(5)))
+        // Its own retry token bucket: the other tests of this binary retry against the same service and
+        // region, and the SDK's shared bucket could refuse the retries these tests count.
+        .retry_partition(RetryPartition::new(format!("skm-throttle-test-{}", next_partition())))
         // These quotas never refill within a test: a short patience keeps the over-quota loads quick.
         .throttle_patience(Duration::from_millis(300))
         .build()

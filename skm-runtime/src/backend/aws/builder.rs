@@ -4,7 +4,7 @@ use std::fmt;
 
 use aws_config::BehaviorVersion;
 use aws_sdk_secretsmanager::config::interceptors::InterceptorContext;
-use aws_sdk_secretsmanager::config::retry::{ClassifyRetry, RetryAction, RetryConfig};
+use aws_sdk_secretsmanager::config::retry::{ClassifyRetry, RetryAction, RetryConfig, RetryPartition};
 use aws_sdk_secretsmanager::config::timeout::TimeoutConfig;
 use aws_sdk_secretsmanager::config::{
     Credentials, ProvideCredentials, Region, SharedCredentialsProvider, SharedHttpClient,
@@ -44,6 +44,7 @@ pub struct AwsBackendBuilder {
     endpoint_url: Option<String>,
     credentials: Option<SharedCredentialsProvider>,
     retry: Option<RetryConfig>,
+    retry_partition: Option<RetryPartition>,
     /// In flight, attempts, backoff, patience.
     read: ReadOptions,
     strategy: Option<super::FetchStrategy>,
@@ -65,6 +66,7 @@ impl fmt::Debug for AwsBackendBuilder {
             .field("timeout", &self.timeout)
             .field("allow_insecure_http", &self.allow_insecure_http)
             .field("proxy_plain", &self.proxy_plain)
+            .field("retry_partition", &self.retry_partition)
             .finish()
     }
 }
@@ -116,6 +118,15 @@ impl AwsBackendBuilder {
     /// `AWS_RETRY_MODE` / `AWS_MAX_ATTEMPTS` / the profile's settings when they differ from the SDK's).
     pub fn retry_config(mut self, retry: RetryConfig) -> Self {
         self.retry = Some(retry);
+        self
+    }
+
+    /// The SDK's retry partition: clients in one partition share one retry token bucket, which standard
+    /// retry mode spends on every retry and refuses retries from when it runs out (default: the SDK's, one
+    /// per service and region for the whole process). Give a client its own when other clients' retries in
+    /// the same process must not use up its retries (tests that count attempts, for one).
+    pub fn retry_partition(mut self, partition: RetryPartition) -> Self {
+        self.retry_partition = Some(partition);
         self
     }
 
@@ -285,6 +296,9 @@ impl AwsBackendBuilder {
                 retry = retry.with_initial_backoff(first).with_max_backoff(max);
             }
             config = config.retry_config(retry);
+        }
+        if let Some(partition) = self.retry_partition {
+            config = config.retry_partition(partition);
         }
         let mut backend = AwsBackend::from_client(Client::from_conf(config.build()))
             .with_max_in_flight(self.read.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT))
