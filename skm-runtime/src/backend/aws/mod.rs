@@ -15,7 +15,7 @@
 //! One [`fetch`](Backend::fetch) deduplicates its requests, then reads every *current* version with
 //! `BatchGetSecretValue` (`SecretIdList`, 20 ids per call, several calls in flight) and each pinned version
 //! with `GetSecretValue`. At most [`AwsBackendBuilder::max_in_flight`] requests (default 8) are in flight, through the shared
-//! [`FanOut`](super::fanout::FanOut) in spawned mode.
+//! [`FanOut`] in spawned mode.
 //! If the caller may not call `BatchGetSecretValue` (`AccessDeniedException` on the call itself), or the
 //! endpoint does not know it (`UnknownOperationException` from an older emulator), the backend falls back
 //! to `GetSecretValue` per secret, logs a warning once, and keeps doing so for its lifetime.
