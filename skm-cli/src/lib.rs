@@ -437,18 +437,6 @@ impl Ctx<'_, '_> {
         Ok((backend, choice))
     }
 
-    /// The local store, when it is the backend chosen (not one set in code): its `put_key` merges a key
-    /// under the store's lock, which the generic [`AdminBackend`] interface cannot express.
-    #[cfg(feature = "local")]
-    pub fn local_store(&self) -> Result<Option<skm_runtime::backend::local::LocalStore>, Fail> {
-        if self.backend.is_some() || self.choice()?.name() != "local" {
-            return Ok(None);
-        }
-        skm_runtime::backend::local::LocalStore::from_env()
-            .map(Some)
-            .map_err(Fail::from)
-    }
-
     /// The backend; an error when none is configured.
     pub async fn backend(&self) -> Result<Arc<dyn AdminBackend>, Fail> {
         match self.backend_opt().await? {

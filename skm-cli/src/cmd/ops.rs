@@ -138,7 +138,7 @@ pub(crate) async fn put(ctx: &mut Ctx<'_, '_>, path: &str, key: Option<&str>, op
     }
     // With --create-only the write fails if anything appeared since the read, so nothing can be lost.
     if let (Some(k), false) = (key, create_only) {
-        let write = write_key(ctx, backend.as_ref(), path, k, value).await?;
+        let write = write_key(backend.as_ref(), path, k, value).await?;
         report_key_write(ctx, &backend.name(), &write);
         report_write(ctx, path, &write.version, "wrote");
         return Ok(exit::OK);
@@ -400,7 +400,7 @@ pub(crate) async fn rotate(
     let generated = generate(usize::from(length), charset)?;
     let version = match key {
         Some(k) => {
-            let write = write_key(ctx, backend.as_ref(), path, k, generated).await?;
+            let write = write_key(backend.as_ref(), path, k, generated).await?;
             report_key_write(ctx, &backend.name(), &write);
             write.version
         }

@@ -50,8 +50,9 @@ pub(crate) async fn run(
     let rotator = PostgresRotator::new(admin, role);
     let target = rotator.target();
 
+    // A store whose versions carry staging labels rotates by its own protocol (AWS's four steps).
     #[cfg(feature = "aws")]
-    if ctx.backend.is_none() && ctx.choice()?.name() == "aws" {
+    if ctx.backend.is_none() && ctx.choice()?.backend.is_some_and(|d| d.staging_labels) {
         return aws(ctx, path, key, rotator, length).await;
     }
 

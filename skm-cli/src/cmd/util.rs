@@ -111,25 +111,21 @@ pub(crate) type Object = serde_json::Map<String, serde_json::Value>;
 /// Sets `key` to `value` in the JSON object at `path`, keeping the other keys, without losing a concurrent
 /// writer's update where the backend can guarantee it.
 ///
-/// The local store merges under its own lock ([`LocalStore::put_key`]). A backend with check-and-set
-/// ([`AdminBackend::supports_cas`]) goes through [`update_object`]. Others read, merge and write; the result
-/// says so, and the caller tells the user plainly (once).
-///
-/// [`LocalStore::put_key`]: skm_runtime::backend::local::LocalStore::put_key
+/// A backend that merges under a lock of its own ([`AdminBackend::merge_key`], the local store) does it. A
+/// backend with check-and-set ([`AdminBackend::supports_cas`]) goes through [`update_object`]. Others read,
+/// merge and write; the result says so, and the caller tells the user plainly (once).
 pub(crate) async fn write_key(
-    ctx: &crate::Ctx<'_, '_>,
     backend: &dyn AdminBackend,
     path: &str,
     key: &str,
     value: String,
 ) -> Result<KeyWrite, Fail> {
-    #[cfg(feature = "local")]
-    if let Some(store) = ctx.local_store()? {
-        let version = store.put_key(path, key, &value).await?;
-        return Ok(KeyWrite { version, atomic: true });
+    if let Some(written) = backend.merge_key(path, key, &value).await {
+        return Ok(KeyWrite {
+            version: written?,
+            atomic: true,
+        });
     }
-    #[cfg(not(feature = "local"))]
-    let _ = ctx;
     update_object(backend, path, |current| {
         let mut object = match current {
             None => serde_json::Map::new(),

@@ -289,6 +289,16 @@ pub trait AdminBackend: Backend {
     fn supports_cas(&self) -> bool {
         false
     }
+
+    /// Sets `key` to `value` in the JSON object at `path` (created if missing), keeping its other keys, in
+    /// one atomic step, for a backend that merges under a lock of its own (the local store). `None`, the
+    /// default: it cannot, and the caller reads, merges and writes (checked with
+    /// [`PutRequest::expected_version`] where [`supports_cas`](Self::supports_cas)). Check-and-set retries
+    /// give up under heavy contention; a lock does not.
+    async fn merge_key(&self, path: &str, key: &str, value: &str) -> Option<Result<String, AdminError>> {
+        let _ = (path, key, value);
+        None
+    }
 }
 
 /// The error of a put with [`PutRequest::expected_version`] on a backend without check-and-set.

@@ -109,6 +109,14 @@ pub struct Descriptor {
     /// ([`Backend::leases`](super::Backend::leases)), and how to choose it: for the error such a field gets
     /// from a loader whose backend issues none.
     pub leases: Option<LeaseOffer>,
+    /// How `skm policy --external-secret --for <name>` describes this backend to the External Secrets
+    /// Operator: its SecretStore provider block and its form of version ids (the `remoteRef.key` is the
+    /// [`name_map`](Self::name_map)'s name). `None`: [`ExternalSecretsOffer::GENERIC`].
+    pub external_secrets: Option<ExternalSecretsOffer>,
+    /// Whether versions carry staging labels that a rotation moves (`AWSPENDING` → `AWSCURRENT`): `skm rotate
+    /// --postgres-role` then runs the staged protocol (`rotation::aws`) instead of the generic pending-key
+    /// steps.
+    pub staging_labels: bool,
 }
 
 /// A backend that issues leases, in words ([`Descriptor::leases`]).
@@ -118,6 +126,64 @@ pub struct LeaseOffer {
     pub who: &'static str,
     /// How to give the loader one, e.g. `set SKM_BACKEND=vault (with VAULT_ADDR, VAULT_TOKEN)`.
     pub how: &'static str,
+}
+
+/// A backend's part in an External Secrets Operator `ExternalSecret` ([`Descriptor::external_secrets`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ExternalSecretsOffer {
+    /// Renders the SecretStore's `spec.provider` block from the policy options (`--project`, ...) and the
+    /// environment; `None`: skm cannot describe the store, and writes the `ExternalSecret` alone.
+    pub store: Option<fn(&PolicyInput<'_>) -> ProviderBlock>,
+    /// How a pinned version id (`version = { id = ... }`) is written as `remoteRef.version`.
+    pub version_id: VersionIdForm,
+}
+
+impl ExternalSecretsOffer {
+    /// What the tool writes for a backend without an offer of its own, and for no backend: no SecretStore,
+    /// version ids in the form the AWS provider reads (`uuid/<id>`), which came first.
+    pub const GENERIC: ExternalSecretsOffer = ExternalSecretsOffer {
+        store: None,
+        version_id: VersionIdForm::Uuid,
+    };
+}
+
+/// How a provider of the External Secrets Operator reads a version id ([`ExternalSecretsOffer::version_id`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VersionIdForm {
+    /// The id as is (GCP's version numbers, Key Vault's version ids).
+    AsIs,
+    /// `uuid/<id>` (the AWS provider's VersionId form; a bare value there is a staging label).
+    Uuid,
+}
+
+impl VersionIdForm {
+    /// `id` in this form.
+    pub fn write(self, id: &str) -> String {
+        match self {
+            VersionIdForm::AsIs => id.to_string(),
+            VersionIdForm::Uuid => format!("uuid/{id}"),
+        }
+    }
+}
+
+/// A SecretStore's `spec.provider` block ([`ExternalSecretsOffer::store`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderBlock {
+    /// The YAML, indented to sit under `spec.provider:` (four spaces), each line ending in `\n`.
+    pub yaml: String,
+    /// Notes for the person applying it (placeholders to replace, how the store authenticates).
+    pub notes: Vec<String>,
+}
+
+/// A double-quoted YAML scalar, for renderers of YAML. JSON string syntax is valid YAML, and quoting every
+/// value keeps `yes`, `1e3` or `null` strings from being read as other types.
+///
+/// ```
+/// assert_eq!(skm_runtime::backend::registry::yaml_quoted("yes"), "\"yes\"");
+/// ```
+pub fn yaml_quoted(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
 }
 
 impl fmt::Debug for Descriptor {
@@ -385,6 +451,8 @@ static REGISTRY: [Descriptor; 5] = [
         store_path: None,
         default_for_put: false,
         leases: None,
+        external_secrets: Some(super::aws::policy::EXTERNAL_SECRETS),
+        staging_labels: true,
     },
     Descriptor {
         name: names::VAULT.name,
@@ -411,6 +479,8 @@ static REGISTRY: [Descriptor; 5] = [
             who: "a Vault / OpenBao backend",
             how: "set `SKM_BACKEND=vault` (with `VAULT_ADDR`, `VAULT_TOKEN`) or `Loader::backend(VaultBackend)`",
         }),
+        external_secrets: None,
+        staging_labels: false,
     },
     Descriptor {
         name: names::AZURE.name,
@@ -444,6 +514,11 @@ static REGISTRY: [Descriptor; 5] = [
         store_path: None,
         default_for_put: false,
         leases: None,
+        #[cfg(feature = "azure")]
+        external_secrets: Some(super::azure::policy::EXTERNAL_SECRETS),
+        #[cfg(not(feature = "azure"))]
+        external_secrets: None,
+        staging_labels: false,
     },
     Descriptor {
         name: names::GCP.name,
@@ -481,6 +556,11 @@ static REGISTRY: [Descriptor; 5] = [
         store_path: None,
         default_for_put: false,
         leases: None,
+        #[cfg(feature = "gcp")]
+        external_secrets: Some(super::gcp::policy::EXTERNAL_SECRETS),
+        #[cfg(not(feature = "gcp"))]
+        external_secrets: None,
+        staging_labels: false,
     },
     Descriptor {
         name: names::LOCAL.name,
@@ -510,6 +590,8 @@ static REGISTRY: [Descriptor; 5] = [
         store_path: Some(local_store_path),
         default_for_put: true,
         leases: None,
+        external_secrets: None,
+        staging_labels: false,
     },
 ];
 

@@ -5,8 +5,17 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 
-use crate::backend::registry::{PolicyBody, PolicyDocument, PolicyInput, PolicyOption, PolicyRenderer};
+use crate::backend::registry::{
+    ExternalSecretsOffer, PolicyBody, PolicyDocument, PolicyInput, PolicyOption, PolicyRenderer, VersionIdForm,
+};
 use crate::Error;
+
+/// The registry's External Secrets part: no SecretStore (its auth is the cluster's choice), and version ids
+/// as the AWS provider reads a VersionId, `uuid/<id>` (a bare value is a staging label there).
+pub const EXTERNAL_SECRETS: ExternalSecretsOffer = ExternalSecretsOffer {
+    store: None,
+    version_id: VersionIdForm::Uuid,
+};
 
 /// The registry's renderer for AWS IAM.
 pub const RENDERER: PolicyRenderer = PolicyRenderer {

@@ -3,8 +3,44 @@
 use serde_json::{json, Value};
 
 use super::names::{check_names, secret_name};
-use crate::backend::registry::{PolicyBody, PolicyDocument, PolicyInput, PolicyOption, PolicyRenderer};
+use crate::backend::registry::{
+    yaml_quoted, ExternalSecretsOffer, PolicyBody, PolicyDocument, PolicyInput, PolicyOption, PolicyRenderer,
+    ProviderBlock, VersionIdForm,
+};
 use crate::Error;
+
+/// The registry's External Secrets part (`skm policy --external-secret --azure`): an `azurekv` store on
+/// workload identity; version ids as they are.
+pub const EXTERNAL_SECRETS: ExternalSecretsOffer = ExternalSecretsOffer {
+    store: Some(azurekv_store),
+    version_id: VersionIdForm::AsIs,
+};
+
+/// The `azurekv` provider block for the vault of `--keyvault` (a name or URL; or the environment's).
+fn azurekv_store(input: &PolicyInput<'_>) -> ProviderBlock {
+    let mut notes = Vec::new();
+    let vault = input.get("keyvault", &["AZURE_KEYVAULT_URL"]).unwrap_or_else(|| {
+        notes.push("pass --keyvault (or set AZURE_KEYVAULT_URL) to replace `VAULT_NAME`".into());
+        "VAULT_NAME".into()
+    });
+    let url = if vault.contains("://") {
+        vault
+    } else {
+        format!("https://{vault}.vault.azure.net")
+    };
+    notes.push(
+        "the azurekv store uses workload identity (the controller's service account unless you add \
+         `serviceAccountRef`)"
+            .into(),
+    );
+    ProviderBlock {
+        yaml: format!(
+            "    azurekv:\n      vaultUrl: {}\n      authType: WorkloadIdentity\n",
+            yaml_quoted(&url)
+        ),
+        notes,
+    }
+}
 
 /// The registry's renderer (`skm policy --azure`): [`role_assignments`] in one JSON document, its `az`
 /// commands under `"az"`.

@@ -6,8 +6,34 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::names::resolve;
-use crate::backend::registry::{PolicyBody, PolicyDocument, PolicyInput, PolicyOption, PolicyRenderer};
+use crate::backend::registry::{
+    yaml_quoted, ExternalSecretsOffer, PolicyBody, PolicyDocument, PolicyInput, PolicyOption, PolicyRenderer,
+    ProviderBlock, VersionIdForm,
+};
 use crate::Error;
+
+/// The registry's External Secrets part (`skm policy --external-secret --gcp`): a `gcpsm` store for the
+/// project; version numbers as they are.
+pub const EXTERNAL_SECRETS: ExternalSecretsOffer = ExternalSecretsOffer {
+    store: Some(gcpsm_store),
+    version_id: VersionIdForm::AsIs,
+};
+
+/// The `gcpsm` provider block for the project of `--project` (or the environment's).
+fn gcpsm_store(input: &PolicyInput<'_>) -> ProviderBlock {
+    let mut notes = Vec::new();
+    let project = input
+        .get("project", &["GOOGLE_CLOUD_PROJECT", "GCP_PROJECT_ID"])
+        .unwrap_or_else(|| {
+            notes.push("pass --project (or set GOOGLE_CLOUD_PROJECT) to replace `PROJECT_ID`".into());
+            "PROJECT_ID".into()
+        });
+    notes.push("the gcpsm store authenticates as the controller's workload identity unless you add `auth`".into());
+    ProviderBlock {
+        yaml: format!("    gcpsm:\n      projectID: {}\n", yaml_quoted(&project)),
+        notes,
+    }
+}
 
 /// The registry's renderer (`skm policy --gcp`): [`policy`]'s bindings and `gcloud` commands in one JSON
 /// document, `{"bindings": [...], "gcloud": [...]}`.

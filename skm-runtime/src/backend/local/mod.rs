@@ -439,6 +439,11 @@ impl AdminBackend for LocalStore {
     fn supports_cas(&self) -> bool {
         true
     }
+
+    /// [`LocalStore::put_key`]: the merge runs under the store's exclusive lock.
+    async fn merge_key(&self, path: &str, key: &str, value: &str) -> Option<Result<String, AdminError>> {
+        Some(LocalStore::put_key(self, path, key, value).await)
+    }
 }
 
 /// The directory under a store that holds skm's own sealed files (the offline cache).
