@@ -53,8 +53,14 @@ pub const LOCAL: Names = Names {
     aliases: &["local-store"],
 };
 
+/// SOPS files (YAML, JSON, dotenv) encrypted to age recipients.
+pub const SOPS: Names = Names {
+    name: "sops",
+    aliases: &["sops-age"],
+};
+
 /// Every backend, in the registry's (detection) order.
-pub const ALL: [Names; 5] = [AWS, VAULT, AZURE, GCP, LOCAL];
+pub const ALL: [Names; 6] = [AWS, VAULT, AZURE, GCP, LOCAL, SOPS];
 
 impl Names {
     /// Whether `name` is this backend's name or one of its aliases (case-insensitive, trimmed).

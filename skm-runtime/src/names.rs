@@ -6,4 +6,4 @@
 
 #[cfg(test)]
 pub(crate) use skm_names::ALL;
-pub(crate) use skm_names::{canonical, Names, AWS, AZURE, GCP, LOCAL, VAULT};
+pub(crate) use skm_names::{canonical, Names, AWS, AZURE, GCP, LOCAL, SOPS, VAULT};

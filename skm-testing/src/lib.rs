@@ -6,6 +6,8 @@
 //! - [`KeyVault`] serves the Azure Key Vault secrets API and its token endpoint over HTTPS on a free
 //!   loopback port (no emulator exists; Microsoft's own clients are the judge of it).
 //! - [`Postgres`] runs a throw-away PostgreSQL cluster (password logins over TCP) on a free loopback port.
+//! - [`Sops`] runs the real `sops` tool to write the SOPS files the `sops` backend reads; [`AgeKey`] makes
+//!   age key pairs for it.
 //! - [`Proxy`] sits between a client and a peer: it records and counts requests, and can answer, delay,
 //!   reset or stall them, by rule or at random, to test retries, timeouts and request counts; with
 //!   [`Quotas`] it enforces a provider's per-operation rate limits and answers as the provider does.
@@ -30,6 +32,7 @@ mod postgres;
 mod process;
 mod proxy;
 mod quota;
+mod sops;
 
 pub use bao::Bao;
 pub use drongo::Drongo;
@@ -39,6 +42,7 @@ pub use paths::{free_port, venv_bin, workspace_root};
 pub use postgres::{describe as describe_pg_error, Postgres};
 pub use proxy::{Action, Fault, Proxy, RecordedRequest};
 pub use quota::{drain_time, over_quota, quota_operation, OperationCount, Provider, Quotas, Rate};
+pub use sops::{AgeKey, Sops};
 /// Re-exported so that tests use the same PostgreSQL client as [`Postgres::connect`].
 pub use tokio_postgres;
 

@@ -37,6 +37,8 @@ pub mod gcp;
 pub mod local;
 pub mod memory;
 pub mod registry;
+#[cfg(feature = "sops")]
+pub mod sops;
 pub mod update;
 #[cfg(feature = "vault")]
 pub mod vault;

@@ -15,6 +15,7 @@
 //! | 3 | `AZURE_KEYVAULT_URL` is set | `azure` |
 //! | 4 | `GOOGLE_CLOUD_PROJECT` or `GCP_PROJECT_ID` is set | `gcp` |
 //! | 5 | a local store exists at `SKM_LOCAL_PATH` (default `.skm`) | `local` |
+//! | – | none: a repository's SOPS files do not say the app reads them | `sops` (only by `SKM_BACKEND=sops`) |
 //! | – | nothing matched | no backend: env, `.env` and defaults only |
 //!
 //! Azure comes before GCP because `AZURE_KEYVAULT_URL` names a secret store and is set for no other purpose,
@@ -30,7 +31,7 @@
 //! ```
 //! use skm_runtime::backend::registry;
 //! let names: Vec<&str> = registry::all().iter().map(|d| d.name).collect();
-//! assert_eq!(names, ["aws", "vault", "azure", "gcp", "local"]);
+//! assert_eq!(names, ["aws", "vault", "azure", "gcp", "local", "sops"]);
 //! assert_eq!(registry::find("OpenBao").unwrap().name, "vault");
 //! assert!(registry::find("nope").is_none());
 //! ```
@@ -423,7 +424,7 @@ fn azure_names(paths: &[&str]) -> BTreeMap<String, Result<String, String>> {
     out
 }
 
-static REGISTRY: [Descriptor; 5] = [
+static REGISTRY: [Descriptor; 6] = [
     Descriptor {
         name: names::AWS.name,
         aliases: names::AWS.aliases,
@@ -589,6 +590,31 @@ static REGISTRY: [Descriptor; 5] = [
         name_map: None,
         store_path: Some(local_store_path),
         default_for_put: true,
+        leases: None,
+        external_secrets: None,
+        staging_labels: false,
+    },
+    Descriptor {
+        name: names::SOPS.name,
+        aliases: names::SOPS.aliases,
+        title: "SOPS files",
+        feature: "sops",
+        compiled: cfg!(feature = "sops"),
+        priority: 6,
+        signal_doc: "none: SKM_BACKEND=sops",
+        signal: |_| None,
+        #[cfg(feature = "sops")]
+        build: super::sops::registry_build,
+        #[cfg(not(feature = "sops"))]
+        build: absent_build,
+        #[cfg(feature = "sops")]
+        doctor: super::sops::doctor,
+        #[cfg(not(feature = "sops"))]
+        doctor: no_probes,
+        policy: None,
+        name_map: None,
+        store_path: None,
+        default_for_put: false,
         leases: None,
         external_secrets: None,
         staging_labels: false,

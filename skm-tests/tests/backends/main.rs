@@ -15,6 +15,7 @@ mod gcp;
 mod leases;
 mod mixed;
 mod rotation;
+mod sops;
 mod throttle;
 mod traversal;
 mod vault;
