@@ -218,6 +218,7 @@ pub use zeroize::{self, Zeroize};
 #[doc(hidden)]
 pub mod __private {
     pub use core::option::Option::{self, None, Some};
+    pub use skm_runtime::backend::registry::compiled;
     pub use skm_runtime::spec;
     pub use skm_runtime::spec::LeasedSpec;
     pub use skm_runtime::{

@@ -199,7 +199,7 @@ fn assert_backend(field: &Field) -> TokenStream {
     match &field.attrs.backend {
         Some(backend) => {
             let check = Ident::new(&backend.value, backend.span);
-            quote_spanned!(backend.span=> ::skm::__private::spec::compiled::#check::<()>();)
+            quote_spanned!(backend.span=> ::skm::__private::compiled::#check::<()>();)
         }
         None => TokenStream::new(),
     }

@@ -313,37 +313,6 @@ impl fmt::Display for VersionPin {
     }
 }
 
-/// Compile-time checks that a backend named by `#[secret(backend = "...")]` is compiled into this build: the
-/// derive calls `compiled::<name>::<()>()` at the attribute's value, and the trait below is implemented only
-/// under the backend's cargo feature, so a missing feature is a compile error there, naming the feature.
-#[doc(hidden)]
-pub mod compiled {
-    // `on_unimplemented` takes string literals only (no `concat!`), so each backend spells its own.
-    macro_rules! backends {
-        ($($fn_name:ident, $trait_name:ident, $feature:literal, $message:literal, $note:literal;)*) => {$(
-            #[doc(hidden)]
-            #[diagnostic::on_unimplemented(message = $message, label = "this backend's cargo feature is off", note = $note)]
-            pub trait $trait_name {}
-            #[cfg(feature = $feature)]
-            impl $trait_name for () {}
-            #[doc(hidden)]
-            pub fn $fn_name<T: $trait_name>() {}
-        )*};
-    }
-    backends! {
-        aws, AwsCompiled, "aws", "the `aws` backend is not compiled into this build",
-            "enable its cargo feature: skm-secrets = {{ version = \"0.1\", features = [\"aws\"] }}";
-        vault, VaultCompiled, "vault", "the `vault` backend is not compiled into this build",
-            "enable its cargo feature: skm-secrets = {{ version = \"0.1\", features = [\"vault\"] }}";
-        gcp, GcpCompiled, "gcp", "the `gcp` backend is not compiled into this build",
-            "enable its cargo feature: skm-secrets = {{ version = \"0.1\", features = [\"gcp\"] }}";
-        azure, AzureCompiled, "azure", "the `azure` backend is not compiled into this build",
-            "enable its cargo feature: skm-secrets = {{ version = \"0.1\", features = [\"azure\"] }}";
-        local, LocalCompiled, "local", "the `local` backend is not compiled into this build",
-            "enable its cargo feature: skm-secrets = {{ version = \"0.1\", features = [\"local\"] }}";
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

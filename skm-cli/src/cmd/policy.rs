@@ -5,7 +5,9 @@
 use std::collections::BTreeSet;
 
 use serde_json::json;
-use skm_runtime::backend::registry::{self, yaml_quoted, Descriptor, ExternalSecretsOffer, PolicyBody, PolicyInput};
+use skm_runtime::backend::registry::{
+    self, kebab_name, yaml_quoted, Descriptor, ExternalSecretsOffer, PolicyBody, PolicyInput,
+};
 use skm_runtime::{ResolvedField, VersionPin};
 
 use crate::args::{PolicyArgs, StoreKind};
@@ -151,7 +153,7 @@ fn external_secret(
     backend: Option<&'static Descriptor>,
     option: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(String, Vec<String>), Fail> {
-    let name = args.name.clone().unwrap_or_else(|| kebab(&decls.struct_name));
+    let name = args.name.clone().unwrap_or_else(|| kebab_name(&decls.struct_name));
     let store_kind = match args.store_kind {
         StoreKind::SecretStore => "SecretStore",
         StoreKind::ClusterSecretStore => "ClusterSecretStore",
@@ -243,33 +245,5 @@ fn remote_key(backend: Option<&'static Descriptor>, path: &str) -> Result<String
             .unwrap_or_else(|| Ok(path.to_string()))
             .map_err(Fail::Usage),
         None => Ok(path.to_string()),
-    }
-}
-
-/// `AppSecrets` → `app-secrets`.
-fn kebab(name: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in name.chars().enumerate() {
-        if c.is_ascii_uppercase() {
-            if i > 0 {
-                out.push('-');
-            }
-            out.push(c.to_ascii_lowercase());
-        } else if c.is_ascii_alphanumeric() {
-            out.push(c);
-        } else {
-            out.push('-');
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kebab_case() {
-        assert_eq!(kebab("AppSecrets"), "app-secrets");
     }
 }

@@ -187,6 +187,33 @@ pub fn yaml_quoted(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
 
+/// A struct name as a resource name, `AppSecrets` → `app-secrets`: the Vault policy's name and the
+/// ExternalSecret's. Each upper-case letter starts a word; other characters but letters and digits become `-`.
+///
+/// One copy for every renderer. Not `heck`'s kebab case (which keeps acronyms together, `HTTPKeys` →
+/// `http-keys`): the Vault policy module is compiled into every build, and a crate for it would be one more in
+/// the default build, which is at its 70-crate budget; and existing names stay as they were.
+///
+/// ```
+/// assert_eq!(skm_runtime::backend::registry::kebab_name("AppSecrets"), "app-secrets");
+/// ```
+pub fn kebab_name(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('-');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else {
+            out.push('-');
+        }
+    }
+    out
+}
+
 impl fmt::Debug for Descriptor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Descriptor")
@@ -621,6 +648,46 @@ static REGISTRY: [Descriptor; 6] = [
     },
 ];
 
+/// Compile-time checks that a backend named by `#[secret(backend = "...")]` is compiled into this build: the
+/// derive calls `compiled::<name>::<()>()` at the attribute's value, and the trait below is implemented only
+/// under the backend's cargo feature, so a missing feature is a compile error there, naming the feature.
+///
+/// A backend's line here belongs to its registry entry: `on_unimplemented` takes string literals only (no
+/// `concat!`), so each backend spells its own, and a test checks that the names are the registry's.
+#[doc(hidden)]
+pub mod compiled {
+    macro_rules! backends {
+        ($($fn_name:ident, $trait_name:ident, $feature:literal, $message:literal, $note:literal;)*) => {
+            $(
+                #[doc(hidden)]
+                #[diagnostic::on_unimplemented(message = $message, label = "this backend's cargo feature is off", note = $note)]
+                pub trait $trait_name {}
+                #[cfg(feature = $feature)]
+                impl $trait_name for () {}
+                #[doc(hidden)]
+                pub fn $fn_name<T: $trait_name>() {}
+            )*
+            /// The backends checked here, for the test that they are the registry's.
+            #[cfg(test)]
+            pub(super) const NAMES: &[&str] = &[$(stringify!($fn_name)),*];
+        };
+    }
+    backends! {
+        aws, AwsCompiled, "aws", "the `aws` backend is not compiled into this build",
+            "enable its cargo feature: skm-secrets = {{ version = \"0.1\", features = [\"aws\"] }}";
+        vault, VaultCompiled, "vault", "the `vault` backend is not compiled into this build",
+            "enable its cargo feature: skm-secrets = {{ version = \"0.1\", features = [\"vault\"] }}";
+        azure, AzureCompiled, "azure", "the `azure` backend is not compiled into this build",
+            "enable its cargo feature: skm-secrets = {{ version = \"0.1\", features = [\"azure\"] }}";
+        gcp, GcpCompiled, "gcp", "the `gcp` backend is not compiled into this build",
+            "enable its cargo feature: skm-secrets = {{ version = \"0.1\", features = [\"gcp\"] }}";
+        local, LocalCompiled, "local", "the `local` backend is not compiled into this build",
+            "enable its cargo feature: skm-secrets = {{ version = \"0.1\", features = [\"local\"] }}";
+        sops, SopsCompiled, "sops", "the `sops` backend is not compiled into this build",
+            "enable its cargo feature: skm-secrets = {{ version = \"0.1\", features = [\"sops\"] }}";
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -630,6 +697,19 @@ mod tests {
         let registry: Vec<_> = all().iter().map(|d| (d.name, d.aliases)).collect();
         let table: Vec<_> = names::ALL.iter().map(|n| (n.name, n.aliases)).collect();
         assert_eq!(registry, table);
+    }
+
+    #[test]
+    fn every_descriptor_has_its_compile_time_check() {
+        let registry: Vec<&str> = all().iter().map(|d| d.name).collect();
+        assert_eq!(
+            compiled::NAMES,
+            registry,
+            "one `backends!` line per descriptor, in registry order"
+        );
+        for d in all() {
+            assert_eq!(d.feature, d.name, "`compiled` spells the feature as the name");
+        }
     }
 
     #[test]

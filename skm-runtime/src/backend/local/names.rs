@@ -14,6 +14,9 @@ pub(super) const SUFFIX: &str = ".skm";
 pub(super) const TEMP_PREFIX: &str = ".tmp-";
 
 /// The file name of `path`: see the module docs.
+///
+/// Not the `percent-encoding` crate: [`path_of`] must refuse a malformed escape (such a file is not a store
+/// file), which the crate's decoder lets through, and the crate would be one more in the default build.
 pub(super) fn file_name(path: &str) -> Result<String, Fail> {
     if path.is_empty() {
         return Err(Fail::Invalid("the path is empty".into()));

@@ -135,16 +135,17 @@ impl rustify::endpoint::Endpoint for RawWrite {
     }
 }
 
+/// Every byte but RFC 3986's unreserved characters and the segment separator `/`.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
 /// Percent-encodes each segment, so that any character Vault accepts in a path survives the URL.
 pub(crate) fn url_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for b in path.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(path, PATH_SEGMENT).to_string()
 }
 
 /// The answer of `GET sys/internal/ui/mounts/<mount>`.
@@ -529,6 +530,7 @@ mod tests {
         assert!(clean_path("a/../b").is_err());
         assert!(clean_path("").is_err());
         assert_eq!(url_path("a b/c@d"), "a%20b/c%40d");
+        assert_eq!(url_path("é%~._-Z9/x"), "%C3%A9%25~._-Z9/x");
     }
 
     #[test]

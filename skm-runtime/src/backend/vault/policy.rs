@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::backend::registry::{PolicyBody, PolicyDocument, PolicyInput, PolicyOption, PolicyRenderer};
+use crate::backend::registry::{kebab_name, PolicyBody, PolicyDocument, PolicyInput, PolicyOption, PolicyRenderer};
 use crate::Error;
 
 /// The registry's renderer for Vault HCL.
@@ -138,7 +138,7 @@ pub fn render(input: &PolicyInput<'_>) -> Result<PolicyDocument, Error> {
             hcl1_path(&full)?
         ));
     }
-    let policy_name = kebab(struct_name);
+    let policy_name = kebab_name(struct_name);
     let mut notes = vec![format!(
         "write it with `vault policy write {policy_name} policy.hcl` and attach it to the application's role"
     )];
@@ -253,24 +253,6 @@ fn super_clean(path: &str) -> Result<&str, Error> {
     Ok(p)
 }
 
-/// `AppSecrets` → `app-secrets` (the input is a checked identifier).
-fn kebab(name: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in name.chars().enumerate() {
-        if c.is_ascii_uppercase() {
-            if i > 0 {
-                out.push('-');
-            }
-            out.push(c.to_ascii_lowercase());
-        } else if c.is_ascii_alphanumeric() {
-            out.push(c);
-        } else {
-            out.push('-');
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,7 +289,6 @@ mod tests {
         }
         // The struct name goes into a comment line: a newline in it would start a policy block.
         assert!(run("App\npath \"*\" {", &["a"]).is_err());
-        assert_eq!(kebab("AppSecrets"), "app-secrets");
     }
 
     fn with_repo(repo: &str, env: &[(&str, &str)]) -> Result<String, Error> {
