@@ -4,6 +4,4 @@
 //! `#[secret(backend = "...")]` to its canonical name here, without importing the backends. A leaf: it imports
 //! nothing of this crate.
 
-#[cfg(test)]
-pub(crate) use skm_names::ALL;
-pub(crate) use skm_names::{canonical, Names, AWS, AZURE, GCP, LOCAL, SOPS, VAULT};
+pub(crate) use skm_names::*;

@@ -2,7 +2,8 @@
 //!
 //! Detection ([`crate::detect`]), the `skm` tool's `--backend`, `migrate`, `doctor` and `policy` all read
 //! [`all()`]; none of them lists backends itself. Adding a backend is its module, one [`Descriptor`] in
-//! [`all()`], its cargo feature line and its tests.
+//! [`all()`] and its line in `compiled`, its name in `skm-names`, its cargo feature and its tests (the list:
+//! CONTRIBUTING.md, "Adding a backend").
 //!
 //! # Detection order
 //! The single place that states it. The first rule that matches wins:
@@ -31,7 +32,8 @@
 //! ```
 //! use skm_runtime::backend::registry;
 //! let names: Vec<&str> = registry::all().iter().map(|d| d.name).collect();
-//! assert_eq!(names, ["aws", "vault", "azure", "gcp", "local", "sops"]);
+//! // The backends with a detection signal come first, in detection order; the others follow.
+//! assert_eq!(names[..5], ["aws", "vault", "azure", "gcp", "local"]);
 //! assert_eq!(registry::find("OpenBao").unwrap().name, "vault");
 //! assert!(registry::find("nope").is_none());
 //! ```
