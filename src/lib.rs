@@ -159,6 +159,7 @@
 //! | `vault` | no | HashiCorp Vault / OpenBao KV (`vaultrs`) and dynamic secrets (`lease`, `Leased`) |
 //! | `gcp` | no | Google Cloud Secret Manager (`google-cloud-secretmanager-v1`) |
 //! | `azure` | no | Azure Key Vault (`azure_security_keyvault_secrets`) |
+//! | `ssm` | no | AWS SSM Parameter Store (`aws-sdk-ssm`, `backend::ssm`) |
 //! | `sops` | no | SOPS files encrypted to age recipients, read-only (`backend::sops`) |
 //! | `postgres` | no | the PostgreSQL rotator (`rotation::postgres`) |
 //! | `conformance` | no | the backend conformance suite (`testing::conformance`), for a backend of your own |

@@ -53,6 +53,12 @@ pub const LOCAL: Names = Names {
     aliases: &["local-store"],
 };
 
+/// AWS Systems Manager Parameter Store.
+pub const SSM: Names = Names {
+    name: "ssm",
+    aliases: &["parameter-store", "aws-ssm"],
+};
+
 /// SOPS files (YAML, JSON, dotenv) encrypted to age recipients.
 pub const SOPS: Names = Names {
     name: "sops",
@@ -60,7 +66,7 @@ pub const SOPS: Names = Names {
 };
 
 /// Every backend, in the registry's (detection) order.
-pub const ALL: [Names; 6] = [AWS, VAULT, AZURE, GCP, LOCAL, SOPS];
+pub const ALL: [Names; 7] = [AWS, VAULT, AZURE, GCP, LOCAL, SSM, SOPS];
 
 impl Names {
     /// Whether `name` is this backend's name or one of its aliases (case-insensitive, trimmed).

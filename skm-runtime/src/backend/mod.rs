@@ -26,9 +26,15 @@ pub mod aws {
 }
 #[cfg(feature = "azure")]
 pub mod azure;
-#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure", feature = "ssm"))]
 pub(crate) mod distinct;
-#[cfg(any(feature = "aws", feature = "gcp", feature = "azure", feature = "vault"))]
+#[cfg(any(
+    feature = "aws",
+    feature = "gcp",
+    feature = "azure",
+    feature = "vault",
+    feature = "ssm"
+))]
 pub(crate) mod endpoint;
 pub mod fanout;
 #[cfg(feature = "gcp")]
@@ -39,6 +45,8 @@ pub mod memory;
 pub mod registry;
 #[cfg(feature = "sops")]
 pub mod sops;
+#[cfg(feature = "ssm")]
+pub mod ssm;
 pub mod update;
 #[cfg(feature = "vault")]
 pub mod vault;

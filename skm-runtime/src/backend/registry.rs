@@ -16,6 +16,7 @@
 //! | 3 | `AZURE_KEYVAULT_URL` is set | `azure` |
 //! | 4 | `GOOGLE_CLOUD_PROJECT` or `GCP_PROJECT_ID` is set | `gcp` |
 //! | 5 | a local store exists at `SKM_LOCAL_PATH` (default `.skm`) | `local` |
+//! | – | none of its own: AWS SSM Parameter Store shares AWS's variables | `ssm` (only by `SKM_BACKEND=ssm`) |
 //! | – | none: a repository's SOPS files do not say the app reads them | `sops` (only by `SKM_BACKEND=sops`) |
 //! | – | nothing matched | no backend: env, `.env` and defaults only |
 //!
@@ -453,7 +454,7 @@ fn azure_names(paths: &[&str]) -> BTreeMap<String, Result<String, String>> {
     out
 }
 
-static REGISTRY: [Descriptor; 6] = [
+static REGISTRY: [Descriptor; 7] = [
     Descriptor {
         name: names::AWS.name,
         aliases: names::AWS.aliases,
@@ -624,12 +625,41 @@ static REGISTRY: [Descriptor; 6] = [
         staging_labels: false,
     },
     Descriptor {
+        name: names::SSM.name,
+        aliases: names::SSM.aliases,
+        title: "AWS SSM Parameter Store",
+        feature: "ssm",
+        compiled: cfg!(feature = "ssm"),
+        // It shares AWS's variables and has no signal of its own: chosen only by `SKM_BACKEND=ssm`.
+        priority: 6,
+        signal_doc: "none of its own (it shares AWS's variables): SKM_BACKEND=ssm",
+        signal: |_| None,
+        #[cfg(feature = "ssm")]
+        build: super::ssm::registry_build,
+        #[cfg(not(feature = "ssm"))]
+        build: absent_build,
+        #[cfg(feature = "ssm")]
+        doctor: super::ssm::doctor,
+        #[cfg(not(feature = "ssm"))]
+        doctor: no_probes,
+        #[cfg(feature = "ssm")]
+        policy: Some(super::ssm::policy::RENDERER),
+        #[cfg(not(feature = "ssm"))]
+        policy: None,
+        name_map: None,
+        store_path: None,
+        default_for_put: false,
+        leases: None,
+        external_secrets: None,
+        staging_labels: false,
+    },
+    Descriptor {
         name: names::SOPS.name,
         aliases: names::SOPS.aliases,
         title: "SOPS files",
         feature: "sops",
         compiled: cfg!(feature = "sops"),
-        priority: 6,
+        priority: 7,
         signal_doc: "none: SKM_BACKEND=sops",
         signal: |_| None,
         #[cfg(feature = "sops")]
@@ -685,6 +715,8 @@ pub mod compiled {
             "enable its cargo feature: skm-secrets = {{ version = \"0.1\", features = [\"gcp\"] }}";
         local, LocalCompiled, "local", "the `local` backend is not compiled into this build",
             "enable its cargo feature: skm-secrets = {{ version = \"0.1\", features = [\"local\"] }}";
+        ssm, SsmCompiled, "ssm", "the `ssm` backend is not compiled into this build",
+            "enable its cargo feature: skm-secrets = {{ version = \"0.1\", features = [\"ssm\"] }}";
         sops, SopsCompiled, "sops", "the `sops` backend is not compiled into this build",
             "enable its cargo feature: skm-secrets = {{ version = \"0.1\", features = [\"sops\"] }}";
     }

@@ -16,6 +16,7 @@ mod leases;
 mod mixed;
 mod rotation;
 mod sops;
+mod ssm;
 mod throttle;
 mod traversal;
 mod vault;
