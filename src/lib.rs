@@ -160,7 +160,7 @@
 //! | `gcp` | no | Google Cloud Secret Manager (`google-cloud-secretmanager-v1`) |
 //! | `azure` | no | Azure Key Vault (`azure_security_keyvault_secrets`) |
 //! | `ssm` | no | AWS SSM Parameter Store (`aws-sdk-ssm`, `backend::ssm`) |
-//! | `sops` | no | SOPS files encrypted to age recipients, read-only (`backend::sops`) |
+//! | `sops` | no | SOPS files encrypted to age recipients, read and written (`backend::sops`) |
 //! | `postgres` | no | the PostgreSQL rotator (`rotation::postgres`) |
 //! | `conformance` | no | the backend conformance suite (`testing::conformance`), for a backend of your own |
 //! | `cli` | no | the `skm` tool's commands for your struct (`cli::run`) |

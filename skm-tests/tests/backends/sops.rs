@@ -426,18 +426,172 @@ async fn missing_files_paths_outside_the_directory_and_version_pins() {
     }
 }
 
+/// The line of `text` holding `marker` (a key), for comparing one value's ciphertext before and after.
+fn line_of<'a>(text: &'a str, marker: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.contains(marker))
+        .unwrap_or_else(|| panic!("{marker} not in {text}"))
+}
+
 #[tokio::test]
-async fn writes_are_refused_saying_the_backend_is_read_only() {
+async fn a_key_write_edits_the_file_so_that_sops_reads_it_and_other_values_keep_their_ciphertext() {
+    for (name, plain, other_marker) in [
+        ("app.yaml", "secret: old\nother: keep-me\nport: 5432\n", "other:"),
+        (
+            "app.json",
+            r#"{"secret": "old", "other": "keep-me", "port": 5432}"#,
+            "\"other\":",
+        ),
+        ("app.env", "secret=old\nother=keep-me\nport=5432\n", "other="),
+    ] {
+        let s = Scratch::new();
+        let file = s.encrypt(name, plain, &[]);
+        let before = std::fs::read_to_string(&file).unwrap();
+        let b = s.backend();
+        let version = b
+            .merge_key("app", "secret", SENTINEL)
+            .await
+            .expect("the sops backend writes keys")
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(version.ends_with('Z'), "{version}");
+        let after = std::fs::read_to_string(&file).unwrap();
+        assert!(!after.contains(SENTINEL), "{after}");
+        assert_eq!(line_of(&before, other_marker), line_of(&after, other_marker), "{name}");
+        assert_ne!(line_of(&before, "secret"), line_of(&after, "secret"), "{name}");
+        // A reviewer's diff: the value, the MAC and `lastmodified` (unless written within the same second).
+        let diff: Vec<(&str, &str)> = before.lines().zip(after.lines()).filter(|(a, b)| a != b).collect();
+        assert!(
+            before.lines().count() == after.lines().count()
+                && (2..=3).contains(&diff.len())
+                && diff
+                    .iter()
+                    .all(|(a, _)| ["secret", "mac", "lastmodified"].iter().any(|k| a.contains(k))),
+            "{name}: {diff:#?}"
+        );
+        // The sops tool reads what skm wrote: the MAC and every value check out.
+        let out = s.sops.decrypt(&file, &s.key_file());
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            shown.contains(SENTINEL) && shown.contains("keep-me") && shown.contains("5432"),
+            "{shown}"
+        );
+        let r = b.fetch(&[FetchRequest::current("app")]).await;
+        let values: serde_json::Value = serde_json::from_str(&text(&r[0])).unwrap();
+        assert_eq!(values["secret"], SENTINEL, "{name}");
+        assert_eq!(values["port"], "5432", "{name}");
+    }
+
+    // A new nested key in YAML becomes a nested mapping that sops reads.
+    let s = Scratch::new();
+    let file = s.encrypt("app.yaml", "database:\n  url: postgres://x\n", &[]);
+    let b = s.backend();
+    b.merge_key("app", "database.password", "pw").await.unwrap().unwrap();
+    let out = s.sops.decrypt(&file, &s.key_file());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "database:\n    url: postgres://x\n    password: pw\n"
+    );
+}
+
+#[tokio::test]
+async fn a_put_creates_a_file_for_the_recipients_that_sops_and_the_card_example_read() {
+    for name in ["auth/jwt.yaml", "auth/jwt.json", "auth/jwt.env"] {
+        let s = Scratch::new();
+        let b = s.backend().age_recipients(s.key.recipient.clone()).unwrap();
+        b.put(PutRequest {
+            create_only: true,
+            ..PutRequest::new(name, SecretValue::map([("secret", CARD_VALUE), ("other", "x")]))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let file = s.path().join("secrets").join(name);
+        let written = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            !written.contains(CARD_VALUE) && written.contains(&s.key.recipient),
+            "{written}"
+        );
+        let out = s.sops.decrypt(&file, &s.key_file());
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains(CARD_VALUE));
+        let loaded = loader(&s.backend()).load::<AppSecrets>().await.unwrap();
+        assert_eq!(loaded.jwt_secret.expose_secret(), CARD_VALUE);
+
+        // A second create-only put is refused; a put replaces the values (`other` goes).
+        let again = b
+            .put(PutRequest {
+                create_only: true,
+                ..PutRequest::new(name, SecretValue::map([("secret", "y")]))
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(again.kind, AdminErrorKind::AlreadyExists, "{again}");
+        b.put(PutRequest::new("auth/jwt", SecretValue::map([("secret", "y")])))
+            .await
+            .unwrap();
+        let out = s.sops.decrypt(&file, &s.key_file());
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && shown.contains('y') && !shown.contains("other"),
+            "{name}: {shown}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_key_writes_lose_nothing() {
+    let s = Scratch::new();
+    let file = s.encrypt("many.yaml", "first: 1\n", &[]);
+    let b = s.backend();
+    let writes = (0..12).map(|i| {
+        let b = b.clone();
+        tokio::spawn(async move { b.merge_key("many", &format!("k{i}"), &format!("v{i}")).await.unwrap() })
+    });
+    for w in writes {
+        w.await.unwrap().unwrap();
+    }
+    let out = s.sops.decrypt(&file, &s.key_file());
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for i in 0..12 {
+        assert!(shown.contains(&format!("k{i}: v{i}")), "k{i} lost: {shown}");
+    }
+}
+
+#[tokio::test]
+async fn writes_that_cannot_be_done_say_why() {
     let s = Scratch::new();
     let b = s.backend();
+    // No recipients for a new file.
     let e = b
         .put(PutRequest::new("auth/jwt", SecretValue::map([("secret", "x")])))
         .await
         .unwrap_err();
-    assert_eq!(e.kind, AdminErrorKind::Unsupported);
-    assert!(e.detail.contains("read-only") && e.detail.contains("sops edit"), "{e}");
+    assert!(e.detail.contains("SOPS_AGE_RECIPIENTS"), "{e}");
+    // Not a JSON object.
+    let e = b
+        .put(PutRequest::new("auth/jwt", SecretValue::text("plain")))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, AdminErrorKind::Invalid, "{e}");
+    // A file the identity cannot open cannot be written either.
+    s.encrypt("theirs.yaml", "secret: x\n", &[]);
+    let other = AgeKey::generate();
+    let other_file = other.write(&s.path().join("other.txt"));
+    let e = b
+        .clone()
+        .age_key_file(&other_file)
+        .merge_key("theirs", "secret", "y")
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.kind, AdminErrorKind::Decryption, "{e}");
     let e = b.delete("auth/jwt", Default::default()).await.unwrap_err();
-    assert!(e.detail.contains("read-only"), "{e}");
+    assert!(
+        e.kind == AdminErrorKind::Unsupported && e.detail.contains("git rm"),
+        "{e}"
+    );
 }
 
 #[tokio::test]

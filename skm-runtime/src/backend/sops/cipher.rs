@@ -112,6 +112,46 @@ struct Walk<'a> {
     hash: Sha512,
     out: Flat,
     path: Vec<&'a str>,
+    /// For a write: the encrypted values met, so that unchanged ones keep their ciphertext.
+    stash: Option<Stash>,
+}
+
+/// The encrypted values of a file by key path and plaintext, as sops's cipher keeps them: a write that
+/// does not change a value writes its old ciphertext again, so the file's diff shows only what changed.
+#[derive(Default)]
+pub(super) struct Stash(Vec<Stashed>);
+
+struct Stashed {
+    aad: String,
+    plain: Zeroizing<Vec<u8>>,
+    enc: String,
+}
+
+impl Stash {
+    fn find(&self, aad: &str, plain: &[u8]) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|s| s.aad == aad && s.plain.as_slice() == plain)
+            .map(|s| s.enc.as_str())
+    }
+}
+
+/// A document's values decrypted, for a write; zeroized when dropped.
+#[derive(Default)]
+pub(super) struct PlainTree(pub(super) Vec<(String, Node)>);
+
+impl Drop for PlainTree {
+    fn drop(&mut self) {
+        fn wipe(node: &mut Node) {
+            match node {
+                Node::Str(s) => zeroize::Zeroize::zeroize(s),
+                Node::Map(entries) => entries.iter_mut().for_each(|(_, v)| wipe(v)),
+                Node::List(items) => items.iter_mut().for_each(wipe),
+                _ => {}
+            }
+        }
+        self.0.iter_mut().for_each(|(_, v)| wipe(v));
+    }
 }
 
 /// Decrypts `values` with `data_key`, checks the MAC (`mac`, encrypted with `lastmodified` as additional
@@ -126,6 +166,30 @@ pub(super) fn decrypt(
     lastmodified: &str,
     data_key: &[u8],
 ) -> Result<Flat, CipherError> {
+    run(values, rules, mac, lastmodified, data_key, false).map(|(flat, _)| flat)
+}
+
+/// As [`decrypt`], for a write: the values decrypted as a tree, and the stash of their ciphertexts.
+pub(super) fn decrypt_for_edit(
+    values: &[(String, Node)],
+    rules: &Rules,
+    mac: &str,
+    lastmodified: &str,
+    data_key: &[u8],
+) -> Result<(PlainTree, Stash), CipherError> {
+    run(values, rules, mac, lastmodified, data_key, true).map(|(_, edit)| edit.unwrap_or_default())
+}
+
+type Edit = (PlainTree, Stash);
+
+fn run(
+    values: &[(String, Node)],
+    rules: &Rules,
+    mac: &str,
+    lastmodified: &str,
+    data_key: &[u8],
+    edit: bool,
+) -> Result<(Flat, Option<Edit>), CipherError> {
     let cipher =
         Cipher::new_from_slice(data_key).map_err(|_| CipherError::Integrity("its data key is not 32 bytes".into()))?;
     let mut walk = Walk {
@@ -135,14 +199,19 @@ pub(super) fn decrypt(
         hash: Sha512::new(),
         out: Vec::new(),
         path: Vec::new(),
+        stash: edit.then(Stash::default),
     };
     if walk.mac_only_encrypted {
         walk.hash.update(MAC_ONLY_ENCRYPTED_INIT);
     }
+    let mut tree = PlainTree(Vec::new());
     for (key, value) in values {
         walk.path.push(key);
-        walk.node(value, key.clone())?;
+        let plain = walk.node(value, key.clone())?;
         walk.path.pop();
+        if edit {
+            tree.0.push((key.clone(), plain));
+        }
     }
     let computed = hex_upper(&walk.hash.finalize_reset());
     let stored = match open(&walk.cipher, mac, &normalize_rfc3339(lastmodified)) {
@@ -156,7 +225,8 @@ pub(super) fn decrypt(
     };
     use subtle::ConstantTimeEq;
     if bool::from(stored.as_slice().ct_eq(computed.as_bytes())) {
-        Ok(walk.out)
+        let edit = walk.stash.take().map(|stash| (tree, stash));
+        Ok((walk.out, edit))
     } else {
         Err(CipherError::Integrity(
             "the MAC does not match its values (a value was changed, added, removed or reordered)".into(),
@@ -164,31 +234,162 @@ pub(super) fn decrypt(
     }
 }
 
+/// Encrypts a plaintext tree as sops does, under `data_key` and the file's `rules`: each value with its key
+/// path as additional data and a new random nonce, unless the stash holds it unchanged; then the MAC,
+/// encrypted with `lastmodified`. Returns the encrypted values and the encrypted MAC.
+///
+/// # Errors
+/// [`CipherError::Unsupported`] for rules skm does not apply; [`CipherError::Invalid`] when no randomness.
+pub(super) fn encrypt(
+    plain: &[(String, Node)],
+    rules: &Rules,
+    data_key: &[u8],
+    stash: &Stash,
+    lastmodified: &str,
+) -> Result<(Vec<(String, Node)>, String), CipherError> {
+    let cipher =
+        Cipher::new_from_slice(data_key).map_err(|_| CipherError::Invalid("the data key is not 32 bytes".into()))?;
+    let mut seal = Sealer {
+        cipher,
+        rule: Rule::of(rules)?,
+        mac_only_encrypted: rules.mac_only_encrypted,
+        hash: Sha512::new(),
+        stash,
+    };
+    if seal.mac_only_encrypted {
+        seal.hash.update(MAC_ONLY_ENCRYPTED_INIT);
+    }
+    let mut path = Vec::new();
+    let mut out = Vec::with_capacity(plain.len());
+    for (key, value) in plain {
+        path.push(key.as_str());
+        out.push((key.clone(), seal.node(value, &mut path)?));
+        path.pop();
+    }
+    let mac = hex_upper(&seal.hash.finalize_reset());
+    let mac = seal_value(&seal.cipher, mac.as_bytes(), lastmodified, "str", random_nonce()?);
+    Ok((out, mac))
+}
+
+struct Sealer<'s> {
+    cipher: Cipher,
+    rule: Rule,
+    mac_only_encrypted: bool,
+    hash: Sha512,
+    stash: &'s Stash,
+}
+
+impl Sealer<'_> {
+    fn node<'a>(&mut self, node: &'a Node, path: &mut Vec<&'a str>) -> Result<Node, CipherError> {
+        Ok(match node {
+            Node::Map(entries) => {
+                let mut out = Vec::with_capacity(entries.len());
+                for (k, v) in entries {
+                    path.push(k);
+                    out.push((k.clone(), self.node(v, path)?));
+                    path.pop();
+                }
+                Node::Map(out)
+            }
+            Node::List(items) => Node::List(items.iter().map(|i| self.node(i, path)).collect::<Result<_, _>>()?),
+            Node::Null => Node::Null,
+            scalar => {
+                let encrypted = self.rule.encrypts(path);
+                // What sops hashes and encrypts: `ToBytes` of the typed value.
+                let (bytes, _) = plain_leaf(scalar);
+                if !self.mac_only_encrypted || encrypted {
+                    self.hash.update(bytes.as_slice());
+                }
+                if !encrypted {
+                    scalar.clone()
+                } else if matches!(scalar, Node::Str(s) if s.is_empty()) {
+                    Node::Str(String::new())
+                } else {
+                    let aad = format!("{}:", path.join(":"));
+                    match self.stash.find(&aad, &bytes) {
+                        Some(enc) => Node::Str(enc.to_string()),
+                        None => {
+                            let kind = match scalar {
+                                Node::Int(_) => "int",
+                                Node::Float(_) => "float",
+                                Node::Bool(_) => "bool",
+                                _ => "str",
+                            };
+                            Node::Str(seal_value(&self.cipher, &bytes, &aad, kind, random_nonce()?))
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+fn random_nonce() -> Result<[u8; 32], CipherError> {
+    let mut nonce = [0u8; 32];
+    getrandom::fill(&mut nonce).map_err(|e| CipherError::Invalid(format!("cannot generate a nonce: {e}")))?;
+    Ok(nonce)
+}
+
+/// One value in sops's format: AES-256-GCM of `plain` with `aad`, under a 32-byte `nonce`.
+fn seal_value(cipher: &Cipher, plain: &[u8], aad: &str, kind: &str, nonce: [u8; 32]) -> String {
+    let nonce = aes_gcm::Nonce::<U32>::from(nonce);
+    // Encryption of a buffer in memory cannot fail; an empty string would be sops's way of saying nothing.
+    let out = cipher
+        .encrypt(
+            &nonce,
+            Payload {
+                msg: plain,
+                aad: aad.as_bytes(),
+            },
+        )
+        .unwrap_or_default();
+    let (data, tag) = out.split_at(out.len().saturating_sub(16));
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    format!(
+        "ENC[AES256_GCM,data:{},iv:{},tag:{},type:{kind}]",
+        b64(data),
+        b64(nonce.as_slice()),
+        b64(tag)
+    )
+}
+
 impl<'a> Walk<'a> {
-    fn node(&mut self, node: &'a Node, flat_key: String) -> Result<(), CipherError> {
+    fn node(&mut self, node: &'a Node, flat_key: String) -> Result<Node, CipherError> {
+        let edit = self.stash.is_some();
         match node {
             Node::Map(entries) => {
+                let mut out = Vec::new();
                 for (key, value) in entries {
                     self.path.push(key);
-                    self.node(value, format!("{flat_key}.{key}"))?;
+                    let plain = self.node(value, format!("{flat_key}.{key}"))?;
                     self.path.pop();
+                    if edit {
+                        out.push((key.clone(), plain));
+                    }
                 }
-                Ok(())
+                Ok(Node::Map(out))
             }
             // A sequence adds nothing to the key path (sops's `walkSlice`), only to the flattened key.
             Node::List(items) => {
+                let mut out = Vec::new();
                 for (i, item) in items.iter().enumerate() {
-                    self.node(item, format!("{flat_key}.{i}"))?;
+                    let plain = self.node(item, format!("{flat_key}.{i}"))?;
+                    if edit {
+                        out.push(plain);
+                    }
                 }
-                Ok(())
+                Ok(Node::List(out))
             }
-            Node::Null => Ok(()),
+            Node::Null => Ok(Node::Null),
             scalar => self.leaf(scalar, flat_key),
         }
     }
 
-    fn leaf(&mut self, node: &Node, flat_key: String) -> Result<(), CipherError> {
+    /// Decrypts (or reads) one value: hashes it, adds its text to the output, and, for a write, returns it
+    /// typed and remembers its ciphertext.
+    fn leaf(&mut self, node: &Node, flat_key: String) -> Result<Node, CipherError> {
         let encrypted = self.rule.encrypts(&self.path);
+        let mut kind = String::new();
         let (mac_bytes, text) = if encrypted {
             let Node::Str(enc) = node else {
                 return Err(self.integrity("is not encrypted, but the file's rules say it must be"));
@@ -198,11 +399,20 @@ impl<'a> Walk<'a> {
                 (Zeroizing::new(Vec::new()), Zeroizing::new(String::new()))
             } else {
                 let aad = format!("{}:", self.path.join(":"));
-                let (plain, kind) = open(&self.cipher, enc, &aad).map_err(|why| self.integrity(why))?;
-                typed(plain, &kind).map_err(|why| match why {
+                let (plain, k) = open(&self.cipher, enc, &aad).map_err(|why| self.integrity(why))?;
+                kind = k;
+                let typed = typed(plain, &kind).map_err(|why| match why {
                     Typed::Invalid(w) => CipherError::Invalid(format!("the value at `{}` {w}", self.key_path())),
                     Typed::Integrity(w) => self.integrity(w),
-                })?
+                })?;
+                if let Some(stash) = &mut self.stash {
+                    stash.0.push(Stashed {
+                        aad,
+                        plain: typed.0.clone(),
+                        enc: enc.clone(),
+                    });
+                }
+                typed
             }
         } else {
             plain_leaf(node)
@@ -210,8 +420,18 @@ impl<'a> Walk<'a> {
         if !self.mac_only_encrypted || encrypted {
             self.hash.update(mac_bytes.as_slice());
         }
+        let plain = match (self.stash.is_some(), encrypted) {
+            (false, _) => Node::Null,
+            (true, false) => node.clone(),
+            (true, true) => match kind.as_str() {
+                "int" => text.parse().map_or_else(|_| Node::Str(text.to_string()), Node::Int),
+                "float" => text.parse().map_or_else(|_| Node::Str(text.to_string()), Node::Float),
+                "bool" => Node::Bool(text.as_str() == "true"),
+                _ => Node::Str(text.to_string()),
+            },
+        };
         self.out.push((flat_key, text));
-        Ok(())
+        Ok(plain)
     }
 
     fn key_path(&self) -> String {
@@ -356,28 +576,10 @@ fn hex_upper(bytes: &[u8]) -> String {
     })
 }
 
-/// Encrypts `plain` as sops does, for the tests here (skm does not write SOPS files).
+/// One value sealed under `key`, for the tests.
 #[cfg(test)]
 pub(super) fn seal(key: &[u8], plain: &[u8], aad: &str, kind: &str, nonce: [u8; 32]) -> String {
-    let cipher = Cipher::new_from_slice(key).unwrap();
-    let nonce = aes_gcm::Nonce::<U32>::from(nonce);
-    let out = cipher
-        .encrypt(
-            &nonce,
-            Payload {
-                msg: plain,
-                aad: aad.as_bytes(),
-            },
-        )
-        .unwrap();
-    let (data, tag) = out.split_at(out.len() - 16);
-    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-    format!(
-        "ENC[AES256_GCM,data:{},iv:{},tag:{},type:{kind}]",
-        b64(data),
-        b64(nonce.as_slice()),
-        b64(tag)
-    )
+    seal_value(&Cipher::new_from_slice(key).unwrap(), plain, aad, kind, nonce)
 }
 
 #[cfg(test)]
@@ -502,6 +704,33 @@ mod tests {
         let flat = decrypt(&values, &rules, &mac, lm, &KEY).unwrap();
         assert_eq!(flat.len(), 2);
         assert_eq!(flat[1].0, "data.k");
+    }
+
+    #[test]
+    fn an_edit_keeps_unchanged_ciphertexts_and_a_new_mac_verifies() {
+        let lm = "2026-12-05T11:00:00Z";
+        let a = seal(&KEY, b"one", "a:", "str", [1; 32]);
+        let values = doc(vec![
+            ("a", Node::Str(a.clone())),
+            ("n", Node::Str(seal(&KEY, b"7", "n:", "int", [2; 32]))),
+            ("b_unencrypted", Node::Bool(true)),
+        ]);
+        let mac = mac_of(&[b"one", b"7", b"True"], lm);
+        let (mut plain, stash) = decrypt_for_edit(&values, &Rules::default(), &mac, lm, &KEY).unwrap();
+        assert_eq!(plain.0[1].1, Node::Int(7));
+        plain.0[1].1 = Node::Int(8);
+        plain.0.push(("new".into(), Node::Str("fresh".into())));
+        let lm2 = "2026-12-05T12:00:00Z";
+        let (sealed, mac2) = encrypt(&plain.0, &Rules::default(), &KEY, &stash, lm2).unwrap();
+        assert_eq!(sealed[0].1, Node::Str(a), "an unchanged value keeps its ciphertext");
+        assert!(matches!(&sealed[1].1, Node::Str(s) if s.ends_with("type:int]")));
+        assert_eq!(sealed[2].1, Node::Bool(true));
+        let flat = decrypt(&sealed, &Rules::default(), &mac2, lm2, &KEY).unwrap();
+        let got: Vec<(&str, &str)> = flat.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            got,
+            [("a", "one"), ("n", "8"), ("b_unencrypted", "true"), ("new", "fresh")]
+        );
     }
 
     #[test]

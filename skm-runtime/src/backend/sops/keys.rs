@@ -164,6 +164,51 @@ fn parse(text: &str, source: &str, words: bool) -> Result<Vec<Identity>, String>
     Ok(out)
 }
 
+/// `recipients` (`age1...`, separated by commas or whitespace, as sops's `SOPS_AGE_RECIPIENTS`) parsed.
+///
+/// # Errors
+/// One is not an age X25519 recipient (the message names it: recipients are public).
+pub(super) fn parse_recipients(recipients: &str) -> Result<Vec<age::x25519::Recipient>, String> {
+    recipients
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|r| !r.is_empty())
+        .map(|r| {
+            age::x25519::Recipient::from_str(r)
+                .map_err(|_| format!("`{r}` is not an age X25519 recipient (age1...); skm encrypts to no other kind"))
+        })
+        .collect()
+}
+
+/// A new file's data key encrypted to each of `recipients`, one armored age file each, as sops writes
+/// `sops.age`.
+///
+/// # Errors
+/// The age library refused (no recipients).
+pub(super) fn seal_data_key(data_key: &[u8], recipients: &[age::x25519::Recipient]) -> Result<Vec<AgeStanza>, String> {
+    use std::io::Write;
+    recipients
+        .iter()
+        .map(|r| {
+            let encryptor = age::Encryptor::with_recipients(std::iter::once(r as &dyn age::Recipient))
+                .map_err(|e| format!("cannot encrypt the data key: {e}"))?;
+            let mut out = Vec::new();
+            let armor = age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
+                .map_err(|e| format!("cannot encrypt the data key: {e}"))?;
+            let mut w = encryptor
+                .wrap_output(armor)
+                .map_err(|e| format!("cannot encrypt the data key: {e}"))?;
+            w.write_all(data_key)
+                .and_then(|_| w.finish())
+                .and_then(|armor| armor.finish())
+                .map_err(|e| format!("cannot encrypt the data key: {e}"))?;
+            Ok(AgeStanza {
+                recipient: r.to_string(),
+                enc: String::from_utf8(out).map_err(|_| "the armored data key is not text".to_string())?,
+            })
+        })
+        .collect()
+}
+
 /// Why the data key could not be had.
 pub(super) enum KeyError {
     /// None of the identities is a recipient of the file.

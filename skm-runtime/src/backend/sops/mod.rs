@@ -3,8 +3,7 @@
 //!
 //! Select it with `SKM_BACKEND=sops` (it has no auto-detection signal: a repository holding SOPS files says
 //! nothing about whether the app should read them) or [`Loader::backend`](crate::Loader::backend) with a
-//! [`SopsBackend`]. Read-only: `skm put` and the other writes are refused with an error saying to edit the
-//! file with `sops edit`.
+//! [`SopsBackend`]. It writes too (`skm put`, key writes, `skm migrate --to sops`): see [Writes](#writes).
 //!
 //! # Configuration
 //! [`SopsBackend::from_env`] reads:
@@ -14,6 +13,7 @@
 //! | `SKM_SOPS_DIR` | the directory paths are relative to | the working directory (the project root) |
 //! | `SOPS_AGE_KEY_FILE` | an age identity file (one `AGE-SECRET-KEY-1...` per line) | unset |
 //! | `SOPS_AGE_KEY` | age identities, separated by whitespace | unset |
+//! | `SOPS_AGE_RECIPIENTS` | age recipients (`age1...`, comma-separated) a new file is encrypted to | unset: creating a file is refused |
 //! | `XDG_CONFIG_HOME`, `HOME` (`APPDATA` on Windows) | where sops's default key file `sops/age/keys.txt` is (`~/.config/sops/age/keys.txt` on Linux, `~/Library/Application Support/sops/age/keys.txt` on macOS) | |
 //!
 //! As the sops tool does, every identity found in these places is tried. `SOPS_AGE_KEY_CMD`, SSH keys,
@@ -47,6 +47,27 @@
 //! `unencrypted_comment_regex`/`encrypted_comment_regex`, and multi-document YAML. Each is an error saying
 //! so.
 //!
+//! # Writes
+//! A write is what `sops edit` does: the file is decrypted (its MAC checked, so the identity that reads it is
+//! needed to write it), its values changed, encrypted again under the same data key (its recipients stay as
+//! they are) and its MAC recomputed with a new `lastmodified`; the file is replaced atomically (a temporary
+//! file in its directory, renamed over it, with its permissions). A value that did not change keeps its
+//! ciphertext, as sops keeps it, and the file keeps sops's layout (YAML indented by 4, JSON by tabs), so a
+//! reviewer's diff shows the keys that changed, the MAC and `lastmodified`. Values keep their type when the
+//! new text still reads as it (`5432` stays an int). Comments are dropped (sops encrypts them; skm does not
+//! read them).
+//! - [`AdminBackend::put`] replaces the file's values with the keys of a JSON object (nested objects and
+//!   dotted keys alike); keys not given are removed. `create_only` refuses an existing file.
+//! - [`AdminBackend::merge_key`] sets one key (`database.password` adds a nested mapping in YAML and JSON;
+//!   dotenv keys are flat), keeping the others.
+//! - A new file is `<path>.yaml` (or `path` itself when it has an extension), with a new data key encrypted
+//!   to `SOPS_AGE_RECIPIENTS` ([`SopsBackend::age_recipients`]).
+//!
+//! skm's writes to one directory take turns under an exclusive lock on the directory (on Unix), so
+//! concurrent key writes through skm lose nothing; `sops edit` takes no lock, so a write racing it can be
+//! lost, as two `sops edit`s can. Listing, deleting (remove a file with git, a key with `sops unset`) and
+//! check-and-set puts are refused.
+//!
 //! # Deadline and limits
 //! Files are read on a blocking thread, so the loader's deadline bounds a load even on a hung file system;
 //! a SOPS file (and an identity file) must be a regular file of at most 1 MiB, as secret files must.
@@ -67,6 +88,7 @@
 mod cipher;
 mod keys;
 mod tree;
+mod write;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -74,7 +96,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
 use super::registry::{BoxFuture, Env, Probe, ProbeLevel};
@@ -84,14 +106,13 @@ use super::{
 };
 use crate::capped::{read_capped, FileError};
 use crate::Error;
-use cipher::CipherError;
 use keys::{KeyError, KeySources};
 use tree::Format;
 
 /// The extensions tried, in order, for a path without one.
 const EXTENSIONS: [&str; 4] = ["yaml", "yml", "json", "env"];
 
-/// A read-only [`Backend`] on SOPS files. See the [module docs](self).
+/// A [`Backend`] and [`AdminBackend`] on SOPS files. See the [module docs](self).
 ///
 /// Cloning shares the configuration.
 #[derive(Clone)]
@@ -103,6 +124,8 @@ pub struct SopsBackend {
 struct Inner {
     dir: PathBuf,
     keys: KeySources,
+    /// `SOPS_AGE_RECIPIENTS`: whom a new file is encrypted to.
+    recipients: Option<String>,
 }
 
 impl fmt::Debug for SopsBackend {
@@ -132,20 +155,28 @@ impl SopsBackend {
             .filter(|v| !v.trim().is_empty())
             .unwrap_or_else(|| ".".into());
         let keys = KeySources::from_lookup(var).map_err(Error::config)?;
-        Ok(SopsBackend::with(PathBuf::from(dir), keys))
+        let recipients = var("SOPS_AGE_RECIPIENTS").filter(|v| !v.trim().is_empty());
+        if let Some(r) = &recipients {
+            keys::parse_recipients(r).map_err(|why| Error::config(format!("SOPS_AGE_RECIPIENTS: {why}")))?;
+        }
+        Ok(SopsBackend::with(Inner {
+            dir: PathBuf::from(dir),
+            keys,
+            recipients,
+        }))
     }
 
-    fn with(dir: PathBuf, keys: KeySources) -> Self {
+    fn with(mut inner: Inner) -> Self {
         // Absolute, so that a later change of working directory does not move the files.
-        let dir = std::path::absolute(&dir).unwrap_or(dir);
-        SopsBackend {
-            inner: Arc::new(Inner { dir, keys }),
-        }
+        inner.dir = std::path::absolute(&inner.dir).unwrap_or(inner.dir);
+        SopsBackend { inner: Arc::new(inner) }
     }
 
     /// Reads files under `dir` instead of `SKM_SOPS_DIR`.
     pub fn in_dir(self, dir: impl Into<PathBuf>) -> Self {
-        SopsBackend::with(dir.into(), self.into_inner().keys)
+        let mut inner = self.into_inner();
+        inner.dir = dir.into();
+        SopsBackend::with(inner)
     }
 
     /// Uses these age identities (`AGE-SECRET-KEY-1...`, separated by whitespace) instead of `SOPS_AGE_KEY`.
@@ -158,14 +189,27 @@ impl SopsBackend {
             .keys
             .give(Zeroizing::new(identities.into()))
             .map_err(Error::config)?;
-        Ok(SopsBackend::with(inner.dir, inner.keys))
+        Ok(SopsBackend::with(inner))
+    }
+
+    /// Encrypts new files to these age recipients (`age1...`, separated by commas or whitespace) instead of
+    /// `SOPS_AGE_RECIPIENTS`'s. An existing file keeps its own recipients.
+    ///
+    /// # Errors
+    /// One is not an age X25519 recipient ([`Error::Config`]).
+    pub fn age_recipients(self, recipients: impl Into<String>) -> Result<Self, Error> {
+        let recipients = recipients.into();
+        keys::parse_recipients(&recipients).map_err(Error::config)?;
+        let mut inner = self.into_inner();
+        inner.recipients = Some(recipients);
+        Ok(SopsBackend::with(inner))
     }
 
     /// Uses the age identity file at `path` instead of `SOPS_AGE_KEY_FILE`.
     pub fn age_key_file(self, path: impl Into<PathBuf>) -> Self {
         let mut inner = self.into_inner();
         inner.keys.set_file(path.into());
-        SopsBackend::with(inner.dir, inner.keys)
+        SopsBackend::with(inner)
     }
 
     fn into_inner(self) -> Inner {
@@ -182,6 +226,8 @@ impl SopsBackend {
 #[derive(Clone)]
 enum Fail {
     NotFound(String),
+    /// A create-only write found the file.
+    Exists(String),
     /// The file fails its integrity checks, or no identity opens it.
     Decryption(String),
     Invalid(String),
@@ -194,12 +240,18 @@ impl Fail {
     fn fetch(self) -> FetchError {
         match self {
             Fail::NotFound(d) => FetchError::not_found(d),
+            Fail::Exists(d) => FetchError::new(FailureKind::AlreadyExists, d),
             Fail::Decryption(d) => FetchError::new(FailureKind::Decryption, d),
             Fail::Invalid(d) => FetchError::new(FailureKind::Invalid, d),
             Fail::Unavailable(d) => FetchError::unavailable(d),
             Fail::Forbidden(d) => FetchError::new(FailureKind::Forbidden, d),
             Fail::Unsupported(d) => FetchError::new(FailureKind::Unsupported, d),
         }
+    }
+
+    fn admin(self, path: &str) -> AdminError {
+        let e = self.fetch();
+        AdminError::new(e.kind, path, e.detail)
     }
 
     fn file(file: &Path, e: FileError) -> Fail {
@@ -269,6 +321,26 @@ impl Inner {
             std::str::from_utf8(&bytes).map_err(|_| Fail::Invalid(format!("SOPS file {shown} is not UTF-8 text")))?;
         let doc = tree::parse(text, format).map_err(|why| Fail::Invalid(format!("SOPS file {shown}: {why}")))?;
         let meta = &doc.metadata;
+        let data_key = self.data_key(&file, meta, identities)?;
+        let flat = cipher::decrypt(&doc.values, &meta.rules, &meta.mac, &meta.lastmodified, &data_key)
+            .map_err(|e| write::cipher_fail(&file, e))?;
+        Ok(Opened {
+            json: to_json(&flat),
+            lastmodified: meta.lastmodified.clone(),
+            location: format!("file {name}"),
+        })
+    }
+}
+
+impl Inner {
+    /// The data key of `file`, from the first of its age recipients one of `identities` opens.
+    fn data_key(
+        &self,
+        file: &Path,
+        meta: &tree::Metadata,
+        identities: &Result<Vec<age::x25519::Identity>, String>,
+    ) -> Result<Zeroizing<Vec<u8>>, Fail> {
+        let shown = file.display();
         if meta.key_groups {
             return Err(Fail::Unsupported(format!(
                 "SOPS file {shown} splits its data key across several key groups (Shamir), which skm does not combine"
@@ -287,26 +359,12 @@ impl Inner {
         let identities = identities
             .as_ref()
             .map_err(|why| Fail::Decryption(format!("cannot decrypt SOPS file {shown}: {why}")))?;
-        let data_key = keys::data_key(&meta.age, identities).map_err(|e| match e {
+        keys::data_key(&meta.age, identities).map_err(|e| match e {
             KeyError::NoMatch(why) => Fail::Decryption(format!(
                 "cannot decrypt SOPS file {shown}: {why}; identities from {}",
                 self.keys.describe()
             )),
             KeyError::Damaged(why) => Fail::Decryption(format!("integrity check failed for SOPS file {shown}: {why}")),
-        })?;
-        let flat = cipher::decrypt(&doc.values, &meta.rules, &meta.mac, &meta.lastmodified, &data_key).map_err(
-            |e| match e {
-                CipherError::Integrity(why) => {
-                    Fail::Decryption(format!("integrity check failed for SOPS file {shown}: {why}"))
-                }
-                CipherError::Unsupported(why) => Fail::Unsupported(format!("SOPS file {shown}: {why}")),
-                CipherError::Invalid(why) => Fail::Invalid(format!("SOPS file {shown}: {why}")),
-            },
-        )?;
-        Ok(Opened {
-            json: to_json(&flat),
-            lastmodified: meta.lastmodified.clone(),
-            location: format!("file {name}"),
         })
     }
 }
@@ -387,22 +445,78 @@ impl Backend for SopsBackend {
     }
 }
 
-/// The error of every write: SOPS files are edited with the sops tool.
-fn read_only(path: &str, what: &str) -> AdminError {
-    AdminError::new(
-        FailureKind::Unsupported,
-        path,
-        format!(
-            "the sops backend is read-only, so skm cannot {what}: edit the file with `sops edit <file>` (or `sops set`)"
-        ),
-    )
+/// The pairs of a put's value: a JSON object of text, numbers and booleans, flattened as reads flatten a
+/// file (`{"database": {"url": ...}}` and `{"database.url": ...}` both write key `database.url`).
+fn put_pairs(request: &PutRequest) -> Result<Vec<(String, Zeroizing<String>)>, AdminError> {
+    let invalid = |why: &str| AdminError::new(FailureKind::Invalid, &request.path, why.to_string());
+    let SecretValue::Text(text) = &request.value else {
+        return Err(invalid(
+            "a SOPS file holds text values by key: put a JSON object of keys, or write one key",
+        ));
+    };
+    let parsed: serde_json::Value = serde_json::from_str(text.expose_secret()).map_err(|_| {
+        invalid(
+            "a SOPS file holds values by key: put a JSON object of keys (`{\"secret\": \"...\"}`), or write one key",
+        )
+    })?;
+    let serde_json::Value::Object(map) = parsed else {
+        return Err(invalid(
+            "a SOPS file holds values by key: put a JSON object of keys, or write one key",
+        ));
+    };
+    fn flatten(
+        prefix: &str,
+        value: serde_json::Value,
+        out: &mut Vec<(String, Zeroizing<String>)>,
+    ) -> Result<(), &'static str> {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() { k } else { format!("{prefix}.{k}") };
+                    flatten(&key, v, out)?;
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, v) in items.into_iter().enumerate() {
+                    flatten(&format!("{prefix}.{i}"), v, out)?;
+                }
+            }
+            serde_json::Value::String(s) => out.push((prefix.to_string(), Zeroizing::new(s))),
+            serde_json::Value::Null => {}
+            other => out.push((prefix.to_string(), Zeroizing::new(other.to_string()))),
+        }
+        Ok(())
+    }
+    let mut pairs = Vec::new();
+    for (k, v) in map {
+        flatten(&k, v, &mut pairs).map_err(invalid)?;
+    }
+    Ok(pairs)
 }
 
+impl SopsBackend {
+    async fn write(&self, path: &str, change: write::Change, create_only: bool) -> Result<String, AdminError> {
+        let inner = self.inner.clone();
+        let owned = path.to_string();
+        tokio::task::spawn_blocking(move || inner.write(&owned, change, create_only))
+            .await
+            .map_err(|_| AdminError::new(FailureKind::Other, path, "the SOPS writer stopped unexpectedly"))?
+            .map_err(|f| f.admin(path))
+    }
+}
+
+/// Writes go through the file's own data key, so the identity that reads a file is needed to write it
+/// (as for `sops edit`); a new file is encrypted to `SOPS_AGE_RECIPIENTS`. See the module's
+/// [Writes](self#writes).
 #[async_trait]
 impl AdminBackend for SopsBackend {
-    /// Refused: see [`read_only`].
+    /// Replaces the file's values with the keys of a JSON object (nested or dotted keys); the version returned
+    /// is the new `lastmodified`.
     async fn put(&self, request: PutRequest) -> Result<String, AdminError> {
-        Err(read_only(&request.path, "write a secret"))
+        super::cas_unsupported(&request, "the sops backend")?;
+        let pairs = put_pairs(&request)?;
+        self.write(&request.path, write::Change::Replace(pairs), request.create_only)
+            .await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ListEntry>, AdminError> {
@@ -414,7 +528,11 @@ impl AdminBackend for SopsBackend {
     }
 
     async fn delete(&self, path: &str, _mode: DeleteMode) -> Result<(), AdminError> {
-        Err(read_only(path, "delete a secret"))
+        Err(AdminError::new(
+            FailureKind::Unsupported,
+            path,
+            "the sops backend does not delete files: remove the file with git (`git rm`), or a key with `sops unset`",
+        ))
     }
 
     async fn versions(&self, path: &str) -> Result<Vec<VersionInfo>, AdminError> {
@@ -423,6 +541,13 @@ impl AdminBackend for SopsBackend {
             path,
             "SOPS files have no versions in the backend: their history is git's",
         ))
+    }
+
+    /// Sets one key of the file (a dotted key for nested ones), keeping every other value and its ciphertext,
+    /// under the directory's lock.
+    async fn merge_key(&self, path: &str, key: &str, value: &str) -> Option<Result<String, AdminError>> {
+        let change = write::Change::Set(key.to_string(), Zeroizing::new(value.to_string()));
+        Some(self.write(path, change, false).await)
     }
 }
 

@@ -6,6 +6,7 @@
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
 /// The file formats sops writes, chosen by the file's extension as sops chooses them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +70,39 @@ impl fmt::Debug for Node {
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_any(NodeVisitor)
+    }
+}
+
+impl Serialize for Node {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Node::Map(entries) => Entries(entries).serialize(s),
+            Node::List(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(item)?;
+                }
+                seq.end()
+            }
+            Node::Str(v) => s.serialize_str(v),
+            Node::Int(v) => s.serialize_i64(*v),
+            Node::Float(v) => s.serialize_f64(*v),
+            Node::Bool(v) => s.serialize_bool(*v),
+            Node::Null => s.serialize_unit(),
+        }
+    }
+}
+
+/// A mapping's entries, serialized in their order (a file skm writes keeps its keys where they were).
+pub(super) struct Entries<'a>(pub(super) &'a [(String, Node)]);
+
+impl Serialize for Entries<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
     }
 }
 
@@ -186,6 +220,17 @@ pub(super) struct Metadata {
 pub(super) struct Document {
     pub(super) values: Vec<(String, Node)>,
     pub(super) metadata: Metadata,
+    /// The metadata as written, for a write to keep what skm does not read (`version`, other key sources).
+    pub(super) raw: RawMetadata,
+}
+
+/// The metadata as the file holds it.
+#[derive(Debug, Clone)]
+pub(super) enum RawMetadata {
+    /// The `sops` mapping of a YAML or JSON file.
+    Tree(Vec<(String, Node)>),
+    /// The `sops_*` entries of a dotenv file, without the prefix, `\n` escapes restored.
+    Dotenv(Vec<(String, String)>),
 }
 
 /// Parses `text` as a SOPS file of `format`. The error says what is wrong, never a value.
@@ -224,13 +269,17 @@ fn parse_tree(root: Node) -> Result<Document, String> {
             let Node::Map(meta) = value else {
                 return Err("its `sops` entry is not a mapping".into());
             };
-            metadata = Some(tree_metadata(meta)?);
+            metadata = Some((tree_metadata(meta.clone())?, meta));
         } else {
             values.push((key, value));
         }
     }
     let metadata = metadata.ok_or("it has no `sops` metadata: it is not a file encrypted by sops")?;
-    Ok(Document { values, metadata })
+    Ok(Document {
+        values,
+        metadata: metadata.0,
+        raw: RawMetadata::Tree(metadata.1),
+    })
 }
 
 /// The metadata from the `sops` mapping of a YAML or JSON file.
@@ -331,6 +380,7 @@ fn parse_dotenv(text: &str) -> Result<Document, String> {
     if meta.is_empty() {
         return Err("it has no `sops_*` metadata: it is not a file encrypted by sops".into());
     }
+    let raw = meta.clone();
     let mut m = Metadata::default();
     let mut age: Vec<(usize, AgeStanza)> = Vec::new();
     for (key, value) in meta {
@@ -380,7 +430,11 @@ fn parse_dotenv(text: &str) -> Result<Document, String> {
     }
     age.sort_by_key(|(i, _)| *i);
     m.age = age.into_iter().map(|(_, s)| s).collect();
-    Ok(Document { values, metadata: m })
+    Ok(Document {
+        values,
+        metadata: m,
+        raw: RawMetadata::Dotenv(raw),
+    })
 }
 
 #[cfg(test)]
