@@ -448,48 +448,38 @@ impl Backend for SopsBackend {
 /// The pairs of a put's value: a JSON object of text, numbers and booleans, flattened as reads flatten a
 /// file (`{"database": {"url": ...}}` and `{"database.url": ...}` both write key `database.url`).
 fn put_pairs(request: &PutRequest) -> Result<Vec<(String, Zeroizing<String>)>, AdminError> {
-    let invalid = |why: &str| AdminError::new(FailureKind::Invalid, &request.path, why.to_string());
+    // A secret declared without `key` has no place in a file of keys: say how to declare it.
+    const BY_KEY: &str = "a SOPS file holds its values by key, so a whole value cannot be written: declare a `key` \
+                          for this secret (`#[secret(path = \"...\", key = \"...\")]`, `key` in the manifest), \
+                          or put a JSON object of keys (`{\"secret\": \"...\"}`)";
+    let invalid = || AdminError::new(FailureKind::Invalid, &request.path, BY_KEY);
     let SecretValue::Text(text) = &request.value else {
-        return Err(invalid(
-            "a SOPS file holds text values by key: put a JSON object of keys, or write one key",
-        ));
+        return Err(invalid());
     };
-    let parsed: serde_json::Value = serde_json::from_str(text.expose_secret()).map_err(|_| {
-        invalid(
-            "a SOPS file holds values by key: put a JSON object of keys (`{\"secret\": \"...\"}`), or write one key",
-        )
-    })?;
-    let serde_json::Value::Object(map) = parsed else {
-        return Err(invalid(
-            "a SOPS file holds values by key: put a JSON object of keys, or write one key",
-        ));
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text.expose_secret()) else {
+        return Err(invalid());
     };
-    fn flatten(
-        prefix: &str,
-        value: serde_json::Value,
-        out: &mut Vec<(String, Zeroizing<String>)>,
-    ) -> Result<(), &'static str> {
+    fn flatten(prefix: &str, value: serde_json::Value, out: &mut Vec<(String, Zeroizing<String>)>) {
         match value {
             serde_json::Value::Object(map) => {
                 for (k, v) in map {
                     let key = if prefix.is_empty() { k } else { format!("{prefix}.{k}") };
-                    flatten(&key, v, out)?;
+                    flatten(&key, v, out);
                 }
             }
             serde_json::Value::Array(items) => {
                 for (i, v) in items.into_iter().enumerate() {
-                    flatten(&format!("{prefix}.{i}"), v, out)?;
+                    flatten(&format!("{prefix}.{i}"), v, out);
                 }
             }
             serde_json::Value::String(s) => out.push((prefix.to_string(), Zeroizing::new(s))),
             serde_json::Value::Null => {}
             other => out.push((prefix.to_string(), Zeroizing::new(other.to_string()))),
         }
-        Ok(())
     }
     let mut pairs = Vec::new();
     for (k, v) in map {
-        flatten(&k, v, &mut pairs).map_err(invalid)?;
+        flatten(&k, v, &mut pairs);
     }
     Ok(pairs)
 }
