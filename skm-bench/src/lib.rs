@@ -12,6 +12,7 @@
 //! | [`gcp`] | 7. Google Cloud Secret Manager load: 100 secrets on drongo, skm `load()` vs a sequential loop |
 //! | [`azure`] | 8. Azure Key Vault load: 100 secrets on the Key Vault test server, skm `load()` vs a sequential loop |
 //! | [`fleet_gcp`] | 9. Fleet start: N instances at once under Google Cloud's quotas; hot reload's quota share |
+//! | [`ssm`] | 10. Parameter Store load: benchmark 1's struct from 100 SSM parameters, beside Secrets Manager |
 //!
 //! The network benchmarks run the real peers of the test suite (moto, OpenBao, drongo from `.venv`; the Key
 //! Vault test server of skm-testing) behind skm-testing's proxy, which adds a fixed latency to every request:
@@ -35,6 +36,8 @@ pub mod fleet_gcp;
 pub mod gcp;
 pub mod read;
 pub mod report;
+#[cfg(feature = "ssm")]
+pub mod ssm;
 pub mod stats;
 #[cfg(feature = "vault")]
 pub mod vault;

@@ -1,4 +1,4 @@
-//! `cargo run --release -p skm-bench [-- --quick] [-- --only aws,vault,gcp,azure,fleet,fleet-gcp,read,derive,cold] [-- --out FILE]`
+//! `cargo run --release -p skm-bench [-- --quick] [-- --only aws,vault,gcp,azure,ssm,fleet,fleet-gcp,read,derive,cold] [-- --out FILE]`
 //!
 //! Runs the benchmarks, prints the report and writes it to `BENCHMARKS.md` at the workspace root (a run with
 //! `--quick` or `--only` writes `target/skm-bench/BENCHMARKS.partial.md` instead, unless `--out` says where).
@@ -19,7 +19,7 @@ struct Benchmark {
     targets: &'static [(&'static str, &'static str)],
 }
 
-const BENCHMARKS: [Benchmark; 9] = [
+const BENCHMARKS: [Benchmark; 10] = [
     Benchmark {
         name: "aws",
         title: "1. AWS load (moto behind the latency proxy)",
@@ -97,6 +97,19 @@ const BENCHMARKS: [Benchmark; 9] = [
         title: "9. Fleet start under Google Cloud's quotas",
         targets: &[("GCP fleet: failed loads", "0 failed")],
     },
+    Benchmark {
+        name: "ssm",
+        title: "10. AWS Systems Manager Parameter Store load (moto behind the latency proxy)",
+        targets: &[
+            ("SSM load: speed-up over the sequential loop", "≥ 25×"),
+            ("SSM load: wall time in RTTs", "≤ 2 RTT"),
+            ("SSM load: requests for 100 parameters", "= 10"),
+            (
+                "SSM load: skm / the same batches sent by hand (same client, alternate runs)",
+                "≤ 1.1×",
+            ),
+        ],
+    },
 ];
 
 /// Figures measured apart from the run (clean builds at two commits), appended to every report.
@@ -107,7 +120,7 @@ const MEASURED_APART: &str = concat!(
 );
 
 const USAGE: &str =
-    "usage: skm-bench [--quick] [--only aws,vault,gcp,azure,fleet,fleet-gcp,read,derive,cold] [--out FILE]";
+    "usage: skm-bench [--quick] [--only aws,vault,gcp,azure,ssm,fleet,fleet-gcp,read,derive,cold] [--out FILE]";
 
 struct Args {
     quick: bool,
@@ -140,7 +153,7 @@ fn parse_args() -> Result<Args, String> {
                 for name in &list {
                     if !BENCHMARKS.iter().any(|b| b.name == name) {
                         return Err(format!(
-                            "unknown benchmark `{name}`: use aws, vault, read, derive, cold, fleet"
+                            "unknown benchmark `{name}`: use aws, vault, gcp, azure, ssm, fleet, fleet-gcp, read, derive, cold"
                         ));
                     }
                 }
@@ -174,6 +187,8 @@ fn run_one(name: &str, settings: &Settings) -> Section {
         "azure" => skm_bench::azure::run(settings),
         #[cfg(feature = "gcp")]
         "fleet-gcp" => skm_bench::fleet_gcp::run(settings),
+        #[cfg(feature = "ssm")]
+        "ssm" => skm_bench::ssm::run(settings),
         other => panic!("skm-bench was built without the `{other}` feature"),
     }
 }
@@ -209,6 +224,7 @@ fn main() -> ExitCode {
         "vault",
         "gcp",
         "azure",
+        "ssm",
         "fleet",
         "fleet-gcp",
         "read",

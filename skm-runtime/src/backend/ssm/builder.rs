@@ -141,7 +141,7 @@ impl SsmBackendBuilder {
         self
     }
 
-    /// How many `GetParameters` calls one fetch keeps in flight; default 8, at least 1.
+    /// How many `GetParameters` calls one fetch keeps in flight; default 10, at least 1.
     pub fn max_in_flight(mut self, max: usize) -> Self {
         self.read = self.read.max_in_flight(max);
         self

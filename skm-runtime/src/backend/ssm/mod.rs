@@ -16,7 +16,7 @@
 //! # Requests
 //! One [`fetch`](Backend::fetch) deduplicates its requests, then reads them with `GetParameters`
 //! (`WithDecryption=true`, 10 names per call, AWS's limit): `ceil(n/10)` requests for `n` parameters, several
-//! in flight at once (at most [`SsmBackendBuilder::max_in_flight`], default 8) through the shared
+//! in flight at once (at most [`SsmBackendBuilder::max_in_flight`], default 10: the 100 parameters of a large service in one wave of 10 calls) through the shared
 //! [`FanOut`] in spawned mode. A name AWS does not know comes back in `InvalidParameters`: that field is *not
 //! found*, the rest of its batch loads. A name Parameter Store would refuse (a space, a `*`) fails as
 //! *invalid* before any request, so that it cannot fail the nine others of its batch.
@@ -92,7 +92,7 @@ pub use builder::SsmBackendBuilder;
 pub use aws_sdk_ssm;
 
 /// Requests in flight per fetch unless configured otherwise.
-const DEFAULT_MAX_IN_FLIGHT: usize = 8;
+const DEFAULT_MAX_IN_FLIGHT: usize = 10;
 
 /// Attempts per request (the first included) unless the builder, `AWS_MAX_ATTEMPTS`, `AWS_RETRY_MODE` or the
 /// profile says otherwise: the AWS Secrets Manager backend's default.
@@ -161,7 +161,7 @@ impl SsmBackend {
         }
     }
 
-    /// Sets how many requests one fetch keeps in flight (at least 1; default 8).
+    /// Sets how many requests one fetch keeps in flight (at least 1; default 10).
     pub fn with_max_in_flight(mut self, max: usize) -> Self {
         self.max_in_flight = max.max(1);
         self

@@ -1,0 +1,285 @@
+//! Benchmark 10, Parameter Store load: the same 100-field struct as benchmark 1, read from 100 SSM parameters
+//! on moto behind the latency proxy, beside the same struct read from AWS Secrets Manager in the same run.
+//!
+//! The struct is benchmark 1's `Aws100` (paths `bench/aws/sNNN`): the SSM backend reads them as the parameters
+//! `/bench/aws/sNNN` (its leading-slash rule), so one declaration serves both stores.
+
+use std::time::Instant;
+
+use skm::backend::aws::AwsBackend;
+use skm::backend::ssm::SsmBackend;
+use skm::backend::{AdminBackend, PutRequest, SecretValue};
+use skm_testing::{Moto, Proxy};
+
+use crate::report::{LoadTable, Section, Target};
+use crate::stats::{fmt_ratio, fmt_secs, Samples};
+use crate::structs::Aws100;
+use crate::Settings;
+
+/// Parameters, one per field of `Aws100`.
+pub const PARAMETERS: usize = 100;
+/// `GetParameters` takes at most this many names (AWS's limit, which moto enforces).
+const BATCH: usize = 10;
+
+fn path(i: usize) -> String {
+    format!("bench/aws/s{i:03}")
+}
+
+fn value(i: usize) -> String {
+    // Not secret: benchmark data of a fixed length, so that a load can be checked by its total length.
+    format!("ssm-bench-value-{i:03}-0123456789abcdef")
+}
+
+fn expected_bytes() -> usize {
+    (0..PARAMETERS).map(|i| value(i).len()).sum()
+}
+
+async fn ssm(endpoint: &str) -> SsmBackend {
+    SsmBackend::builder()
+        .region("us-east-1")
+        .endpoint_url(endpoint)
+        .static_credentials("test", "test")
+        .build()
+        .await
+        .expect("an SSM backend for moto")
+}
+
+async fn secrets_manager(endpoint: &str) -> AwsBackend {
+    AwsBackend::builder()
+        .region("us-east-1")
+        .endpoint_url(endpoint)
+        .static_credentials("test", "test")
+        .build()
+        .await
+        .expect("an AWS backend for moto")
+}
+
+/// Runs the Parameter Store benchmark.
+///
+/// # Panics
+/// When moto is not installed or an operation fails: the caller reports the section as failed.
+pub fn run(settings: &Settings) -> Section {
+    crate::block_on(run_async(settings))
+}
+
+async fn run_async(settings: &Settings) -> Section {
+    let rtt = settings.rtt;
+    let (load_runs, naive_runs) = if settings.quick { (3, 1) } else { (11, 5) };
+
+    let moto = Moto::start().await;
+    let direct_ssm = ssm(&moto.endpoint()).await;
+    let direct_sm = secrets_manager(&moto.endpoint()).await;
+    for i in 0..PARAMETERS {
+        let value = SecretValue::Text(value(i).into());
+        direct_ssm
+            .put(PutRequest::new(path(i), value.clone()))
+            .await
+            .expect("put a benchmark parameter on moto");
+        direct_sm
+            .put(PutRequest::new(path(i), value))
+            .await
+            .expect("put a benchmark secret on moto");
+    }
+
+    let proxy = Proxy::start(&moto.endpoint()).await;
+    proxy.set_latency(rtt);
+    let via_ssm = ssm(&proxy.url()).await;
+    let via_sm = secrets_manager(&proxy.url()).await;
+    let ssm_loader = crate::loader_over(via_ssm.clone());
+    let sm_loader = crate::loader_over(via_sm);
+    let check = |cfg: Aws100| {
+        use skm::ExposeSecret;
+        let bytes: usize = cfg.fields().iter().map(|f| f.expose_secret().len()).sum();
+        assert_eq!(bytes, expected_bytes(), "skm loaded the wrong values");
+    };
+    // Warm-up: credentials resolved, connections open, as in a service's second load.
+    check(
+        ssm_loader
+            .load::<Aws100>()
+            .await
+            .expect("skm load from Parameter Store"),
+    );
+    check(sm_loader.load::<Aws100>().await.expect("skm load from Secrets Manager"));
+
+    let client = via_ssm.client().clone();
+    let get_one = |i: usize| {
+        let client = client.clone();
+        async move {
+            let out = client
+                .get_parameter()
+                .name(format!("/{}", path(i)))
+                .with_decryption(true)
+                .send()
+                .await
+                .expect("GetParameter through the proxy");
+            let got = out.parameter().and_then(|p| p.value()).map(str::len);
+            assert_eq!(got, Some(value(i).len()));
+        }
+    };
+    get_one(0).await;
+
+    // The best a hand-written client can do against this peer: the ten batches of 10 names sent at once on
+    // the same client, no skm in between. skm's time over this one is what skm itself costs.
+    let by_hand = || {
+        let client = client.clone();
+        async move {
+            let mut batches = tokio::task::JoinSet::new();
+            for first in (0..PARAMETERS).step_by(BATCH) {
+                let names: Vec<String> = (first..(first + BATCH).min(PARAMETERS))
+                    .map(|i| format!("/{}", path(i)))
+                    .collect();
+                batches.spawn(
+                    client
+                        .get_parameters()
+                        .set_names(Some(names))
+                        .with_decryption(true)
+                        .send(),
+                );
+            }
+            let mut bytes = 0;
+            while let Some(joined) = batches.join_next().await {
+                let out = joined.expect("a batch task").expect("GetParameters through the proxy");
+                bytes += out
+                    .parameters()
+                    .iter()
+                    .filter_map(|p| p.value())
+                    .map(str::len)
+                    .sum::<usize>();
+            }
+            assert_eq!(
+                bytes,
+                expected_bytes(),
+                "the hand-written batches read the wrong values"
+            );
+        }
+    };
+    by_hand().await;
+
+    // The two stores alternate, run by run, so that the machine's drift hits both alike.
+    let (mut ssm_load, mut sm_load, mut hand) = (Samples::new(), Samples::new(), Samples::new());
+    let (mut ssm_requests, mut sm_requests, mut ssm_calls, mut max_in_flight) = (0, 0, 0, 0);
+    for _ in 0..load_runs {
+        proxy.clear();
+        let t = Instant::now();
+        check(
+            ssm_loader
+                .load::<Aws100>()
+                .await
+                .expect("skm load from Parameter Store"),
+        );
+        ssm_load.push_duration(t.elapsed());
+        ssm_requests = proxy.count();
+        ssm_calls = proxy.count_of("AmazonSSM.GetParameters");
+        max_in_flight = max_in_flight.max(proxy.max_in_flight());
+
+        proxy.clear();
+        let t = Instant::now();
+        check(sm_loader.load::<Aws100>().await.expect("skm load from Secrets Manager"));
+        sm_load.push_duration(t.elapsed());
+        sm_requests = proxy.count();
+
+        let t = Instant::now();
+        by_hand().await;
+        hand.push_duration(t.elapsed());
+    }
+    let mut naive = Samples::new();
+    let mut naive_requests = 0;
+    for _ in 0..naive_runs {
+        proxy.clear();
+        let t = Instant::now();
+        for i in 0..PARAMETERS {
+            get_one(i).await;
+        }
+        naive.push_duration(t.elapsed());
+        naive_requests = proxy.count();
+    }
+    let mut single = Samples::new();
+    for _ in 0..load_runs {
+        let t = Instant::now();
+        get_one(7).await;
+        single.push_duration(t.elapsed());
+    }
+
+    let rtt_s = rtt.as_secs_f64();
+    let mut table = LoadTable::new("speed-up vs naive loop", naive.median(), rtt);
+    table.row(
+        "**skm `load()`** from Parameter Store (`ssm`)",
+        &ssm_load,
+        format!("{ssm_requests} ({ssm_calls} × GetParameters)"),
+    );
+    table.row(
+        "hand-written: the 10 batches of 10 names sent at once, same SDK client (no skm)",
+        &hand,
+        PARAMETERS.div_ceil(BATCH).to_string(),
+    );
+    table.row(
+        "skm `load()` of the same struct from Secrets Manager (`aws`), alternate runs",
+        &sm_load,
+        sm_requests.to_string(),
+    );
+    table.row(
+        "naive loop: `GetParameter` × 100, same SDK client",
+        &naive,
+        naive_requests.to_string(),
+    );
+    table.row("one `GetParameter` (the floor: 1 RTT + moto)", &single, "1".to_string());
+
+    let title = "10. AWS Systems Manager Parameter Store load (moto behind the latency proxy)";
+    let mut section = Section::new(title, table.into_table());
+    section.intro.push(format!(
+        "The 100-field struct of benchmark 1, read from {PARAMETERS} `SecureString` parameters \
+         (`/bench/aws/s000`...) on a moto server through the skm-testing proxy, which adds {} ms before each \
+         request (the RTT); the same struct from Secrets Manager on the same moto, run by run alternately. \
+         Every approach is warmed up once, then timed; requests are the proxy's count for one run. The SSM \
+         backend runs with its defaults (10 names per `GetParameters`, at most 10 requests in flight).",
+        rtt.as_millis()
+    ));
+    section.notes.push(format!(
+        "Most requests in flight at once during the Parameter Store load: {max_in_flight}. Parameter Store / \
+         Secrets Manager, same struct, same run: {} vs {}, {:.2}× (10 names per request instead of 20, so \
+         twice the requests, sent at once).",
+        fmt_secs(ssm_load.median()),
+        fmt_secs(sm_load.median()),
+        ssm_load.median() / sm_load.median()
+    ));
+
+    section.notes.push(format!(
+        "skm against the hand-written batches, run by run alternately on the same client: {} vs {}, {:.2}×. \
+         Ten requests sent at once are the best any client can do here: what the load takes beyond one RTT \
+         is moto serving the ten calls one after another (one call alone: {}).",
+        fmt_secs(ssm_load.median()),
+        fmt_secs(hand.median()),
+        ssm_load.median() / hand.median(),
+        fmt_secs(single.median())
+    ));
+    let over_hand = ssm_load.median() / hand.median();
+    section.targets.push(Target::new(
+        "SSM load: skm / the same batches sent by hand (same client, alternate runs)",
+        "≤ 1.1×",
+        format!("{over_hand:.2}×"),
+        over_hand <= 1.1,
+    ));
+
+    let speedup = naive.median() / ssm_load.median();
+    section.targets.push(Target::new(
+        "SSM load: speed-up over the sequential loop",
+        "≥ 25×",
+        fmt_ratio(speedup),
+        speedup >= 25.0,
+    ));
+    let per_rtt = ssm_load.median() / rtt_s;
+    section.targets.push(Target::new(
+        "SSM load: wall time in RTTs",
+        "≤ 2 RTT",
+        format!("{per_rtt:.2} RTT ({})", fmt_secs(ssm_load.median())),
+        per_rtt <= 2.0,
+    ));
+    let expected = PARAMETERS.div_ceil(BATCH);
+    section.targets.push(Target::new(
+        format!("SSM load: requests for {PARAMETERS} parameters"),
+        format!("= ceil({PARAMETERS}/{BATCH}) = {expected}"),
+        ssm_requests.to_string(),
+        ssm_requests == expected,
+    ));
+    section
+}
