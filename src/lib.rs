@@ -161,6 +161,7 @@
 //! | `azure` | no | Azure Key Vault (`azure_security_keyvault_secrets`) |
 //! | `ssm` | no | AWS SSM Parameter Store (`aws-sdk-ssm`, `backend::ssm`) |
 //! | `sops` | no | SOPS files encrypted to age recipients, read and written (`backend::sops`) |
+//! | `keyring` | no | the OS keyring: macOS Keychain, Windows Credential Manager, Linux Secret Service (`backend::keyring`) |
 //! | `postgres` | no | the PostgreSQL rotator (`rotation::postgres`) |
 //! | `conformance` | no | the backend conformance suite (`testing::conformance`), for a backend of your own |
 //! | `cli` | no | the `skm` tool's commands for your struct (`cli::run`) |

@@ -65,8 +65,14 @@ pub const SOPS: Names = Names {
     aliases: &["sops-age"],
 };
 
+/// The OS keyring: the macOS Keychain, the Windows Credential Manager, the Secret Service on Linux.
+pub const KEYRING: Names = Names {
+    name: "keyring",
+    aliases: &["os-keyring", "keychain"],
+};
+
 /// Every backend, in the registry's (detection) order.
-pub const ALL: [Names; 7] = [AWS, VAULT, AZURE, GCP, LOCAL, SSM, SOPS];
+pub const ALL: [Names; 8] = [AWS, VAULT, AZURE, GCP, LOCAL, SSM, SOPS, KEYRING];
 
 impl Names {
     /// Whether `name` is this backend's name or one of its aliases (case-insensitive, trimmed).

@@ -6,6 +6,8 @@
 //! - [`KeyVault`] serves the Azure Key Vault secrets API and its token endpoint over HTTPS on a free
 //!   loopback port (no emulator exists; Microsoft's own clients are the judge of it).
 //! - [`Postgres`] runs a throw-away PostgreSQL cluster (password logins over TCP) on a free loopback port.
+//! - [`SecretService`] runs a private D-Bus session with GNOME Keyring's Secret Service on it, for the
+//!   `keyring` backend (`secret-tool` is its third-party client).
 //! - [`Sops`] runs the real `sops` tool to write the SOPS files the `sops` backend reads; [`AgeKey`] makes
 //!   age key pairs for it.
 //! - [`Proxy`] sits between a client and a peer: it records and counts requests, and can answer, delay,
@@ -24,6 +26,7 @@
 mod bao;
 mod drongo;
 mod http_client;
+mod keyring;
 mod keyvault;
 pub mod logs;
 mod moto;
@@ -36,6 +39,7 @@ mod sops;
 
 pub use bao::Bao;
 pub use drongo::Drongo;
+pub use keyring::SecretService;
 pub use keyvault::{KeyVault, KeyVaultRequest};
 pub use moto::Moto;
 pub use paths::{free_port, venv_bin, workspace_root};

@@ -39,6 +39,8 @@ pub(crate) mod endpoint;
 pub mod fanout;
 #[cfg(feature = "gcp")]
 pub mod gcp;
+#[cfg(feature = "keyring")]
+pub mod keyring;
 #[cfg(feature = "local")]
 pub mod local;
 pub mod memory;

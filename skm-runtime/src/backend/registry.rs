@@ -18,6 +18,7 @@
 //! | 5 | a local store exists at `SKM_LOCAL_PATH` (default `.skm`) | `local` |
 //! | – | none of its own: AWS SSM Parameter Store shares AWS's variables | `ssm` (only by `SKM_BACKEND=ssm`) |
 //! | – | none: a repository's SOPS files do not say the app reads them | `sops` (only by `SKM_BACKEND=sops`) |
+//! | – | none: every desktop has a keyring | `keyring` (only by `SKM_BACKEND=keyring`) |
 //! | – | nothing matched | no backend: env, `.env` and defaults only |
 //!
 //! Azure comes before GCP because `AZURE_KEYVAULT_URL` names a secret store and is set for no other purpose,
@@ -454,7 +455,7 @@ fn azure_names(paths: &[&str]) -> BTreeMap<String, Result<String, String>> {
     out
 }
 
-static REGISTRY: [Descriptor; 7] = [
+static REGISTRY: [Descriptor; 8] = [
     Descriptor {
         name: names::AWS.name,
         aliases: names::AWS.aliases,
@@ -678,6 +679,31 @@ static REGISTRY: [Descriptor; 7] = [
         external_secrets: None,
         staging_labels: false,
     },
+    Descriptor {
+        name: names::KEYRING.name,
+        aliases: names::KEYRING.aliases,
+        title: "the OS keyring",
+        feature: "keyring",
+        compiled: cfg!(feature = "keyring"),
+        priority: 8,
+        signal_doc: "none: every desktop has a keyring, so SKM_BACKEND=keyring",
+        signal: |_| None,
+        #[cfg(feature = "keyring")]
+        build: super::keyring::registry_build,
+        #[cfg(not(feature = "keyring"))]
+        build: absent_build,
+        #[cfg(feature = "keyring")]
+        doctor: super::keyring::doctor,
+        #[cfg(not(feature = "keyring"))]
+        doctor: no_probes,
+        policy: None,
+        name_map: None,
+        store_path: None,
+        default_for_put: false,
+        leases: None,
+        external_secrets: None,
+        staging_labels: false,
+    },
 ];
 
 /// Compile-time checks that a backend named by `#[secret(backend = "...")]` is compiled into this build: the
@@ -719,6 +745,8 @@ pub mod compiled {
             "enable its cargo feature: skm-secrets = {{ version = \"0.1\", features = [\"ssm\"] }}";
         sops, SopsCompiled, "sops", "the `sops` backend is not compiled into this build",
             "enable its cargo feature: skm-secrets = {{ version = \"0.1\", features = [\"sops\"] }}";
+        keyring, KeyringCompiled, "keyring", "the `keyring` backend is not compiled into this build",
+            "enable its cargo feature: skm-secrets = {{ version = \"0.1\", features = [\"keyring\"] }}";
     }
 }
 

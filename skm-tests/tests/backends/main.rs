@@ -12,6 +12,7 @@
 mod aws;
 mod azure;
 mod gcp;
+mod keyring;
 mod leases;
 mod mixed;
 mod rotation;
