@@ -1,6 +1,9 @@
 //! Offer skm's secrets to an application that keeps its configuration in [figment](https://docs.rs/figment)
 //! (Rocket and many services do).
 //!
+//! An app that keeps references to secrets in its own sources instead (`database_url =
+//! "ref+vault://db#url"` in its TOML) resolves them with [`refs`], and never declares a struct.
+//!
 //! [`provider`] loads the declared secrets once (the same pipeline as [`Loader::load`]) and returns a
 //! synchronous figment [`Provider`] holding the winning values, keyed by field name (a flattened field
 //! `db.url` nests as `db` → `url`). Merge it into the app's figment like any other provider; every value
@@ -45,6 +48,8 @@
 //! # Ok::<(), skm::Error>(())
 //! # }).unwrap();
 //! ```
+
+pub mod refs;
 
 use std::collections::HashMap;
 use std::sync::Arc;

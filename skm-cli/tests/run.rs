@@ -899,3 +899,71 @@ fn github_env_is_created_0600_and_an_existing_file_keeps_its_mode() {
     let mode = std::fs::metadata(&existing).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o640, "an existing $GITHUB_ENV changed to mode {mode:o}");
 }
+
+const REFERENCED: &str = "SENTINEL-referenced-db-url-3b7a";
+
+/// An environment variable holding `ref+local://...` reaches the command resolved (as `op run` does with
+/// `op://`), beside the declared secrets; skm prints neither.
+#[test]
+fn references_in_the_environment_reach_the_command_resolved() {
+    let scene = Scene::new();
+    scene.put("app/db", REFERENCED);
+    std::fs::write(scene.path("expected_ref"), REFERENCED).unwrap();
+    let script = r#"
+        test "$DATABASE_URL" = "$(cat "$1")" || { echo "DATABASE_URL wrong" >&2; exit 10; }
+        test "$APP_TOKEN" = "$(cat "$2")" || { echo "APP_TOKEN wrong" >&2; exit 11; }
+        test "$PLAIN" = "not-a-reference" || { echo "PLAIN wrong" >&2; exit 12; }
+        echo child-ran
+    "#;
+    let out = scene
+        .skm(&[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            scene.path("expected_ref").to_str().unwrap(),
+            scene.path("expected").to_str().unwrap(),
+        ])
+        .env("SKM_LOCAL_PATH", scene.path(".skm"))
+        .env("SKM_LOCAL_KEY", "7f".repeat(32))
+        .env("DATABASE_URL", "ref+local://app/db")
+        .env("PLAIN", "not-a-reference")
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("child-ran"), "{all}");
+    assert_no_sentinel("skm's output", &all);
+}
+
+/// A missing secret and an unknown backend are reported together, by variable and reference, and nothing
+/// starts.
+#[test]
+fn failed_references_start_nothing_and_are_reported_together() {
+    let scene = Scene::new();
+    scene.put("app/db", REFERENCED);
+    let out = scene
+        .skm(&["run", "--", "sh", "-c", "echo child-ran"])
+        .env("SKM_LOCAL_PATH", scene.path(".skm"))
+        .env("SKM_LOCAL_KEY", "7f".repeat(32))
+        .env("DATABASE_URL", "ref+local://app/db")
+        .env("GONE_URL", "ref+local://app/gone")
+        .env("CACHE_URL", "ref+nope://cache")
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(!all.contains("child-ran"), "{all}");
+    for needle in [
+        "could not load 2 of 3 secrets of `environment references`",
+        "field `CACHE_URL`",
+        "unknown backend `nope`",
+        "field `GONE_URL`",
+        "ref+local://app/gone",
+    ] {
+        assert!(all.contains(needle), "{needle}: {all}");
+    }
+    assert_no_sentinel("skm's output", &all);
+}

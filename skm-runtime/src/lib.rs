@@ -82,7 +82,7 @@ pub mod watch;
 
 pub use capped::MAX_FILE_BYTES;
 pub use error::{Attempt, AttemptOutcome, BoxError, ConfigError, Error, FieldError, FieldProblem, LoadError};
-pub use loader::{Loader, RawTracker};
+pub use loader::{Loader, RawTracker, Reference};
 pub use plan::ResolvedField;
 pub use report::{Check, Loaded, Origin, Provenance};
 pub use resolve::layer::Layer;

@@ -298,6 +298,16 @@ pub struct RawField {
 }
 
 impl RawField {
+    /// A value and where it came from (a reference's, resolved by the loader).
+    pub(crate) fn new(field: String, env: Option<&'static str>, origin: Origin, bytes: Vec<u8>) -> Self {
+        RawField {
+            field,
+            env,
+            origin,
+            value: SecretBox::new(Box::new(bytes)),
+        }
+    }
+
     /// The value's bytes.
     pub fn expose_bytes(&self) -> &[u8] {
         self.value.expose_secret()

@@ -10,6 +10,10 @@
 //! environment. A child that exits on its own still ends skm with its exit code. Only field names are reported,
 //! never values. `SIGUSR1` sent to skm reloads at once instead of at the next TTL (it is not passed on to the
 //! child); `--restart-jitter SECS` delays a restart by a random 0 to SECS seconds.
+//!
+//! Environment variables whose value is a reference, `ref+BACKEND://PATH[#KEY]` (as `op run` reads `op://`),
+//! reach the command resolved: all of them once, before it first starts, through the runtime's
+//! [`Loader::resolve_refs`] (one fetch call per backend, every failure reported together, no value printed).
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -18,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use skm_runtime::{Loader, RawField, RawValues, ResolvedField};
+use skm_runtime::{Layer, Loader, RawField, RawValues, Reference, ResolvedField};
 
 use super::github;
 use crate::decl::{missing_fields, Declarations};
@@ -166,10 +170,15 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, args: RunArgs) -> Result<u8, Fail
         .load_raw_tracked(name, &fields)
         .await
         .map_err(|e| load_failure(&decls, e))?;
+    let refs = loader
+        .resolve_refs(ENV_REFERENCES, &env_references(&raw))
+        .await
+        .map_err(Fail::from)?;
 
     // In GitHub Actions every value is registered for masking before anything else is printed.
     if github::in_actions() {
         github::add_masks(ctx.ui.io.stdout, &raw.fields, &fields)
+            .and_then(|()| github::add_masks(ctx.ui.io.stdout, &refs.fields, &[]))
             .map_err(|e| Fail::Failed(format!("cannot write masks: {e}")))?;
     }
     for field in fields.iter().filter(|f| f.env.is_none()) {
@@ -189,7 +198,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, args: RunArgs) -> Result<u8, Fail
     // the process) with --restart-on-change.
     let mut refresh = signals::RefreshRequests::install(args.restart_on_change)?;
     loop {
-        let command = command(&args.command, &raw)?;
+        let command = command(&args.command, &raw, &refs)?;
         let _ = ctx.ui.io.stdout.flush();
         let _ = ctx.ui.io.stderr.flush();
         let mut child = match spawn(command, &args.command[0]) {
@@ -326,15 +335,38 @@ fn changes(old: &RawValues, new: &RawValues) -> Vec<String> {
     out
 }
 
-/// The command with the values in its environment (and nowhere else).
-fn command(argv: &[OsString], raw: &RawValues) -> Result<tokio::process::Command, Fail> {
+/// The command with the values in its environment (and nowhere else): the loaded fields, then the resolved
+/// references in place of the variables that held them.
+fn command(argv: &[OsString], raw: &RawValues, refs: &RawValues) -> Result<tokio::process::Command, Fail> {
     let mut command = tokio::process::Command::new(&argv[0]);
     command.args(&argv[1..]);
     for field in &raw.fields {
         let Some(env) = field.env else { continue };
         command.env(env, env_value(field)?);
     }
+    for field in &refs.fields {
+        command.env(&field.field, env_value(field)?);
+    }
     Ok(command)
+}
+
+/// What a failed resolution of the environment's references is called in its report.
+const ENV_REFERENCES: &str = "environment references";
+
+/// The process's variables whose value is a reference, by name, for the command: all but those a loaded field
+/// replaces with a value from another layer than the environment (a backend, a file wins over the variable).
+fn env_references(raw: &RawValues) -> Vec<(String, String)> {
+    let replaced = |name: &str| {
+        raw.fields
+            .iter()
+            .any(|f| f.env == Some(name) && f.origin.layer != Some(Layer::Env))
+    };
+    let mut refs: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, v)| Reference::is_reference(v) && !replaced(k))
+        .collect();
+    refs.sort();
+    refs
 }
 
 fn find<'a>(fields: &'a [RawField], name: &str) -> Option<&'a RawField> {

@@ -18,7 +18,10 @@ use crate::values::{self, RawValues, Secrets};
 
 #[cfg(feature = "local")]
 mod cache;
+mod refs;
 mod run;
+
+pub use refs::Reference;
 
 pub(crate) use run::Prior;
 use run::{canonical, Detected};

@@ -182,7 +182,7 @@ impl Loader {
     }
 
     /// The backend serving the route `name`, or why there is none.
-    async fn route_backend(&self, name: &str, env_only: bool) -> Result<Arc<dyn Backend>, Binding> {
+    pub(super) async fn route_backend(&self, name: &str, env_only: bool) -> Result<Arc<dyn Backend>, Binding> {
         if let Some(b) = self.routed.get(name) {
             return Ok(b.clone());
         }

@@ -212,6 +212,17 @@ fn extract_key(text: &str, path: &str, key: &str, location: String) -> Lookup {
     }
 }
 
+/// Property `key` of the JSON object secret at `path`, as a load reads it (for references): `None` when missing,
+/// or why the text cannot hold keys (never the value).
+pub(crate) fn key_of(text: &str, path: &str, key: &str) -> Result<Option<String>, String> {
+    match extract_key(text, path, key, String::new()) {
+        Lookup::Found(Found::Text(ref s), _) => Ok(Some(s.clone())),
+        Lookup::Missing(_) => Ok(None),
+        Lookup::Failed(_, why) | Lookup::Skipped(why) => Err(why),
+        Lookup::Found(Found::Binary(_), _) | Lookup::Unreadable => Err(format!("`{path}` cannot hold keys")),
+    }
+}
+
 /// [`extract_key`] without a loader around it, for [`crate::fuzzing`]: the value of `key`, `None` when
 /// missing, or why the text cannot hold keys.
 pub(crate) fn extract_key_text(text: &str, key: &str) -> Result<Option<String>, String> {

@@ -15,6 +15,7 @@ mod files;
 mod first_run;
 mod gitcheck;
 mod load;
+mod refs;
 mod rotating;
 mod validators;
 mod watch;
