@@ -45,6 +45,8 @@ pub mod keyring;
 pub mod local;
 pub mod memory;
 pub mod registry;
+#[cfg(any(feature = "aws", feature = "ssm"))]
+pub(crate) mod smithy;
 #[cfg(feature = "sops")]
 pub mod sops;
 #[cfg(feature = "ssm")]
