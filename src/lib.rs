@@ -174,7 +174,7 @@ pub use skm_derive::Secrets;
 pub use skm_runtime::{
     backend, dotenv, watch, Attempt, AttemptOutcome, BoxError, Check, ConfigError, Error, FieldError, FieldKind,
     FieldProblem, FieldSpec, Layer, LoadError, Loaded, Loader, Origin, Pattern, Provenance, RawField, RawTracker,
-    RawValues, RefreshFailed, RefreshReport, ResolvedField, Rotating, SecretSpec, SecretType, Secrets, Stale,
+    RawValues, RefreshFailed, RefreshReport, ResolvedField, Rotating, SecretSpec, SecretType, Secrets, SpecRef, Stale,
     StructSpec, Validators, VersionPin, Watch, WatchOptions, WatchStats, MAX_FILE_BYTES,
 };
 

@@ -5,6 +5,7 @@
 //! (a plain field is declared not secret); a secret-typed field's default is only flagged, never written,
 //! and the standalone tool says it cannot supply it.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
@@ -258,17 +259,17 @@ impl Manifest {
                 .map(|f| ManifestField {
                     field: f.id.clone(),
                     path: f.path.clone(),
-                    key: f.key.map(str::to_string),
-                    env: f.env.map(str::to_string),
+                    key: f.key.as_deref().map(str::to_string),
+                    env: f.env.as_deref().map(str::to_string),
                     type_name: f.spec.type_name.to_string(),
                     optional: f.spec.optional,
                     has_default: d.has_default(f),
                     plain: f.spec.plain,
                     // Only a plain field's default: a secret-typed one is compiled in and stays there.
-                    default: f.spec.default.filter(|_| f.spec.plain).map(str::to_string),
+                    default: f.spec.default.as_deref().filter(|_| f.spec.plain).map(str::to_string),
                     min_len: f.spec.validate.min_len,
                     not: f.spec.validate.not.iter().map(|s| s.to_string()).collect(),
-                    pattern: f.spec.validate.pattern.map(|p| p.source.to_string()),
+                    pattern: f.spec.validate.pattern.as_ref().map(|p| p.source.to_string()),
                     version: pin_to_manifest(f.spec.version.clone()),
                     backend: f.route().map(str::to_string),
                 })
@@ -324,65 +325,60 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// The declarations this manifest describes.
-    ///
-    /// `ResolvedField` holds `&'static` declarations, as the derive emits them; a manifest read at run time
-    /// is leaked once to get them. A process reads one manifest, so the leak is bounded by its size.
+    /// The declarations this manifest describes, owned (the derive's are `static`, borrowed).
     pub(crate) fn into_declarations(self) -> Declarations {
-        fn leak(s: String) -> &'static str {
-            Box::leak(s.into_boxed_str())
-        }
         let mut unsupplied_defaults = Vec::new();
-        let fields =
-            self.secrets
-                .into_iter()
-                .map(|m| {
-                    // A plain field's default is carried; any other declared default is not, and a placeholder
-                    // would pass an empty value where the application passes its default.
-                    let default = match (m.has_default || m.default.is_some(), m.default) {
-                        (_, Some(v)) if m.plain => Some(leak(v)),
-                        (true, _) => {
-                            unsupplied_defaults.push(m.field.clone());
-                            None
-                        }
-                        (false, _) => None,
-                    };
-                    let not: &'static [&'static str] =
-                        Box::leak(m.not.into_iter().map(leak).collect::<Vec<_>>().into_boxed_slice());
-                    let validate = Validators {
-                        min_len: m.min_len,
-                        not,
-                        pattern: m.pattern.map(|p| Pattern::regex(leak(p))),
-                    };
-                    let key = m.key.map(leak);
-                    let env = m.env.map(leak);
-                    // Checked by `valid::check`: a known name, mapped to its canonical form.
-                    let backend = m.backend.as_deref().map(|b| {
-                        skm_runtime::backend::registry::find(b).map_or_else(|| leak(b.to_string()), |d| d.name)
-                    });
-                    let spec: &'static SecretSpec = Box::leak(Box::new(SecretSpec {
-                        path: None,
-                        key,
-                        env,
-                        default,
-                        optional: m.optional,
-                        plain: m.plain,
-                        type_name: leak(m.type_name),
-                        version: manifest_to_pin(m.version),
-                        validate,
-                        // Rotation grace is not in the manifest: the standalone tool reads the current version.
-                        rotating: false,
-                        backend,
-                    }));
-                    ResolvedField {
-                        id: m.field,
-                        path: m.path,
-                        key,
-                        env,
-                        spec,
+        let fields = self
+            .secrets
+            .into_iter()
+            .map(|m| {
+                // A plain field's default is carried; any other declared default is not, and a placeholder
+                // would pass an empty value where the application passes its default.
+                let default = match (m.has_default || m.default.is_some(), m.default) {
+                    (_, Some(v)) if m.plain => Some(Cow::Owned(v)),
+                    (true, _) => {
+                        unsupplied_defaults.push(m.field.clone());
+                        None
                     }
-                })
-                .collect();
+                    (false, _) => None,
+                };
+                let validate = Validators {
+                    min_len: m.min_len,
+                    not: Cow::Owned(m.not.into_iter().map(Cow::Owned).collect()),
+                    pattern: m.pattern.map(Pattern::regex_owned),
+                };
+                let key = m.key.map(Cow::Owned);
+                let env = m.env.map(Cow::Owned);
+                // Checked by `valid::check`: a known name, which the registry maps to its canonical,
+                // `static` form.
+                let backend = m
+                    .backend
+                    .as_deref()
+                    .and_then(skm_runtime::backend::registry::find)
+                    .map(|d| d.name);
+                let spec = SecretSpec {
+                    path: None,
+                    key: key.clone(),
+                    env: env.clone(),
+                    default,
+                    optional: m.optional,
+                    plain: m.plain,
+                    type_name: Cow::Owned(m.type_name),
+                    version: manifest_to_pin(m.version),
+                    validate,
+                    // Rotation grace is not in the manifest: the standalone tool reads the current version.
+                    rotating: false,
+                    backend,
+                };
+                ResolvedField {
+                    id: m.field,
+                    path: m.path,
+                    key,
+                    env,
+                    spec: spec.into(),
+                }
+            })
+            .collect();
         Declarations {
             struct_name: self.struct_name,
             profile: self.profile,
@@ -492,7 +488,7 @@ fn manifest_to_pin(v: ManifestVersion) -> VersionPin {
 
 /// A short, value-free description of where a field lives: `auth/jwt#secret`.
 pub(crate) fn location(f: &ResolvedField) -> String {
-    match (&f.path, f.key) {
+    match (&f.path, f.key.as_deref()) {
         (Some(p), Some(k)) => format!("{p}#{k}"),
         (Some(p), None) => p.clone(),
         _ => String::new(),

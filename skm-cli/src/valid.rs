@@ -95,9 +95,8 @@ fn check_field(index: usize, f: &ManifestField, errors: &mut Vec<String>) {
     if let Some(pattern) = &f.pattern {
         // The derive compiles a pattern at build time; a manifest's is compiled here, once, so that a bad one
         // is a usage error and not a failure of every load.
-        let source: &'static str = Box::leak(pattern.clone().into_boxed_str());
-        let compiled = skm_runtime::spec::Pattern::regex(source);
-        if let Err(e) = (compiled.matches)(compiled.source, "") {
+        let compiled = skm_runtime::spec::Pattern::regex_owned(pattern.clone());
+        if let Err(e) = (compiled.matches)(&compiled.source, "") {
             errors.push(format!("{at}: `pattern` does not compile: {}", display(&e)));
         }
     }

@@ -117,10 +117,10 @@ fn field_spec(field: &Field) -> TokenStream {
             ::skm::__private::FieldKind::Flatten(<#ty as ::skm::__private::Secrets>::spec)
         }
     } else {
-        let path = opt_str(attrs.path.as_ref().map(|o| o.value.as_str()));
-        let key = opt_str(attrs.key.as_ref().map(|o| o.value.as_str()));
-        let env = opt_str(attrs.env.as_ref().map(|o| o.value.as_str()));
-        let default = opt_str(attrs.default.as_ref().map(|o| o.value.as_str()));
+        let path = opt_cow(attrs.path.as_ref().map(|o| o.value.as_str()));
+        let key = opt_cow(attrs.key.as_ref().map(|o| o.value.as_str()));
+        let env = opt_cow(attrs.env.as_ref().map(|o| o.value.as_str()));
+        let default = opt_cow(attrs.default.as_ref().map(|o| o.value.as_str()));
         let optional = field.is_option();
         let plain = attrs.plain.is_some();
         let type_name = type_name(field.ty);
@@ -147,7 +147,7 @@ fn field_spec(field: &Field) -> TokenStream {
                 default: #default,
                 optional: #optional,
                 plain: #plain,
-                type_name: #type_name,
+                type_name: ::skm::__private::Cow::Borrowed(#type_name),
                 version: #version,
                 validate: #validate,
                 rotating: #rotating,
@@ -187,7 +187,7 @@ fn validators(field: &Field) -> TokenStream {
     quote! {
         ::skm::__private::Validators {
             min_len: #min_len,
-            not: &[#(#not),*],
+            not: ::skm::__private::Cow::Borrowed(&[#(::skm::__private::Cow::Borrowed(#not)),*]),
             pattern: #pattern,
         }
     }
@@ -270,6 +270,14 @@ pub fn inherent_impl(node: &DeriveInput) -> TokenStream {
 }
 
 /// `Some("...")` or `None`, for an `Option<&'static str>` in the static spec.
+/// `Some(Cow::Borrowed("..."))` or `None`: the declarations' text fields (see `SecretSpec`).
+fn opt_cow(value: Option<&str>) -> TokenStream {
+    match value {
+        Some(s) => quote!(::skm::__private::Some(::skm::__private::Cow::Borrowed(#s))),
+        None => quote!(::skm::__private::None),
+    }
+}
+
 fn opt_str(value: Option<&str>) -> TokenStream {
     match value {
         Some(s) => quote!(::skm::__private::Some(#s)),

@@ -2,6 +2,7 @@
 //!
 //! Nothing here ever holds a secret value: only names, paths, sources and reasons.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::failure::FailureKind;
@@ -174,7 +175,7 @@ impl Error {
 #[derive(Debug, Clone)]
 pub struct LoadError {
     /// The struct being loaded.
-    pub struct_name: &'static str,
+    pub struct_name: Cow<'static, str>,
     /// How many fields were declared.
     pub declared: usize,
     /// The failing fields, in declaration order.
@@ -211,7 +212,7 @@ pub struct FieldError {
     /// The environment variable, if declared.
     pub env: Option<String>,
     /// The field's declared type.
-    pub type_name: &'static str,
+    pub type_name: Cow<'static, str>,
     /// Why the field failed, in one phrase.
     pub reason: FieldProblem,
     /// Every source consulted, in precedence order.
@@ -251,7 +252,7 @@ pub enum FieldProblem {
     /// A source had a value that does not convert to the field's type.
     WrongType {
         /// The declared type.
-        expected: &'static str,
+        expected: Cow<'static, str>,
         /// Where the value came from.
         source: String,
         /// What was wrong (never the value).

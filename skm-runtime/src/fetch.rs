@@ -244,7 +244,7 @@ pub(crate) async fn issue_fields(
             path: Some(path.to_string()),
             key: None,
             env: None,
-            type_name: field.spec.type_name,
+            type_name: field.spec.type_name.into(),
             reason,
             attempts: vec![Attempt {
                 source: format!("dynamic secret {path}"),

@@ -87,7 +87,7 @@ pub use plan::ResolvedField;
 pub use report::{Check, Loaded, Origin, Provenance};
 pub use resolve::layer::Layer;
 pub use rotating::Rotating;
-pub use spec::{FieldKind, FieldSpec, Pattern, SecretSpec, StructSpec, Validators, VersionPin};
+pub use spec::{FieldKind, FieldSpec, Pattern, SecretSpec, SpecRef, StructSpec, Validators, VersionPin};
 #[doc(hidden)]
 pub use values::Values;
 pub use values::{RawField, RawValues, Secrets};

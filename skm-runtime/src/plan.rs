@@ -6,10 +6,11 @@
 //! group goes to its backend in one [`Backend::fetch`](crate::backend::Backend::fetch) call so that it can
 //! batch, and the groups are fetched concurrently, in one wave.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::error::Error;
-use crate::spec::{FieldKind, LeasedSpec, SecretSpec, StructSpec, VersionPin};
+use crate::spec::{FieldKind, LeasedSpec, SpecRef, StructSpec, VersionPin};
 
 /// A declared secret with its nesting and prefixes resolved: what the loader and tools work on.
 #[derive(Debug, Clone)]
@@ -19,11 +20,11 @@ pub struct ResolvedField {
     /// The full backend path (prefixes applied, `{profile}` substituted), if declared.
     pub path: Option<String>,
     /// The key inside the secret.
-    pub key: Option<&'static str>,
+    pub key: Option<Cow<'static, str>>,
     /// The environment variable name.
-    pub env: Option<&'static str>,
+    pub env: Option<Cow<'static, str>>,
     /// The declaration this came from.
-    pub spec: &'static SecretSpec,
+    pub spec: SpecRef,
 }
 
 /// One secret to read: a path and a version. The plan makes one per (path, version) a load needs; every
@@ -57,15 +58,18 @@ impl ResolvedField {
     ///
     /// # Example
     /// ```
+    /// use std::borrow::Cow;
     /// use skm_runtime::plan::ResolvedField;
     /// use skm_runtime::spec::{SecretSpec, Validators, VersionPin};
     ///
     /// static DB: SecretSpec = SecretSpec {
-    ///     path: Some("db"), key: None, env: None, default: None, optional: false, plain: false,
-    ///     type_name: "SecretString", version: VersionPin::Current, validate: Validators::NONE,
+    ///     path: Some(Cow::Borrowed("db")), key: None, env: None, default: None, optional: false, plain: false,
+    ///     type_name: Cow::Borrowed("SecretString"), version: VersionPin::Current, validate: Validators::NONE,
     ///     rotating: false, backend: Some("OpenBao"),
     /// };
-    /// let field = ResolvedField { id: "db".into(), path: Some("db".into()), key: None, env: None, spec: &DB };
+    /// let field = ResolvedField {
+    ///     id: "db".into(), path: Some("db".into()), key: None, env: None, spec: (&DB).into(),
+    /// };
     /// assert_eq!(field.route(), Some("vault"));
     /// ```
     pub fn route(&self) -> Route {
@@ -106,7 +110,7 @@ impl StructSpec {
             };
             match &field.kind {
                 FieldKind::Secret(spec) => {
-                    let path = spec.path.map(|p| {
+                    let path = spec.path.as_deref().map(|p| {
                         let mut parts: Vec<&str> = prefixes.iter().map(String::as_str).collect();
                         parts.push(p);
                         parts.join("/")
@@ -114,9 +118,9 @@ impl StructSpec {
                     out.push(ResolvedField {
                         id,
                         path,
-                        key: spec.key,
-                        env: spec.env,
-                        spec,
+                        key: spec.key.clone(),
+                        env: spec.env.clone(),
+                        spec: SpecRef::Static(spec),
                     });
                 }
                 FieldKind::Flatten(nested) => nested().resolve_into(&id, &prefixes, profile, out)?,
@@ -256,7 +260,7 @@ pub(crate) fn check_unique(fields: &[ResolvedField]) -> Result<(), Error> {
     let mut envs = HashMap::with_capacity(fields.len());
     let mut paths = HashMap::with_capacity(fields.len());
     for f in fields {
-        if let Some(e) = f.env {
+        if let Some(e) = f.env.as_deref() {
             if let Some(prev) = envs.insert(e, &f.id) {
                 return Err(Error::config(format!(
                     "fields `{prev}` and `{}` both read env var {e}: give each its own name",
@@ -265,11 +269,11 @@ pub(crate) fn check_unique(fields: &[ResolvedField]) -> Result<(), Error> {
             }
         }
         if let Some(p) = &f.path {
-            if let Some(prev) = paths.insert((f.route(), p.as_str(), f.key, &f.spec.version), &f.id) {
+            if let Some(prev) = paths.insert((f.route(), p.as_str(), f.key.as_deref(), &f.spec.version), &f.id) {
                 return Err(Error::config(format!(
                     "fields `{prev}` and `{}` both read path `{p}`{}: give each its own key",
                     f.id,
-                    f.key.map(|k| format!(" key `{k}`")).unwrap_or_default()
+                    f.key.as_deref().map(|k| format!(" key `{k}`")).unwrap_or_default()
                 )));
             }
         }
@@ -294,21 +298,23 @@ impl Plan {
     ///
     /// # Example
     /// ```
+    /// use std::borrow::Cow;
     /// use skm_runtime::plan::{Plan, ResolvedField};
     /// use skm_runtime::spec::{SecretSpec, Validators, VersionPin};
     ///
     /// static JWT: SecretSpec = SecretSpec {
-    ///     path: Some("auth/jwt"), key: Some("secret"), env: None, default: None, optional: false,
-    ///     plain: false, type_name: "SecretString", version: VersionPin::Current,
+    ///     path: Some(Cow::Borrowed("auth/jwt")), key: Some(Cow::Borrowed("secret")), env: None, default: None,
+    ///     optional: false, plain: false, type_name: Cow::Borrowed("SecretString"), version: VersionPin::Current,
     ///     validate: Validators::NONE, rotating: true, backend: None,
     /// };
     /// static DB: SecretSpec = SecretSpec {
-    ///     path: Some("auth/jwt"), key: Some("secret"), env: None, default: None, optional: false,
-    ///     plain: false, type_name: "SecretString", version: VersionPin::Current,
+    ///     path: Some(Cow::Borrowed("auth/jwt")), key: Some(Cow::Borrowed("secret")), env: None, default: None,
+    ///     optional: false, plain: false, type_name: Cow::Borrowed("SecretString"), version: VersionPin::Current,
     ///     validate: Validators::NONE, rotating: false, backend: Some("vault"),
     /// };
-    /// let field = |id: &str, spec| ResolvedField {
-    ///     id: id.into(), path: Some("auth/jwt".into()), key: Some("secret"), env: None, spec,
+    /// let field = |id: &str, spec: &'static SecretSpec| ResolvedField {
+    ///     id: id.into(), path: Some("auth/jwt".into()), key: Some("secret".into()), env: None,
+    ///     spec: spec.into(),
     /// };
     /// // Two fields on one path, one of them rotating: the current and the previous version, once each;
     /// // the same path on Vault is a request of its own group.

@@ -120,7 +120,7 @@ fn audit_field(field: &ResolvedField, res: &Resolution) {
         Resolution::Failed(e) => (e.reason.to_string(), String::new(), String::new()),
     };
     tracing::info!(target: "skm::audit", field = %field.id, path = %field.path.as_deref().unwrap_or(""),
-        key = %field.key.unwrap_or(""), outcome = %outcome, source = %source, version = %version, "resolve");
+        key = %field.key.as_deref().unwrap_or(""), outcome = %outcome, source = %source, version = %version, "resolve");
 }
 
 /// The result of [`Loader::check_fields`](crate::Loader::check_fields): per field, its origin or its failure. Never a value.

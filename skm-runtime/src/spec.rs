@@ -7,6 +7,8 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
 
 /// The declarations of one struct.
 #[derive(Debug)]
@@ -29,6 +31,8 @@ pub struct FieldSpec {
 }
 
 /// What a field holds.
+// `Secret` is the large variant by far, and the common one; these live in `static`s, where boxing is not an option.
+#[allow(clippy::large_enum_variant)]
 pub enum FieldKind {
     /// A value loaded from the sources.
     Secret(SecretSpec),
@@ -62,24 +66,28 @@ impl fmt::Debug for FieldKind {
 }
 
 /// Where one secret lives and how it is typed.
+///
+/// Its text is [`Cow<'static, str>`](Cow): the derive emits borrowed literals, so that declarations stay
+/// `static`, and tools that read declarations at run time (the `skm` tool's manifests) own theirs.
+#[derive(Clone)]
 pub struct SecretSpec {
     /// The path in a backend (`auth/jwt`), before the struct's prefix.
-    pub path: Option<&'static str>,
+    pub path: Option<Cow<'static, str>>,
     /// The property inside the secret at `path` (a JSON key for AWS, a data key for Vault).
-    pub key: Option<&'static str>,
+    pub key: Option<Cow<'static, str>>,
     /// The environment / `.env` variable name.
-    pub env: Option<&'static str>,
+    pub env: Option<Cow<'static, str>>,
     /// The declared fallback value. Not shown by `Debug`: it may itself be sensitive.
     ///
     /// It is compiled into the binary and wins wherever no higher layer has a value, in every environment:
     /// a compile-time decision, meant for non-secret settings.
-    pub default: Option<&'static str>,
+    pub default: Option<Cow<'static, str>>,
     /// The field is an `Option`: absent everywhere means `None`.
     pub optional: bool,
     /// `#[secret(plain)]`: a deliberately non-secret type such as `u16`.
     pub plain: bool,
     /// The field's type as written, e.g. `SecretBox<u16>`.
-    pub type_name: &'static str,
+    pub type_name: Cow<'static, str>,
     /// Which version of the secret to read.
     pub version: VersionPin,
     /// Checks on the value's text, applied at load: `#[secret(min_len = 32, not = [...], pattern = "...")]`.
@@ -109,6 +117,61 @@ impl fmt::Debug for SecretSpec {
     }
 }
 
+/// A declaration as a [`ResolvedField`](crate::plan::ResolvedField) holds it: the derive's `static` one,
+/// borrowed, or one a tool read at run time (the `skm` tool's manifests), shared. Cheap to clone either way;
+/// it dereferences to the [`SecretSpec`].
+///
+/// # Example
+/// ```
+/// use std::borrow::Cow;
+/// use skm_runtime::spec::{SecretSpec, SpecRef, Validators, VersionPin};
+///
+/// static DECLARED: SecretSpec = SecretSpec {
+///     path: Some(Cow::Borrowed("auth/jwt")), key: None, env: None, default: None, optional: false,
+///     plain: false, type_name: Cow::Borrowed("SecretString"), version: VersionPin::Current,
+///     validate: Validators::NONE, rotating: false, backend: None,
+/// };
+/// let borrowed = SpecRef::from(&DECLARED);
+/// let read = SpecRef::from(SecretSpec { path: Some(String::from("auth/jwt").into()), ..DECLARED.clone() });
+/// assert_eq!(borrowed.path, read.path);
+/// ```
+#[derive(Clone)]
+pub enum SpecRef {
+    /// A declaration emitted by the derive.
+    Static(&'static SecretSpec),
+    /// A declaration built at run time.
+    Shared(Arc<SecretSpec>),
+}
+
+impl Deref for SpecRef {
+    type Target = SecretSpec;
+
+    fn deref(&self) -> &SecretSpec {
+        match self {
+            SpecRef::Static(s) => s,
+            SpecRef::Shared(s) => s,
+        }
+    }
+}
+
+impl From<&'static SecretSpec> for SpecRef {
+    fn from(spec: &'static SecretSpec) -> Self {
+        SpecRef::Static(spec)
+    }
+}
+
+impl From<SecretSpec> for SpecRef {
+    fn from(spec: SecretSpec) -> Self {
+        SpecRef::Shared(Arc::new(spec))
+    }
+}
+
+impl fmt::Debug for SpecRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
 /// Checks on a field's value, declared with `#[secret(min_len = 32, not = ["changeme"], pattern = "^sk-")]`.
 ///
 /// The loader applies them to the winning source's raw text, before type conversion; a failure is an error
@@ -117,24 +180,25 @@ impl fmt::Debug for SecretSpec {
 ///
 /// # Example
 /// ```
+/// use std::borrow::Cow;
 /// use skm_runtime::spec::{Pattern, Validators};
 ///
 /// const API_KEY: Validators = Validators {
 ///     min_len: Some(8),
-///     not: &["changeme"],
+///     not: Cow::Borrowed(&[Cow::Borrowed("changeme")]),
 ///     pattern: Some(Pattern::regex("^sk-")),
 /// };
 /// assert!(API_KEY.check("sk-0123456789").is_ok());
 /// assert!(API_KEY.check("changeme").is_err());
 /// assert!(Validators::NONE.check("").is_ok());
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Validators {
     /// `min_len = 32`: the least number of characters (Unicode scalar values) the value may have.
     pub min_len: Option<usize>,
     /// `not = ["changeme", "dummy"]`: placeholder values to reject, compared after trimming surrounding
     /// whitespace and ignoring ASCII case.
-    pub not: &'static [&'static str],
+    pub not: Cow<'static, [Cow<'static, str>]>,
     /// `pattern = "^sk-"`: a regular expression (syntax of the `regex` crate) that must match somewhere in
     /// the value; anchor it with `^...$` to match the whole value.
     pub pattern: Option<Pattern>,
@@ -152,23 +216,34 @@ pub struct Validators {
 ///
 /// const KEY: Pattern = Pattern::regex("^sk-[0-9a-f]+$");
 /// assert_eq!(KEY.source, "^sk-[0-9a-f]+$");
-/// assert_eq!((KEY.matches)(KEY.source, "sk-00ff"), Ok(true));
-/// assert_eq!((KEY.matches)(KEY.source, "pk-00ff"), Ok(false));
+/// assert_eq!((KEY.matches)(&KEY.source, "sk-00ff"), Ok(true));
+/// assert_eq!((KEY.matches)(&KEY.source, "pk-00ff"), Ok(false));
+/// // Read at run time (the `skm` tool's manifests): owned, nothing leaked.
+/// let read = Pattern::regex_owned(String::from("^sk-"));
+/// assert_eq!((read.matches)(&read.source, "sk-1"), Ok(true));
 /// ```
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Pattern {
     /// The expression, as declared.
-    pub source: &'static str,
+    pub source: Cow<'static, str>,
     /// Whether a value matches `source`; an error when the expression cannot be compiled (the derive parses
     /// it at compile time, so only a limit such as the compiled size is left).
-    pub matches: fn(&'static str, &str) -> Result<bool, String>,
+    pub matches: fn(&str, &str) -> Result<bool, String>,
 }
 
 impl Pattern {
     /// A regular expression of the `regex` crate's syntax, compiled once per process on first use.
     pub const fn regex(source: &'static str) -> Pattern {
         Pattern {
-            source,
+            source: Cow::Borrowed(source),
+            matches: crate::validate::regex_matches,
+        }
+    }
+
+    /// [`Pattern::regex`] for an expression read at run time.
+    pub fn regex_owned(source: String) -> Pattern {
+        Pattern {
+            source: Cow::Owned(source),
             matches: crate::validate::regex_matches,
         }
     }
@@ -198,7 +273,7 @@ impl Validators {
     /// No checks.
     pub const NONE: Validators = Validators {
         min_len: None,
-        not: &[],
+        not: Cow::Borrowed(&[]),
         pattern: None,
     };
 
@@ -224,8 +299,8 @@ impl Validators {
         if self.not.iter().any(|p| p.trim().eq_ignore_ascii_case(trimmed)) {
             problems.push("is a placeholder listed in `not`".to_string());
         }
-        if let Some(pattern) = self.pattern {
-            let source = pattern.source;
+        if let Some(pattern) = &self.pattern {
+            let source = &*pattern.source;
             match (pattern.matches)(source, value) {
                 Ok(true) => {}
                 Ok(false) => problems.push(format!("does not match `pattern` {source}")),
@@ -319,7 +394,7 @@ mod tests {
 
     const ALL: Validators = Validators {
         min_len: Some(6),
-        not: &["changeme", " Dummy "],
+        not: Cow::Borrowed(&[Cow::Borrowed("changeme"), Cow::Borrowed(" Dummy ")]),
         pattern: Some(Pattern::regex("^sk-")),
     };
 

@@ -10,16 +10,16 @@ use regex::Regex;
 ///
 /// # Errors
 /// The pattern does not compile (the `regex` crate's message, which quotes the pattern, never the value).
-pub fn regex_matches(pattern: &'static str, value: &str) -> Result<bool, String> {
+pub fn regex_matches(pattern: &str, value: &str) -> Result<bool, String> {
     compiled(pattern)
         .map(|re| re.is_match(value))
         .map_err(|e| e.to_string())
 }
 
-/// The compiled form of `pattern`, compiled once per process: declarations are `'static`, so the cache is
-/// bounded by the patterns a program declares.
-fn compiled(pattern: &'static str) -> Result<Regex, regex::Error> {
-    static CACHE: OnceLock<Mutex<HashMap<&'static str, Regex>>> = OnceLock::new();
+/// The compiled form of `pattern`, compiled once per process: the cache is bounded by the patterns a program
+/// declares (or the manifest the `skm` tool reads).
+fn compiled(pattern: &str) -> Result<Regex, regex::Error> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Regex>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     if let Some(re) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(pattern) {
         // A `Regex` clone shares the compiled program; matching happens outside the lock.
@@ -29,7 +29,7 @@ fn compiled(pattern: &'static str) -> Result<Regex, regex::Error> {
     cache
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(pattern, re.clone());
+        .insert(pattern.to_owned(), re.clone());
     Ok(re)
 }
 

@@ -2,6 +2,7 @@
 //! field out of [`Values`], which converts the winning raw value to the field's type ([`crate::de`]) and
 //! collects every failure so that one load reports them all.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -89,7 +90,7 @@ pub(crate) fn build<T: Secrets>(
     match built {
         Some(value) if errors.is_empty() => Ok(Loaded { value, provenance }),
         _ => Err(Error::Load(LoadError {
-            struct_name: T::spec().name,
+            struct_name: Cow::Borrowed(T::spec().name),
             declared: fields.len() + leased,
             fields: errors,
         })),
@@ -146,11 +147,11 @@ impl Values<'_> {
                     self.errors.push(FieldError {
                         field: id,
                         path: field.path.clone(),
-                        key: field.key.map(str::to_string),
-                        env: field.env.map(str::to_string),
-                        type_name: field.spec.type_name,
+                        key: field.key.as_deref().map(str::to_string),
+                        env: field.env.as_deref().map(str::to_string),
+                        type_name: field.spec.type_name.clone(),
                         reason: FieldProblem::WrongType {
-                            expected: field.spec.type_name,
+                            expected: field.spec.type_name.clone(),
                             source: origin.to_string(),
                             detail,
                         },
@@ -185,11 +186,11 @@ impl Values<'_> {
                 self.errors.push(FieldError {
                     field: id,
                     path: resolved.path.clone(),
-                    key: resolved.key.map(str::to_string),
-                    env: resolved.env.map(str::to_string),
-                    type_name: resolved.spec.type_name,
+                    key: resolved.key.as_deref().map(str::to_string),
+                    env: resolved.env.as_deref().map(str::to_string),
+                    type_name: resolved.spec.type_name.clone(),
                     reason: FieldProblem::WrongType {
-                        expected: resolved.spec.type_name,
+                        expected: resolved.spec.type_name.clone(),
                         source: previous.source.clone(),
                         detail,
                     },
@@ -233,7 +234,7 @@ impl Values<'_> {
                     path: None,
                     key: None,
                     env: None,
-                    type_name: "Leased",
+                    type_name: "Leased".into(),
                     reason: FieldProblem::Invalid(
                         "no lease was issued for this field: load a struct with leased fields with `load()`, not \
                          `watch()` (a `Leased` field renews and re-issues itself)"
@@ -263,9 +264,9 @@ impl Values<'_> {
                     path: Some(e.path().to_string()),
                     key: None,
                     env: None,
-                    type_name: std::any::type_name::<T>(),
+                    type_name: std::any::type_name::<T>().into(),
                     reason: FieldProblem::WrongType {
-                        expected: std::any::type_name::<T>(),
+                        expected: std::any::type_name::<T>().into(),
                         source: format!("dynamic secret {}", e.path()),
                         detail: e.to_string(),
                     },
@@ -291,7 +292,7 @@ pub struct RawField {
     /// Dotted field id.
     pub field: String,
     /// The declared environment variable name, if any.
-    pub env: Option<&'static str>,
+    pub env: Option<Cow<'static, str>>,
     /// Where the value came from.
     pub origin: Origin,
     value: SecretBox<Vec<u8>>,
@@ -299,7 +300,7 @@ pub struct RawField {
 
 impl RawField {
     /// A value and where it came from (a reference's, resolved by the loader).
-    pub(crate) fn new(field: String, env: Option<&'static str>, origin: Origin, bytes: Vec<u8>) -> Self {
+    pub(crate) fn new(field: String, env: Option<Cow<'static, str>>, origin: Origin, bytes: Vec<u8>) -> Self {
         RawField {
             field,
             env,
@@ -341,7 +342,7 @@ pub struct RawValues {
 
 /// Collects the winning values of `fields`, or every failure as one [`Error::Load`].
 pub(crate) fn raw_values(
-    struct_name: &'static str,
+    struct_name: Cow<'static, str>,
     fields: &[ResolvedField],
     mut resolved: Resolved,
 ) -> Result<RawValues, Error> {
@@ -356,7 +357,7 @@ pub(crate) fn raw_values(
                 };
                 out.push(RawField {
                     field: field.id.clone(),
-                    env: field.env,
+                    env: field.env.clone(),
                     origin,
                     value: SecretBox::new(Box::new(bytes)),
                 });

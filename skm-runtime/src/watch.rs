@@ -496,13 +496,13 @@ mod tests {
 
     const fn secret(path: &'static str) -> crate::spec::SecretSpec {
         crate::spec::SecretSpec {
-            path: Some(path),
+            path: Some(std::borrow::Cow::Borrowed(path)),
             key: None,
             env: None,
             default: None,
             optional: false,
             plain: false,
-            type_name: "SecretString",
+            type_name: std::borrow::Cow::Borrowed("SecretString"),
             version: crate::spec::VersionPin::Current,
             validate: crate::spec::Validators::NONE,
             rotating: false,

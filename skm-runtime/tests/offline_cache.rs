@@ -2,6 +2,7 @@
 //! the next load starts from the cache with a warning; an old cache, a denied credential and strict mode
 //! never use it; the cache file holds no plaintext.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -11,15 +12,23 @@ use skm_runtime::{Loader, Secrets, Values};
 
 const SENTINEL: &str = "SENTINEL-offline-cache-5e1d";
 
+/// A declaration's optional text, borrowed (what the derive emits).
+const fn borrowed(s: Option<&'static str>) -> Option<Cow<'static, str>> {
+    match s {
+        Some(s) => Some(Cow::Borrowed(s)),
+        None => None,
+    }
+}
+
 const fn secret(path: &'static str, key: Option<&'static str>, env: Option<&'static str>) -> SecretSpec {
     SecretSpec {
-        path: Some(path),
-        key,
-        env,
+        path: Some(Cow::Borrowed(path)),
+        key: borrowed(key),
+        env: borrowed(env),
         default: None,
         optional: false,
         plain: false,
-        type_name: "SecretString",
+        type_name: Cow::Borrowed("SecretString"),
         version: VersionPin::Current,
         validate: Validators::NONE,
         rotating: false,

@@ -2,20 +2,30 @@
 //! reload asks for versions only, a change refetches just its path, an edited `.env` file is seen, and an
 //! outage keeps the last load's state.
 
+use std::borrow::Cow;
+
 use skm_runtime::backend::{FailureKind, FetchError, MemoryBackend, SecretValue};
 use skm_runtime::plan::ResolvedField;
 use skm_runtime::spec::{SecretSpec, Validators, VersionPin};
 use skm_runtime::{Loader, RawValues};
 
+/// A declaration's optional text, borrowed (what the derive emits).
+const fn borrowed(s: Option<&'static str>) -> Option<Cow<'static, str>> {
+    match s {
+        Some(s) => Some(Cow::Borrowed(s)),
+        None => None,
+    }
+}
+
 const fn spec(path: Option<&'static str>, env: Option<&'static str>) -> SecretSpec {
     SecretSpec {
-        path,
+        path: borrowed(path),
         key: None,
-        env,
+        env: borrowed(env),
         default: None,
         optional: false,
         plain: false,
-        type_name: "SecretString",
+        type_name: Cow::Borrowed("SecretString"),
         version: VersionPin::Current,
         validate: Validators::NONE,
         rotating: false,
@@ -31,10 +41,10 @@ static FROM_DOTENV: SecretSpec = spec(None, Some("RELOAD_RAW_TOKEN"));
 fn field(id: &str, spec: &'static SecretSpec) -> ResolvedField {
     ResolvedField {
         id: id.into(),
-        path: spec.path.map(String::from),
+        path: spec.path.as_deref().map(String::from),
         key: None,
-        env: spec.env,
-        spec,
+        env: spec.env.clone(),
+        spec: spec.into(),
     }
 }
 

@@ -118,9 +118,9 @@ pub(crate) async fn run(
 
     struct Line {
         id: String,
-        env: Option<&'static str>,
+        env: Option<String>,
         path: Option<String>,
-        key: Option<&'static str>,
+        key: Option<String>,
         location: String,
         status: &'static str,
         layer: Option<String>,
@@ -151,9 +151,9 @@ pub(crate) async fn run(
     for (field, (id, result)) in decls.fields.iter().zip(&check.fields) {
         let mut line = Line {
             id: id.clone(),
-            env: field.env,
+            env: field.env.as_deref().map(str::to_string),
             path: field.path.clone(),
-            key: field.key,
+            key: field.key.as_deref().map(str::to_string),
             location: location(field),
             status: "ok",
             layer: None,
@@ -297,7 +297,7 @@ pub(crate) async fn run(
                 };
                 vec![
                     (l.id.clone(), Tone::Plain),
-                    (l.env.unwrap_or("-").to_string(), Tone::Plain),
+                    (l.env.as_deref().unwrap_or("-").to_string(), Tone::Plain),
                     (
                         match (&l.mapped, l.location.is_empty()) {
                             (_, true) => "-".into(),

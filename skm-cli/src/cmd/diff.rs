@@ -151,8 +151,8 @@ impl State {
 
 struct Row {
     id: String,
-    env: Option<&'static str>,
-    type_name: &'static str,
+    env: Option<String>,
+    type_name: String,
     location_a: String,
     location_b: String,
     required: bool,
@@ -179,7 +179,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, args: DiffArgs) -> Result<u8, Fai
             .decls
             .fields
             .iter()
-            .find(|f| f.id == *name || f.env == Some(name.as_str()));
+            .find(|f| f.id == *name || f.env.as_deref() == Some(name.as_str()));
         match found {
             Some(f) if f.path.is_some() => {
                 expect.insert(f.id.clone());
@@ -244,7 +244,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, args: DiffArgs) -> Result<u8, Fai
         }
         let ra = reads_a.get(&fa.id).unwrap_or(&Read::Absent);
         let rb = reads_b.get(&fb.id).unwrap_or(&Read::Absent);
-        let (state, detail) = compare(ra, rb, fa.spec.type_name);
+        let (state, detail) = compare(ra, rb, &fa.spec.type_name);
         let required = !fa.spec.optional && !a_side.decls.has_default(fa);
         let expect_equal = expect.contains(&fa.id);
         let failure = match state {
@@ -264,8 +264,8 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, args: DiffArgs) -> Result<u8, Fai
         };
         rows.push(Row {
             id: fa.id.clone(),
-            env: fa.env,
-            type_name: fa.spec.type_name,
+            env: fa.env.as_deref().map(str::to_string),
+            type_name: fa.spec.type_name.to_string(),
             location_a: location(fa),
             location_b: location(fb),
             required,
@@ -650,7 +650,6 @@ async fn read_side(ctx: &Ctx<'_, '_>, side: &Side) -> Result<BTreeMap<String, Re
     }
     // Every field optional, without default or validators: a missing one is `absent`, not a failed load, and
     // a value that fails a validator is still compared.
-    let struct_name: &'static str = Box::leak(side.decls.struct_name.clone().into_boxed_str());
     let mut pending: Vec<ResolvedField> = side
         .decls
         .fields
@@ -663,7 +662,7 @@ async fn read_side(ctx: &Ctx<'_, '_>, side: &Side) -> Result<BTreeMap<String, Re
     // Failed fields are set aside and the rest read again (from the snapshot: no second fetch).
     for _ in 0..=pending.len() {
         match ctx
-            .within_backstop(&what, loader.load_raw(struct_name, &pending))
+            .within_backstop(&what, loader.load_raw(side.decls.struct_name.clone(), &pending))
             .await?
         {
             Ok(raw) => {
@@ -700,7 +699,7 @@ async fn read_side(ctx: &Ctx<'_, '_>, side: &Side) -> Result<BTreeMap<String, Re
         if let Some(Read::Present { raw, parses }) = out.get_mut(&f.id) {
             *parses = match side.decls.typed {
                 Some(_) => typed.get(&f.id).cloned().unwrap_or(Ok(true)),
-                None => parses_as(f.spec.type_name, raw.expose_bytes()).ok_or_else(|| {
+                None => parses_as(&f.spec.type_name, raw.expose_bytes()).ok_or_else(|| {
                     format!(
                         "the standalone tool cannot tell whether a value parses as `{}` (run the diff through the \
                          application's `secrets` binary)",
@@ -743,27 +742,26 @@ async fn typed_check(
 
 /// `f` as an optional field without default or validators, reading the current version of its path.
 fn comparable(f: &ResolvedField) -> ResolvedField {
-    let s = f.spec;
-    // Bounded: one copy per declared field, once per side.
-    let spec: &'static SecretSpec = Box::leak(Box::new(SecretSpec {
-        path: s.path,
-        key: s.key,
-        env: s.env,
+    let s = &f.spec;
+    let spec = SecretSpec {
+        path: s.path.clone(),
+        key: s.key.clone(),
+        env: s.env.clone(),
         default: None,
         optional: true,
         plain: s.plain,
-        type_name: s.type_name,
+        type_name: s.type_name.clone(),
         version: s.version.clone(),
         validate: Validators::NONE,
         rotating: false,
         backend: s.backend,
-    }));
+    };
     ResolvedField {
         id: f.id.clone(),
         path: f.path.clone(),
-        key: f.key,
-        env: f.env,
-        spec,
+        key: f.key.clone(),
+        env: f.env.clone(),
+        spec: spec.into(),
     }
 }
 

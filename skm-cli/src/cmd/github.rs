@@ -75,7 +75,7 @@ pub(crate) async fn export(ctx: &mut Ctx<'_, '_>, args: ExportArgs) -> Result<u8
     let mut body = Vec::new();
     let mut names = Vec::new();
     for field in &raw.fields {
-        let Some(env) = field.env else {
+        let Some(env) = field.env.as_deref() else {
             ctx.ui
                 .note(format!("skm export: `{}` has no `env`; not exported", field.field));
             continue;

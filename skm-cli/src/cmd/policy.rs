@@ -205,14 +205,14 @@ fn external_secret(
         out.push_str("    []\n");
     }
     for f in with_path {
-        let secret_key = f.env.map_or_else(|| f.id.clone(), str::to_string);
+        let secret_key = f.env.as_deref().map_or_else(|| f.id.clone(), str::to_string);
         let key = remote_key(backend, f.path.as_deref().unwrap_or_default())?;
         out.push_str(&format!(
             "    - secretKey: {}\n      remoteRef:\n",
             yaml_quoted(&secret_key)
         ));
         out.push_str(&format!("        key: {}\n", yaml_quoted(&key)));
-        if let Some(k) = f.key {
+        if let Some(k) = f.key.as_deref() {
             out.push_str(&format!("        property: {}\n", yaml_quoted(k)));
         }
         let version = match &f.spec.version {

@@ -412,7 +412,7 @@ async fn snapshot(
     for (f, read) in fields.iter().zip(reads) {
         let path = f.path.clone().expect("filtered");
         let name = backend_of(f);
-        let has_key = match (f.key, &read.keys) {
+        let has_key = match (f.key.as_deref(), &read.keys) {
             (None, _) => true,
             (Some(k), Some(keys)) => keys.iter().any(|x| x == k),
             (Some(_), None) => false,
@@ -433,12 +433,12 @@ async fn snapshot(
         entries.push(FieldEntry {
             field: f.id.clone(),
             path: path.clone(),
-            key: f.key.map(str::to_string),
+            key: f.key.as_deref().map(str::to_string),
             type_name: f.spec.type_name.to_string(),
             validators: ValidatorsEntry {
                 min_len: v.min_len,
                 not: v.not.iter().map(|s| s.to_string()).collect(),
-                pattern: v.pattern.map(|p| p.source.to_string()),
+                pattern: v.pattern.as_ref().map(|p| p.source.to_string()),
             },
             version: f.spec.version.to_string(),
             backend: name.clone(),

@@ -88,7 +88,10 @@ pub(crate) fn select(fields: Vec<ResolvedField>, only: &[String]) -> Result<Vec<
         return Ok(fields);
     }
     for name in only {
-        if !fields.iter().any(|f| &f.id == name || f.env == Some(name.as_str())) {
+        if !fields
+            .iter()
+            .any(|f| &f.id == name || f.env.as_deref() == Some(name.as_str()))
+        {
             let known: Vec<&str> = fields.iter().map(|f| f.id.as_str()).collect();
             return Err(Fail::Usage(format!(
                 "--only `{name}`: no such field; declared: {}",
@@ -98,7 +101,7 @@ pub(crate) fn select(fields: Vec<ResolvedField>, only: &[String]) -> Result<Vec<
     }
     Ok(fields
         .into_iter()
-        .filter(|f| only.iter().any(|n| n == &f.id || f.env == Some(n.as_str())))
+        .filter(|f| only.iter().any(|n| n == &f.id || f.env.as_deref() == Some(n.as_str())))
         .collect())
 }
 
@@ -107,7 +110,7 @@ pub(crate) fn select(fields: Vec<ResolvedField>, only: &[String]) -> Result<Vec<
 pub(crate) async fn load(ctx: &Ctx<'_, '_>, decls: &Declarations, fields: &[ResolvedField]) -> Result<RawValues, Fail> {
     let loader = loader(ctx, fields).await?;
     loader
-        .load_raw(leak(&decls.struct_name), fields)
+        .load_raw(decls.struct_name.clone(), fields)
         .await
         .map_err(|e| load_failure(decls, e))
 }
@@ -156,18 +159,13 @@ async fn loader(ctx: &Ctx<'_, '_>, fields: &[ResolvedField]) -> Result<Loader, F
     Ok(loader)
 }
 
-/// `LoadError` names its struct with a `&'static str`; one short name per process is a fine price.
-fn leak(struct_name: &str) -> &'static str {
-    Box::leak(struct_name.to_string().into_boxed_str())
-}
-
 pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, args: RunArgs) -> Result<u8, Fail> {
     let decls = ctx.declarations("run")?;
     let fields = select(decls.fields.clone(), &args.only)?;
-    let name = leak(&decls.struct_name);
+    let name = decls.struct_name.clone();
     let loader = loader(ctx, &fields).await?;
     let (mut raw, mut tracker) = loader
-        .load_raw_tracked(name, &fields)
+        .load_raw_tracked(name.clone(), &fields)
         .await
         .map_err(|e| load_failure(&decls, e))?;
     let refs = loader
@@ -227,7 +225,11 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, args: RunArgs) -> Result<u8, Fail
                 }
             }
             // Versions first where the backend can tell them: values are fetched only for what moved.
-            match loader.reload_raw(name, &fields, &mut tracker).await.map_err(Fail::from) {
+            match loader
+                .reload_raw(name.clone(), &fields, &mut tracker)
+                .await
+                .map_err(Fail::from)
+            {
                 Ok(None) => last_failure = None,
                 Ok(Some(new)) => {
                     last_failure = None;
@@ -341,7 +343,7 @@ fn command(argv: &[OsString], raw: &RawValues, refs: &RawValues) -> Result<tokio
     let mut command = tokio::process::Command::new(&argv[0]);
     command.args(&argv[1..]);
     for field in &raw.fields {
-        let Some(env) = field.env else { continue };
+        let Some(env) = field.env.as_deref() else { continue };
         command.env(env, env_value(field)?);
     }
     for field in &refs.fields {
@@ -359,7 +361,7 @@ fn env_references(raw: &RawValues) -> Vec<(String, String)> {
     let replaced = |name: &str| {
         raw.fields
             .iter()
-            .any(|f| f.env == Some(name) && f.origin.layer != Some(Layer::Env))
+            .any(|f| f.env.as_deref() == Some(name) && f.origin.layer != Some(Layer::Env))
     };
     let mut refs: Vec<(String, String)> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
@@ -372,7 +374,7 @@ fn env_references(raw: &RawValues) -> Vec<(String, String)> {
 fn find<'a>(fields: &'a [RawField], name: &str) -> Option<&'a RawField> {
     fields
         .iter()
-        .find(|f| f.env == Some(name))
+        .find(|f| f.env.as_deref() == Some(name))
         .or_else(|| fields.iter().find(|f| f.field == name))
 }
 

@@ -56,7 +56,7 @@ pub(crate) fn render(decls: &Declarations) -> String {
     );
     for f in &decls.fields {
         out.push('\n');
-        let mut about = vec![format!("{} ({})", display(&f.id), display(f.spec.type_name))];
+        let mut about = vec![format!("{} ({})", display(&f.id), display(&f.spec.type_name))];
         if f.path.is_some() {
             about.push(format!("backend: {}", display(&location(f))));
         }
@@ -67,7 +67,7 @@ pub(crate) fn render(decls: &Declarations) -> String {
             about.push("has a default".into());
         }
         out.push_str(&format!("# {}\n", about.join("; ")));
-        match f.env {
+        match f.env.as_deref() {
             Some(env) if !is_env_name(env) => out.push_str(&format!(
                 "# (env `{}` is not a valid variable name: fix the declaration)\n",
                 display(env)

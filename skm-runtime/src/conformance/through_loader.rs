@@ -1,5 +1,6 @@
 //! The checks through the [`Loader`]: a struct's declarations read from the backend.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use secrecy::{ExposeSecret, SecretBox, SecretString};
@@ -32,13 +33,16 @@ const fn secret_field(
     FieldSpec {
         name,
         kind: FieldKind::Secret(SecretSpec {
-            path: Some(path),
-            key,
+            path: Some(Cow::Borrowed(path)),
+            key: match key {
+                Some(k) => Some(Cow::Borrowed(k)),
+                None => None,
+            },
             env: None,
             default: None,
             optional: false,
             plain: false,
-            type_name,
+            type_name: Cow::Borrowed(type_name),
             version: VersionPin::Current,
             validate: Validators::NONE,
             rotating: false,

@@ -1,6 +1,7 @@
 //! The [`Loader`]: the builder, and the single pipeline entry that [`Loader::load`],
 //! [`Loader::load_report`], [`Loader::check_fields`] and every [`Loader::watch`] refresh run.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
@@ -528,7 +529,11 @@ impl Loader {
     ///
     /// # Errors
     /// As [`Loader::load`], without type errors.
-    pub async fn load_raw(&self, struct_name: &'static str, fields: &[ResolvedField]) -> Result<RawValues, Error> {
+    pub async fn load_raw(
+        &self,
+        struct_name: impl Into<Cow<'static, str>>,
+        fields: &[ResolvedField],
+    ) -> Result<RawValues, Error> {
         self.load_raw_tracked(struct_name, fields).await.map(|(raw, _)| raw)
     }
 
@@ -538,12 +543,12 @@ impl Loader {
     /// As [`Loader::load_raw`].
     pub async fn load_raw_tracked(
         &self,
-        struct_name: &'static str,
+        struct_name: impl Into<Cow<'static, str>>,
         fields: &[ResolvedField],
     ) -> Result<(RawValues, RawTracker), Error> {
         let pass = self.run(fields, None).await?;
         let raw = values::raw_values(
-            struct_name,
+            struct_name.into(),
             fields,
             pass.resolved.expect("a first pass always resolves"),
         )?;
@@ -560,17 +565,20 @@ impl Loader {
     ///
     /// # Example
     /// ```
+    /// use std::borrow::Cow;
     /// use skm_runtime::backend::{MemoryBackend, SecretValue};
     /// use skm_runtime::plan::ResolvedField;
     /// use skm_runtime::spec::{SecretSpec, Validators, VersionPin};
     /// use skm_runtime::Loader;
     ///
     /// static TOKEN: SecretSpec = SecretSpec {
-    ///     path: Some("app/token"), key: None, env: None, default: None, optional: false, plain: false,
-    ///     type_name: "SecretString", version: VersionPin::Current, validate: Validators::NONE,
-    ///     rotating: false, backend: None,
+    ///     path: Some(Cow::Borrowed("app/token")), key: None, env: None, default: None, optional: false,
+    ///     plain: false, type_name: Cow::Borrowed("SecretString"), version: VersionPin::Current,
+    ///     validate: Validators::NONE, rotating: false, backend: None,
     /// };
-    /// let fields = [ResolvedField { id: "token".into(), path: Some("app/token".into()), key: None, env: None, spec: &TOKEN }];
+    /// let fields = [ResolvedField {
+    ///     id: "token".into(), path: Some("app/token".into()), key: None, env: None, spec: (&TOKEN).into(),
+    /// }];
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// let memory = MemoryBackend::new();
     /// memory.insert("app/token", SecretValue::text("one"));
@@ -588,13 +596,13 @@ impl Loader {
     /// As [`Loader::load_raw`].
     pub async fn reload_raw(
         &self,
-        struct_name: &'static str,
+        struct_name: impl Into<Cow<'static, str>>,
         fields: &[ResolvedField],
         tracker: &mut RawTracker,
     ) -> Result<Option<RawValues>, Error> {
         let pass = self.run(fields, Some(&tracker.prior)).await?;
         let raw = match pass.resolved {
-            Some(resolved) => Some(values::raw_values(struct_name, fields, resolved)?),
+            Some(resolved) => Some(values::raw_values(struct_name.into(), fields, resolved)?),
             None => None,
         };
         tracker.prior = pass.prior;

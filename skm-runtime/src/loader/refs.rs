@@ -325,7 +325,7 @@ impl Loader {
 
         if !failures.is_empty() {
             return Err(Error::Load(LoadError {
-                struct_name: context,
+                struct_name: context.into(),
                 declared: refs.len(),
                 fields: failures.into_values().collect(),
             }));
@@ -387,7 +387,7 @@ fn failure(name: &str, reference: Option<&Reference>, reason: FieldProblem, atte
         path: reference.map(|r| r.path.clone()),
         key: reference.and_then(|r| r.key.clone()),
         env: None,
-        type_name: "reference",
+        type_name: "reference".into(),
         reason,
         attempts: match (reference, attempts.is_empty()) {
             // The reference itself, so that the report says which one failed.

@@ -238,7 +238,7 @@ impl Loader {
             .dotenv
             .clone()
             .filter(|_| self.order.contains(&Layer::Dotenv) && fields.iter().any(|f| f.env.is_some()));
-        let paths = fields.iter().filter_map(|f| f.env).flat_map(|name| {
+        let paths = fields.iter().filter_map(|f| f.env.as_deref()).flat_map(|name| {
             let in_dir = files_dir.map(|d| d.join(name));
             let named = env_on
                 .then(|| self.env.get(&format!("{name}_FILE")))

@@ -29,17 +29,17 @@ impl Sources<'_> {
         match layer {
             Layer::Backend => {
                 let name = self.backend_name(field);
-                match (&field.path, field.key) {
+                match (&field.path, field.key.as_deref()) {
                     (Some(p), Some(k)) => format!("{name} secret `{p}` key `{k}`"),
                     (Some(p), None) => format!("{name} secret `{p}`"),
                     _ => name,
                 }
             }
-            Layer::Files => match (self.files, field.env) {
+            Layer::Files => match (self.files, field.env.as_deref()) {
                 (Some(dir), Some(name)) => format!("file {}", dir.join(name).display()),
                 _ => "secret files".into(),
             },
-            Layer::Env => format!("env var {}", field.env.unwrap_or("(none)")),
+            Layer::Env => format!("env var {}", field.env.as_deref().unwrap_or("(none)")),
             Layer::Dotenv => match self.dotenv {
                 Some(p) => format!(".env file {}", p.display()),
                 None => ".env file".into(),
@@ -57,12 +57,12 @@ impl Sources<'_> {
     ) -> Lookup {
         match layer {
             Layer::Backend => self.backend_lookup(field, field.spec.version.clone()),
-            Layer::Files => match (field.env, self.files) {
+            Layer::Files => match (field.env.as_deref(), self.files) {
                 (None, _) => Lookup::Skipped("no `env` declared".into()),
                 (_, None) => Lookup::Skipped("no secrets directory (SKM_SECRETS_DIR)".into()),
                 (Some(name), Some(dir)) => read_file(self.reads, &dir.join(name), "no such file"),
             },
-            Layer::Env => match field.env {
+            Layer::Env => match field.env.as_deref() {
                 None => Lookup::Skipped("no `env` declared".into()),
                 Some(name) => {
                     let value = self.env.get(name);
@@ -85,7 +85,7 @@ impl Sources<'_> {
                     }
                 }
             },
-            Layer::Dotenv => match (field.env, self.dotenv, dotenv) {
+            Layer::Dotenv => match (field.env.as_deref(), self.dotenv, dotenv) {
                 (None, _, _) => Lookup::Skipped("no `env` declared".into()),
                 (_, None, _) => Lookup::Skipped("disabled".into()),
                 (_, Some(_), None) if unreadable => Lookup::Unreadable,
@@ -101,7 +101,7 @@ impl Sources<'_> {
                     None => Lookup::Missing(format!("{name} not in file")),
                 },
             },
-            Layer::Default => match field.spec.default {
+            Layer::Default => match field.spec.default.as_deref() {
                 Some(d) => Lookup::Found(Found::Text(d.to_string()), "#[secret(default = ...)]".into()),
                 None => Lookup::Skipped("none declared".into()),
             },
@@ -147,7 +147,7 @@ impl Sources<'_> {
         let base = fetched
             .and_then(|r| r.as_ref().ok()?.location.clone())
             .unwrap_or_else(|| format!("secret {path}"));
-        let location = match field.key {
+        let location = match field.key.as_deref() {
             Some(k) => format!("{base} key {k}"),
             None => base,
         };
@@ -155,7 +155,7 @@ impl Sources<'_> {
             None => Lookup::Failed(FailureKind::Other, "not fetched".into()),
             Some(Err(e)) if e.kind == FailureKind::NotFound => Lookup::Missing(e.detail.clone()),
             Some(Err(e)) => Lookup::Failed(e.kind, e.detail.clone()),
-            Some(Ok(payload)) => match (&payload.value, field.key) {
+            Some(Ok(payload)) => match (&payload.value, field.key.as_deref()) {
                 (SecretValue::Text(t), None) => Lookup::Found(Found::Text(t.expose_secret().to_string()), location),
                 (SecretValue::Binary(b), None) => Lookup::Found(Found::Binary(b.expose_secret().clone()), location),
                 (SecretValue::Binary(_), Some(k)) => Lookup::Failed(

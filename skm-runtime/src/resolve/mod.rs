@@ -319,9 +319,9 @@ impl Sources<'_> {
             Decided::Failed(FieldError {
                 field: field.id.clone(),
                 path: field.path.clone(),
-                key: field.key.map(str::to_string),
-                env: field.env.map(str::to_string),
-                type_name: field.spec.type_name,
+                key: field.key.as_deref().map(str::to_string),
+                env: field.env.as_deref().map(str::to_string),
+                type_name: field.spec.type_name.clone(),
                 reason,
                 attempts,
             })

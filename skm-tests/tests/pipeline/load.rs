@@ -371,7 +371,7 @@ fn spec_is_static_data() {
         panic!()
     };
     assert_eq!(
-        (port.path, port.key, port.type_name),
+        (port.path.as_deref(), port.key.as_deref(), &*port.type_name),
         (Some("db"), Some("port"), "SecretBox<u16>")
     );
     assert!(!port.optional && port.default.is_none());

@@ -199,7 +199,7 @@ fn validators_are_in_the_spec() {
         spec.validate,
         skm::Validators {
             min_len: Some(12),
-            not: &["changeme", "dummy"],
+            not: vec!["changeme".into(), "dummy".into()].into(),
             pattern: Some(skm::Pattern::regex("^sk-")),
         }
     );

@@ -151,7 +151,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, args: MigrateArgs) -> Result<u8, 
     let undeclared: Vec<String> = env_file
         .as_ref()
         .map(|f| {
-            let declared: BTreeSet<&str> = decls.fields.iter().filter_map(|f| f.env).collect();
+            let declared: BTreeSet<&str> = decls.fields.iter().filter_map(|f| f.env.as_deref()).collect();
             f.names()
                 .filter(|n| !declared.contains(n))
                 .map(str::to_string)
@@ -235,13 +235,13 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, args: MigrateArgs) -> Result<u8, 
         let ok = match (after.get(path), &row.local) {
             (Some(Ok(p)), Some(Local::Whole(v))) => same_value(&p.value, v),
             (Some(Ok(p)), Some(Local::Key(v))) => as_object(&p.value)
-                .and_then(|o| key_text(&o, row.field.key.unwrap_or_default()))
+                .and_then(|o| key_text(&o, row.field.key.as_deref().unwrap_or_default()))
                 .is_some_and(|t| constant_eq(t.as_bytes(), v.as_bytes())),
             _ => false,
         };
         if ok {
             report.verified += 1;
-            if let Some(env) = row.field.env {
+            if let Some(env) = row.field.env.as_deref() {
                 verified_envs.insert(env.to_string());
             }
         } else {
@@ -257,7 +257,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_, '_>, args: MigrateArgs) -> Result<u8, 
         if report.failures.is_empty() && !verified_envs.is_empty() {
             let locs: BTreeMap<&str, String> = rows
                 .iter()
-                .filter_map(|r| r.field.env.map(|e| (e, location(&r.field))))
+                .filter_map(|r| r.field.env.as_deref().map(|e| (e, location(&r.field))))
                 .collect();
             let note = |name: &str| {
                 format!(

@@ -83,7 +83,7 @@ pub(super) fn rows_from_dotenv(fields: &[ResolvedField], file: &EnvFile) -> Vec<
                 status,
                 note,
             };
-            match (&f.path, f.env) {
+            match (&f.path, f.env.as_deref()) {
                 (None, _) => row(None, Status::Skipped, "no path declared".into()),
                 (_, None) => row(None, Status::Skipped, "no env var declared".into()),
                 (Some(_), Some(env)) => match file.get(env) {
@@ -114,7 +114,7 @@ pub(super) async fn rows_from_backend(fields: &[ResolvedField], src: &dyn AdminB
                     (None, Status::Skipped, "not in the source".into())
                 }
                 Some((_, Some(Err(e)))) => (None, Status::Error, format!("cannot read the source: {e}")),
-                Some((p, Some(Ok(payload)))) => match f.key {
+                Some((p, Some(Ok(payload)))) => match f.key.as_deref() {
                     None => (Some(Local::Whole(payload.value.clone())), Status::Create, String::new()),
                     Some(k) => match as_object(&payload.value).map(|o| key_text(&o, k)) {
                         Some(Some(v)) => (Some(Local::Key(v)), Status::Create, String::new()),
@@ -138,13 +138,13 @@ pub(super) fn skip_ambiguous(rows: &mut [Row]) {
     let mut whole: BTreeMap<String, String> = BTreeMap::new();
     let mut keys: BTreeMap<(String, String), String> = BTreeMap::new();
     for row in rows.iter().filter(|r| r.local.is_some()) {
-        if let (Some(p), None) = (&row.field.path, row.field.key) {
+        if let (Some(p), None) = (&row.field.path, row.field.key.as_deref()) {
             whole.entry(p.clone()).or_insert_with(|| row.field.id.clone());
         }
     }
     for row in rows.iter_mut().filter(|r| r.local.is_some()) {
         let Some(path) = row.field.path.clone() else { continue };
-        match row.field.key {
+        match row.field.key.as_deref() {
             Some(k) => {
                 if let Some(other) = whole.get(&path) {
                     row.status = Status::Skipped;
@@ -201,7 +201,7 @@ pub(super) fn compare(row: &Row, remote: Option<&FetchResult>) -> (Status, Strin
             }
         }
         Some(Local::Key(v)) => {
-            let key = row.field.key.unwrap_or_default();
+            let key = row.field.key.as_deref().unwrap_or_default();
             match as_object(&remote.value) {
                 None => (Status::Conflict, "the destination is not a JSON object".into()),
                 Some(object) => match key_text(&object, key) {
@@ -254,7 +254,7 @@ pub(super) fn plan_writes(
                 let mut object = existing.and_then(as_object).unwrap_or_default();
                 let mut keys = Vec::new();
                 for row in &rows {
-                    if let (Some(Local::Key(v)), Some(k)) = (&row.local, row.field.key) {
+                    if let (Some(Local::Key(v)), Some(k)) = (&row.local, row.field.key.as_deref()) {
                         keys.push((k.to_string(), v.clone(), key_text(&object, k)));
                         object.insert(k.to_string(), serde_json::Value::String(v.clone()));
                     }
@@ -278,7 +278,7 @@ pub(super) fn plan_writes(
 pub(super) fn removable(rows: &[Row], force: bool) -> Vec<String> {
     rows.iter()
         .filter(|r| r.lands(force))
-        .filter_map(|r| r.field.env.map(str::to_string))
+        .filter_map(|r| r.field.env.as_deref().map(str::to_string))
         .collect()
 }
 

@@ -100,7 +100,7 @@ impl Report {
                 };
                 vec![
                     (r.field.id.clone(), Tone::Plain),
-                    (r.field.env.unwrap_or("-").to_string(), Tone::Plain),
+                    (r.field.env.as_deref().unwrap_or("-").to_string(), Tone::Plain),
                     (location(&r.field), Tone::Plain),
                     status,
                     (r.note.clone(), Tone::Dim),
