@@ -228,6 +228,18 @@ pub mod __private {
     };
     pub use std::borrow::Cow;
 
+    /// A declaration's text, borrowed: what the derive emits for `path`, `key`, `env`, `default` and the type
+    /// name (a plain function is cheaper to type-check than the generic `Cow::Borrowed`, 800 times over in a
+    /// 200-field struct).
+    pub const fn text(s: &'static str) -> Cow<'static, str> {
+        Cow::Borrowed(s)
+    }
+
+    /// `Some(text(s))`.
+    pub const fn some_text(s: &'static str) -> Option<Cow<'static, str>> {
+        Some(Cow::Borrowed(s))
+    }
+
     /// Fails to compile unless `T` keeps its value secret (see [`crate::SecretType`]).
     pub fn assert_secret<T: ?Sized + skm_runtime::SecretType>() {}
 

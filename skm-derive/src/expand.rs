@@ -147,7 +147,7 @@ fn field_spec(field: &Field) -> TokenStream {
                 default: #default,
                 optional: #optional,
                 plain: #plain,
-                type_name: ::skm::__private::Cow::Borrowed(#type_name),
+                type_name: ::skm::__private::text(#type_name),
                 version: #version,
                 validate: #validate,
                 rotating: #rotating,
@@ -273,7 +273,7 @@ pub fn inherent_impl(node: &DeriveInput) -> TokenStream {
 /// `Some(Cow::Borrowed("..."))` or `None`: the declarations' text fields (see `SecretSpec`).
 fn opt_cow(value: Option<&str>) -> TokenStream {
     match value {
-        Some(s) => quote!(::skm::__private::Some(::skm::__private::Cow::Borrowed(#s))),
+        Some(s) => quote!(::skm::__private::some_text(#s)),
         None => quote!(::skm::__private::None),
     }
 }
