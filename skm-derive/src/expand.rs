@@ -187,7 +187,7 @@ fn validators(field: &Field) -> TokenStream {
     quote! {
         ::skm::__private::Validators {
             min_len: #min_len,
-            not: ::skm::__private::Cow::Borrowed(&[#(::skm::__private::Cow::Borrowed(#not)),*]),
+            not: ::skm::__private::Cow::Borrowed(&[#(::skm::__private::text(#not)),*]),
             pattern: #pattern,
         }
     }
@@ -269,8 +269,7 @@ pub fn inherent_impl(node: &DeriveInput) -> TokenStream {
     }
 }
 
-/// `Some("...")` or `None`, for an `Option<&'static str>` in the static spec.
-/// `Some(Cow::Borrowed("..."))` or `None`: the declarations' text fields (see `SecretSpec`).
+/// `some_text("...")` or `None`, for an `Option<Cow<'static, str>>` of a declaration (see `SecretSpec`).
 fn opt_cow(value: Option<&str>) -> TokenStream {
     match value {
         Some(s) => quote!(::skm::__private::some_text(#s)),
@@ -278,6 +277,7 @@ fn opt_cow(value: Option<&str>) -> TokenStream {
     }
 }
 
+/// `Some("...")` or `None`, for an `Option<&'static str>` in the static spec.
 fn opt_str(value: Option<&str>) -> TokenStream {
     match value {
         Some(s) => quote!(::skm::__private::Some(#s)),

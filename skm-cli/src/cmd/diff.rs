@@ -742,19 +742,12 @@ async fn typed_check(
 
 /// `f` as an optional field without default or validators, reading the current version of its path.
 fn comparable(f: &ResolvedField) -> ResolvedField {
-    let s = &f.spec;
     let spec = SecretSpec {
-        path: s.path.clone(),
-        key: s.key.clone(),
-        env: s.env.clone(),
         default: None,
         optional: true,
-        plain: s.plain,
-        type_name: s.type_name.clone(),
-        version: s.version.clone(),
         validate: Validators::NONE,
         rotating: false,
-        backend: s.backend,
+        ..SecretSpec::clone(&f.spec)
     };
     ResolvedField {
         id: f.id.clone(),
