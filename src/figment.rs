@@ -2,7 +2,7 @@
 //! (Rocket and many services do).
 //!
 //! An app that keeps references to secrets in its own sources instead (`database_url =
-//! "ref+vault://db#url"` in its TOML) resolves them with [`refs`], and never declares a struct.
+//! "ref+vault://secret/db#url"` in its TOML) resolves them with [`refs`], and never declares a struct.
 //!
 //! [`provider`] loads the declared secrets once (the same pipeline as [`Loader::load`]) and returns a
 //! synchronous figment [`Provider`] holding the winning values, keyed by field name (a flattened field

@@ -1,11 +1,13 @@
-//! References to secrets inside any figment source: `database_url = "ref+vault://db#url"` in a TOML file, an
-//! environment variable or any provider (the `ref+` convention of vals and helmfile), so that an app whose
-//! configuration lives in figment keeps its secrets out of its files without declaring a `Secrets` struct.
+//! References to secrets inside any figment source: `database_url = "ref+vault://secret/db#url"` in a TOML
+//! file, an environment variable or any provider (the `ref+` convention of vals and helmfile), so that an app
+//! whose configuration lives in figment keeps its secrets out of its files without declaring a `Secrets`
+//! struct.
 //!
 //! A reference is `ref+BACKEND://PATH[#KEY]` ([`Reference`]): `BACKEND` is a registry name or alias (`aws`,
 //! `vault`/`openbao`, `ssm`, `sops`, `local`, `gcp`, `azure`), `PATH` what `#[secret(path = "...")]` would
-//! say for that backend (for Vault, the path under the KV mount, `SKM_VAULT_MOUNT`), and `KEY` a property of
-//! the JSON object there (vals's `#/KEY` is read the same).
+//! say for that backend (for Vault, as vals writes it, the KV mount then the path: `secret/db` is `db` of
+//! mount `secret`; a path that does not start with the mount, `SKM_VAULT_MOUNT`, is read under it), and
+//! `KEY` a property of the JSON object there (vals's `#/KEY` is read the same).
 //!
 //! [`resolve`] finds every string of the figment's merged configuration (the selected profile over
 //! `default`, under `global`) that starts with `ref+`, and resolves them with
@@ -39,7 +41,7 @@
 //! }
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
-//! // In a real app: `Loader::from_env().await?` and a TOML file with `database_url = "ref+vault://db#url"`.
+//! // In a real app: `Loader::from_env().await?` and a TOML file with `database_url = "ref+vault://secret/db#url"`.
 //! let vault = MemoryBackend::new();
 //! vault.insert("db", SecretValue::map([("url", "postgres://app:hunter2@db/app")]));
 //! let loader = Loader::new().no_dotenv().with_backend("vault", vault);

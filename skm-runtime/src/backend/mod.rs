@@ -215,6 +215,14 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn leases(&self) -> Option<&dyn crate::lease::Leases> {
         None
     }
+
+    /// The path that a reference's `PATH` (`ref+NAME://PATH#KEY`, see
+    /// [`Loader::resolve_refs`](crate::Loader::resolve_refs)) names in this backend, in the form a
+    /// declaration's `path` has. The default is `PATH` unchanged; Vault reads vals's form, whose first
+    /// segment is the KV mount (`ref+vault://secret/db` is `db` of mount `secret`).
+    fn reference_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {
+        std::borrow::Cow::Borrowed(path)
+    }
 }
 
 /// What to write with [`AdminBackend::put`].

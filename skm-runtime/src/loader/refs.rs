@@ -28,7 +28,8 @@ pub const PREFIX: &str = "ref+";
 
 /// A reference to a secret, `ref+BACKEND://PATH[#KEY]`: the backend's registry name or alias (`aws`,
 /// `vault`/`openbao`, `ssm`, `sops`, `local`, ...), the path as `#[secret(path = "...")]` would declare it for
-/// that backend (for Vault, the path under the KV mount), and optionally a key of the JSON object there.
+/// that backend (for Vault, the KV mount first, as vals writes it: see
+/// [`Backend::reference_path`](crate::backend::Backend::reference_path)), and optionally a key of the JSON object there.
 ///
 /// A reference names where a secret is, never the secret: its `Display` and `Debug` are the reference text.
 ///
@@ -175,9 +176,9 @@ impl Loader {
     /// each with its place and the reference, never a value.
     pub async fn resolve_refs(&self, context: &'static str, refs: &[(String, String)]) -> Result<RawValues, Error> {
         let mut failures: BTreeMap<usize, FieldError> = BTreeMap::new();
-        // Each reference's backend, and each backend's requests, a path once.
+        // Each reference's backend.
         let mut parsed: Vec<Option<(Reference, &'static Descriptor)>> = Vec::with_capacity(refs.len());
-        let mut groups: BTreeMap<&'static str, (&'static Descriptor, Vec<FetchRequest>)> = BTreeMap::new();
+        let mut descriptors: BTreeMap<&'static str, &'static Descriptor> = BTreeMap::new();
         for (i, (name, text)) in refs.iter().enumerate() {
             let reference = match Reference::parse(text) {
                 Ok(r) => r,
@@ -201,35 +202,56 @@ impl Loader {
                 parsed.push(None);
                 continue;
             };
-            let requests = &mut groups.entry(d.name).or_insert_with(|| (d, Vec::new())).1;
-            let request = FetchRequest::current(reference.path.clone());
-            if !requests.contains(&request) {
-                requests.push(request);
-            }
+            descriptors.insert(d.name, d);
             parsed.push(Some((reference, d)));
         }
 
-        // Every backend set up concurrently, then every group fetched in one wave.
-        let built = join_all(groups.values().map(|(d, _)| self.reference_backend(d))).await;
-        let mut bound = Vec::new();
+        // Every backend set up concurrently; each says what its references' paths name in it (Vault's
+        // mount-first form), and its requests are those paths, each once.
+        let built = join_all(descriptors.values().map(|d| self.reference_backend(d))).await;
+        let mut backends: BTreeMap<&'static str, Arc<dyn Backend>> = BTreeMap::new();
         let mut unbound: BTreeMap<&'static str, String> = BTreeMap::new();
-        for ((name, (_, requests)), backend) in groups.iter().zip(built) {
+        for (name, backend) in descriptors.keys().zip(built) {
             match backend {
-                Ok(backend) => bound.push(Bound {
-                    route: Some(*name),
-                    backend,
-                    requests,
-                }),
+                Ok(backend) => {
+                    backends.insert(*name, backend);
+                }
                 Err(why) => {
                     unbound.insert(*name, why);
                 }
             }
         }
+        let paths: Vec<Option<String>> = parsed
+            .iter()
+            .map(|entry| {
+                let (reference, d) = entry.as_ref()?;
+                let backend = backends.get(d.name)?;
+                Some(backend.reference_path(&reference.path).into_owned())
+            })
+            .collect();
+        let mut groups: BTreeMap<&'static str, Vec<FetchRequest>> = BTreeMap::new();
+        for (entry, path) in parsed.iter().zip(&paths) {
+            if let (Some((_, d)), Some(path)) = (entry, path) {
+                let requests = groups.entry(d.name).or_default();
+                let request = FetchRequest::current(path.clone());
+                if !requests.contains(&request) {
+                    requests.push(request);
+                }
+            }
+        }
+        let bound: Vec<Bound<'_>> = groups
+            .iter()
+            .map(|(name, requests)| Bound {
+                route: Some(*name),
+                backend: backends[name].clone(),
+                requests,
+            })
+            .collect();
         let fetched = fetch::wave(&bound, self.deadline).await;
 
         let mut fields = Vec::new();
         let mut origins = Vec::new();
-        for (i, ((name, _), entry)) in refs.iter().zip(parsed).enumerate() {
+        for (i, (((name, _), entry), path)) in refs.iter().zip(parsed).zip(paths).enumerate() {
             let Some((reference, d)) = entry else { continue };
             let attempt = |outcome| {
                 vec![Attempt {
@@ -242,7 +264,9 @@ impl Loader {
                 failures.insert(i, failure(name, Some(&reference), problem, Vec::new()));
                 continue;
             }
-            let request = FetchRequest::current(reference.path.clone());
+            // Bound backends have every path; an unbound one was reported above.
+            let Some(path) = path else { continue };
+            let request = FetchRequest::current(path.clone());
             let result = fetched.get(&Some(d.name)).and_then(|g| g.get(&request));
             let payload = match result {
                 Some(Ok(p)) => p,
@@ -273,42 +297,35 @@ impl Loader {
                 (SecretValue::Text(t), None) => t.expose_secret().as_bytes().to_vec(),
                 (SecretValue::Binary(b), None) => b.expose_secret().clone(),
                 (SecretValue::Binary(_), Some(k)) => {
-                    let why = format!(
-                        "`{}` is binary, so key `{k}` cannot be read; remove `#{k}` to read the bytes",
-                        reference.path
-                    );
+                    let why =
+                        format!("`{path}` is binary, so key `{k}` cannot be read; remove `#{k}` to read the bytes");
                     failures.insert(
                         i,
                         failure(name, Some(&reference), FieldProblem::Invalid(why), Vec::new()),
                     );
                     continue;
                 }
-                (SecretValue::Text(t), Some(k)) => {
-                    match crate::resolve::key_of(t.expose_secret(), &reference.path, k) {
-                        Ok(Some(text)) => text.into_bytes(),
-                        Ok(None) => {
-                            let outcome = AttemptOutcome::Missing(format!("`{}` has no key `{k}`", reference.path));
-                            failures.insert(
-                                i,
-                                failure(name, Some(&reference), FieldProblem::Missing, attempt(outcome)),
-                            );
-                            continue;
-                        }
-                        Err(why) => {
-                            failures.insert(
-                                i,
-                                failure(name, Some(&reference), FieldProblem::Invalid(why), Vec::new()),
-                            );
-                            continue;
-                        }
+                (SecretValue::Text(t), Some(k)) => match crate::resolve::key_of(t.expose_secret(), &path, k) {
+                    Ok(Some(text)) => text.into_bytes(),
+                    Ok(None) => {
+                        let outcome = AttemptOutcome::Missing(format!("`{path}` has no key `{k}`"));
+                        failures.insert(
+                            i,
+                            failure(name, Some(&reference), FieldProblem::Missing, attempt(outcome)),
+                        );
+                        continue;
                     }
-                }
+                    Err(why) => {
+                        failures.insert(
+                            i,
+                            failure(name, Some(&reference), FieldProblem::Invalid(why), Vec::new()),
+                        );
+                        continue;
+                    }
+                },
             };
             // A backend may name the place itself (Key Vault: the mapped name and version).
-            let base = payload
-                .location
-                .clone()
-                .unwrap_or_else(|| format!("secret {}", reference.path));
+            let base = payload.location.clone().unwrap_or_else(|| format!("secret {path}"));
             let origin = Origin {
                 field: name.clone(),
                 layer: Some(Layer::Backend),

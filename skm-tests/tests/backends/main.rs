@@ -15,6 +15,7 @@ mod gcp;
 mod keyring;
 mod leases;
 mod mixed;
+mod refs;
 mod rotation;
 mod sops;
 mod ssm;

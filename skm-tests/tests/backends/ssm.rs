@@ -58,7 +58,7 @@ fn text(result: &skm::backend::FetchResult) -> String {
 }
 
 /// Runs `script` with the venv's python (boto3) against `moto`, and returns its stdout.
-async fn boto3(moto: &Moto, script: &'static str) -> String {
+pub(crate) async fn boto3(moto: &Moto, script: &'static str) -> String {
     let python = skm_testing::venv_bin("python");
     let mut command = Command::new(&python);
     command

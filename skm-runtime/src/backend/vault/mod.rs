@@ -324,6 +324,19 @@ impl Backend for VaultBackend {
         Some(self)
     }
 
+    /// vals writes a Vault reference's path with the mount first, `ref+vault://secret/db#url`: a path that
+    /// starts with this backend's mount reads the rest under it. Any other path is read under the mount as a
+    /// declaration's would be (`ref+vault://db#url`), so both forms name the same secret.
+    fn reference_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {
+        match path
+            .strip_prefix(self.inner.mount.as_str())
+            .and_then(|rest| rest.strip_prefix('/'))
+        {
+            Some(rest) if !rest.is_empty() => std::borrow::Cow::Borrowed(rest),
+            _ => std::borrow::Cow::Borrowed(path),
+        }
+    }
+
     fn name(&self) -> String {
         let ns = self
             .inner
