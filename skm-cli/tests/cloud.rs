@@ -1,12 +1,13 @@
 //! `--backend gcp` and `--backend azure` end to end: the `skm` binary against drongo (Secret Manager) and
-//! the Key Vault test server, with only each backend's documented variables in its environment.
+//! the Key Vault test server, with only each backend's documented variables in its environment; and
+//! `skm migrate --to sops`, whose files the real `sops` tool decrypts.
 
-#![cfg(all(feature = "gcp", feature = "azure"))]
+#![cfg(all(feature = "gcp", feature = "azure", feature = "sops"))]
 
 use std::path::Path;
 use std::process::Stdio;
 
-use skm_testing::{Drongo, KeyVault};
+use skm_testing::{AgeKey, Drongo, KeyVault, Sops};
 use tokio::io::AsyncWriteExt;
 
 const SENTINEL: &str = "SENTINEL-cloud-cli-5b1e";
@@ -238,4 +239,90 @@ async fn azure_through_the_cli() {
     )
     .await;
     assert_eq!(bad.code, 2, "{}", bad.stderr);
+}
+
+/// `skm migrate --to sops` from a `.env`: one encrypted file per path, to the recipients of
+/// `SOPS_AGE_RECIPIENTS`, that `sops -d` decrypts to exactly the migrated values, that skm loads back, and
+/// whose lines a reviewer diffs by key: a second migration with one changed value changes that key's line
+/// (and sops's MAC and date), no other.
+#[tokio::test]
+async fn migrate_to_sops_writes_files_that_sops_decrypts_and_that_diff_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("skm.toml"), MANIFEST).unwrap();
+    let key = AgeKey::generate();
+    let key_file = key.write(&d.join("age.txt"));
+    let env = [
+        ("SKM_BACKEND", "sops".to_string()),
+        ("SKM_SOPS_DIR", d.join("secrets").display().to_string()),
+        ("SOPS_AGE_RECIPIENTS", key.recipient.clone()),
+        ("SOPS_AGE_KEY_FILE", key_file.display().to_string()),
+    ];
+    let db = "postgres://app:SENTINEL-db-77@db/app";
+    std::fs::write(d.join(".env"), format!("JWT_SECRET={SENTINEL}\nDATABASE_URL={db}\n")).unwrap();
+
+    let migrated = skm(d, &env, &["migrate", "--to", "sops"], None).await;
+    assert_eq!(migrated.code, 0, "{}{}", migrated.stdout, migrated.stderr);
+    assert!(!format!("{}{}", migrated.stdout, migrated.stderr).contains("SENTINEL"));
+
+    let sops = Sops::locate();
+    let files = [
+        d.join("secrets/auth/jwt.yaml"),
+        d.join("secrets/database/connection.yaml"),
+    ];
+    for (file, (k, v)) in files.iter().zip([("secret", SENTINEL), ("url", db)]) {
+        let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert!(!text.contains("SENTINEL"), "plaintext in {}:\n{text}", file.display());
+        // One line per key: what a reviewer sees in a pull request.
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("{k}: ENC[AES256_GCM,data:"))),
+            "{}:\n{text}",
+            file.display()
+        );
+        let out = sops.decrypt(file, &key_file);
+        assert!(
+            out.status.success(),
+            "sops -d: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let plain: serde_norway::Value = serde_norway::from_slice(&out.stdout).unwrap();
+        assert_eq!(plain[k].as_str(), Some(v), "{}", file.display());
+    }
+    let check = skm(d, &env, &["check", "--no-dotenv", "--json"], None).await;
+    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+
+    // A changed value: refused without --force (a conflict), then written; only its key's line changes.
+    let before = std::fs::read_to_string(&files[1]).unwrap();
+    let jwt_before = std::fs::read_to_string(&files[0]).unwrap();
+    let db2 = "postgres://app:SENTINEL-db-88@db/app";
+    std::fs::write(d.join(".env"), format!("JWT_SECRET={SENTINEL}\nDATABASE_URL={db2}\n")).unwrap();
+    let refused = skm(d, &env, &["migrate", "--to", "sops"], None).await;
+    assert_ne!(refused.code, 0, "{}{}", refused.stdout, refused.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&files[1]).unwrap(),
+        before,
+        "a refused migration wrote"
+    );
+    let forced = skm(d, &env, &["migrate", "--to", "sops", "--force"], None).await;
+    assert_eq!(forced.code, 0, "{}{}", forced.stdout, forced.stderr);
+    let after = std::fs::read_to_string(&files[1]).unwrap();
+    let changed: Vec<&str> = after
+        .lines()
+        .filter(|l| !before.lines().any(|b| b == *l))
+        .map(|l| l.split(':').next().unwrap_or(l).trim())
+        .collect();
+    // `lastmodified` is to the second: it may not have moved.
+    assert!(
+        changed.contains(&"url") && changed.iter().all(|k| ["url", "lastmodified", "mac"].contains(k)),
+        "{changed:?}:\n{after}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&files[0]).unwrap(),
+        jwt_before,
+        "an unchanged path's file was rewritten"
+    );
+    let out = sops.decrypt(&files[1], &key_file);
+    let plain: serde_norway::Value = serde_norway::from_slice(&out.stdout).unwrap();
+    assert_eq!(plain["url"].as_str(), Some(db2));
 }
