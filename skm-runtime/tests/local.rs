@@ -496,6 +496,32 @@ fn configuration_from_the_environment() {
         std::env::current_dir().unwrap().join(".skm"),
         "default .skm, made absolute"
     );
+
+    // SKM_LOCAL_KEY_SOURCE: `file` is the default; `keyring` beside a key or key file is ambiguous; anything
+    // else is refused. (The keyring itself: skm-tests' keyring module, against a real Secret Service.)
+    let source = |value: &'static str, other: Option<&'static str>| {
+        move |name: &str| match name {
+            "SKM_LOCAL_KEY_SOURCE" => Some(value.to_string()),
+            n if Some(n) == other => Some(KEY_HEX.to_string()),
+            _ => None,
+        }
+    };
+    assert!(LocalStore::from_lookup(&source("file", None)).is_ok());
+    for other in ["SKM_LOCAL_KEY", "SKM_LOCAL_KEY_FILE"] {
+        let e = LocalStore::from_lookup(&source("keyring", Some(other)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(other) && !e.contains(KEY_HEX), "{e}");
+    }
+    let e = LocalStore::from_lookup(&source("vault", None)).unwrap_err().to_string();
+    assert!(e.contains("SKM_LOCAL_KEY_SOURCE must be `file`"), "{e}");
+    let keyring = LocalStore::from_lookup(&source("keyring", None));
+    if cfg!(feature = "keyring") {
+        assert!(format!("{:?}", keyring.unwrap()).contains("keyring"));
+    } else {
+        let e = keyring.unwrap_err().to_string();
+        assert!(e.contains("the `keyring` feature"), "{e}");
+    }
 }
 
 #[tokio::test]

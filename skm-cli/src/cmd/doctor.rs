@@ -490,9 +490,12 @@ fn backups_next_to(dotenv: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// The local store's key file: `SKM_LOCAL_KEY_FILE`, else the default under the user's config directory.
+/// The local store's key file: `SKM_LOCAL_KEY_FILE`, else the default under the user's config directory;
+/// none when the key is given or is in the keyring.
 fn key_file() -> Option<PathBuf> {
-    if env_var("SKM_LOCAL_KEY").is_some_and(|k| !k.trim().is_empty()) {
+    if env_var("SKM_LOCAL_KEY").is_some_and(|k| !k.trim().is_empty())
+        || env_var("SKM_LOCAL_KEY_SOURCE").is_some_and(|s| s.trim() == "keyring")
+    {
         return None;
     }
     if let Some(f) = env_var("SKM_LOCAL_KEY_FILE").filter(|f| !f.trim().is_empty()) {

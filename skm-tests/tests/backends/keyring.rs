@@ -14,6 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use skm::backend::keyring::KeyringBackend;
+use skm::backend::local::LocalStore;
 use skm::backend::{AdminBackend, Backend, DeleteMode, FailureKind, FetchRequest, PutRequest, SecretValue};
 use skm::{ExposeSecret, Loader, SecretString, Secrets, VersionPin};
 use skm_testing::SecretService;
@@ -115,6 +116,20 @@ async fn child_process_entry() {
             assert_eq!(e.kind, FailureKind::Unavailable, "{e}");
             assert!(e.detail.contains("did not answer within 500 ms"), "{e}");
             assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        }
+        "local-key-write" => {
+            let store = LocalStore::from_env().expect("the local store from SKM_LOCAL_KEY_SOURCE=keyring");
+            let value = SecretValue::map([("secret", CARD_VALUE)]);
+            store.put(PutRequest::new("auth/jwt", value)).await.unwrap();
+        }
+        "local-key-gone" => {
+            let e = AppSecrets::load().await.err().expect("the key is gone");
+            let shown = format!("{e}\n{e:?}");
+            assert!(
+                shown.contains("`local.key` of service `skm`") && shown.contains("SKM_LOCAL_KEY_SOURCE=keyring"),
+                "{shown}"
+            );
+            assert!(!shown.contains(CARD_VALUE), "{shown}");
         }
         other => panic!("unknown SKM_KEYRING_CHILD mode {other}"),
     }
@@ -246,6 +261,40 @@ async fn card_example_loads_from_entries_secret_tool_wrote() {
         &value,
     );
     run_child("card", &dir_name, keyring_env(&service, None)).await;
+}
+
+/// `SKM_LOCAL_KEY_SOURCE=keyring`: the local store's first write puts a new key in the keyring (no key
+/// file), a later process loads the card example from the store with it, and without the entry a load says
+/// where the key should be.
+#[tokio::test]
+async fn the_local_store_key_can_live_in_the_keyring() {
+    let service = SecretService::start();
+    let store = tempfile::tempdir().unwrap();
+    let mut env = service.env();
+    let config_home = env.iter().find(|(k, _)| k == "XDG_CONFIG_HOME").unwrap().1.clone();
+    env.push(("SKM_LOCAL_KEY_SOURCE".into(), "keyring".into()));
+    env.push(("SKM_LOCAL_PATH".into(), store.path().join(".skm").display().to_string()));
+    env.push(("SKM_BACKEND".into(), "local".into()));
+    run_child("local-key-write", "localkey", env.clone()).await;
+
+    // The key is in the keyring, as base64 text secret-tool reads, and no key file was made.
+    let attributes = [("service", "skm"), ("username", "local.key")];
+    let key = service.lookup(&attributes).expect("the key's keyring entry");
+    assert!(key.trim().len() == 44 && key.trim().ends_with('='), "not a base64 key");
+    assert!(!PathBuf::from(&config_home).join("skm/local.key").exists());
+    assert!(std::fs::read_dir(store.path().join(".skm/secrets")).unwrap().count() > 0);
+
+    // Another process reads the store with it.
+    run_child("card", "localkey", env.clone()).await;
+
+    // Without the entry, nothing opens the store, and the error says where the key was looked for.
+    let cleared = service
+        .secret_tool(&["clear", "service", "skm", "username", "local.key"])
+        .output()
+        .unwrap();
+    assert!(cleared.status.success(), "{cleared:?}");
+    assert_eq!(service.lookup(&attributes), None);
+    run_child("local-key-gone", "localkey", env).await;
 }
 
 #[tokio::test]

@@ -192,6 +192,78 @@ impl KeyringBackend {
     }
 }
 
+/// The keyring service and entry that hold the local store's key under `SKM_LOCAL_KEY_SOURCE=keyring` (see
+/// [`LocalStore`](super::local::LocalStore)): the keyring's counterpart of the default key file, shared by a
+/// user's projects as that file is.
+pub(crate) const LOCAL_KEY_SERVICE: &str = "skm";
+/// See [`LOCAL_KEY_SERVICE`].
+pub(crate) const LOCAL_KEY_ENTRY: &str = "local.key";
+
+/// The local store's key as the keyring holds it, `None` when there is no entry. Blocking, but bounded: the
+/// call runs on a thread of its own, waited for at most [`DEFAULT_TIMEOUT`].
+pub(crate) fn read_local_key() -> Result<Option<Zeroizing<String>>, FetchError> {
+    on_key_thread(|inner| match inner.entry(LOCAL_KEY_ENTRY)?.get_password() {
+        Ok(text) => Ok(Some(Zeroizing::new(text))),
+        Err(::keyring::Error::NoEntry) => Ok(None),
+        Err(e) => Err(inner.fail(LOCAL_KEY_ENTRY, e)),
+    })
+}
+
+/// Stores `text` as the local store's key unless the entry exists, and returns what the entry holds then:
+/// `text`, or the key of a writer that got there first (read back after the write too, since the keyring has
+/// no conditional write: whoever wrote last is the key every store of this user will read). Bounded as
+/// [`read_local_key`].
+pub(crate) fn create_local_key(text: Zeroizing<String>) -> Result<Zeroizing<String>, FetchError> {
+    on_key_thread(move |inner| {
+        let entry = inner.entry(LOCAL_KEY_ENTRY)?;
+        match entry.get_password() {
+            Ok(existing) => return Ok(Zeroizing::new(existing)),
+            Err(::keyring::Error::NoEntry) => {}
+            Err(e) => return Err(inner.fail(LOCAL_KEY_ENTRY, e)),
+        }
+        entry.set_password(&text).map_err(|e| inner.fail(LOCAL_KEY_ENTRY, e))?;
+        entry
+            .get_password()
+            .map(Zeroizing::new)
+            .map_err(|e| inner.fail(LOCAL_KEY_ENTRY, e))
+    })
+}
+
+/// Runs a call on the local key's entry on a thread of its own and waits at most [`DEFAULT_TIMEOUT`] for it,
+/// from synchronous code (the local store's reads and writes).
+fn on_key_thread<T: Send + 'static>(
+    work: impl FnOnce(&Inner) -> Result<T, Fail> + Send + 'static,
+) -> Result<T, FetchError> {
+    if !SUPPORTED {
+        return Err(FetchError::unavailable(
+            "SKM_LOCAL_KEY_SOURCE=keyring: this platform has no OS keyring the `keyring` crate reaches",
+        ));
+    }
+    let inner = Inner {
+        project: String::new(),
+        service: LOCAL_KEY_SERVICE.into(),
+        timeout: DEFAULT_TIMEOUT,
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("skm-keyring".into())
+        .spawn(move || {
+            let _ = tx.send(work(&inner));
+        })
+        .map_err(|e| FetchError::unavailable(format!("cannot start the keyring thread: {e}")))?;
+    match rx.recv_timeout(DEFAULT_TIMEOUT) {
+        Ok(result) => result.map_err(Fail::fetch),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(FetchError::unavailable(format!(
+            "the OS keyring did not answer within {} (a locked keyring waiting for its unlock prompt?)",
+            crate::failure::seconds(DEFAULT_TIMEOUT)
+        ))),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(FetchError::new(
+            FailureKind::Other,
+            "the keyring call stopped unexpectedly",
+        )),
+    }
+}
+
 /// Whether the `keyring` crate has a store for this platform with the features skm enables (elsewhere it
 /// would silently fall back to its in-memory mock).
 const SUPPORTED: bool = cfg!(any(

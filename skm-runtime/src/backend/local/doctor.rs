@@ -33,6 +33,8 @@ pub(crate) fn doctor(env: Env) -> BoxFuture<Vec<Probe>> {
             KeySource::Given(_) => "SKM_LOCAL_KEY".to_string(),
             KeySource::File(p) if p.exists() => format!("the key file {}", p.display()),
             KeySource::File(p) => format!("the key file {} (not created yet)", p.display()),
+            #[cfg(feature = "keyring")]
+            KeySource::Keyring => super::inner::keyring_entry(),
             KeySource::Missing(why) => return vec![Probe::new("local key", ProbeLevel::Fail, why.clone())],
         };
         let names = match store.inner.names() {

@@ -33,8 +33,30 @@ pub(super) struct Inner {
 pub(super) enum KeySource {
     Given(LocalKey),
     File(PathBuf),
+    /// The OS keyring's entry `local.key` of service `skm` (`SKM_LOCAL_KEY_SOURCE=keyring`).
+    #[cfg(feature = "keyring")]
+    Keyring,
     /// No key and no place for a key file; the reason is shown when a key is needed.
     Missing(String),
+}
+
+/// Where the keyring keeps the local store's key, as messages name it.
+#[cfg(feature = "keyring")]
+pub(super) fn keyring_entry() -> String {
+    use crate::backend::keyring::{LOCAL_KEY_ENTRY, LOCAL_KEY_SERVICE};
+    format!("the OS keyring's entry `{LOCAL_KEY_ENTRY}` of service `{LOCAL_KEY_SERVICE}`")
+}
+
+/// A keyring failure as the store reports it: a locked keyring is access denied, one that does not answer
+/// (or is not there) unavailable.
+#[cfg(feature = "keyring")]
+fn keyring_fail(e: crate::backend::FetchError) -> Fail {
+    let detail = format!("the local store's key (SKM_LOCAL_KEY_SOURCE=keyring): {}", e.detail);
+    match e.kind {
+        crate::backend::FailureKind::Forbidden => Fail::Forbidden(detail),
+        crate::backend::FailureKind::Invalid => Fail::Invalid(detail),
+        _ => Fail::Io(detail),
+    }
 }
 
 /// What one operation knows of the store: the key and the index, read once, when first needed.
@@ -118,8 +140,32 @@ impl Inner {
                     p.display()
                 ))),
             },
+            #[cfg(feature = "keyring")]
+            KeySource::Keyring => match crate::backend::keyring::read_local_key().map_err(keyring_fail)? {
+                Some(text) => LocalKey::parse(&text).map(|k| self.remember(k)).map_err(|_| {
+                    Fail::Decryption(format!(
+                        "{} does not hold a local store key (32 bytes as base64 or hex)",
+                        keyring_entry()
+                    ))
+                }),
+                None => Err(Fail::Decryption(format!(
+                    "no key to decrypt the local store: {} does not exist (SKM_LOCAL_KEY_SOURCE=keyring); \
+                     restore it, or set SKM_LOCAL_KEY",
+                    keyring_entry()
+                ))),
+            },
             KeySource::Missing(why) => Err(Fail::Decryption(why.clone())),
         }
+    }
+
+    /// Whether finding the key may wait (the OS keyring's D-Bus call, or its unlock prompt): a read then goes
+    /// to a blocking thread instead of reading in place.
+    pub(super) fn key_may_wait(&self) -> bool {
+        #[cfg(feature = "keyring")]
+        if matches!(self.key_source, KeySource::Keyring) {
+            return self.cached_key().is_none();
+        }
+        false
     }
 
     /// The key to write with; creates the key file if the store holds no secrets yet. Called under the lock.
@@ -131,6 +177,24 @@ impl Inner {
                     return Err(e);
                 }
                 Ok(self.remember(key::create_key_file(p).map_err(Fail::Io)?))
+            }
+            // No entry yet (not a keyring that failed to answer): create it, as the key file.
+            #[cfg(feature = "keyring")]
+            (KeySource::Keyring, Err(e @ Fail::Decryption(_))) => {
+                if self.has_files()? {
+                    return Err(e);
+                }
+                use secrecy::ExposeSecret as _;
+                let key = LocalKey::generate().map_err(|e| Fail::Io(e.to_string()))?;
+                let text = Zeroizing::new(key.to_base64().expose_secret().to_string());
+                let stored = crate::backend::keyring::create_local_key(text).map_err(keyring_fail)?;
+                let key = LocalKey::parse(&stored).map_err(|_| {
+                    Fail::Decryption(format!(
+                        "{} does not hold a local store key (32 bytes as base64 or hex)",
+                        keyring_entry()
+                    ))
+                })?;
+                Ok(self.remember(key))
             }
             (_, Err(e)) => Err(e),
         }

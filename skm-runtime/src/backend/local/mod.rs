@@ -11,11 +11,24 @@
 //! | `SKM_LOCAL_PATH` | the store directory | `.skm` in the working directory |
 //! | `SKM_LOCAL_KEY` | the key: 32 bytes as base64 (44 characters, standard or URL-safe, padding optional) or as 64 hex digits | unset: use the key file |
 //! | `SKM_LOCAL_KEY_FILE` | the key file | `<config dir>/skm/local.key` (`~/.config/skm/local.key` on Linux, `~/Library/Application Support/skm/local.key` on macOS, `%APPDATA%\skm\local.key` on Windows) |
+//! | `SKM_LOCAL_KEY_SOURCE` | `keyring`: the key is in the OS keyring (feature `keyring`), not in a key file | `file` |
 //!
 //! Without `SKM_LOCAL_KEY`, the first write creates the key file with a random key (mode 0600, its new
 //! directories 0700), so values persist across restarts. Back it up: without the key the store cannot be
 //! read. A write refuses to create a new key when the store already holds secrets, since they were encrypted
 //! with another one.
+//!
+//! ## The key in the OS keyring
+//! With `SKM_LOCAL_KEY_SOURCE=keyring` (feature `keyring`; [`LocalStore::key_in_keyring`]) the key lives in
+//! the OS keyring (macOS Keychain, Windows Credential Manager, the Secret Service on Linux) instead of a file:
+//! the entry `local.key` of the service `skm`, shared by a user's projects as the default key file is. The
+//! first write to an empty store creates it with a random key (reading it back afterwards, so that two
+//! first writes at once end with one key). It is base64 text, so it can be backed up and restored with the
+//! OS's keyring tool (`secret-tool lookup service skm username local.key` on Linux). Setting
+//! `SKM_LOCAL_KEY` or `SKM_LOCAL_KEY_FILE` beside it is refused as ambiguous. No high-water mark is kept (it
+//! lives beside a key file), so a whole-directory rollback goes unnoticed, as with `SKM_LOCAL_KEY`. A keyring
+//! call runs on a thread of its own and is given up after 30 s (a locked keyring waiting for its unlock
+//! prompt): the store then reports the keyring *unavailable*, a refused unlock *access denied*.
 //!
 //! # Model
 //! A *path* such as `auth/jwt` holds a value; like Vault, the value is usually a JSON object of keys
@@ -160,6 +173,8 @@ impl fmt::Debug for LocalStore {
         let key = match &self.inner.key_source {
             KeySource::Given(_) => "given".to_string(),
             KeySource::File(p) => format!("file {}", p.display()),
+            #[cfg(feature = "keyring")]
+            KeySource::Keyring => "keyring".to_string(),
             KeySource::Missing(_) => "none".to_string(),
         };
         f.debug_struct("LocalStore")
@@ -261,11 +276,21 @@ impl LocalStore {
         LocalStore::with(self.inner.root.clone(), KeySource::File(path.into()))
     }
 
-    /// The store configured by the environment: `SKM_LOCAL_PATH`, `SKM_LOCAL_KEY`, `SKM_LOCAL_KEY_FILE`
-    /// (see the [module docs](self)).
+    /// Keeps the key in the OS keyring instead of a key file (`SKM_LOCAL_KEY_SOURCE=keyring`, feature
+    /// `keyring`): the entry `local.key` of the keyring service `skm`, created with a random key by the first
+    /// write to an empty store, as the key file would be. See [The key in the OS keyring](self#the-key-in-the-os-keyring).
+    #[cfg(feature = "keyring")]
+    pub fn key_in_keyring(self) -> Self {
+        LocalStore::with(self.inner.root.clone(), KeySource::Keyring)
+    }
+
+    /// The store configured by the environment: `SKM_LOCAL_PATH`, `SKM_LOCAL_KEY`, `SKM_LOCAL_KEY_FILE`,
+    /// `SKM_LOCAL_KEY_SOURCE` (see the [module docs](self)).
     ///
     /// # Errors
-    /// `SKM_LOCAL_KEY` is set but is not 32 bytes in base64 or hex ([`Error::Config`]).
+    /// `SKM_LOCAL_KEY` is set but is not 32 bytes in base64 or hex; `SKM_LOCAL_KEY_SOURCE` is neither `file`
+    /// nor `keyring`, is `keyring` without the `keyring` feature, or is `keyring` beside `SKM_LOCAL_KEY` or
+    /// `SKM_LOCAL_KEY_FILE` ([`Error::Config`]).
     pub fn from_env() -> Result<Self, Error> {
         Self::from_lookup(&|name| std::env::var(name).ok())
     }
@@ -290,6 +315,33 @@ impl LocalStore {
         let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
         let root = set("SKM_LOCAL_PATH").unwrap_or_else(|| ".skm".into());
         let store = LocalStore::open(root);
+        match set("SKM_LOCAL_KEY_SOURCE").as_deref().map(str::trim) {
+            None | Some("file") => {}
+            Some("keyring") => {
+                if let Some(other) = ["SKM_LOCAL_KEY", "SKM_LOCAL_KEY_FILE"]
+                    .into_iter()
+                    .find(|n| set(n).is_some())
+                {
+                    return Err(Error::config(format!(
+                        "SKM_LOCAL_KEY_SOURCE=keyring keeps the local store's key in the OS keyring, but {other} \
+                         is set too: unset one of them"
+                    )));
+                }
+                #[cfg(feature = "keyring")]
+                return Ok(store.key_in_keyring());
+                #[cfg(not(feature = "keyring"))]
+                return Err(Error::config(
+                    "SKM_LOCAL_KEY_SOURCE=keyring needs skm built with the `keyring` feature".into(),
+                ));
+            }
+            Some(_) => {
+                return Err(Error::config(
+                    "SKM_LOCAL_KEY_SOURCE must be `file` (the default: SKM_LOCAL_KEY_FILE or the default key file) \
+                     or `keyring`"
+                        .into(),
+                ))
+            }
+        }
         if let Some(text) = set("SKM_LOCAL_KEY").map(Zeroizing::new) {
             let key = LocalKey::parse(&text)
                 .map_err(|_| Error::config("SKM_LOCAL_KEY must be 32 bytes as base64 or as 64 hex digits".into()))?;
@@ -386,8 +438,10 @@ impl Backend for LocalStore {
         // Read in place: a lock-free read of small local files never waits, and handing it to a blocking
         // thread cost 0.24 ms of a 2.7 ms cold start (skm-bench's cold binary). Only a read that caught a
         // writer mid-write goes to a blocking thread, to wait there on the store's shared lock.
-        if let Some(results) = self.inner.fetch_without_waiting(requests) {
-            return results;
+        if !self.inner.key_may_wait() {
+            if let Some(results) = self.inner.fetch_without_waiting(requests) {
+                return results;
+            }
         }
         let inner = Arc::clone(&self.inner);
         let owned = requests.to_vec();
