@@ -967,3 +967,72 @@ fn failed_references_start_nothing_and_are_reported_together() {
     }
     assert_no_sentinel("skm's output", &all);
 }
+
+/// References to two real backends in the environment, configured by their own variables only: Vault in
+/// vals's mount-first form (an OpenBao dev server, written by the bao CLI) and AWS Secrets Manager (moto,
+/// written by boto3). The command gets both resolved; skm prints neither.
+#[cfg(all(unix, feature = "aws", feature = "vault"))]
+#[test]
+fn references_to_vault_and_aws_in_the_environment_reach_the_command_resolved() {
+    const FROM_VAULT: &str = "SENTINEL-run-ref-vault-61d0";
+    const FROM_AWS: &str = "SENTINEL-run-ref-aws-2c95";
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let bao = runtime.block_on(skm_testing::Bao::start());
+    let moto = runtime.block_on(skm_testing::Moto::start());
+    let url = format!("url={FROM_VAULT}");
+    runtime.block_on(bao.bao(&["kv", "put", "secret/app/db", &url]));
+    let seeded = Command::new(skm_testing::venv_bin("python"))
+        .args([
+            "-c",
+            r#"
+import json, os, boto3
+sm = boto3.client("secretsmanager", endpoint_url=os.environ["MOTO"], region_name="us-east-1",
+                  aws_access_key_id="testing", aws_secret_access_key="testing")
+sm.create_secret(Name="app/api", SecretString=json.dumps({"key": os.environ["VALUE"]}))
+"#,
+        ])
+        .env("MOTO", moto.endpoint())
+        .env("VALUE", FROM_AWS)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert!(
+        seeded.status.success(),
+        "boto3 (is .venv installed? run ./scripts/test): {}",
+        text(&seeded)
+    );
+
+    let scene = Scene::new();
+    std::fs::write(scene.path("expected_vault"), FROM_VAULT).unwrap();
+    std::fs::write(scene.path("expected_aws"), FROM_AWS).unwrap();
+    let script = r#"
+        test "$DATABASE_URL" = "$(cat "$1")" || { echo "DATABASE_URL wrong" >&2; exit 10; }
+        test "$API_KEY" = "$(cat "$2")" || { echo "API_KEY wrong" >&2; exit 11; }
+        echo child-ran
+    "#;
+    let out = scene
+        .skm(&[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            scene.path("expected_vault").to_str().unwrap(),
+            scene.path("expected_aws").to_str().unwrap(),
+        ])
+        .env("DATABASE_URL", "ref+vault://secret/app/db#url")
+        .env("API_KEY", "ref+aws://app/api#key")
+        .env("VAULT_ADDR", bao.addr())
+        .env("VAULT_TOKEN", bao.root_token())
+        .env("AWS_ENDPOINT_URL", moto.endpoint())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("child-ran"), "{all}");
+    assert_no_sentinel("skm's output", &all);
+}
