@@ -7,7 +7,9 @@
 //! `vault`/`openbao`, `ssm`, `sops`, `local`, `gcp`, `azure`), `PATH` what `#[secret(path = "...")]` would
 //! say for that backend (for Vault, as vals writes it, the KV mount then the path: `secret/db` is `db` of
 //! mount `secret`; a path that does not start with the mount, `SKM_VAULT_MOUNT`, is read under it), and
-//! `KEY` a property of the JSON object there (vals's `#/KEY` is read the same).
+//! `KEY` a property of the JSON object there (vals's `#/KEY` is read the same; a nested key in vals's form,
+//! `#/stripe/key`, reads a nested value, or the dotted key `stripe.key` of a flattened secret such as a SOPS
+//! file).
 //!
 //! [`resolve`] finds every string of the figment's merged configuration (the selected profile over
 //! `default`, under `global`) that starts with `ref+`, and resolves them with

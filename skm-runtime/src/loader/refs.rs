@@ -29,7 +29,10 @@ pub const PREFIX: &str = "ref+";
 /// A reference to a secret, `ref+BACKEND://PATH[#KEY]`: the backend's registry name or alias (`aws`,
 /// `vault`/`openbao`, `ssm`, `sops`, `local`, ...), the path as `#[secret(path = "...")]` would declare it for
 /// that backend (for Vault, the KV mount first, as vals writes it: see
-/// [`Backend::reference_path`](crate::backend::Backend::reference_path)), and optionally a key of the JSON object there.
+/// [`Backend::reference_path`](crate::backend::Backend::reference_path)), and optionally a key of the JSON object there:
+/// `#url`, or vals's `#/url`; a nested key as vals writes it, `#/stripe/key`, reads `{"stripe": {"key": ...}}`
+/// (each segment a property, or an index into an array, as a JSON pointer reads it) or, failing that, the
+/// dotted key `stripe.key` that a flattened secret such as a SOPS file holds.
 ///
 /// A reference names where a secret is, never the secret: its `Display` and `Debug` are the reference text.
 ///
@@ -40,6 +43,8 @@ pub const PREFIX: &str = "ref+";
 /// assert_eq!((r.backend(), r.path(), r.key()), ("vault", "db", Some("url")));
 /// assert_eq!(r.to_string(), "ref+vault://db#url");
 /// assert!(Reference::is_reference("ref+aws://app/db"));
+/// let nested = Reference::parse("ref+sops://app.yaml#/stripe/key").unwrap();
+/// assert_eq!(nested.key(), Some("stripe/key"));
 /// assert!(Reference::parse("ref+vault://db?version=2").is_err());
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -55,8 +60,9 @@ impl Reference {
         text.starts_with(PREFIX)
     }
 
-    /// Parses `ref+BACKEND://PATH[#KEY]`. vals's `#/KEY` is read as `#KEY`. The backend name is checked
-    /// when the reference is resolved, so that an unknown name is reported with every other failure.
+    /// Parses `ref+BACKEND://PATH[#KEY]`. vals's `#/KEY` is read as `#KEY`, and its `#/a/b` as the nested key
+    /// `a/b`. The backend name is checked when the reference is resolved, so that an unknown name is reported
+    /// with every other failure.
     ///
     /// # Errors
     /// Why `text` is not a reference. The sentence never quotes `text`: a value that merely starts with
@@ -77,15 +83,13 @@ impl Reference {
         let (path, key) = match tail.split_once('#') {
             None => (tail, None),
             Some((path, key)) => {
-                // vals writes `#/url` for the key `url`; deeper paths are not a key of one JSON object.
+                // vals writes `#/url` for the key `url`, and `#/a/b` for a nested one.
                 let key = key.strip_prefix('/').unwrap_or(key);
                 if key.is_empty() {
                     return Err(format!("{FORM}: nothing after `#`"));
                 }
-                if key.contains('/') {
-                    return Err(format!(
-                        "{FORM}: `#KEY` names one property of a JSON object; nested keys (`#/a/b`) are not supported"
-                    ));
+                if key.split('/').any(str::is_empty) {
+                    return Err(format!("{FORM}: a nested key (`#/a/b`) has an empty segment"));
                 }
                 (path, Some(key.to_string()))
             }
@@ -126,6 +130,8 @@ impl fmt::Display for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{PREFIX}{}://{}", self.backend, self.path)?;
         match &self.key {
+            // vals's form, so that a nested key reads as a path.
+            Some(k) if k.contains('/') => write!(f, "#/{k}"),
             Some(k) => write!(f, "#{k}"),
             None => Ok(()),
         }
@@ -305,7 +311,7 @@ impl Loader {
                     );
                     continue;
                 }
-                (SecretValue::Text(t), Some(k)) => match crate::resolve::key_of(t.expose_secret(), &path, k) {
+                (SecretValue::Text(t), Some(k)) => match key_in(t.expose_secret(), &path, k) {
                     Ok(Some(text)) => text.into_bytes(),
                     Ok(None) => {
                         let outcome = AttemptOutcome::Missing(format!("`{path}` has no key `{k}`"));
@@ -397,6 +403,31 @@ impl Loader {
     }
 }
 
+/// Key `key` of the JSON secret at `path`: a property, or, with `/` (`stripe/key`), a nested value; `None`
+/// when missing, or why the text cannot hold keys (never the value).
+fn key_in(text: &str, path: &str, key: &str) -> Result<Option<String>, String> {
+    if !key.contains(['/', '~']) {
+        return crate::resolve::key_of(text, path, key);
+    }
+    let Ok(whole) = serde_json::from_str::<serde_json::Value>(text) else {
+        return Err(format!(
+            "`{path}` is not JSON, so key `{key}` cannot be read; remove `#{key}` to read the whole value"
+        ));
+    };
+    // A JSON pointer reads `~1` as `/` and `~0` as `~` in a segment, so a key holding `/` can be named.
+    let found = whole.pointer(&format!("/{key}")).or_else(|| {
+        // A flattened secret (a SOPS file) holds the nested key as `stripe.key`; a key with `~` that is
+        // not an escape is read as written.
+        whole.as_object()?.get(&key.replace('/', "."))
+    });
+    Ok(match found {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) => Some(s.clone()),
+        // Numbers, booleans and objects keep their JSON text, as a load's keys do.
+        Some(other) => Some(other.to_string()),
+    })
+}
+
 /// One failed reference, named by its place; `reference` is `None` when the text was not a reference.
 fn failure(name: &str, reference: Option<&Reference>, reason: FieldProblem, attempts: Vec<Attempt>) -> FieldError {
     FieldError {
@@ -433,7 +464,8 @@ mod tests {
             "ref+://db",
             "ref+vault://",
             "ref+vault://db#",
-            "ref+vault://db#/a/b",
+            "ref+vault://db#/a//b",
+            "ref+vault://db#/a/",
             "ref+vault://db?x=1",
             "ref+hunter2",
             "plain",
@@ -470,5 +502,64 @@ mod tests {
             "{text}"
         );
         assert_eq!(memory.fetch_calls(), 1, "one call for every reference to the backend");
+    }
+
+    #[tokio::test]
+    async fn a_nested_key_reads_a_nested_value_or_a_flattened_one() {
+        let memory = MemoryBackend::new();
+        memory.insert(
+            "app",
+            SecretValue::text(r#"{"stripe": {"key": "SENTINEL-nested", "ids": [4, "SENTINEL-item"]}, "a/b": "slash"}"#),
+        );
+        // A SOPS file's values come flattened.
+        memory.insert("flat", SecretValue::map([("stripe.key", "SENTINEL-flat")]));
+        memory.insert("list", SecretValue::text(r#"["SENTINEL-list"]"#));
+        let loader = Loader::new().no_dotenv().with_backend("sops", memory.clone());
+        let refs: Vec<(String, String)> = [
+            ("nested", "ref+sops://app#/stripe/key"),
+            ("number", "ref+sops://app#/stripe/ids/0"),
+            ("item", "ref+sops://app#/stripe/ids/1"),
+            ("escaped", "ref+sops://app#/a~1b"),
+            ("object", "ref+sops://app#/stripe/ids"),
+            ("flat", "ref+sops://flat#/stripe/key"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        let raw = loader.resolve_refs("config", &refs).await.unwrap();
+        let got: Vec<(&str, &str)> = raw
+            .fields
+            .iter()
+            .map(|f| (f.field.as_str(), f.expose_str().unwrap()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("nested", "SENTINEL-nested"),
+                ("number", "4"),
+                ("item", "SENTINEL-item"),
+                ("escaped", "slash"),
+                ("object", r#"[4,"SENTINEL-item"]"#),
+                ("flat", "SENTINEL-flat"),
+            ]
+        );
+        assert_eq!(raw.fields[0].origin.to_string(), "sops: secret app key stripe/key");
+
+        let missing: Vec<(String, String)> = [
+            ("gone", "ref+sops://app#/stripe/nope"),
+            ("past", "ref+sops://app#/stripe/key/deeper"),
+            ("index", "ref+sops://list#/0/x"),
+            ("text", "ref+sops://notjson#/a/b"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        memory.insert("notjson", SecretValue::text("SENTINEL-text"));
+        let e = loader.resolve_refs("config", &missing).await.unwrap_err();
+        let text = format!("{e}\n{e:?}");
+        assert!(!text.contains("SENTINEL"), "{text}");
+        let failed: Vec<&str> = e.as_load().unwrap().fields.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(failed, ["gone", "past", "index", "text"]);
+        assert!(text.contains("ref+sops://app#/stripe/nope"), "{text}");
     }
 }

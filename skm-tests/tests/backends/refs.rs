@@ -33,6 +33,8 @@ database_port = "ref+openbao://svc/db#port"
 api_key = "ref+ssm:///svc/api#key"
 token = "ref+ssm://svc/token"
 stripe = "ref+sops://app.yaml#stripe.key"
+# vals's nested key: the same value of the same file, one read.
+stripe_nested = "ref+sops://app.yaml#/stripe/key"
 "#;
 
 const SEED_SSM: &str = r#"
@@ -68,6 +70,7 @@ struct Config {
     api_key: String,
     token: String,
     stripe: String,
+    stripe_nested: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,6 +143,7 @@ async fn a_toml_loads_references_from_vault_parameter_store_and_sops_in_one_wave
     assert_eq!(config.api_key, API_KEY);
     assert_eq!(config.token, TOKEN);
     assert_eq!(config.stripe, STRIPE);
+    assert_eq!(config.stripe_nested, STRIPE);
 
     // One wave: one read of the Vault path (both forms name it), one GetParameters for both parameters, at
     // the same time.
@@ -172,6 +176,7 @@ async fn a_toml_loads_references_from_vault_parameter_store_and_sops_in_one_wave
     assert_eq!(origin("database_port"), "vault: secret svc/db key port");
     assert_eq!(origin("api_key"), "ssm: secret /svc/api key key");
     assert_eq!(origin("stripe"), "sops: file app.yaml key stripe.key");
+    assert_eq!(origin("stripe_nested"), "sops: file app.yaml key stripe/key");
 
     // Values never reach figment's Debug, Resolved's, the provenance's, or an extraction error's.
     assert_no_value("the figment's Debug", &format!("{figment:?} {figment:#?}"));
