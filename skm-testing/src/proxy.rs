@@ -215,6 +215,10 @@ struct State {
     settings: Mutex<Settings>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// The longest chain of answered requests, each received after the one before it was answered.
+    answered_depth: AtomicUsize,
+    /// The longest such chain a request received so far ends, answered or not: see [`Proxy::round_trips`].
+    max_depth: AtomicUsize,
 }
 
 impl State {
@@ -283,6 +287,8 @@ impl Proxy {
             }),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
+            answered_depth: AtomicUsize::new(0),
+            max_depth: AtomicUsize::new(0),
         });
         let server = tokio::spawn(accept_loop(listener, state.clone()));
         Proxy { addr, state, server }
@@ -328,8 +334,8 @@ impl Proxy {
         counts
     }
 
-    /// Forgets the recorded requests and resets the counters (faults injected, most in flight); the rule,
-    /// latency and fault rate stay.
+    /// Forgets the recorded requests and resets the counters (faults injected, most in flight, round
+    /// trips); the rule, latency and fault rate stay.
     pub fn clear(&self) {
         let mut settings = self.state.settings();
         settings.requests.clear();
@@ -341,6 +347,8 @@ impl Proxy {
         self.state
             .max_in_flight
             .store(self.state.in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
+        self.state.answered_depth.store(0, Ordering::SeqCst);
+        self.state.max_depth.store(0, Ordering::SeqCst);
     }
 
     /// Enforces `quotas` from now on: each request of a limited operation (see
@@ -423,6 +431,15 @@ impl Proxy {
     pub fn max_in_flight(&self) -> usize {
         self.state.max_in_flight.load(Ordering::SeqCst)
     }
+
+    /// Round trips in sequence since the start or [`Proxy::clear`]: the longest chain of requests in which
+    /// each was received after the one before it had been answered. Requests sent at once count one; a
+    /// client that waits for an answer before its next request counts one per request. Only requests that
+    /// could have depended on an earlier answer lengthen a chain, so this is what latency multiplies,
+    /// whatever time the target spends serving.
+    pub fn round_trips(&self) -> usize {
+        self.state.max_depth.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for Proxy {
@@ -469,20 +486,32 @@ async fn serve_connection(stream: TcpStream, state: Arc<State>) {
     let _ = http1::Builder::new().serve_connection(io, service).await;
 }
 
-/// Decrements the in-flight count when a request is done, however it ends.
-struct InFlight(Arc<State>);
+/// Decrements the in-flight count when a request is done, however it ends, and records how deep a chain
+/// of round trips its answer ends.
+struct InFlight {
+    state: Arc<State>,
+    depth: usize,
+}
 
 impl InFlight {
     fn enter(state: &Arc<State>) -> InFlight {
         let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         state.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        InFlight(state.clone())
+        // This request may depend on any answer sent so far, so it extends the deepest chain answered.
+        let depth = state.answered_depth.load(Ordering::SeqCst) + 1;
+        state.max_depth.fetch_max(depth, Ordering::SeqCst);
+        InFlight {
+            state: state.clone(),
+            depth,
+        }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        // Dropped before hyper writes the answer, so a request the client sends after reading it sees this.
+        self.state.answered_depth.fetch_max(self.depth, Ordering::SeqCst);
+        self.state.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -300,6 +300,18 @@ async fn the_proxy_adds_latency_and_tracks_concurrency() {
     );
     assert_eq!(proxy.max_in_flight(), 4);
     assert_eq!(proxy.in_flight(), 0);
+    assert_eq!(proxy.round_trips(), 1, "four requests sent at once are one round trip");
+
+    // Three more, each sent after the answer to the one before: three round trips after the first.
+    proxy.set_latency(Duration::ZERO);
+    for _ in 0..3 {
+        assert_eq!(status_of(&send(Method::GET, &url, &[], "").await), 200);
+    }
+    assert_eq!(proxy.round_trips(), 4);
+    proxy.clear();
+    assert_eq!(proxy.round_trips(), 0);
+    assert_eq!(status_of(&send(Method::GET, &url, &[], "").await), 200);
+    assert_eq!(proxy.round_trips(), 1, "clear starts the count again");
 }
 
 #[tokio::test]
