@@ -411,7 +411,7 @@ fn key_in(text: &str, path: &str, key: &str) -> Result<Option<String>, String> {
     }
     let Ok(whole) = serde_json::from_str::<serde_json::Value>(text) else {
         return Err(format!(
-            "`{path}` is not JSON, so key `{key}` cannot be read; remove `#{key}` to read the whole value"
+            "`{path}` is not JSON, so key `{key}` cannot be read; remove `#/{key}` to read the whole value"
         ));
     };
     // A JSON pointer reads `~1` as `/` and `~0` as `~` in a segment, so a key holding `/` can be named.
