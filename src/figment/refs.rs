@@ -3,13 +3,14 @@
 //! whose configuration lives in figment keeps its secrets out of its files without declaring a `Secrets`
 //! struct.
 //!
-//! A reference is `ref+BACKEND://PATH[#KEY]` ([`Reference`]): `BACKEND` is a registry name or alias (`aws`,
+//! A reference is `ref+BACKEND://PATH[?version=V][#KEY]` ([`Reference`]): `BACKEND` is a registry name or alias (`aws`,
 //! `vault`/`openbao`, `ssm`, `sops`, `local`, `gcp`, `azure`), `PATH` what `#[secret(path = "...")]` would
 //! say for that backend (for Vault, as vals writes it, the KV mount then the path: `secret/db` is `db` of
 //! mount `secret`; a path that does not start with the mount, `SKM_VAULT_MOUNT`, is read under it), and
 //! `KEY` a property of the JSON object there (vals's `#/KEY` is read the same; a nested key in vals's form,
 //! `#/stripe/key`, reads a nested value, or the dotted key `stripe.key` of a flattened secret such as a SOPS
-//! file).
+//! file). `?version=3`, `?version_id=ID` or `?version_stage=LABEL` pins a version, as the field attributes
+//! `version`, `version_id` and `version_stage` do.
 //!
 //! [`resolve`] finds every string of the figment's merged configuration (the selected profile over
 //! `default`, under `global`) that starts with `ref+`, and resolves them with

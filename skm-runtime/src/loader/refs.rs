@@ -21,18 +21,24 @@ use crate::plan::FetchRequest;
 use crate::report::{Origin, Provenance};
 use crate::resolve::layer::Layer;
 use crate::resolve::Binding;
+use crate::spec::VersionPin;
 use crate::values::{RawField, RawValues};
 
 /// What starts a reference.
 pub const PREFIX: &str = "ref+";
 
-/// A reference to a secret, `ref+BACKEND://PATH[#KEY]`: the backend's registry name or alias (`aws`,
+/// A reference to a secret, `ref+BACKEND://PATH[?version=V][#KEY]`: the backend's registry name or alias (`aws`,
 /// `vault`/`openbao`, `ssm`, `sops`, `local`, ...), the path as `#[secret(path = "...")]` would declare it for
 /// that backend (for Vault, the KV mount first, as vals writes it: see
 /// [`Backend::reference_path`](crate::backend::Backend::reference_path)), and optionally a key of the JSON object there:
 /// `#url`, or vals's `#/url`; a nested key as vals writes it, `#/stripe/key`, reads `{"stripe": {"key": ...}}`
 /// (each segment a property, or an index into an array, as a JSON pointer reads it) or, failing that, the
 /// dotted key `stripe.key` that a flattened secret such as a SOPS file holds.
+///
+/// A version is pinned as vals pins it: `?version=3` (a number, or a backend's version id), `?version_id=ID`
+/// or `?version_stage=LABEL` (AWS staging labels, Parameter Store labels), read as a declaration's
+/// `version`, `version_id` and `version_stage` are by the backend named. No other query parameter is read:
+/// a backend is configured by its environment variables, as for a load.
 ///
 /// A reference names where a secret is, never the secret: its `Display` and `Debug` are the reference text.
 ///
@@ -45,12 +51,15 @@ pub const PREFIX: &str = "ref+";
 /// assert!(Reference::is_reference("ref+aws://app/db"));
 /// let nested = Reference::parse("ref+sops://app.yaml#/stripe/key").unwrap();
 /// assert_eq!(nested.key(), Some("stripe/key"));
-/// assert!(Reference::parse("ref+vault://db?version=2").is_err());
+/// let pinned = Reference::parse("ref+vault://secret/db?version=2#url").unwrap();
+/// assert_eq!((pinned.path(), pinned.version().to_string()), ("secret/db", "version 2".to_string()));
+/// assert!(Reference::parse("ref+vault://db?address=https://elsewhere").is_err());
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Reference {
     backend: String,
     path: String,
+    version: VersionPin,
     key: Option<String>,
 }
 
@@ -60,7 +69,7 @@ impl Reference {
         text.starts_with(PREFIX)
     }
 
-    /// Parses `ref+BACKEND://PATH[#KEY]`. vals's `#/KEY` is read as `#KEY`, and its `#/a/b` as the nested key
+    /// Parses `ref+BACKEND://PATH[?version=V][#KEY]`. vals's `#/KEY` is read as `#KEY`, and its `#/a/b` as the nested key
     /// `a/b`. The backend name is checked when the reference is resolved, so that an unknown name is reported
     /// with every other failure.
     ///
@@ -68,7 +77,7 @@ impl Reference {
     /// Why `text` is not a reference. The sentence never quotes `text`: a value that merely starts with
     /// `ref+` may be a secret written in place.
     pub fn parse(text: &str) -> Result<Reference, String> {
-        const FORM: &str = "a reference is `ref+BACKEND://PATH[#KEY]`";
+        const FORM: &str = "a reference is `ref+BACKEND://PATH[?version=V][#KEY]`";
         let rest = text.strip_prefix(PREFIX).ok_or_else(|| format!("{FORM}: no `ref+`"))?;
         let (backend, tail) = rest
             .split_once("://")
@@ -94,19 +103,42 @@ impl Reference {
                 (path, Some(key.to_string()))
             }
         };
+        let (path, version) = match path.split_once('?') {
+            None => (path, VersionPin::Current),
+            Some((path, query)) => (
+                path,
+                Reference::version_of(query).map_err(|why| format!("{FORM}: {why}"))?,
+            ),
+        };
         if path.is_empty() {
             return Err(format!("{FORM}: no path"));
-        }
-        if path.contains('?') {
-            return Err(format!(
-                "{FORM}: query parameters (`?...`) are not supported; the backend is configured by its environment \
-                 variables, as for a load"
-            ));
         }
         Ok(Reference {
             backend: backend.to_string(),
             path: path.to_string(),
+            version,
             key,
+        })
+    }
+
+    /// The version a query (`version=3`) pins. Nothing of the query is quoted in an error.
+    fn version_of(query: &str) -> Result<VersionPin, String> {
+        const ONLY: &str = "the only query parameters read are one of `version`, `version_id` and `version_stage`; \
+                            the backend is configured by its environment variables, as for a load";
+        let Some((name, value)) = query.split_once('=') else {
+            return Err(ONLY.into());
+        };
+        if value.is_empty() || value.contains(['&', '=', '?']) {
+            return Err(format!("{ONLY}, each with a value"));
+        }
+        Ok(match name {
+            "version" => match value.parse::<u64>() {
+                Ok(n) => VersionPin::Number(n),
+                Err(_) => VersionPin::id(value.to_string()),
+            },
+            "version_id" => VersionPin::id(value.to_string()),
+            "version_stage" => VersionPin::stage(value.to_string()),
+            _ => return Err(ONLY.into()),
         })
     }
 
@@ -124,11 +156,31 @@ impl Reference {
     pub fn key(&self) -> Option<&str> {
         self.key.as_deref()
     }
+
+    /// The version pinned by `?version=`, `?version_id=` or `?version_stage=` ([`VersionPin::Current`] without).
+    pub fn version(&self) -> &VersionPin {
+        &self.version
+    }
+
+    /// The request for this reference's version of `path` (the path as the backend names it).
+    fn request(&self, path: String) -> FetchRequest {
+        FetchRequest {
+            path,
+            version: self.version.clone(),
+        }
+    }
 }
 
 impl fmt::Display for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{PREFIX}{}://{}", self.backend, self.path)?;
+        match &self.version {
+            VersionPin::Number(n) => write!(f, "?version={n}")?,
+            VersionPin::Id(id) => write!(f, "?version_id={id}")?,
+            VersionPin::Stage(label) => write!(f, "?version_stage={label}")?,
+            // `Previous` is never parsed.
+            VersionPin::Current | VersionPin::Previous => {}
+        }
         match &self.key {
             // vals's form, so that a nested key reads as a path.
             Some(k) if k.contains('/') => write!(f, "#/{k}"),
@@ -237,9 +289,9 @@ impl Loader {
             .collect();
         let mut groups: BTreeMap<&'static str, Vec<FetchRequest>> = BTreeMap::new();
         for (entry, path) in parsed.iter().zip(&paths) {
-            if let (Some((_, d)), Some(path)) = (entry, path) {
+            if let (Some((reference, d)), Some(path)) = (entry, path) {
                 let requests = groups.entry(d.name).or_default();
-                let request = FetchRequest::current(path.clone());
+                let request = reference.request(path.clone());
                 if !requests.contains(&request) {
                     requests.push(request);
                 }
@@ -272,7 +324,7 @@ impl Loader {
             }
             // Bound backends have every path; an unbound one was reported above.
             let Some(path) = path else { continue };
-            let request = FetchRequest::current(path.clone());
+            let request = reference.request(path.clone());
             let result = fetched.get(&Some(d.name)).and_then(|g| g.get(&request));
             let payload = match result {
                 Some(Ok(p)) => p,
@@ -459,6 +511,36 @@ mod tests {
         assert_eq!((r.backend(), r.path(), r.key()), ("openbao", "secret/db", Some("url")));
         let r = Reference::parse("ref+ssm:///myapp/db").unwrap();
         assert_eq!((r.path(), r.key()), ("/myapp/db", None));
+        for (text, version, shown) in [
+            (
+                "ref+vault://db?version=3#/url",
+                VersionPin::Number(3),
+                "ref+vault://db?version=3#url",
+            ),
+            (
+                "ref+aws://db?version=abc-1",
+                VersionPin::id("abc-1"),
+                "ref+aws://db?version_id=abc-1",
+            ),
+            (
+                "ref+aws://db?version_id=7",
+                VersionPin::id("7"),
+                "ref+aws://db?version_id=7",
+            ),
+            (
+                "ref+aws://db?version_stage=AWSPREVIOUS#k",
+                VersionPin::stage("AWSPREVIOUS"),
+                "ref+aws://db?version_stage=AWSPREVIOUS#k",
+            ),
+        ] {
+            let r = Reference::parse(text).unwrap();
+            assert_eq!((r.path(), r.version(), r.to_string().as_str()), ("db", &version, shown));
+            assert_eq!(
+                Reference::parse(shown).unwrap(),
+                r,
+                "the text shown reads back the same"
+            );
+        }
         for bad in [
             "ref+vault:/db",
             "ref+://db",
@@ -467,6 +549,10 @@ mod tests {
             "ref+vault://db#/a//b",
             "ref+vault://db#/a/",
             "ref+vault://db?x=1",
+            "ref+vault://db?version",
+            "ref+vault://db?version=",
+            "ref+vault://db?version=1&address=x",
+            "ref+vault://?version=1",
             "ref+hunter2",
             "plain",
         ] {
@@ -561,5 +647,32 @@ mod tests {
         let failed: Vec<&str> = e.as_load().unwrap().fields.iter().map(|f| f.field.as_str()).collect();
         assert_eq!(failed, ["gone", "past", "index", "text"]);
         assert!(text.contains("ref+sops://app#/stripe/nope"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_pinned_version_is_read_in_the_same_call_as_the_current_one() {
+        let memory = MemoryBackend::new();
+        memory.insert("db", SecretValue::map([("url", "SENTINEL-v1")]));
+        memory.insert("db", SecretValue::map([("url", "SENTINEL-v2")]));
+        let loader = Loader::new().no_dotenv().with_backend("vault", memory.clone());
+        let refs: Vec<(String, String)> = [
+            ("now", "ref+vault://db#url"),
+            ("then", "ref+vault://db?version=1#url"),
+            ("never", "ref+vault://db?version=9#url"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        let e = loader.resolve_refs("config", &refs).await.unwrap_err();
+        let failed: Vec<&str> = e.as_load().unwrap().fields.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(failed, ["never"], "{e}");
+        assert!(e.to_string().contains("ref+vault://db?version=9#url"), "{e}");
+        assert!(!format!("{e}{e:?}").contains("SENTINEL"));
+
+        let raw = loader.resolve_refs("config", &refs[..2]).await.unwrap();
+        let got: Vec<&str> = raw.fields.iter().map(|f| f.expose_str().unwrap()).collect();
+        assert_eq!(got, ["SENTINEL-v2", "SENTINEL-v1"]);
+        assert_eq!(raw.fields[1].origin.version.as_deref(), Some("1"));
+        assert_eq!(memory.fetch_calls(), 2, "one call per resolution, both versions in it");
     }
 }

@@ -197,4 +197,21 @@ async fn a_toml_loads_references_from_vault_parameter_store_and_sops_in_one_wave
     for expected in ["ref+ssm:///svc/gone", "ref+vault://secret/svc/db#nope", "2 of 3"] {
         assert!(text.contains(expected), "{expected}: {text}");
     }
+
+    // A pinned version (vals's `?version=`) beside the current one: the bao CLI writes version 2.
+    bao.bao(&["kv", "put", "secret/svc/db", "url=SENTINEL-refs-url-v2", "port=5433"])
+        .await;
+    let pinned = Figment::from(Toml(
+        "now = \"ref+vault://secret/svc/db#url\"\nthen = \"ref+vault://secret/svc/db?version=1#url\"\n\
+         api = \"ref+ssm:///svc/api?version=1#key\"\n",
+    ));
+    vault_proxy.clear();
+    let resolved = refs::resolve(&pinned, &loader).await.unwrap_or_else(|e| panic!("{e}"));
+    let [now, then, api]: [String; 3] = ["now", "then", "api"].map(|k| resolved.extract_inner(k).unwrap());
+    assert_eq!(
+        (now.as_str(), then.as_str(), api.as_str()),
+        ("SENTINEL-refs-url-v2", DB_URL, API_KEY)
+    );
+    assert_eq!(resolved.provenance().get("then").unwrap().version.as_deref(), Some("1"));
+    assert_eq!(vault_proxy.count(), 2, "{:?}", vault_proxy.counts());
 }
