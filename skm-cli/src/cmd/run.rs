@@ -11,7 +11,7 @@
 //! never values. `SIGUSR1` sent to skm reloads at once instead of at the next TTL (it is not passed on to the
 //! child); `--restart-jitter SECS` delays a restart by a random 0 to SECS seconds.
 //!
-//! Environment variables whose value is a reference, `ref+BACKEND://PATH[#KEY]` (as `op run` reads `op://`),
+//! Environment variables whose value is a reference, `ref+BACKEND://PATH[?version=V][#KEY]` (as `op run` reads `op://`),
 //! reach the command resolved: all of them once, before it first starts, through the runtime's
 //! [`Loader::resolve_refs`] (one fetch call per backend, every failure reported together, no value printed).
 
