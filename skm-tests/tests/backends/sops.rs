@@ -539,6 +539,94 @@ async fn a_put_creates_a_file_for_the_recipients_that_sops_and_the_card_example_
     }
 }
 
+#[tokio::test]
+async fn a_new_file_follows_the_creation_rules_of_sops_yaml_as_sops_does() {
+    let s = Scratch::new();
+    let prod = AgeKey::generate();
+    let prod_file = prod.write(&s.path().join("prod.txt"));
+    let config = format!(
+        "creation_rules:\n  - path_regex: secrets/prod/.*\\.yaml$\n    age: {}\n  - age:\n      - {}\n",
+        prod.recipient, s.key.recipient
+    );
+    std::fs::write(s.path().join(".sops.yaml"), config).unwrap();
+
+    // The sops tool, run at the config's directory with no `--age`, picks the recipients from the rules ...
+    let by_sops = s.path().join("secrets/prod/by-sops.yaml");
+    std::fs::create_dir_all(by_sops.parent().unwrap()).unwrap();
+    std::fs::write(&by_sops, "secret: x\n").unwrap();
+    let out = s
+        .sops
+        .command(s.path())
+        .args(["encrypt", "--in-place"])
+        .arg(&by_sops)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let sops_wrote = std::fs::read_to_string(&by_sops).unwrap();
+    assert!(
+        sops_wrote.contains(&prod.recipient) && !sops_wrote.contains(&s.key.recipient),
+        "{sops_wrote}"
+    );
+
+    // ... and so does skm, without SOPS_AGE_RECIPIENTS: the prod rule for prod/, the catch-all elsewhere.
+    let b = s.backend();
+    b.put(PutRequest::new("prod/app", SecretValue::map([("secret", CARD_VALUE)])))
+        .await
+        .unwrap();
+    b.put(PutRequest::new("dev/app", SecretValue::map([("secret", "dev")])))
+        .await
+        .unwrap();
+    let prod_app = s.path().join("secrets/prod/app.yaml");
+    let written = std::fs::read_to_string(&prod_app).unwrap();
+    assert!(
+        written.contains(&prod.recipient) && !written.contains(&s.key.recipient) && !written.contains(CARD_VALUE),
+        "{written}"
+    );
+    let out = s.sops.decrypt(&prod_app, &prod_file);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(CARD_VALUE));
+    let dev = std::fs::read_to_string(s.path().join("secrets/dev/app.yaml")).unwrap();
+    assert!(
+        dev.contains(&s.key.recipient) && !dev.contains(&prod.recipient),
+        "{dev}"
+    );
+    let out = s.sops.decrypt(&s.path().join("secrets/dev/app.yaml"), &s.key_file());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Given recipients win, as sops's `--age` does.
+    let other = AgeKey::generate();
+    b.clone()
+        .age_recipients(other.recipient.clone())
+        .unwrap()
+        .put(PutRequest::new("prod/given", SecretValue::map([("secret", "g")])))
+        .await
+        .unwrap();
+    let given = std::fs::read_to_string(s.path().join("secrets/prod/given.yaml")).unwrap();
+    assert!(
+        given.contains(&other.recipient) && !given.contains(&prod.recipient),
+        "{given}"
+    );
+
+    // A rule asking for more than age recipients is refused, naming the config and the rule; nothing is written.
+    std::fs::write(
+        s.path().join("secrets/.sops.yaml"),
+        format!(
+            "creation_rules:\n  - encrypted_regex: ^secret$\n    age: {}\n",
+            s.key.recipient
+        ),
+    )
+    .unwrap();
+    let e = b
+        .put(PutRequest::new("prod/refused", SecretValue::map([("secret", "r")])))
+        .await
+        .unwrap_err();
+    assert!(
+        e.detail.contains("encrypted_regex") && e.detail.contains("creation rule 1") && e.detail.contains(".sops.yaml"),
+        "{e}"
+    );
+    assert!(!s.path().join("secrets/prod/refused.yaml").exists());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_key_writes_lose_nothing() {
     let s = Scratch::new();

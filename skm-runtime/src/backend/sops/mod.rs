@@ -13,7 +13,7 @@
 //! | `SKM_SOPS_DIR` | the directory paths are relative to | the working directory (the project root) |
 //! | `SOPS_AGE_KEY_FILE` | an age identity file (one `AGE-SECRET-KEY-1...` per line) | unset |
 //! | `SOPS_AGE_KEY` | age identities, separated by whitespace | unset |
-//! | `SOPS_AGE_RECIPIENTS` | age recipients (`age1...`, comma-separated) a new file is encrypted to | unset: creating a file is refused |
+//! | `SOPS_AGE_RECIPIENTS` | age recipients (`age1...`, comma-separated) a new file is encrypted to | unset: the nearest `.sops.yaml`'s creation rule, else creating a file is refused |
 //! | `XDG_CONFIG_HOME`, `HOME` (`APPDATA` on Windows) | where sops's default key file `sops/age/keys.txt` is (`~/.config/sops/age/keys.txt` on Linux, `~/Library/Application Support/sops/age/keys.txt` on macOS) | |
 //!
 //! As the sops tool does, every identity found in these places is tried. `SOPS_AGE_KEY_CMD`, SSH keys,
@@ -61,7 +61,11 @@
 //! - [`AdminBackend::merge_key`] sets one key (`database.password` adds a nested mapping in YAML and JSON;
 //!   dotenv keys are flat), keeping the others.
 //! - A new file is `<path>.yaml` (or `path` itself when it has an extension), with a new data key encrypted
-//!   to `SOPS_AGE_RECIPIENTS` ([`SopsBackend::age_recipients`]).
+//!   to `SOPS_AGE_RECIPIENTS` ([`SopsBackend::age_recipients`]); without them, as `sops encrypt` does, to the
+//!   `age` recipients of the first `creation_rules` entry of the nearest `.sops.yaml` (in the file's
+//!   directory or above it) whose `path_regex` matches the file's path relative to that directory. A rule
+//!   that sets anything besides `path_regex` and `age` (KMS, PGP, key groups, `encrypted_regex`, ...) is
+//!   refused, naming the config and the rule, rather than followed in part.
 //!
 //! skm's writes to one directory take turns under an exclusive lock on the directory (on Unix), so
 //! concurrent key writes through skm lose nothing; `sops edit` takes no lock, so a write racing it can be
@@ -86,6 +90,7 @@
 //! ```
 
 mod cipher;
+mod config;
 mod keys;
 mod tree;
 mod write;
@@ -496,8 +501,8 @@ impl SopsBackend {
 }
 
 /// Writes go through the file's own data key, so the identity that reads a file is needed to write it
-/// (as for `sops edit`); a new file is encrypted to `SOPS_AGE_RECIPIENTS`. See the module's
-/// [Writes](self#writes).
+/// (as for `sops edit`); a new file is encrypted to `SOPS_AGE_RECIPIENTS`, else to the `age` recipients of
+/// the nearest `.sops.yaml`'s creation rule. See the module's [Writes](self#writes).
 #[async_trait]
 impl AdminBackend for SopsBackend {
     /// Replaces the file's values with the keys of a JSON object (nested or dotted keys); the version returned

@@ -12,8 +12,8 @@ use std::path::Path;
 use zeroize::Zeroizing;
 
 use super::cipher::{self, CipherError, PlainTree, Stash};
-use super::keys;
 use super::tree::{self, AgeStanza, Entries, Format, Node, RawMetadata, Rules};
+use super::{config, keys};
 use super::{Fail, Inner};
 use crate::capped::read_capped;
 
@@ -112,16 +112,25 @@ impl Inner {
         emit(format, &values, &raw).map_err(|why| Fail::Invalid(format!("cannot write SOPS file {shown}: {why}")))
     }
 
-    /// The text of a new file, encrypted to `SOPS_AGE_RECIPIENTS`.
+    /// The text of a new file, encrypted to `SOPS_AGE_RECIPIENTS`, else to the recipients of the nearest
+    /// `.sops.yaml`'s creation rule for it (as `sops encrypt` chooses them: `--age` first).
     fn create(&self, file: &Path, name: &str, change: Change, lastmodified: &str) -> Result<String, Fail> {
         let shown = file.display();
-        let Some(recipients) = &self.recipients else {
-            return Err(Fail::Invalid(format!(
-                "SOPS file {shown} does not exist, and skm needs SOPS_AGE_RECIPIENTS (age1..., comma-separated) to \
-                 create it: set it, or create the file with `sops` first"
-            )));
+        let recipients = match &self.recipients {
+            Some(given) => keys::parse_recipients(given).map_err(Fail::Invalid)?,
+            None => match config::rule_for(file) {
+                Ok(config::Rule::Age { recipients, config }) => keys::parse_recipients(&recipients)
+                    .map_err(|why| Fail::Invalid(format!("{}: {why}", config.display())))?,
+                Ok(config::Rule::NoConfig) => {
+                    return Err(Fail::Invalid(format!(
+                        "SOPS file {shown} does not exist, and skm needs SOPS_AGE_RECIPIENTS (age1..., \
+                         comma-separated) or a `.sops.yaml` creation rule with `age` recipients to create it: set \
+                         one, or create the file with `sops` first"
+                    )))
+                }
+                Err(why) => return Err(Fail::Invalid(format!("cannot create SOPS file {shown}: {why}"))),
+            },
         };
-        let recipients = keys::parse_recipients(recipients).map_err(Fail::Invalid)?;
         let format = Format::of(name).unwrap_or(Format::Yaml);
         let mut data_key = Zeroizing::new([0u8; 32]);
         getrandom::fill(&mut data_key[..])
