@@ -58,8 +58,9 @@ pub(super) fn rule_for(file: &Path) -> Result<Rule, String> {
     let dir = config.parent().unwrap_or(Path::new("/"));
     // sops matches a rule against the file's path relative to the config's directory.
     let relative = file.strip_prefix(dir).unwrap_or(file).to_string_lossy().into_owned();
+    // Without creation rules (only `destination_rules` or `stores`), sops acts as if there were no config.
     let Some(rules) = doc.get("creation_rules").and_then(Value::as_sequence) else {
-        return Err(format!("{shown} has no `creation_rules`"));
+        return Ok(Rule::NoConfig);
     };
     for (i, rule) in rules.iter().enumerate() {
         let Some(map) = rule.as_mapping() else {
@@ -142,6 +143,8 @@ mod tests {
         );
         write(&nested, "creation_rules:\n  - path_regex: nothing\n    age: age1x\n");
         assert!(rule_for(&file).unwrap_err().contains("no creation rule"));
+        write(&nested, "stores:\n  yaml:\n    indent: 2\n");
+        assert_eq!(rule_for(&file).unwrap(), Rule::NoConfig, "no creation rules: as if no config");
         write(&nested, "creation_rules: [\n");
         assert!(rule_for(&file).unwrap_err().contains("not valid YAML"));
     }
