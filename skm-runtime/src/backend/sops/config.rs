@@ -144,7 +144,11 @@ mod tests {
         write(&nested, "creation_rules:\n  - path_regex: nothing\n    age: age1x\n");
         assert!(rule_for(&file).unwrap_err().contains("no creation rule"));
         write(&nested, "stores:\n  yaml:\n    indent: 2\n");
-        assert_eq!(rule_for(&file).unwrap(), Rule::NoConfig, "no creation rules: as if no config");
+        assert_eq!(
+            rule_for(&file).unwrap(),
+            Rule::NoConfig,
+            "no creation rules: as if no config"
+        );
         write(&nested, "creation_rules: [\n");
         assert!(rule_for(&file).unwrap_err().contains("not valid YAML"));
     }
