@@ -472,12 +472,7 @@ fn key_in(text: &str, path: &str, key: &str) -> Result<Option<String>, String> {
         // not an escape is read as written.
         whole.as_object()?.get(&key.replace('/', "."))
     });
-    Ok(match found {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::String(s)) => Some(s.clone()),
-        // Numbers, booleans and objects keep their JSON text, as a load's keys do.
-        Some(other) => Some(other.to_string()),
-    })
+    Ok(found.and_then(crate::resolve::json_text))
 }
 
 /// One failed reference, named by its place; `reference` is `None` when the text was not a reference.

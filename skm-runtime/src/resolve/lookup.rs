@@ -204,11 +204,21 @@ fn extract_key(text: &str, path: &str, key: &str, location: String) -> Lookup {
         ),
         Ok(map) => match map.get(key) {
             None => Lookup::Missing(format!("`{path}` has no key `{key}`")),
-            Some(serde_json::Value::String(s)) => Lookup::Found(Found::Text(s.clone()), location),
-            Some(serde_json::Value::Null) => Lookup::Missing(format!("key `{key}` is null")),
-            // Numbers, booleans and nested objects keep their JSON text; the field's type parses it.
-            Some(other) => Lookup::Found(Found::Text(other.to_string()), location),
+            Some(value) => match json_text(value) {
+                Some(text) => Lookup::Found(Found::Text(text), location),
+                None => Lookup::Missing(format!("key `{key}` is null")),
+            },
         },
+    }
+}
+
+/// A JSON value as a field reads it: a string's text; numbers, booleans and nested objects keep their JSON
+/// text (the field's type parses it); `null` is no value.
+pub(crate) fn json_text(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
     }
 }
 

@@ -36,7 +36,7 @@ mod reads;
 
 use layer::{EnvSource, Layer, Snapshot};
 
-pub(crate) use lookup::{extract_key_text, key_of};
+pub(crate) use lookup::{extract_key_text, json_text, key_of};
 pub(crate) use reads::Reads;
 
 /// What the resolve stage needs from the loader's settings.

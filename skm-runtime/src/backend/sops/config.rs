@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde_norway::Value;
 
-use crate::capped::{read_capped, FileError};
+use crate::capped::read_capped;
 
 /// What the config says of a new file.
 #[derive(Debug, PartialEq)]
@@ -43,10 +43,7 @@ pub(super) fn rule_for(file: &Path) -> Result<Rule, String> {
     let text = match read_capped(&config) {
         Ok(Some(bytes)) => String::from_utf8(bytes.to_vec()).map_err(|_| format!("{shown} is not UTF-8"))?,
         Ok(None) => return Ok(Rule::NoConfig),
-        Err(FileError::Io(kind)) => return Err(format!("cannot read {shown}: {kind}")),
-        Err(FileError::NotRegular(what)) => return Err(format!("{shown} is {what}, not a regular file")),
-        Err(FileError::TooLarge) => return Err(format!("{shown} is larger than 1 MiB")),
-        Err(FileError::TimedOut(_)) => return Err(format!("reading {shown} did not finish in time")),
+        Err(e) => return Err(format!("cannot read {shown}: {e}")),
     };
     let doc: Value = serde_norway::from_str(&text).map_err(|e| {
         let at = e
