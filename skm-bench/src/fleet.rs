@@ -56,7 +56,8 @@ fn entry(i: usize) -> Value {
     })
 }
 
-fn amz_json(body: &Value) -> Action {
+/// A 200 answer in AWS's JSON protocol.
+pub(crate) fn amz_json(body: &Value) -> Action {
     Action::Respond {
         status: 200,
         headers: vec![("content-type".into(), "application/x-amz-json-1.1".into())],

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use skm::backend::aws::AwsBackend;
 use skm::backend::ssm::SsmBackend;
 use skm::backend::{AdminBackend, PutRequest, SecretValue};
-use skm_testing::{Action, Bytes, Moto, Proxy, RecordedRequest};
+use skm_testing::{Action, Moto, Proxy, RecordedRequest};
 
 use crate::report::{LoadTable, Section, Target};
 use crate::stats::{fmt_ratio, fmt_secs, Samples};
@@ -57,11 +57,7 @@ fn serve(request: &RecordedRequest) -> Action {
             None => invalid.push(name.to_string()),
         }
     }
-    Action::Respond {
-        status: 200,
-        headers: vec![("content-type".into(), "application/x-amz-json-1.1".into())],
-        body: Bytes::from(json!({ "Parameters": found, "InvalidParameters": invalid }).to_string()),
-    }
+    crate::fleet::amz_json(&json!({ "Parameters": found, "InvalidParameters": invalid }))
 }
 
 async fn ssm(endpoint: &str) -> SsmBackend {
